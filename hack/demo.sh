@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Set-up and demo for new users: installs dependencies, builds corten, makes a busybox
+# bundle at BUNDLE (default /tmp/corten-demo) and runs a container from it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ((EUID != 0)); then
+    echo "demo: must run as root; try: sudo $0" >&2
+    exit 1
+fi
+
+bash hack/install-deps.sh
+# shellcheck source=/dev/null
+[[ -f $HOME/.cargo/env ]] && source "$HOME/.cargo/env"
+cargo build --release
+
+corten=$PWD/target/release/corten
+bundle=${BUNDLE:-/tmp/corten-demo}
+id=corten-demo-$$
+FORCE=1 CORTEN=$corten hack/mkbundle.sh "$bundle"
+
+trap '"$corten" delete -f "$id" >/dev/null 2>&1 || true' EXIT
+echo "demo: running container $id from $bundle"
+echo "----------------------------------------"
+"$corten" run -b "$bundle" "$id"
+echo "----------------------------------------"
+echo "demo: done; try editing $bundle/config.json and running: $corten run -b $bundle my-id"

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Install the system packages corten's build, tests and benchmarks need (Debian, as root).
+# Idempotent: apt is skipped entirely when every package is already installed.
+# Also makes sure cargo is on PATH and fails clearly if it is not.
+set -euo pipefail
+
+PACKAGES=(busybox-static runc crun hyperfine jq libseccomp-dev pkg-config
+          util-linux iproute2 ca-certificates gcc)
+
+missing=()
+for pkg in "${PACKAGES[@]}"; do
+    status=$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null || true)
+    [[ $status == "install ok installed" ]] || missing+=("$pkg")
+done
+
+if ((${#missing[@]})); then
+    if ((EUID != 0)); then
+        echo "install-deps: need root to install: ${missing[*]}" >&2
+        exit 1
+    fi
+    echo "install-deps: installing ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}"
+else
+    echo "install-deps: all system packages already installed"
+fi
+
+# shellcheck source=/dev/null
+[[ -f $HOME/.cargo/env ]] && source "$HOME/.cargo/env"
+if ! command -v cargo >/dev/null; then
+    echo "install-deps: cargo not found on PATH; install Rust (https://rustup.rs) first" >&2
+    exit 1
+fi
+echo "install-deps: using $(cargo --version)"

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# The project's test command: installs dependencies, builds the release binaries and
+# runs all unit + integration tests (TEST_THREADS=4 by default). Must run as root,
+# because the integration tests create real containers.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ((EUID != 0)); then
+    echo "test: must run as root (integration tests create containers); try: sudo $0" >&2
+    exit 1
+fi
+
+bash hack/install-deps.sh
+# shellcheck source=/dev/null
+[[ -f $HOME/.cargo/env ]] && source "$HOME/.cargo/env"
+
+cargo build --release --bins
+cargo test --release -- --test-threads="${TEST_THREADS:-4}"
+echo "test: all tests passed"

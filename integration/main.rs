@@ -1,0 +1,17 @@
+//! End-to-end integration tests for the `corten` OCI runtime.
+//!
+//! The runtime under test is `$CORTEN_TEST_RUNTIME` when set (e.g.
+//! `CORTEN_TEST_RUNTIME=/usr/sbin/runc` to validate the suite against runc,
+//! whose behaviour is the reference), otherwise the `corten` binary built by
+//! cargo. The tests need root (namespaces, mounts, cgroups) and a static
+//! busybox at /bin/busybox, which is copied into every test bundle.
+//!
+//! Every test builds its own bundle and `--root` directory in unique temporary
+//! directories, and a `Container` guard force-deletes the container and removes
+//! those directories even if the test panics, so the tests can run in parallel.
+
+mod common;
+mod errors;
+mod lifecycle;
+mod process;
+mod rootfs;

@@ -1,0 +1,393 @@
+//! The container's file system view: /proc, /dev, devices, masked and
+//! read-only paths, the read-only root, bind and tmpfs mounts, sysctls and
+//! pivot_root.
+
+use crate::common::*;
+use serde_json::json;
+use std::fs;
+use std::path::Path;
+
+#[test]
+fn proc_is_the_containers_own() {
+    let mut c = Container::new("proc");
+    // The glob is expanded by the shell itself (no child process exists yet),
+    // so pid 1 must be the only process of the pid namespace.
+    let out = c.run_sh(
+        "for p in /proc/[0-9]*; do echo ${p#/proc/}; done; echo @@mountinfo; cat /proc/self/mountinfo",
+    );
+    let s = sections(&out);
+    let pids: Vec<&str> = s[""].lines().collect();
+    assert_eq!(
+        pids,
+        vec!["1"],
+        "pids visible in the container's /proc:\n{out}"
+    );
+    let mounts = parse_mountinfo(&s["mountinfo"]);
+    let proc_mount = find_mount(&mounts, "/proc").expect("/proc is mounted");
+    assert_eq!(proc_mount.fstype, "proc", "{proc_mount:?}");
+}
+
+#[test]
+fn dev_has_standard_devices_and_links() {
+    let mut c = Container::new("dev");
+    let out = c.run_sh(
+        "stat -c '%n|%F|%t:%T' /dev/null /dev/zero /dev/full /dev/random /dev/urandom /dev/tty; \
+         echo @@links; \
+         for l in fd stdin stdout stderr ptmx; do echo \"$l|$(readlink /dev/$l)\"; done; \
+         echo @@use; \
+         head -c 4 /dev/zero | od -An -tx1 | tr -d ' '; \
+         echo discard > /dev/null && echo null-ok; \
+         head -c 8 /dev/urandom | wc -c; \
+         echo @@mountinfo; cat /proc/self/mountinfo",
+    );
+    let s = sections(&out);
+    let devs: Vec<&str> = s[""].lines().collect();
+    let cs = "character special file";
+    assert_eq!(
+        devs,
+        vec![
+            format!("/dev/null|{cs}|1:3"),
+            format!("/dev/zero|{cs}|1:5"),
+            format!("/dev/full|{cs}|1:7"),
+            format!("/dev/random|{cs}|1:8"),
+            format!("/dev/urandom|{cs}|1:9"),
+            format!("/dev/tty|{cs}|5:0"),
+        ],
+        "{out}"
+    );
+    let links: Vec<&str> = s["links"].lines().collect();
+    assert_eq!(
+        links,
+        vec![
+            "fd|/proc/self/fd",
+            "stdin|/proc/self/fd/0",
+            "stdout|/proc/self/fd/1",
+            "stderr|/proc/self/fd/2",
+            "ptmx|pts/ptmx",
+        ],
+        "{out}"
+    );
+    let used: Vec<&str> = s["use"].lines().map(str::trim).collect();
+    assert_eq!(used, vec!["00000000", "null-ok", "8"], "{out}");
+
+    let mounts = parse_mountinfo(&s["mountinfo"]);
+    for (mp, fstype) in [
+        ("/dev", "tmpfs"),
+        ("/dev/pts", "devpts"),
+        ("/dev/shm", "tmpfs"),
+        ("/dev/mqueue", "mqueue"),
+        ("/sys", "sysfs"),
+    ] {
+        let m = find_mount(&mounts, mp).unwrap_or_else(|| panic!("{mp} not mounted:\n{out}"));
+        assert_eq!(m.fstype, fstype, "{m:?}");
+    }
+    let sys = find_mount(&mounts, "/sys").unwrap();
+    assert!(sys.has_opt("ro"), "/sys should be read-only: {sys:?}");
+}
+
+#[test]
+fn linux_devices_are_created() {
+    let mut c = Container::new("devices");
+    c.config["linux"]["devices"] = json!([{
+        "path": "/dev/mydev", "type": "c", "major": 1, "minor": 7,
+        "fileMode": 0o666, "uid": 0, "gid": 0
+    }]);
+    let out = c.run_sh("stat -c '%F|%t:%T|%a|%u|%g' /dev/mydev");
+    assert_eq!(out.trim(), "character special file|1:7|666|0|0");
+}
+
+#[test]
+fn masked_paths_are_empty() {
+    let mut c = Container::new("masked");
+    // Only check paths that exist (and have content) on this host's kernel.
+    let files: Vec<&str> = [
+        "/proc/kcore",
+        "/proc/keys",
+        "/proc/timer_list",
+        "/proc/sched_debug",
+        "/proc/latency_stats",
+        "/proc/timer_stats",
+    ]
+    .into_iter()
+    .filter(|f| Path::new(f).is_file())
+    .collect();
+    let dirs: Vec<&str> = ["/sys/firmware", "/proc/acpi", "/proc/asound", "/proc/scsi"]
+        .into_iter()
+        .filter(|d| Path::new(d).is_dir())
+        .collect();
+    assert!(
+        !files.is_empty() && !dirs.is_empty(),
+        "no masked path candidates exist on this host"
+    );
+    let mut script = String::new();
+    for f in &files {
+        script.push_str(&format!("echo \"{f}|$(cat {f} | wc -c)\"; "));
+    }
+    for d in &dirs {
+        script.push_str(&format!("echo \"{d}|$(ls -A {d} | wc -l)\"; "));
+    }
+    let out = c.run_sh(&script);
+    for f in &files {
+        assert!(
+            out.lines().any(|l| l.trim() == format!("{f}|0")),
+            "masked file {f} is readable in the container:\n{out}"
+        );
+    }
+    for d in &dirs {
+        assert!(
+            out.lines().any(|l| l.trim() == format!("{d}|0")),
+            "masked dir {d} is not empty in the container:\n{out}"
+        );
+    }
+    // The check is meaningful: at least one of them has content on the host.
+    let host_content = files
+        .iter()
+        .any(|f| *f != "/proc/kcore" && fs::read(f).map(|b| !b.is_empty()).unwrap_or(false))
+        || dirs.iter().any(|d| {
+            fs::read_dir(d)
+                .map(|mut r| r.next().is_some())
+                .unwrap_or(false)
+        });
+    assert!(
+        host_content,
+        "all masked candidates are empty on the host too"
+    );
+}
+
+#[test]
+fn readonly_paths_refuse_writes() {
+    let mut c = Container::new("ropaths");
+    // Writing the domain name is harmless even if it succeeded (own UTS
+    // namespace); /proc/sysrq-trigger is only checked through mountinfo.
+    let out = c.run_sh(
+        "(echo corten > /proc/sys/kernel/domainname) 2>&1; echo rc=$?; \
+         echo @@mountinfo; cat /proc/self/mountinfo",
+    );
+    let s = sections(&out);
+    assert!(s[""].contains("Read-only file system"), "{out}");
+    assert!(s[""].contains("rc=1"), "{out}");
+    let mounts = parse_mountinfo(&s["mountinfo"]);
+    for p in [
+        "/proc/bus",
+        "/proc/fs",
+        "/proc/irq",
+        "/proc/sys",
+        "/proc/sysrq-trigger",
+    ] {
+        if !Path::new(p).exists() {
+            continue;
+        }
+        let m = find_mount(&mounts, p).unwrap_or_else(|| panic!("{p} is not a mount:\n{out}"));
+        assert!(
+            m.mount_opts.iter().any(|o| o == "ro"),
+            "{p} not read-only: {m:?}"
+        );
+    }
+}
+
+#[test]
+fn readonly_root_refuses_writes_but_tmpfs_is_writable() {
+    let mut c = Container::new("roroot");
+    c.add_mount(json!({
+        "destination": "/tmp", "type": "tmpfs", "source": "tmpfs",
+        "options": ["nosuid", "nodev", "mode=1777"]
+    }));
+    let out = c.run_sh(
+        "(touch /x) 2>&1; echo rc=$?; touch /tmp/y && echo tmp-ok; \
+         echo @@mountinfo; cat /proc/self/mountinfo",
+    );
+    let s = sections(&out);
+    assert!(s[""].contains("Read-only file system"), "{out}");
+    assert!(s[""].contains("rc=1"), "{out}");
+    assert!(s[""].contains("tmp-ok"), "{out}");
+    assert!(!c.rootfs().join("x").exists());
+    let mounts = parse_mountinfo(&s["mountinfo"]);
+    let root = find_mount(&mounts, "/").expect("/ in mountinfo");
+    assert!(root.mount_opts.iter().any(|o| o == "ro"), "{root:?}");
+}
+
+#[test]
+fn writable_root_when_not_readonly() {
+    let mut c = Container::new("rwroot");
+    c.config["root"]["readonly"] = json!(false);
+    let out = c.run_sh("echo written > /from-container && echo ok");
+    assert_eq!(out.trim(), "ok");
+    assert_eq!(
+        fs::read_to_string(c.rootfs().join("from-container")).unwrap(),
+        "written\n"
+    );
+}
+
+fn bind(dest: &str, src: &Path, options: &[&str]) -> serde_json::Value {
+    json!({
+        "destination": dest, "type": "bind",
+        "source": src.to_string_lossy(), "options": options
+    })
+}
+
+#[test]
+fn bind_mount_read_only() {
+    let host = TempDir::new("bindro");
+    fs::write(host.join("hello.txt"), "host-data\n").unwrap();
+    let mut c = Container::new("bind-ro");
+    c.add_mount(bind("/data", host.path(), &["bind", "ro"]));
+    let out = c.run_sh("cat /data/hello.txt; (touch /data/new) 2>&1; echo rc=$?");
+    assert!(out.contains("host-data"), "{out}");
+    assert!(out.contains("Read-only file system"), "{out}");
+    assert!(out.contains("rc=1"), "{out}");
+    assert!(!host.join("new").exists());
+}
+
+#[test]
+fn bind_mount_read_write_is_visible_on_host() {
+    let host = TempDir::new("bindrw");
+    fs::write(host.join("hello.txt"), "host-data\n").unwrap();
+    let mut c = Container::new("bind-rw");
+    c.add_mount(bind("/data", host.path(), &["bind", "rw"]));
+    let out = c.run_sh("cat /data/hello.txt; echo from-container > /data/out.txt && echo written");
+    assert!(out.contains("host-data"), "{out}");
+    assert!(out.contains("written"), "{out}");
+    assert_eq!(
+        fs::read_to_string(host.join("out.txt")).unwrap(),
+        "from-container\n"
+    );
+}
+
+#[test]
+fn bind_mount_nosuid_noexec() {
+    let host = TempDir::new("bindnoexec");
+    fs::copy("/bin/busybox", host.join("busybox")).unwrap();
+    let mut c = Container::new("bind-noexec");
+    c.add_mount(bind("/data", host.path(), &["bind", "nosuid", "noexec"]));
+    c.add_mount(bind("/exec", host.path(), &["bind"]));
+    let out = c.run_sh(
+        "(/data/busybox true) 2>&1; echo rc=$?; /exec/busybox echo exec-ok; \
+         echo @@mountinfo; cat /proc/self/mountinfo",
+    );
+    let s = sections(&out);
+    assert!(s[""].contains("Permission denied"), "{out}");
+    assert!(s[""].contains("rc=126"), "{out}");
+    assert!(
+        s[""].contains("exec-ok"),
+        "control mount should allow exec:\n{out}"
+    );
+    let mounts = parse_mountinfo(&s["mountinfo"]);
+    let data = find_mount(&mounts, "/data").expect("/data mounted");
+    assert!(data.mount_opts.iter().any(|o| o == "nosuid"), "{data:?}");
+    assert!(data.mount_opts.iter().any(|o| o == "noexec"), "{data:?}");
+    let exec = find_mount(&mounts, "/exec").expect("/exec mounted");
+    assert!(!exec.mount_opts.iter().any(|o| o == "noexec"), "{exec:?}");
+}
+
+#[test]
+fn tmpfs_mount_with_size_and_mode() {
+    let mut c = Container::new("tmpfs");
+    c.add_mount(json!({
+        "destination": "/scratch", "type": "tmpfs", "source": "tmpfs",
+        "options": ["nosuid", "nodev", "size=2m", "mode=1770"]
+    }));
+    let out = c.run_sh("stat -c %a /scratch; echo @@mountinfo; cat /proc/self/mountinfo");
+    let s = sections(&out);
+    assert_eq!(s[""].trim(), "1770", "{out}");
+    let m = find_mount(&parse_mountinfo(&s["mountinfo"]), "/scratch").expect("/scratch mounted");
+    assert_eq!(m.fstype, "tmpfs");
+    assert!(m.has_opt("size=2048k"), "{m:?}");
+    assert!(m.has_opt("mode=1770"), "{m:?}");
+    assert!(m.has_opt("nosuid") && m.has_opt("nodev"), "{m:?}");
+}
+
+#[test]
+fn missing_mount_destination_is_created() {
+    let mut c = Container::new("mkdest");
+    c.add_mount(json!({
+        "destination": "/a/b/c", "type": "tmpfs", "source": "tmpfs", "options": ["size=1m"]
+    }));
+    let out = c.run_sh(
+        "test -d /a/b/c && echo isdir; touch /a/b/c/f && echo writable; \
+         echo @@mountinfo; cat /proc/self/mountinfo",
+    );
+    let s = sections(&out);
+    assert!(
+        s[""].contains("isdir") && s[""].contains("writable"),
+        "{out}"
+    );
+    let m = find_mount(&parse_mountinfo(&s["mountinfo"]), "/a/b/c").expect("/a/b/c mounted");
+    assert_eq!(m.fstype, "tmpfs");
+}
+
+#[test]
+fn sysctl_in_network_namespace() {
+    let host_before = fs::read_to_string("/proc/sys/net/ipv4/ip_forward").unwrap();
+    let mut c = Container::new("sysctl");
+    c.config["linux"]["sysctl"] = json!({ "net.ipv4.ip_forward": "1" });
+    let out = c.run_sh("cat /proc/sys/net/ipv4/ip_forward");
+    assert_eq!(out.trim(), "1");
+    let host_after = fs::read_to_string("/proc/sys/net/ipv4/ip_forward").unwrap();
+    assert_eq!(host_before, host_after, "the host's sysctl changed");
+}
+
+#[test]
+fn pivot_root_hides_host_filesystem() {
+    let mut c = Container::new("pivot");
+    assert!(Path::new("/etc/debian_version").exists() || Path::new("/etc/os-release").exists());
+    let out = c.run_sh(
+        "for f in /etc/debian_version /etc/os-release; do test -e $f && echo \"host-file $f\"; done; \
+         echo @@root; ls -a /proc/1/root/; \
+         echo @@passwd; cat /etc/passwd; \
+         echo @@mountinfo; cat /proc/self/mountinfo",
+    );
+    let s = sections(&out);
+    assert!(!s[""].contains("host-file"), "host files visible:\n{out}");
+    let listing: Vec<&str> = s["root"].lines().collect();
+    for want in ["bin", "etc", "proc", "dev", "sys", "tmp"] {
+        assert!(
+            listing.contains(&want),
+            "{want} missing from /proc/1/root:\n{out}"
+        );
+    }
+    assert!(s["passwd"].contains("test:x:1000:1000"), "{out}");
+
+    let mounts = parse_mountinfo(&s["mountinfo"]);
+    let roots: Vec<&MountInfo> = mounts.iter().filter(|m| m.mount_point == "/").collect();
+    assert_eq!(
+        roots.len(),
+        1,
+        "exactly one mount at /:\n{}",
+        s["mountinfo"]
+    );
+    // The root mount is the bundle's rootfs directory (a bind mount of it):
+    // its root within its file system ends with <bundle dir name>/rootfs.
+    let bundle_name = c
+        .bundle()
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    assert!(
+        roots[0].root.ends_with(&format!("{bundle_name}/rootfs")),
+        "root mount is not the bundle rootfs: {:?}",
+        roots[0]
+    );
+}
+
+#[test]
+fn cgroup_namespace_and_mount() {
+    let mut c = Container::new("cgroupns");
+    let out = c.run_sh("cat /proc/self/cgroup; echo @@mountinfo; cat /proc/self/mountinfo");
+    let s = sections(&out);
+    // In a cgroup namespace the container's own cgroup is its root "/".
+    for line in s[""].lines().filter(|l| !l.is_empty()) {
+        let path = line.splitn(3, ':').nth(2).unwrap_or("");
+        assert!(
+            !path.contains(&c.id),
+            "cgroup path leaks the host hierarchy: {line}\n{out}"
+        );
+    }
+    let mounts = parse_mountinfo(&s["mountinfo"]);
+    assert!(
+        mounts
+            .iter()
+            .any(|m| m.mount_point.starts_with("/sys/fs/cgroup")),
+        "no cgroup mount:\n{out}"
+    );
+}

@@ -1,0 +1,235 @@
+//! The `corten` command line: runc's commands and flags, so engines can call it unchanged.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand, ValueEnum};
+
+use corten::log::{self, Format};
+use corten::runtime::{self, create::CreateOpts};
+
+#[derive(Parser)]
+#[command(
+    name = "corten",
+    about = "An OCI container runtime, a drop-in replacement for runc"
+)]
+#[command(disable_version_flag = true)]
+struct Cli {
+    /// Directory for container state (tmpfs is best)
+    #[arg(long, global = true, default_value = "/run/corten")]
+    root: PathBuf,
+    /// Write log lines (and the final error) to this file
+    #[arg(long, global = true)]
+    log: Option<PathBuf>,
+    /// Log format
+    #[arg(long = "log-format", global = true, value_enum, default_value = "text")]
+    log_format: LogFormat,
+    /// Log debug lines
+    #[arg(long, global = true)]
+    debug: bool,
+    /// Accepted for runc compatibility: manage cgroups with systemd
+    #[arg(long = "systemd-cgroup", global = true)]
+    systemd_cgroup: bool,
+    /// Accepted for runc compatibility (true, false or auto)
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    rootless: Option<String>,
+    /// Print the version
+    #[arg(short = 'v', long = "version")]
+    version: bool,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(clap::Args)]
+struct CreateArgs {
+    /// Path to the bundle directory
+    #[arg(short = 'b', long, default_value = ".")]
+    bundle: PathBuf,
+    /// Write the init's pid to this file
+    #[arg(long = "pid-file")]
+    pid_file: Option<PathBuf>,
+    /// Unix socket to send the pty master to (process.terminal)
+    #[arg(long = "console-socket")]
+    console_socket: Option<PathBuf>,
+    /// Use chroot (MS_MOVE) instead of pivot_root
+    #[arg(long = "no-pivot")]
+    no_pivot: bool,
+    /// Do not create a new session keyring
+    #[arg(long = "no-new-keyring")]
+    no_new_keyring: bool,
+    /// Pass N extra fds (3..3+N) to the process
+    #[arg(long = "preserve-fds", default_value_t = 0)]
+    preserve_fds: u32,
+    /// Container id
+    id: String,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create a container from a bundle; it waits for `start`
+    Create(CreateArgs),
+    /// Run the user process of a created container
+    Start { id: String },
+    /// Print a container's state as JSON
+    State { id: String },
+    /// Send a signal to a container's init (default SIGTERM)
+    Kill {
+        /// Signal every process in the container
+        #[arg(short = 'a', long)]
+        all: bool,
+        id: String,
+        #[arg(default_value = "SIGTERM")]
+        signal: String,
+    },
+    /// Delete a container
+    Delete {
+        /// Kill the container first if it is running
+        #[arg(short = 'f', long)]
+        force: bool,
+        id: String,
+    },
+    /// Create and start a container; wait for it unless detached
+    Run {
+        #[command(flatten)]
+        create: CreateArgs,
+        /// Do not wait for the container
+        #[arg(short = 'd', long)]
+        detach: bool,
+        /// Keep the container's state after it exits
+        #[arg(long)]
+        keep: bool,
+    },
+    /// List containers
+    List {
+        #[arg(short = 'f', long, value_enum, default_value = "table")]
+        format: ListFormat,
+        /// Print only ids
+        #[arg(short = 'q', long)]
+        quiet: bool,
+    },
+    /// Write a default config.json
+    Spec {
+        #[arg(short = 'b', long, default_value = ".")]
+        bundle: PathBuf,
+        /// Make a config for rootless containers
+        #[arg(long)]
+        rootless: bool,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ListFormat {
+    Table,
+    Json,
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage_error(e),
+    };
+    let format = match cli.log_format {
+        LogFormat::Text => Format::Text,
+        LogFormat::Json => Format::Json,
+    };
+    log::init(cli.log.clone(), format, cli.debug);
+    if cli.version {
+        println!("corten version {}", env!("CARGO_PKG_VERSION"));
+        println!("commit: {}", env!("CORTEN_COMMIT"));
+        println!("spec: {}", corten::config::OCI_VERSION);
+        return ExitCode::SUCCESS;
+    }
+    match dispatch(&cli) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            let msg = format!("{e:#}");
+            log::error(&msg);
+            eprintln!("corten: {msg}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// clap's multi-line usage errors become one line; help goes to stdout with status 0.
+fn usage_error(e: clap::Error) -> ExitCode {
+    use clap::error::ErrorKind::*;
+    if matches!(
+        e.kind(),
+        DisplayHelp | DisplayVersion | DisplayHelpOnMissingArgumentOrSubcommand
+    ) {
+        let _ = e.print();
+        return ExitCode::SUCCESS;
+    }
+    let text = e.render().to_string();
+    let first: Vec<&str> = text
+        .lines()
+        .take_while(|l| !l.trim().is_empty())
+        .map(str::trim)
+        .collect();
+    let line = first.join(" ");
+    eprintln!("corten: {}", line.strip_prefix("error: ").unwrap_or(&line));
+    ExitCode::from(2)
+}
+
+fn dispatch(cli: &Cli) -> Result<u8> {
+    let root = cli.root.as_path();
+    let Some(command) = &cli.command else {
+        anyhow::bail!("no command given: see corten --help");
+    };
+    match command {
+        Command::Create(args) => {
+            corten::selfprotect::ensure()?;
+            runtime::create::create(&create_opts(root, args))?;
+        }
+        Command::Start { id } => runtime::start::start(root, id)?,
+        Command::State { id } => {
+            let state = runtime::state::state(root, id)?;
+            println!("{}", serde_json::to_string_pretty(&state)?);
+        }
+        Command::Kill { all, id, signal } => runtime::kill::kill(root, id, signal, *all)?,
+        Command::Delete { force, id } => runtime::delete::delete(root, id, *force)?,
+        Command::Run {
+            create,
+            detach,
+            keep,
+        } => {
+            corten::selfprotect::ensure()?;
+            let code = runtime::run::run(&create_opts(root, create), *detach, *keep)?;
+            return Ok(u8::try_from(code).unwrap_or(255));
+        }
+        Command::List { format, quiet } => {
+            let states = runtime::list::states(root)?;
+            if *quiet {
+                for s in &states {
+                    println!("{}", s["id"].as_str().unwrap_or_default());
+                }
+            } else if matches!(format, ListFormat::Json) {
+                println!("{}", serde_json::to_string(&states)?);
+            } else {
+                print!("{}", runtime::list::table(&states));
+            }
+        }
+        Command::Spec { bundle, rootless } => runtime::spec::write(bundle, *rootless)?,
+    }
+    Ok(0)
+}
+
+fn create_opts<'a>(root: &'a Path, a: &'a CreateArgs) -> CreateOpts<'a> {
+    CreateOpts {
+        root,
+        id: &a.id,
+        bundle: &a.bundle,
+        pid_file: a.pid_file.as_deref(),
+        console_socket: a.console_socket.as_deref(),
+        no_pivot: a.no_pivot,
+        no_new_keyring: a.no_new_keyring,
+        preserve_fds: a.preserve_fds,
+    }
+}

@@ -1,0 +1,326 @@
+//! Cgroup placement: find the host's hierarchies (v1, v2 or hybrid), make the container's
+//! directory in each, put the init there, and remove it all again.
+//!
+//! Resource limits arrive with the resources work; this part only places and cleans up.
+
+use std::fs;
+use std::io::ErrorKind;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+
+/// One mounted cgroup hierarchy.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Hierarchy {
+    pub mount: PathBuf,
+    /// v1 controllers (and `name=...`) from the super options; empty for cgroup2.
+    pub controllers: Vec<String>,
+    pub v2: bool,
+}
+
+/// The hierarchies mounted in this mount namespace, one per superblock.
+pub fn hierarchies() -> Result<Vec<Hierarchy>> {
+    let info = fs::read_to_string("/proc/self/mountinfo").context("read /proc/self/mountinfo")?;
+    Ok(parse_mountinfo(&info))
+}
+
+fn parse_mountinfo(info: &str) -> Vec<Hierarchy> {
+    let mut out: Vec<Hierarchy> = Vec::new();
+    for line in info.lines() {
+        // id parent major:minor root mountpoint opts [optional...] - fstype source superopts
+        let Some((pre, post)) = line.split_once(" - ") else {
+            continue;
+        };
+        let mut post = post.split(' ');
+        let (Some(fstype), _, Some(superopts)) = (post.next(), post.next(), post.next()) else {
+            continue;
+        };
+        let fields: Vec<&str> = pre.split(' ').collect();
+        // Only a hierarchy's root mount: a bind of a sub-cgroup would misplace us.
+        if fields.len() < 5 || fields[3] != "/" {
+            continue;
+        }
+        let mount = PathBuf::from(unescape(fields[4]));
+        let h = match fstype {
+            "cgroup2" => Hierarchy {
+                mount,
+                controllers: Vec::new(),
+                v2: true,
+            },
+            "cgroup" => {
+                let controllers = superopts
+                    .split(',')
+                    .filter(|o| {
+                        !matches!(*o, "rw" | "ro" | "xattr" | "clone_children")
+                            && !o.starts_with("release_agent=")
+                    })
+                    .map(str::to_string)
+                    .collect();
+                Hierarchy {
+                    mount,
+                    controllers,
+                    v2: false,
+                }
+            }
+            _ => continue,
+        };
+        if !out
+            .iter()
+            .any(|o| o.v2 == h.v2 && o.controllers == h.controllers)
+        {
+            out.push(h);
+        }
+    }
+    out
+}
+
+/// mountinfo escapes space, tab, newline and backslash as octal.
+fn unescape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c == '\\' {
+            let oct: String = chars.by_ref().take(3).collect();
+            if let Ok(v) = u8::from_str_radix(&oct, 8) {
+                out.push(v as char);
+                continue;
+            }
+            out.push('\\');
+            out.push_str(&oct);
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// The container's cgroup: one directory per hierarchy.
+#[derive(Serialize, Deserialize, Clone, Debug, Default)]
+pub struct Cgroup {
+    pub dirs: Vec<PathBuf>,
+}
+
+/// The path inside each hierarchy: runc's rule. Absolute paths are taken from the
+/// hierarchy's root; relative ones are under the runtime's own cgroup; none gives `/<id>`.
+pub fn container_path(cgroups_path: Option<&Path>, id: &str) -> PathBuf {
+    match cgroups_path {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("/").join(id),
+    }
+}
+
+/// Our own cgroup in the hierarchy with `controllers` (v1) or the unified one, from
+/// /proc/self/cgroup, for relative cgroupsPath values.
+fn own_cgroup(h: &Hierarchy, proc_cgroup: &str) -> PathBuf {
+    for line in proc_cgroup.lines() {
+        let mut parts = line.splitn(3, ':');
+        let (Some(_), Some(ctrls), Some(path)) = (parts.next(), parts.next(), parts.next()) else {
+            continue;
+        };
+        let matches = if h.v2 {
+            ctrls.is_empty()
+        } else {
+            let mut a: Vec<&str> = ctrls.split(',').collect();
+            let mut b: Vec<&str> = h.controllers.iter().map(String::as_str).collect();
+            a.sort_unstable();
+            b.sort_unstable();
+            a == b
+        };
+        if matches {
+            return PathBuf::from(path);
+        }
+    }
+    PathBuf::from("/")
+}
+
+impl Cgroup {
+    /// Makes the directory in every hierarchy. On error, whatever was made is removed.
+    pub fn create(cgroups_path: Option<&Path>, id: &str) -> Result<Cgroup> {
+        let rel = container_path(cgroups_path, id);
+        let proc_cgroup = if rel.is_absolute() {
+            String::new()
+        } else {
+            fs::read_to_string("/proc/self/cgroup").context("read /proc/self/cgroup")?
+        };
+        let mut cg = Cgroup::default();
+        for h in hierarchies()? {
+            let base = if rel.is_absolute() {
+                PathBuf::from("/")
+            } else {
+                own_cgroup(&h, &proc_cgroup)
+            };
+            let inner = base.join(&rel);
+            let dir = h.mount.join(inner.strip_prefix("/").unwrap_or(&inner));
+            if let Err(e) = make_dir(&h, &dir) {
+                cg.destroy();
+                return Err(e);
+            }
+            cg.dirs.push(dir);
+        }
+        Ok(cg)
+    }
+
+    /// Moves `pid` into the cgroup in every hierarchy.
+    pub fn add(&self, pid: i32) -> Result<()> {
+        for dir in &self.dirs {
+            let procs = dir.join("cgroup.procs");
+            fs::write(&procs, pid.to_string())
+                .with_context(|| format!("add pid {pid} to {}", procs.display()))?;
+        }
+        Ok(())
+    }
+
+    /// The pids in the cgroup (from the first hierarchy that answers).
+    pub fn pids(&self) -> Vec<i32> {
+        for dir in &self.dirs {
+            if let Ok(s) = fs::read_to_string(dir.join("cgroup.procs")) {
+                return s.lines().filter_map(|l| l.trim().parse().ok()).collect();
+            }
+        }
+        Vec::new()
+    }
+
+    /// Frozen by `pause` (v1 freezer.state or v2 cgroup.freeze)?
+    pub fn is_frozen(&self) -> bool {
+        self.dirs.iter().any(|d| {
+            fs::read_to_string(d.join("freezer.state")).is_ok_and(|s| s.trim() == "FROZEN")
+                || fs::read_to_string(d.join("cgroup.freeze")).is_ok_and(|s| s.trim() == "1")
+        })
+    }
+
+    /// Thaws a frozen cgroup (best effort): pending signals are only acted on when thawed.
+    pub fn thaw(&self) {
+        for d in &self.dirs {
+            let _ = fs::write(d.join("freezer.state"), "THAWED");
+            let _ = fs::write(d.join("cgroup.freeze"), "0");
+        }
+    }
+
+    /// Kills whatever is left and removes the directories (deepest first), retrying while
+    /// the kernel still counts exiting tasks. Best effort: never fails, reports leftovers.
+    pub fn destroy(&self) -> Vec<PathBuf> {
+        let mut left = Vec::new();
+        for dir in &self.dirs {
+            if !remove_dir(dir) {
+                left.push(dir.clone());
+            }
+        }
+        left
+    }
+}
+
+fn make_dir(h: &Hierarchy, dir: &Path) -> Result<()> {
+    // Create level by level: a new v1 cpuset cgroup starts with no cpus/mems, and a pid
+    // can't join it until they are copied from the parent.
+    let mut missing = Vec::new();
+    let mut p = dir;
+    while !p.exists() {
+        missing.push(p.to_path_buf());
+        match p.parent() {
+            Some(parent) if parent != h.mount => p = parent,
+            _ => break,
+        }
+    }
+    for d in missing.iter().rev() {
+        match fs::create_dir(d) {
+            Ok(()) => {}
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e).with_context(|| format!("create cgroup {}", d.display())),
+        }
+        if h.controllers.iter().any(|c| c == "cpuset") {
+            for file in ["cpuset.cpus", "cpuset.mems"] {
+                let own = fs::read_to_string(d.join(file)).unwrap_or_default();
+                if own.trim().is_empty() {
+                    let parent = d.parent().unwrap_or(d);
+                    let value = fs::read_to_string(parent.join(file))
+                        .with_context(|| format!("read {}", parent.join(file).display()))?;
+                    fs::write(d.join(file), value.trim())
+                        .with_context(|| format!("write {}", d.join(file).display()))?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Kills the tasks in `dir` and removes it; true when it is gone.
+fn remove_dir(dir: &Path) -> bool {
+    for attempt in 0..50 {
+        match fs::remove_dir(dir) {
+            Ok(()) => return true,
+            Err(e) if e.kind() == ErrorKind::NotFound => return true,
+            Err(_) => {}
+        }
+        // Subdirectories made inside the container (nested cgroups) go first.
+        if let Ok(entries) = fs::read_dir(dir) {
+            for e in entries.flatten() {
+                if e.file_type().is_ok_and(|t| t.is_dir()) {
+                    remove_dir(&e.path());
+                }
+            }
+        }
+        if let Ok(procs) = fs::read_to_string(dir.join("cgroup.procs")) {
+            for pid in procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
+                // SAFETY: kill(2) has no memory effects.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+        }
+        std::thread::sleep(Duration::from_millis(if attempt < 10 { 2 } else { 20 }));
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HYBRID: &str = "\
+25 30 0:22 / /sys rw,nosuid,nodev,noexec,relatime shared:7 - sysfs sysfs rw
+31 25 0:26 / /sys/fs/cgroup ro,nosuid - tmpfs tmpfs ro,mode=755
+32 31 0:27 / /sys/fs/cgroup/unified rw,nosuid shared:10 - cgroup2 cgroup2 rw,nsdelegate
+35 31 0:30 / /sys/fs/cgroup/cpu,cpuacct rw,nosuid shared:14 - cgroup cgroup rw,cpu,cpuacct
+36 31 0:31 / /sys/fs/cgroup/memory rw shared:15 - cgroup cgroup rw,memory
+37 31 0:32 / /sys/fs/cgroup/systemd rw shared:16 - cgroup cgroup rw,xattr,name=systemd,release_agent=/x
+38 31 0:31 /sub /mnt/memsub rw - cgroup cgroup rw,memory
+39 31 0:31 / /mnt/mem\\040copy rw - cgroup cgroup rw,memory
+";
+
+    #[test]
+    fn parses_hybrid_layout() {
+        let h = parse_mountinfo(HYBRID);
+        assert_eq!(h.len(), 4, "{h:?}");
+        assert!(h[0].v2 && h[0].mount == Path::new("/sys/fs/cgroup/unified"));
+        assert_eq!(h[1].controllers, vec!["cpu", "cpuacct"]);
+        assert_eq!(h[2].controllers, vec!["memory"]);
+        assert_eq!(h[3].controllers, vec!["name=systemd"]);
+    }
+
+    #[test]
+    fn default_and_relative_paths() {
+        assert_eq!(container_path(None, "abc"), PathBuf::from("/abc"));
+        assert_eq!(
+            container_path(Some(Path::new("/x/y")), "abc"),
+            PathBuf::from("/x/y")
+        );
+        let h = Hierarchy {
+            mount: "/m".into(),
+            controllers: vec!["cpu".into(), "cpuacct".into()],
+            v2: false,
+        };
+        let pc = "12:memory:/a\n4:cpuacct,cpu:/user/1\n0::/unified\n";
+        assert_eq!(own_cgroup(&h, pc), PathBuf::from("/user/1"));
+        let v2 = Hierarchy {
+            mount: "/u".into(),
+            controllers: vec![],
+            v2: true,
+        };
+        assert_eq!(own_cgroup(&v2, pc), PathBuf::from("/unified"));
+    }
+
+    #[test]
+    fn unescapes_octal() {
+        assert_eq!(unescape("/mnt/a\\040b"), "/mnt/a b");
+    }
+}

@@ -1,0 +1,187 @@
+//! Loading and validating a bundle's config.json, and the id rules.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use oci_spec::runtime::{LinuxNamespaceType, Spec};
+
+/// The runtime-spec version corten implements (printed by `--version` and `state`).
+pub const OCI_VERSION: &str = "1.2.1";
+
+/// A loaded bundle: its absolute directory and the parsed config.
+pub struct Bundle {
+    pub dir: PathBuf,
+    pub spec: Spec,
+}
+
+impl Bundle {
+    /// Reads `<dir>/config.json`, parses and validates it.
+    pub fn load(dir: &Path) -> Result<Bundle> {
+        let dir =
+            std::fs::canonicalize(dir).with_context(|| format!("bundle {}", dir.display()))?;
+        let path = dir.join("config.json");
+        let bytes = std::fs::read(&path).with_context(|| format!("read {}", path.display()))?;
+        let spec: Spec =
+            serde_json::from_slice(&bytes).with_context(|| format!("parse {}", path.display()))?;
+        validate(&spec).with_context(|| format!("invalid {}", path.display()))?;
+        Ok(Bundle { dir, spec })
+    }
+
+    /// The absolute rootfs path (root.path is relative to the bundle when not absolute).
+    pub fn rootfs(&self) -> PathBuf {
+        let root = self
+            .spec
+            .root()
+            .as_ref()
+            .map(|r| r.path().clone())
+            .unwrap_or_default();
+        self.dir.join(root)
+    }
+}
+
+/// Checks what must hold before anything is created.
+pub fn validate(spec: &Spec) -> Result<()> {
+    check_version(spec.version())?;
+    let Some(root) = spec.root() else {
+        bail!("root is required")
+    };
+    if root.path().as_os_str().is_empty() {
+        bail!("root.path is required");
+    }
+    let Some(process) = spec.process() else {
+        bail!("process is required")
+    };
+    if process.args().as_ref().is_none_or(|a| a.is_empty()) {
+        bail!("process.args must not be empty");
+    }
+    if !process.cwd().is_absolute() {
+        bail!("process.cwd {:?} is not an absolute path", process.cwd());
+    }
+    let linux = spec.linux().as_ref();
+    let namespaces = linux
+        .and_then(|l| l.namespaces().as_ref())
+        .map(Vec::as_slice)
+        .unwrap_or(&[]);
+    let mut seen = Vec::new();
+    for ns in namespaces {
+        if seen.contains(&ns.typ()) {
+            bail!("namespace {} is listed twice", ns.typ());
+        }
+        seen.push(ns.typ());
+    }
+    let has = |t: LinuxNamespaceType| seen.contains(&t);
+    if spec.hostname().as_ref().is_some_and(|h| !h.is_empty()) && !has(LinuxNamespaceType::Uts) {
+        bail!("hostname requires a new uts namespace");
+    }
+    if spec.domainname().as_ref().is_some_and(|h| !h.is_empty()) && !has(LinuxNamespaceType::Uts) {
+        bail!("domainname requires a new uts namespace");
+    }
+    if spec.mounts().as_ref().is_some_and(|m| !m.is_empty()) && !has(LinuxNamespaceType::Mount) {
+        bail!("mounts require a new mount namespace");
+    }
+    for m in spec.mounts().iter().flatten() {
+        if !m.destination().is_absolute() {
+            bail!(
+                "mount destination {:?} is not an absolute path",
+                m.destination()
+            );
+        }
+    }
+    if let Some(sysctl) = linux.and_then(|l| l.sysctl().as_ref()) {
+        for key in sysctl.keys() {
+            check_sysctl(key, &has)?;
+        }
+    }
+    Ok(())
+}
+
+/// Major version 1 only: the spec promises compatibility within a major version.
+fn check_version(version: &str) -> Result<()> {
+    let major = version.split('.').next().unwrap_or("");
+    if major != "1" || version.split('.').count() < 3 {
+        bail!("unsupported ociVersion {version:?}: corten implements {OCI_VERSION}");
+    }
+    Ok(())
+}
+
+/// A sysctl is only allowed when it is namespaced and the container has that namespace
+/// (runc's rule), so a container can never change the host's kernel settings.
+fn check_sysctl(key: &str, has: &dyn Fn(LinuxNamespaceType) -> bool) -> Result<()> {
+    use LinuxNamespaceType::*;
+    const IPC: &[&str] = &[
+        "kernel.msgmax",
+        "kernel.msgmnb",
+        "kernel.msgmni",
+        "kernel.sem",
+        "kernel.shmall",
+        "kernel.shmmax",
+        "kernel.shmmni",
+        "kernel.shm_rmid_forced",
+    ];
+    let needs = if IPC.contains(&key) || key.starts_with("fs.mqueue.") {
+        Ipc
+    } else if key.starts_with("net.") {
+        Network
+    } else if key == "kernel.hostname" || key == "kernel.domainname" {
+        Uts
+    } else {
+        bail!("sysctl {key:?} is not namespaced and cannot be set in a container");
+    };
+    if !has(needs) {
+        bail!("sysctl {key:?} requires a new {needs} namespace");
+    }
+    if key.contains("..") || key.contains('/') && key.split('/').any(|c| c == "..") {
+        bail!("sysctl {key:?} is not a valid key");
+    }
+    Ok(())
+}
+
+/// runc's id rule: letters, digits and `_ + - .`, not "." or "..", at most 1024 bytes.
+pub fn validate_id(id: &str) -> Result<()> {
+    let ok = !id.is_empty()
+        && id.len() <= 1024
+        && id != "."
+        && id != ".."
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_+-.".contains(c));
+    if !ok {
+        bail!("invalid container id {id:?}: use letters, digits and _ + - . only");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids() {
+        for good in ["a", "abc-1.2_x+y", "0"] {
+            validate_id(good).unwrap();
+        }
+        for bad in ["", ".", "..", "a/b", "../x", "a b", "é"] {
+            assert!(validate_id(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn versions() {
+        check_version("1.0.2").unwrap();
+        check_version("1.2.0-rc.1").unwrap();
+        assert!(check_version("2.0.0").is_err());
+        assert!(check_version("0.1.0").is_err());
+        assert!(check_version("1").is_err());
+    }
+
+    #[test]
+    fn sysctls_need_their_namespace() {
+        let all = |_t: LinuxNamespaceType| true;
+        let none = |_t: LinuxNamespaceType| false;
+        check_sysctl("net.ipv4.ip_forward", &all).unwrap();
+        assert!(check_sysctl("net.ipv4.ip_forward", &none).is_err());
+        assert!(check_sysctl("kernel.panic", &all).is_err());
+        check_sysctl("kernel.shmmax", &all).unwrap();
+        check_sysctl("fs.mqueue.msg_max", &all).unwrap();
+    }
+}

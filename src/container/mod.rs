@@ -1,0 +1,262 @@
+//! A container as stored on disk: `<root>/<id>/` holds `state.json` (written atomically) and
+//! `start.sock` (the socket the parked init accepts on; it exists until `start`).
+//! An flock on the directory serialises commands that change one container.
+
+use std::collections::HashMap;
+use std::fs::{self, File};
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use nix::fcntl::{Flock, FlockArg};
+use serde::{Deserialize, Serialize};
+
+use crate::cgroups::Cgroup;
+use crate::config::OCI_VERSION;
+
+pub const STATE_FILE: &str = "state.json";
+pub const START_SOCKET: &str = "start.sock";
+
+/// How far `create` got; the rest of the status is derived from the live process.
+#[derive(Serialize, Deserialize, Clone, Copy, PartialEq, Eq, Debug)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    Creating,
+    Created,
+}
+
+/// What corten records about a container.
+#[derive(Serialize, Deserialize, Clone, Debug)]
+pub struct State {
+    pub id: String,
+    pub pid: i32,
+    /// Start time of `pid` (field 22 of /proc/<pid>/stat): a recycled pid never matches.
+    pub pid_start: u64,
+    pub bundle: PathBuf,
+    pub rootfs: PathBuf,
+    pub created: String,
+    pub owner: String,
+    #[serde(default)]
+    pub annotations: HashMap<String, String>,
+    pub phase: Phase,
+    #[serde(default)]
+    pub cgroup: Option<Cgroup>,
+}
+
+/// The status the runtime-spec defines (plus runc's `paused`).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Status {
+    Creating,
+    Created,
+    Running,
+    Paused,
+    Stopped,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Creating => "creating",
+            Status::Created => "created",
+            Status::Running => "running",
+            Status::Paused => "paused",
+            Status::Stopped => "stopped",
+        }
+    }
+}
+
+/// Is `pid` still the process we started? Alive, not a zombie, same start time.
+pub fn process_alive(pid: i32, start: u64) -> bool {
+    if pid <= 0 {
+        return false;
+    }
+    match procfs::process::Process::new(pid).and_then(|p| p.stat()) {
+        Ok(stat) => stat.starttime == start && !matches!(stat.state, 'Z' | 'X' | 'x'),
+        Err(_) => false,
+    }
+}
+
+/// The start time of `pid` from /proc/<pid>/stat.
+pub fn process_start_time(pid: i32) -> Result<u64> {
+    let stat = procfs::process::Process::new(pid)
+        .and_then(|p| p.stat())
+        .with_context(|| format!("read /proc/{pid}/stat"))?;
+    Ok(stat.starttime)
+}
+
+/// A container's state directory, opened (and, for mutating commands, locked).
+pub struct ContainerDir {
+    pub id: String,
+    pub path: PathBuf,
+    _lock: Option<Flock<File>>,
+}
+
+impl ContainerDir {
+    /// Makes `<root>/<id>` for a new container and locks it.
+    pub fn create(root: &Path, id: &str) -> Result<ContainerDir> {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o711)
+            .create(root)
+            .with_context(|| format!("create state root {}", root.display()))?;
+        let path = root.join(id);
+        match fs::DirBuilder::new().mode(0o711).create(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                bail!("container {id:?} already exists")
+            }
+            Err(e) => return Err(e).with_context(|| format!("create {}", path.display())),
+        }
+        let dir = Self::open_at(path, id, true)?;
+        Ok(dir)
+    }
+
+    /// Opens an existing container; `lock` takes the exclusive lock.
+    pub fn open(root: &Path, id: &str, lock: bool) -> Result<ContainerDir> {
+        Self::open_at(root.join(id), id, lock)
+    }
+
+    fn open_at(path: PathBuf, id: &str, lock: bool) -> Result<ContainerDir> {
+        let lock = if lock {
+            let f = match File::open(&path) {
+                Ok(f) => f,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    bail!("container {id:?} does not exist")
+                }
+                Err(e) => return Err(e).with_context(|| format!("open {}", path.display())),
+            };
+            let lock = Flock::lock(f, FlockArg::LockExclusive)
+                .map_err(|(_, e)| e)
+                .with_context(|| format!("lock {}", path.display()))?;
+            Some(lock)
+        } else {
+            if !path.is_dir() {
+                bail!("container {id:?} does not exist");
+            }
+            None
+        };
+        Ok(ContainerDir {
+            id: id.to_string(),
+            path,
+            _lock: lock,
+        })
+    }
+
+    /// Reads state.json. `Ok(None)` for a directory whose create never got that far.
+    pub fn load(&self) -> Result<Option<State>> {
+        let path = self.path.join(STATE_FILE);
+        match fs::read(&path) {
+            Ok(bytes) => Ok(Some(
+                serde_json::from_slice(&bytes)
+                    .with_context(|| format!("parse {}", path.display()))?,
+            )),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e).with_context(|| format!("read {}", path.display())),
+        }
+    }
+
+    /// Like [`load`](Self::load) but a missing state is "does not exist".
+    pub fn load_existing(&self) -> Result<State> {
+        match self.load()? {
+            Some(s) => Ok(s),
+            None => bail!("container {:?} does not exist", self.id),
+        }
+    }
+
+    /// Writes state.json atomically (temp file + rename).
+    pub fn save(&self, state: &State) -> Result<()> {
+        write_atomic(
+            &self.path.join(STATE_FILE),
+            &serde_json::to_vec(state)?,
+            0o600,
+        )
+    }
+
+    pub fn start_socket(&self) -> PathBuf {
+        self.path.join(START_SOCKET)
+    }
+
+    /// The status of `state` now.
+    pub fn status(&self, state: &State) -> Status {
+        if !process_alive(state.pid, state.pid_start) {
+            return Status::Stopped;
+        }
+        if state.phase == Phase::Creating {
+            return Status::Creating;
+        }
+        if state.cgroup.as_ref().is_some_and(|c| c.is_frozen()) {
+            return Status::Paused;
+        }
+        if self.start_socket().exists() {
+            Status::Created
+        } else {
+            Status::Running
+        }
+    }
+
+    /// Removes the directory and everything in it.
+    pub fn remove(&self) -> Result<()> {
+        match fs::remove_dir_all(&self.path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(e).with_context(|| format!("remove {}", self.path.display()))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// The spec's state JSON for `state`, with runc's extra `owner` and `created` fields.
+pub fn spec_state(state: &State, status: Status) -> serde_json::Value {
+    let pid = if status == Status::Stopped {
+        0
+    } else {
+        state.pid
+    };
+    serde_json::json!({
+        "ociVersion": OCI_VERSION,
+        "id": state.id,
+        "pid": pid,
+        "status": status.as_str(),
+        "bundle": state.bundle,
+        "rootfs": state.rootfs,
+        "created": state.created,
+        "owner": state.owner,
+        "annotations": state.annotations,
+    })
+}
+
+/// Writes `data` to `path` through a temp file in the same directory and a rename, so a
+/// reader sees the old or the new content, never a mix.
+pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<()> {
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
+    let tmp = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(mode)
+        .open(&tmp)
+        .with_context(|| format!("create {}", tmp.display()))?;
+    f.write_all(data)
+        .with_context(|| format!("write {}", tmp.display()))?;
+    drop(f);
+    fs::rename(&tmp, path)
+        .with_context(|| format!("rename {} to {}", tmp.display(), path.display()))
+}
+
+/// The ids of all containers under `root` (directories only), sorted.
+pub fn list_ids(root: &Path) -> Result<Vec<String>> {
+    let entries = match fs::read_dir(root) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e).with_context(|| format!("read {}", root.display())),
+    };
+    let mut ids: Vec<String> = entries
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .filter_map(|e| e.file_name().into_string().ok())
+        .collect();
+    ids.sort();
+    Ok(ids)
+}

@@ -1,0 +1,118 @@
+//! The last step: find the program on the container's PATH, complete the environment, and
+//! execve with nothing but the wanted fds open.
+
+use std::ffi::CString;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Result, bail};
+
+const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// Resolves `arg0` like execvp would, with the container's own PATH. The messages are the
+/// ones engines map to exit codes (podman: "executable file not found" → 127).
+pub fn resolve(arg0: &str, env: &[String]) -> Result<PathBuf> {
+    if arg0.contains('/') {
+        let p = Path::new(arg0);
+        return match std::fs::metadata(p) {
+            Ok(m) if m.is_dir() => bail!("exec {arg0:?}: is a directory"),
+            Ok(m) if m.permissions().mode() & 0o111 == 0 => {
+                bail!("exec {arg0:?}: permission denied")
+            }
+            Ok(_) => Ok(p.to_path_buf()),
+            Err(e) => bail!("exec {arg0:?}: {}", io_text(&e)),
+        };
+    }
+    let path = env
+        .iter()
+        .find_map(|e| e.strip_prefix("PATH="))
+        .unwrap_or(DEFAULT_PATH);
+    for dir in path.split(':') {
+        let dir = if dir.is_empty() { "." } else { dir };
+        let candidate = Path::new(dir).join(arg0);
+        if let Ok(m) = std::fs::metadata(&candidate)
+            && m.is_file()
+            && m.permissions().mode() & 0o111 != 0
+        {
+            return Ok(candidate);
+        }
+    }
+    bail!("exec {arg0:?}: executable file not found in $PATH")
+}
+
+/// "no such file or directory": strerror text without the "(os error 2)" suffix and in
+/// lower case, the form engines match on (podman maps it to exit 127, "permission denied"
+/// to 126).
+fn io_text(e: &std::io::Error) -> String {
+    let s = e.to_string();
+    let s = match s.find(" (os error") {
+        Some(i) => &s[..i],
+        None => &s,
+    };
+    s.to_lowercase()
+}
+
+/// Adds HOME from the container's /etc/passwd when the config doesn't set it (runc does),
+/// and LISTEN_FDS/LISTEN_PID when socket-activation fds are passed through.
+pub fn complete_env(env: &[String], uid: u32, listen_fds: u32) -> Vec<String> {
+    let mut out: Vec<String> = env.to_vec();
+    if !out.iter().any(|e| e.starts_with("HOME=")) {
+        out.push(format!(
+            "HOME={}",
+            home_of(uid).unwrap_or_else(|| "/".into())
+        ));
+    }
+    if listen_fds > 0 {
+        out.retain(|e| !e.starts_with("LISTEN_FDS=") && !e.starts_with("LISTEN_PID="));
+        out.push(format!("LISTEN_FDS={listen_fds}"));
+        out.push("LISTEN_PID=1".into());
+    }
+    out
+}
+
+fn home_of(uid: u32) -> Option<String> {
+    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
+    passwd.lines().find_map(|line| {
+        let f: Vec<&str> = line.split(':').collect();
+        (f.len() >= 6 && f[2].parse() == Ok(uid)).then(|| f[5].to_string())
+    })
+}
+
+/// execve(2); returns only on failure.
+pub fn exec(path: &Path, args: &[String], env: &[String]) -> Result<std::convert::Infallible> {
+    let to_c = |s: &str| CString::new(s).map_err(|_| anyhow::anyhow!("{s:?} contains a NUL byte"));
+    let cpath = CString::new(path.as_os_str().as_bytes())?;
+    let cargs = args.iter().map(|a| to_c(a)).collect::<Result<Vec<_>>>()?;
+    let cenv = env.iter().map(|e| to_c(e)).collect::<Result<Vec<_>>>()?;
+    let err = nix::unistd::execve(&cpath, &cargs, &cenv).unwrap_err();
+    bail!("exec {:?}: {}", path, io_text(&std::io::Error::from(err)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resolves_on_path() {
+        assert_eq!(
+            resolve("sh", &["PATH=/nonexistent:/bin".into()]).unwrap(),
+            PathBuf::from("/bin/sh")
+        );
+        let e = resolve("no-such-prog", &["PATH=/bin".into()])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("executable file not found in $PATH"), "{e}");
+        let e = resolve("/no/such", &[]).unwrap_err().to_string();
+        assert!(e.contains("no such file or directory"), "{e}");
+    }
+
+    #[test]
+    fn env_gets_home_and_listen_fds() {
+        let env = complete_env(&["A=1".into()], 4_000_000, 2);
+        assert!(env.contains(&"HOME=/".to_string()));
+        assert!(env.contains(&"LISTEN_FDS=2".to_string()));
+        let env = complete_env(&["HOME=/x".into()], 0, 0);
+        assert_eq!(env, vec!["HOME=/x".to_string()]);
+    }
+}

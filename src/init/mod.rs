@@ -1,0 +1,233 @@
+//! Everything between clone() and execve() inside the container.
+//!
+//! The init is a fork of the `corten create` process (no re-exec): it joins or sets up its
+//! namespaces, builds the rootfs, takes on the process identity, reports `Ready` over the
+//! sync socket and parks in accept() on the start socket. `start` connects; the init execs
+//! the user program, and the close-on-exec connection tells `start` the exec happened (EOF)
+//! or carries the error.
+
+pub mod cgroupfs;
+pub mod exec;
+pub mod identity;
+pub mod mounts;
+pub mod rootfs;
+
+use std::io::Write;
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+use nix::sched::CloneFlags;
+use oci_spec::runtime::{LinuxNamespaceType, Spec};
+
+use crate::sync::{Channel, Msg};
+
+/// What the parent hands the init (it is a fork, so this is just shared memory).
+pub struct InitConfig<'a> {
+    pub spec: &'a Spec,
+    pub bundle: &'a Path,
+    pub rootfs: &'a Path,
+    pub no_pivot: bool,
+    /// Extra fds (3..3+n) that reach the process: --preserve-fds plus LISTEN_FDS.
+    pub preserve_fds: u32,
+    pub listen_fds: u32,
+    /// Namespaces to join with setns, user namespace first.
+    pub join: Vec<(CloneFlags, OwnedFd)>,
+    /// Wait for the parent's `Go` (cgroup placement, id maps) before going on.
+    pub wait_go: bool,
+    /// unshare(CLONE_NEWCGROUP) once placed in the cgroup.
+    pub new_cgroupns: bool,
+    pub has_mount_ns: bool,
+    pub start_listener: OwnedFd,
+    pub sync: Channel,
+}
+
+/// The init's entry point after clone(); never returns.
+pub fn run(cfg: InitConfig) -> ! {
+    let code = match prepare(&cfg) {
+        Ok(plan) => {
+            // Parked until `start`, then exec; only returns on failure.
+            let err = wait_and_exec(&cfg, plan);
+            eprintln!("corten: {err:#}");
+            127
+        }
+        Err(e) => {
+            let _ = cfg.sync.send(&Msg::Error {
+                msg: format!("{e:#}"),
+            });
+            1
+        }
+    };
+    // SAFETY: _exit skips atexit handlers and stdio flushing that belong to the parent.
+    unsafe { libc::_exit(code) }
+}
+
+/// What is left to do once `start` arrives.
+struct ExecPlan {
+    path: std::path::PathBuf,
+    args: Vec<String>,
+    env: Vec<String>,
+}
+
+fn prepare(cfg: &InitConfig) -> Result<ExecPlan> {
+    // Die with the parent while it still waits for us (a killed `create` leaves no init).
+    // SAFETY: prctl with integer arguments.
+    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) };
+    for (flag, fd) in &cfg.join {
+        nix::sched::setns(fd, *flag)
+            .with_context(|| format!("join {} namespace", ns_name(*flag)))?;
+    }
+    if cfg.wait_go {
+        match cfg.sync.recv("corten create")? {
+            Msg::Go => {}
+            other => bail!("unexpected message {other:?}"),
+        }
+    }
+    if cfg.new_cgroupns {
+        nix::sched::unshare(CloneFlags::CLONE_NEWCGROUP).context("unshare cgroup namespace")?;
+    }
+    nix::unistd::setsid().context("setsid")?;
+    let spec = cfg.spec;
+    let process = spec.process().as_ref().context("process is required")?;
+    if let Some(h) = spec.hostname().as_deref().filter(|h| !h.is_empty()) {
+        nix::unistd::sethostname(h).with_context(|| format!("sethostname {h:?}"))?;
+    }
+    if let Some(d) = spec.domainname().as_deref().filter(|d| !d.is_empty()) {
+        // SAFETY: pointer and length describe `d`.
+        if unsafe { libc::setdomainname(d.as_ptr().cast(), d.len()) } != 0 {
+            return Err(std::io::Error::last_os_error())
+                .with_context(|| format!("setdomainname {d:?}"));
+        }
+    }
+    // mknod and mkdir below must get exactly the modes asked for.
+    nix::sys::stat::umask(nix::sys::stat::Mode::empty());
+    if cfg.has_mount_ns {
+        rootfs::setup(&rootfs::RootfsPlan {
+            spec,
+            bundle: cfg.bundle,
+            rootfs: cfg.rootfs,
+            no_pivot: cfg.no_pivot,
+            cgroupns: cfg.new_cgroupns || has_ns(spec, LinuxNamespaceType::Cgroup),
+            cwd: process.cwd(),
+        })?;
+    } else {
+        nix::unistd::chroot(cfg.rootfs)
+            .with_context(|| format!("chroot {}", cfg.rootfs.display()))?;
+    }
+    enter_cwd(process.cwd())?;
+    if let Some(adj) = process.oom_score_adj() {
+        write_proc("/proc/self/oom_score_adj", &adj.to_string()).context("set oomScoreAdj")?;
+    }
+    identity::apply(process)?;
+    let args = process.args().clone().unwrap_or_default();
+    let env = exec::complete_env(
+        process.env().as_deref().unwrap_or(&[]),
+        process.user().uid(),
+        cfg.listen_fds,
+    );
+    let path = exec::resolve(&args[0], &env)?;
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(
+        process.user().umask().unwrap_or(0o022),
+    ));
+    Ok(ExecPlan { path, args, env })
+}
+
+/// Reports Ready, parks in accept() until `start`, then execs.
+fn wait_and_exec(cfg: &InitConfig, plan: ExecPlan) -> anyhow::Error {
+    // From here on the parent exits normally; it must not take us with it.
+    // SAFETY: prctl with integer arguments.
+    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, 0, 0, 0, 0) };
+    if let Err(e) = cfg.sync.send(&Msg::Ready) {
+        return e;
+    }
+    let conn = loop {
+        match nix::sys::socket::accept4(
+            cfg.start_listener.as_raw_fd(),
+            nix::sys::socket::SockFlag::SOCK_CLOEXEC,
+        ) {
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return anyhow::Error::from(e).context("wait for start"),
+            // SAFETY: accept4 returned a new fd that nothing else owns.
+            Ok(fd) => break UnixStream::from(unsafe { OwnedFd::from_raw_fd(fd) }),
+        }
+    };
+    // Only 0-2 and the preserved fds may survive exec (CVE-2024-21626).
+    if let Err(e) = crate::sys::cloexec_from(3 + cfg.preserve_fds as i32) {
+        return anyhow::Error::from(e).context("mark fds close-on-exec");
+    }
+    let err = match exec::exec(&plan.path, &plan.args, &plan.env) {
+        Err(e) => e,
+        Ok(never) => match never {},
+    };
+    let _ = (&conn).write_all(format!("{err:#}").as_bytes());
+    let _ = conn.as_fd();
+    err
+}
+
+fn has_ns(spec: &Spec, t: LinuxNamespaceType) -> bool {
+    spec.linux()
+        .as_ref()
+        .and_then(|l| l.namespaces().as_ref())
+        .is_some_and(|v| v.iter().any(|n| n.typ() == t))
+}
+
+/// chdir into process.cwd and make sure it really is inside the new root: a cwd reached
+/// through a leaked host fd (/proc/self/fd/N) would be outside it (CVE-2024-21626).
+fn enter_cwd(cwd: &Path) -> Result<()> {
+    nix::unistd::chdir(cwd).with_context(|| format!("chdir to cwd {}", cwd.display()))?;
+    match std::env::current_dir() {
+        Ok(p) if p.is_absolute() => Ok(()),
+        _ => bail!("cwd {} is outside the container's root", cwd.display()),
+    }
+}
+
+/// Opens `path` without following a final symlink, checks it lives on procfs and writes.
+pub fn write_proc(path: &str, value: &str) -> Result<()> {
+    use nix::fcntl::OFlag;
+    let fd = nix::fcntl::open(
+        path,
+        OFlag::O_WRONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .with_context(|| format!("open {path}"))?;
+    write_proc_fd(fd, value).with_context(|| format!("write {path}"))
+}
+
+/// Writes `value` to an open file after checking it is on procfs (never a look-alike file
+/// or mount the image planted).
+pub fn write_proc_fd(fd: OwnedFd, value: &str) -> Result<()> {
+    let fs = nix::sys::statfs::fstatfs(&fd).context("statfs")?;
+    if fs.filesystem_type() != nix::sys::statfs::PROC_SUPER_MAGIC {
+        bail!("not on procfs");
+    }
+    nix::unistd::write(&fd, value.as_bytes()).context("write")?;
+    Ok(())
+}
+
+pub fn ns_name(flag: CloneFlags) -> &'static str {
+    match flag {
+        CloneFlags::CLONE_NEWNS => "mount",
+        CloneFlags::CLONE_NEWUTS => "uts",
+        CloneFlags::CLONE_NEWIPC => "ipc",
+        CloneFlags::CLONE_NEWNET => "network",
+        CloneFlags::CLONE_NEWPID => "pid",
+        CloneFlags::CLONE_NEWUSER => "user",
+        CloneFlags::CLONE_NEWCGROUP => "cgroup",
+        _ => "time",
+    }
+}
+
+/// The clone flag of a namespace type.
+pub fn ns_flag(t: LinuxNamespaceType) -> CloneFlags {
+    match t {
+        LinuxNamespaceType::Mount => CloneFlags::CLONE_NEWNS,
+        LinuxNamespaceType::Uts => CloneFlags::CLONE_NEWUTS,
+        LinuxNamespaceType::Ipc => CloneFlags::CLONE_NEWIPC,
+        LinuxNamespaceType::Network => CloneFlags::CLONE_NEWNET,
+        LinuxNamespaceType::Pid => CloneFlags::CLONE_NEWPID,
+        LinuxNamespaceType::User => CloneFlags::CLONE_NEWUSER,
+        LinuxNamespaceType::Cgroup => CloneFlags::CLONE_NEWCGROUP,
+        LinuxNamespaceType::Time => CloneFlags::from_bits_retain(libc::CLONE_NEWTIME),
+    }
+}

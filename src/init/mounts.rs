@@ -1,0 +1,391 @@
+//! `mounts` entries: option parsing (runc's table) and mounting onto fds resolved inside
+//! the rootfs.
+
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+use nix::fcntl::{OFlag, ResolveFlag};
+use nix::mount::{MsFlags, mount};
+use oci_spec::runtime::Mount;
+
+use crate::safepath::{self, ensure_in_root, fd_path, open_in_root_with};
+use crate::sys::{self, MountAttr};
+
+/// A mount entry's options, sorted into what each syscall needs.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Options {
+    /// mount(2) flags (MS_RDONLY, MS_NOSUID, MS_BIND, MS_REC, ...).
+    pub flags: MsFlags,
+    /// Flags the entry explicitly clears (`rw`, `suid`, ...) — matter for bind remounts.
+    pub clear: MsFlags,
+    /// Propagation (MS_SHARED / MS_SLAVE / MS_PRIVATE / MS_UNBINDABLE, maybe | MS_REC).
+    pub propagation: MsFlags,
+    /// Recursive attributes (`rro`, `rnosuid`, ...) for mount_setattr(AT_RECURSIVE).
+    pub rec_set: u64,
+    pub rec_clr: u64,
+    /// Everything else, passed to the filesystem as its data string.
+    pub data: Vec<String>,
+}
+
+impl Options {
+    pub fn parse(opts: &[String]) -> Result<Options> {
+        let mut o = Options {
+            flags: MsFlags::empty(),
+            clear: MsFlags::empty(),
+            propagation: MsFlags::empty(),
+            rec_set: 0,
+            rec_clr: 0,
+            data: Vec::new(),
+        };
+        for opt in opts {
+            let opt = opt.as_str();
+            if let Some((set, flag)) = flag_option(opt) {
+                if set {
+                    o.flags |= flag;
+                    o.clear &= !flag;
+                } else {
+                    o.flags &= !flag;
+                    o.clear |= flag;
+                }
+            } else if let Some(p) = propagation_option(opt) {
+                o.propagation = p;
+            } else if let Some((set, attr)) = recursive_option(opt) {
+                if set {
+                    o.rec_set |= attr;
+                    o.rec_clr &= !attr;
+                } else {
+                    o.rec_clr |= attr;
+                    o.rec_set &= !attr;
+                }
+                if attr & sys::MOUNT_ATTR__ATIME != 0 || attr == sys::MOUNT_ATTR_RELATIME {
+                    o.rec_clr |= sys::MOUNT_ATTR__ATIME;
+                }
+            } else if matches!(opt, "idmap" | "ridmap") {
+                bail!("mount option {opt:?} is not supported yet");
+            } else if opt == "tmpcopyup" {
+                bail!("mount option \"tmpcopyup\" is not supported");
+            } else {
+                o.data.push(opt.to_string());
+            }
+        }
+        Ok(o)
+    }
+
+    pub fn is_bind(&self) -> bool {
+        self.flags.contains(MsFlags::MS_BIND)
+    }
+
+    /// The non-recursive mount attributes, for mount_setattr on a bind mount.
+    fn attrs(&self) -> (u64, u64) {
+        let map = [
+            (MsFlags::MS_RDONLY, sys::MOUNT_ATTR_RDONLY),
+            (MsFlags::MS_NOSUID, sys::MOUNT_ATTR_NOSUID),
+            (MsFlags::MS_NODEV, sys::MOUNT_ATTR_NODEV),
+            (MsFlags::MS_NOEXEC, sys::MOUNT_ATTR_NOEXEC),
+            (MsFlags::MS_NODIRATIME, sys::MOUNT_ATTR_NODIRATIME),
+            (
+                MsFlags::from_bits_retain(libc::MS_NOSYMFOLLOW),
+                sys::MOUNT_ATTR_NOSYMFOLLOW,
+            ),
+        ];
+        let (mut set, mut clr) = (0, 0);
+        for (flag, attr) in map {
+            if self.flags.contains(flag) {
+                set |= attr;
+            } else if self.clear.contains(flag) {
+                clr |= attr;
+            }
+        }
+        for (flag, attr) in [
+            (MsFlags::MS_NOATIME, sys::MOUNT_ATTR_NOATIME),
+            (MsFlags::MS_STRICTATIME, sys::MOUNT_ATTR_STRICTATIME),
+            (MsFlags::MS_RELATIME, sys::MOUNT_ATTR_RELATIME),
+        ] {
+            if self.flags.contains(flag) {
+                set = (set & !sys::MOUNT_ATTR__ATIME) | attr;
+                clr |= sys::MOUNT_ATTR__ATIME;
+            }
+        }
+        (set, clr)
+    }
+}
+
+/// `name` → (sets?, flag) for plain mount(2) flags.
+fn flag_option(name: &str) -> Option<(bool, MsFlags)> {
+    use MsFlags as F;
+    Some(match name {
+        "defaults" => (true, F::empty()),
+        "ro" => (true, F::MS_RDONLY),
+        "rw" => (false, F::MS_RDONLY),
+        "nosuid" => (true, F::MS_NOSUID),
+        "suid" => (false, F::MS_NOSUID),
+        "nodev" => (true, F::MS_NODEV),
+        "dev" => (false, F::MS_NODEV),
+        "noexec" => (true, F::MS_NOEXEC),
+        "exec" => (false, F::MS_NOEXEC),
+        "sync" => (true, F::MS_SYNCHRONOUS),
+        "async" => (false, F::MS_SYNCHRONOUS),
+        "dirsync" => (true, F::MS_DIRSYNC),
+        "remount" => (true, F::MS_REMOUNT),
+        "mand" => (true, F::MS_MANDLOCK),
+        "nomand" => (false, F::MS_MANDLOCK),
+        "noatime" => (true, F::MS_NOATIME),
+        "atime" => (false, F::MS_NOATIME),
+        "nodiratime" => (true, F::MS_NODIRATIME),
+        "diratime" => (false, F::MS_NODIRATIME),
+        "relatime" => (true, F::MS_RELATIME),
+        "norelatime" => (false, F::MS_RELATIME),
+        "strictatime" => (true, F::MS_STRICTATIME),
+        "nostrictatime" => (false, F::MS_STRICTATIME),
+        "bind" => (true, F::MS_BIND),
+        "rbind" => (true, F::MS_BIND | F::MS_REC),
+        "silent" => (true, F::MS_SILENT),
+        "loud" => (false, F::MS_SILENT),
+        "iversion" => (true, F::MS_I_VERSION),
+        "noiversion" => (false, F::MS_I_VERSION),
+        "lazytime" => (true, F::MS_LAZYTIME),
+        "nolazytime" => (false, F::MS_LAZYTIME),
+        "nosymfollow" => (true, F::from_bits_retain(libc::MS_NOSYMFOLLOW)),
+        "symfollow" => (false, F::from_bits_retain(libc::MS_NOSYMFOLLOW)),
+        _ => return None,
+    })
+}
+
+/// Propagation options, as one value for mount(2).
+pub fn propagation_option(name: &str) -> Option<MsFlags> {
+    use MsFlags as F;
+    Some(match name {
+        "private" => F::MS_PRIVATE,
+        "rprivate" => F::MS_PRIVATE | F::MS_REC,
+        "shared" => F::MS_SHARED,
+        "rshared" => F::MS_SHARED | F::MS_REC,
+        "slave" => F::MS_SLAVE,
+        "rslave" => F::MS_SLAVE | F::MS_REC,
+        "unbindable" => F::MS_UNBINDABLE,
+        "runbindable" => F::MS_UNBINDABLE | F::MS_REC,
+        _ => return None,
+    })
+}
+
+/// Recursive attribute options (`rro`, `rnosuid`, ...) → (sets?, MOUNT_ATTR_*).
+fn recursive_option(name: &str) -> Option<(bool, u64)> {
+    let rest = name.strip_prefix('r')?;
+    let (set, flag) = flag_option(rest)?;
+    let attr = match flag {
+        f if f == MsFlags::MS_RDONLY => sys::MOUNT_ATTR_RDONLY,
+        f if f == MsFlags::MS_NOSUID => sys::MOUNT_ATTR_NOSUID,
+        f if f == MsFlags::MS_NODEV => sys::MOUNT_ATTR_NODEV,
+        f if f == MsFlags::MS_NOEXEC => sys::MOUNT_ATTR_NOEXEC,
+        f if f == MsFlags::MS_NODIRATIME => sys::MOUNT_ATTR_NODIRATIME,
+        f if f == MsFlags::MS_NOATIME => sys::MOUNT_ATTR_NOATIME,
+        f if f == MsFlags::MS_STRICTATIME => sys::MOUNT_ATTR_STRICTATIME,
+        f if f == MsFlags::MS_RELATIME => sys::MOUNT_ATTR_RELATIME,
+        f if f.bits() == libc::MS_NOSYMFOLLOW => sys::MOUNT_ATTR_NOSYMFOLLOW,
+        _ => return None,
+    };
+    Some((set, attr))
+}
+
+/// Mounts one `mounts` entry inside the rootfs `root`. `bundle` anchors relative sources.
+pub fn mount_entry(root: BorrowedFd, bundle: &Path, m: &Mount, cgroupns: bool) -> Result<()> {
+    let dest = m.destination();
+    let typ = m.typ().as_deref().unwrap_or("");
+    let opts = Options::parse(m.options().as_deref().unwrap_or(&[]))
+        .with_context(|| format!("mount {}", dest.display()))?;
+    if typ == "cgroup" || typ == "cgroup2" {
+        return super::cgroupfs::mount_cgroup(root, m, &opts, cgroupns)
+            .with_context(|| format!("mount cgroup on {}", dest.display()));
+    }
+    let what = if typ.is_empty() || typ == "bind" {
+        "bind"
+    } else {
+        typ
+    };
+    do_mount(root, bundle, m, &opts, typ)
+        .with_context(|| format!("mount {what} on {}", dest.display()))
+}
+
+fn do_mount(root: BorrowedFd, bundle: &Path, m: &Mount, opts: &Options, typ: &str) -> Result<()> {
+    let dest = m.destination();
+    if opts.is_bind() || typ == "bind" {
+        let src = m.source().as_ref().context("a bind mount needs a source")?;
+        let src = if src.is_absolute() {
+            src.clone()
+        } else {
+            bundle.join(src)
+        };
+        let meta = std::fs::metadata(&src).with_context(|| format!("source {}", src.display()))?;
+        let target = ensure_in_root(root, dest, meta.is_dir())?;
+        let rec = opts.flags.contains(MsFlags::MS_REC);
+        let flags = MsFlags::MS_BIND
+            | if rec {
+                MsFlags::MS_REC
+            } else {
+                MsFlags::empty()
+            };
+        mount(
+            Some(&src),
+            fd_path(&target).as_c_str(),
+            None::<&str>,
+            flags,
+            None::<&str>,
+        )?;
+        let (set, clr) = opts.attrs();
+        finish(root, dest, set, clr, opts)?;
+        return Ok(());
+    }
+    // proc and sysfs must land on a real directory, never through a symlink (CVE-2019-16884).
+    let target = if matches!(typ, "proc" | "sysfs") {
+        safepath::mkdir_all_in_root(root, dest, 0o755).and_then(|_| {
+            open_in_root_with(
+                root,
+                dest,
+                OFlag::O_PATH | OFlag::O_DIRECTORY,
+                ResolveFlag::RESOLVE_NO_SYMLINKS,
+            )
+        })
+    } else {
+        ensure_in_root(root, dest, true)
+    }
+    .with_context(|| format!("resolve {} in the rootfs", dest.display()))?;
+    let source = m
+        .source()
+        .as_ref()
+        .map(|s| s.as_os_str())
+        .unwrap_or(typ.as_ref());
+    let data = opts.data.join(",");
+    let flags = opts.flags & !(MsFlags::MS_REMOUNT);
+    mount(
+        Some(source),
+        fd_path(&target).as_c_str(),
+        Some(typ),
+        flags,
+        (!data.is_empty()).then_some(data.as_str()),
+    )?;
+    finish(root, dest, 0, 0, opts)
+}
+
+/// Applies what a plain mount(2) can't: attributes on a fresh bind (non-recursive and
+/// recursive) and propagation. Reopens `dest` so the fd names the new mount.
+fn finish(root: BorrowedFd, dest: &Path, set: u64, clr: u64, opts: &Options) -> Result<()> {
+    if set == 0 && clr == 0 && opts.rec_set == 0 && opts.rec_clr == 0 && opts.propagation.is_empty()
+    {
+        return Ok(());
+    }
+    let fd = reopen(root, dest)?;
+    if set != 0 || clr != 0 {
+        setattr(&fd, set, clr, false)?;
+    }
+    if opts.rec_set != 0 || opts.rec_clr != 0 {
+        setattr(&fd, opts.rec_set, opts.rec_clr, true)?;
+    }
+    if !opts.propagation.is_empty() {
+        mount(
+            None::<&str>,
+            fd_path(&fd).as_c_str(),
+            None::<&str>,
+            opts.propagation,
+            None::<&str>,
+        )
+        .context("set propagation")?;
+    }
+    Ok(())
+}
+
+pub fn reopen(root: BorrowedFd, dest: &Path) -> Result<OwnedFd> {
+    safepath::open_in_root(root, dest, OFlag::O_PATH)
+        .with_context(|| format!("reopen {}", dest.display()))
+}
+
+/// mount_setattr on the mount `fd` is the root of.
+pub fn setattr(fd: &OwnedFd, set: u64, clr: u64, recursive: bool) -> Result<()> {
+    let attr = MountAttr {
+        attr_set: set,
+        attr_clr: clr,
+        ..Default::default()
+    };
+    let mut flags = libc::AT_EMPTY_PATH as u32;
+    if recursive {
+        flags |= libc::AT_RECURSIVE as u32;
+    }
+    sys::mount_setattr(fd.as_raw_fd(), c"", flags, &attr).context("mount_setattr")
+}
+
+/// Bind-mounts the O_PATH `src` onto the O_PATH `dst` (both exact files, no lookup).
+pub fn bind_fd(src: &OwnedFd, dst: &OwnedFd, recursive: bool) -> Result<()> {
+    let flags = MsFlags::MS_BIND
+        | if recursive {
+            MsFlags::MS_REC
+        } else {
+            MsFlags::empty()
+        };
+    mount(
+        Some(fd_path(src).as_c_str()),
+        fd_path(dst).as_c_str(),
+        None::<&str>,
+        flags,
+        None::<&str>,
+    )
+    .context("bind mount")?;
+    Ok(())
+}
+
+/// Is /dev bind-mounted from the host? Then no device nodes are created in it.
+pub fn binds_dev(mounts: &[Mount]) -> bool {
+    mounts.iter().any(|m| {
+        m.destination() == Path::new("/dev")
+            && (m.typ().as_deref() == Some("bind")
+                || m.options()
+                    .iter()
+                    .flatten()
+                    .any(|o| o == "bind" || o == "rbind"))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(v: &[&str]) -> Options {
+        Options::parse(&v.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap()
+    }
+
+    #[test]
+    fn sorts_options() {
+        let o = parse(&["rbind", "ro", "nosuid", "rslave", "size=10k", "mode=755"]);
+        assert!(o.flags.contains(
+            MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_RDONLY | MsFlags::MS_NOSUID
+        ));
+        assert_eq!(o.propagation, MsFlags::MS_SLAVE | MsFlags::MS_REC);
+        assert_eq!(o.data, vec!["size=10k", "mode=755"]);
+        let (set, clr) = o.attrs();
+        assert_eq!(set, sys::MOUNT_ATTR_RDONLY | sys::MOUNT_ATTR_NOSUID);
+        assert_eq!(clr, 0);
+    }
+
+    #[test]
+    fn later_options_win_and_rw_clears() {
+        let o = parse(&["ro", "rw", "exec"]);
+        assert!(!o.flags.contains(MsFlags::MS_RDONLY));
+        let (set, clr) = o.attrs();
+        assert_eq!(set, 0);
+        assert_eq!(clr, sys::MOUNT_ATTR_RDONLY | sys::MOUNT_ATTR_NOEXEC);
+    }
+
+    #[test]
+    fn recursive_attributes() {
+        let o = parse(&["rbind", "rro", "rnoexec", "rnoatime"]);
+        assert_eq!(
+            o.rec_set,
+            sys::MOUNT_ATTR_RDONLY | sys::MOUNT_ATTR_NOEXEC | sys::MOUNT_ATTR_NOATIME
+        );
+        assert_eq!(o.rec_clr, sys::MOUNT_ATTR__ATIME);
+        assert!(o.data.is_empty());
+    }
+
+    #[test]
+    fn unsupported_options_are_errors() {
+        assert!(Options::parse(&["idmap".to_string()]).is_err());
+    }
+}

@@ -1,0 +1,366 @@
+//! Building the container's filesystem view: private propagation, the rootfs bind, every
+//! mount, devices, masked and read-only paths, then pivot_root (or chroot with --no-pivot).
+//! Everything before the pivot works on fds resolved inside the rootfs.
+
+use std::fs::File;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use nix::fcntl::OFlag;
+use nix::mount::{MntFlags, MsFlags, mount, umount2};
+use nix::sys::stat::{Mode, SFlag, makedev, mknodat};
+use nix::unistd::{Gid, Uid, fchownat, symlinkat};
+use oci_spec::runtime::{LinuxDevice, LinuxDeviceType, Spec};
+
+use super::mounts::{self, bind_fd, propagation_option};
+use crate::safepath::{self, fd_path, mkdir_all_in_root, open_in_root, split};
+use crate::sys;
+
+pub struct RootfsPlan<'a> {
+    pub spec: &'a Spec,
+    pub bundle: &'a Path,
+    pub rootfs: &'a Path,
+    pub no_pivot: bool,
+    pub cgroupns: bool,
+    /// process.cwd, created inside the rootfs when missing (as runc does).
+    pub cwd: &'a Path,
+}
+
+/// Sets up the rootfs and pivots into it. Returns with "/" being the container's root.
+pub fn setup(plan: &RootfsPlan) -> Result<()> {
+    let spec = plan.spec;
+    let linux = spec.linux().as_ref();
+    // Nothing we mount may propagate back to the host.
+    let prop = match linux.and_then(|l| l.rootfs_propagation().as_deref()) {
+        Some(p) => {
+            propagation_option(p).with_context(|| format!("unknown rootfsPropagation {p:?}"))?
+        }
+        None => MsFlags::MS_SLAVE | MsFlags::MS_REC,
+    };
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        prop | MsFlags::MS_REC,
+        None::<&str>,
+    )
+    .context("make / a slave mount")?;
+
+    // The rootfs must be a mount point of its own for pivot_root.
+    mount(
+        Some(plan.rootfs),
+        plan.rootfs,
+        None::<&str>,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        None::<&str>,
+    )
+    .with_context(|| format!("bind mount rootfs {}", plan.rootfs.display()))?;
+    let root = File::open(plan.rootfs)
+        .with_context(|| format!("open rootfs {}", plan.rootfs.display()))?;
+    let root = root.as_fd();
+
+    let mount_list = spec.mounts().as_deref().unwrap_or(&[]);
+    for m in mount_list {
+        mounts::mount_entry(root, plan.bundle, m, plan.cgroupns)?;
+    }
+    if !mounts::binds_dev(mount_list) {
+        create_devices(
+            root,
+            linux.and_then(|l| l.devices().as_deref()).unwrap_or(&[]),
+        )?;
+        dev_symlinks(root)?;
+    }
+    // Before readonlyPaths, which usually include /proc/sys (runc's order).
+    for (key, value) in linux
+        .and_then(|l| l.sysctl().as_ref())
+        .into_iter()
+        .flatten()
+    {
+        write_sysctl(root, key, value)?;
+    }
+    if let Some(paths) = linux.and_then(|l| l.masked_paths().as_ref()) {
+        let null = host_dev_null()?;
+        for p in paths {
+            mask_path(root, Path::new(p), &null).with_context(|| format!("mask {p}"))?;
+        }
+    }
+    for p in linux
+        .and_then(|l| l.readonly_paths().as_ref())
+        .into_iter()
+        .flatten()
+    {
+        readonly_path(root, Path::new(p)).with_context(|| format!("make {p} read-only"))?;
+    }
+    mkdir_all_in_root(root, plan.cwd, 0o755)
+        .with_context(|| format!("create cwd {} in the rootfs", plan.cwd.display()))?;
+    if plan.no_pivot {
+        enter_by_move(root)?;
+    } else {
+        pivot(root)?;
+    }
+    if spec
+        .root()
+        .as_ref()
+        .and_then(|r| r.readonly())
+        .unwrap_or(false)
+    {
+        let slash = File::open("/").context("open /")?;
+        mounts::setattr(&OwnedFd::from(slash), sys::MOUNT_ATTR_RDONLY, 0, false)
+            .context("make the root read-only")?;
+    }
+    if let Some(p) = linux.and_then(|l| l.rootfs_propagation().as_deref()) {
+        // runc applies the propagation to the new root too, so shared mounts keep flowing.
+        mount(
+            None::<&str>,
+            "/",
+            None::<&str>,
+            propagation_option(p).unwrap_or(MsFlags::MS_SLAVE),
+            None::<&str>,
+        )
+        .context("set rootfs propagation")?;
+    }
+    Ok(())
+}
+
+/// Writes a sysctl through the container's own /proc, refusing anything that is not procfs
+/// or that takes a symlink on the way.
+fn write_sysctl(root: BorrowedFd, key: &str, value: &str) -> Result<()> {
+    let path = PathBuf::from("/proc/sys").join(key.replace('.', "/"));
+    let fd = safepath::open_in_root_with(
+        root,
+        &path,
+        OFlag::O_WRONLY,
+        nix::fcntl::ResolveFlag::RESOLVE_NO_SYMLINKS,
+    )
+    .with_context(|| format!("set sysctl {key}: open {}", path.display()))?;
+    super::write_proc_fd(fd, value).with_context(|| format!("set sysctl {key}={value:?}"))
+}
+
+/// pivot_root(".", ".") then detach the old root: no temporary directory is needed.
+fn pivot(root: BorrowedFd) -> Result<()> {
+    nix::unistd::fchdir(root).context("chdir to rootfs")?;
+    nix::unistd::pivot_root(".", ".").context("pivot_root")?;
+    // Make the old root a slave so the detach below can't propagate to the host.
+    mount(
+        None::<&str>,
+        ".",
+        None::<&str>,
+        MsFlags::MS_SLAVE | MsFlags::MS_REC,
+        None::<&str>,
+    )
+    .context("make old root a slave")?;
+    umount2(".", MntFlags::MNT_DETACH).context("detach old root")?;
+    nix::unistd::chdir("/").context("chdir /")?;
+    Ok(())
+}
+
+/// --no-pivot: move the rootfs over / and chroot (the old root stays reachable to
+/// CAP_SYS_CHROOT holders, which is why it is not the default).
+fn enter_by_move(root: BorrowedFd) -> Result<()> {
+    nix::unistd::fchdir(root).context("chdir to rootfs")?;
+    mount(Some("."), "/", None::<&str>, MsFlags::MS_MOVE, None::<&str>)
+        .context("move rootfs to /")?;
+    nix::unistd::chroot(".").context("chroot")?;
+    nix::unistd::chdir("/").context("chdir /")?;
+    Ok(())
+}
+
+/// The devices every container gets, as runc gives them.
+fn default_devices() -> Vec<(PathBuf, LinuxDeviceType, i64, i64)> {
+    use LinuxDeviceType::C;
+    [
+        ("null", 1, 3),
+        ("zero", 1, 5),
+        ("full", 1, 7),
+        ("random", 1, 8),
+        ("urandom", 1, 9),
+        ("tty", 5, 0),
+    ]
+    .into_iter()
+    .map(|(n, maj, min)| (PathBuf::from("/dev").join(n), C, maj, min))
+    .collect()
+}
+
+fn create_devices(root: BorrowedFd, extra: &[LinuxDevice]) -> Result<()> {
+    for (path, typ, major, minor) in default_devices() {
+        if extra.iter().any(|d| d.path() == &path) {
+            continue;
+        }
+        mknod_in_root(root, &path, typ, major, minor, 0o666, 0, 0)
+            .with_context(|| format!("create device {}", path.display()))?;
+    }
+    for d in extra {
+        if !d.path().starts_with("/dev") {
+            bail!("device {} is not under /dev", d.path().display());
+        }
+        let mode = d.file_mode().unwrap_or(0o666);
+        mknod_in_root(
+            root,
+            d.path(),
+            d.typ(),
+            d.major(),
+            d.minor(),
+            mode,
+            d.uid().unwrap_or(0),
+            d.gid().unwrap_or(0),
+        )
+        .with_context(|| format!("create device {}", d.path().display()))?;
+    }
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn mknod_in_root(
+    root: BorrowedFd,
+    path: &Path,
+    typ: LinuxDeviceType,
+    major: i64,
+    minor: i64,
+    mode: u32,
+    uid: u32,
+    gid: u32,
+) -> Result<()> {
+    let kind = match typ {
+        LinuxDeviceType::C | LinuxDeviceType::U => SFlag::S_IFCHR,
+        LinuxDeviceType::B => SFlag::S_IFBLK,
+        LinuxDeviceType::P => SFlag::S_IFIFO,
+        LinuxDeviceType::A => bail!("device type \"a\" is only valid in cgroup rules"),
+    };
+    let (parent, name) = split(path)?;
+    let dir = mkdir_all_in_root(root, parent, 0o755)?;
+    let dev = makedev(major as u64, minor as u64);
+    match mknodat(
+        dir.as_fd(),
+        name,
+        kind,
+        Mode::from_bits_truncate(mode & 0o7777),
+        dev,
+    ) {
+        Ok(()) => {}
+        Err(nix::errno::Errno::EEXIST) => {
+            // Something is there already: replace it only if it is not the same device.
+            let fd = safepath::open_in_root_with(
+                root,
+                path,
+                OFlag::O_PATH | OFlag::O_NOFOLLOW,
+                nix::fcntl::ResolveFlag::empty(),
+            )?;
+            let st = nix::sys::stat::fstat(fd.as_fd())?;
+            if st.st_rdev == dev && (st.st_mode & libc::S_IFMT) == kind.bits() {
+                return Ok(());
+            }
+            nix::unistd::unlinkat(dir.as_fd(), name, nix::unistd::UnlinkatFlags::NoRemoveDir)?;
+            mknodat(
+                dir.as_fd(),
+                name,
+                kind,
+                Mode::from_bits_truncate(mode & 0o7777),
+                dev,
+            )?;
+        }
+        Err(e) => return Err(e).context("mknod"),
+    }
+    // mknod is subject to the umask; set the exact mode and owner.
+    nix::sys::stat::fchmodat(
+        dir.as_fd(),
+        name,
+        Mode::from_bits_truncate(mode & 0o7777),
+        nix::sys::stat::FchmodatFlags::NoFollowSymlink,
+    )
+    .or_else(|e| {
+        if e == nix::errno::Errno::EOPNOTSUPP {
+            Ok(())
+        } else {
+            Err(e)
+        }
+    })
+    .context("chmod")?;
+    fchownat(
+        dir.as_fd(),
+        name,
+        Some(Uid::from_raw(uid)),
+        Some(Gid::from_raw(gid)),
+        nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+    )
+    .context("chown")?;
+    Ok(())
+}
+
+fn dev_symlinks(root: BorrowedFd) -> Result<()> {
+    let dev = mkdir_all_in_root(root, Path::new("/dev"), 0o755)?;
+    let mut links = vec![
+        ("/proc/self/fd", "fd"),
+        ("/proc/self/fd/0", "stdin"),
+        ("/proc/self/fd/1", "stdout"),
+        ("/proc/self/fd/2", "stderr"),
+        ("pts/ptmx", "ptmx"),
+    ];
+    if Path::new("/proc/kcore").exists() {
+        links.push(("/proc/kcore", "core"));
+    }
+    for (target, name) in links {
+        if name == "ptmx" {
+            // A ptmx node from the image would bypass the container's devpts instance.
+            let _ =
+                nix::unistd::unlinkat(dev.as_fd(), name, nix::unistd::UnlinkatFlags::NoRemoveDir);
+        }
+        match symlinkat(target, dev.as_fd(), name) {
+            Ok(()) | Err(nix::errno::Errno::EEXIST) => {}
+            Err(e) => return Err(e).with_context(|| format!("symlink /dev/{name}")),
+        }
+    }
+    Ok(())
+}
+
+/// The host's /dev/null, checked to be the real device (never a file or link an attacker
+/// planted), used as the source of every file mask.
+fn host_dev_null() -> Result<OwnedFd> {
+    let fd = nix::fcntl::open(
+        "/dev/null",
+        OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .context("open /dev/null")?;
+    let st = nix::sys::stat::fstat(fd.as_fd()).context("stat /dev/null")?;
+    if st.st_mode & libc::S_IFMT != libc::S_IFCHR || st.st_rdev != makedev(1, 3) {
+        bail!("/dev/null is not the null device");
+    }
+    Ok(fd)
+}
+
+/// Masks `path`: a read-only empty tmpfs over a directory, /dev/null over anything else.
+/// A path that does not exist needs no mask.
+fn mask_path(root: BorrowedFd, path: &Path, null: &OwnedFd) -> Result<()> {
+    let target = match open_in_root(root, path, OFlag::O_PATH) {
+        Ok(fd) => fd,
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(()),
+        Err(e) => return Err(e).context("resolve"),
+    };
+    let meta = File::from(target.try_clone()?).metadata().context("stat")?;
+    if meta.is_dir() {
+        mount(
+            Some("tmpfs"),
+            fd_path(&target).as_c_str(),
+            Some("tmpfs"),
+            MsFlags::MS_RDONLY,
+            Some("size=0k"),
+        )
+        .context("mount read-only tmpfs")?;
+    } else {
+        bind_fd(null, &target, false)?;
+    }
+    Ok(())
+}
+
+/// Makes `path` read-only (recursively) by binding it onto itself.
+fn readonly_path(root: BorrowedFd, path: &Path) -> Result<()> {
+    let target = match open_in_root(root, path, OFlag::O_PATH) {
+        Ok(fd) => fd,
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(()),
+        Err(e) => return Err(e).context("resolve"),
+    };
+    bind_fd(&target, &target, true)?;
+    let fresh = mounts::reopen(root, path)?;
+    mounts::setattr(&fresh, sys::MOUNT_ATTR_RDONLY, 0, true)
+}

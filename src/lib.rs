@@ -1,0 +1,15 @@
+//! corten: an OCI runtime-spec container runtime, a drop-in replacement for runc.
+//!
+//! The `corten` binary is a thin clap front end; every decision lives in these modules so
+//! that tests can reach it.
+
+pub mod cgroups;
+pub mod config;
+pub mod container;
+pub mod init;
+pub mod log;
+pub mod runtime;
+pub mod safepath;
+pub mod selfprotect;
+pub mod sync;
+pub mod sys;

@@ -1,0 +1,299 @@
+//! `create`: validate the bundle, make the state dir, clone the init with its namespaces,
+//! place it in its cgroup, and return once it is parked waiting for `start`.
+//! Any failure undoes everything: no state dir, cgroup or process is left.
+
+use std::os::fd::OwnedFd;
+use std::os::unix::net::UnixListener;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use nix::sched::CloneFlags;
+use nix::sys::signal::Signal;
+use nix::sys::wait::waitpid;
+use nix::unistd::Pid;
+use oci_spec::runtime::{LinuxNamespaceType, Spec};
+
+use crate::cgroups::Cgroup;
+use crate::config::{self, Bundle};
+use crate::container::{self, ContainerDir, Phase, State};
+use crate::init::{self, InitConfig, ns_flag};
+use crate::sync::{self, Msg};
+
+pub struct CreateOpts<'a> {
+    pub root: &'a Path,
+    pub id: &'a str,
+    pub bundle: &'a Path,
+    pub pid_file: Option<&'a Path>,
+    pub console_socket: Option<&'a Path>,
+    pub no_pivot: bool,
+    pub no_new_keyring: bool,
+    pub preserve_fds: u32,
+}
+
+/// The result of a successful create: the init's pid (our child until we exit).
+pub struct Created {
+    pub pid: i32,
+    pub dir: ContainerDir,
+}
+
+pub fn create(opts: &CreateOpts) -> Result<Created> {
+    config::validate_id(opts.id)?;
+    let bundle = Bundle::load(opts.bundle)?;
+    let rootfs = bundle.rootfs();
+    let rootfs =
+        std::fs::canonicalize(&rootfs).with_context(|| format!("rootfs {}", rootfs.display()))?;
+    if rootfs == Path::new("/") {
+        bail!("root.path resolves to the host's /, refusing to use it as a rootfs");
+    }
+    if opts.console_socket.is_some()
+        || bundle
+            .spec
+            .process()
+            .as_ref()
+            .and_then(|p| p.terminal())
+            .unwrap_or(false)
+    {
+        bail!("process.terminal is not supported yet: set it to false");
+    }
+    let dir = ContainerDir::create(opts.root, opts.id)?;
+    let mut undo = Undo {
+        dir: Some(&dir),
+        pid: None,
+        cgroup: None,
+    };
+    let pid = spawn(opts, &bundle, &rootfs, &dir, &mut undo)?;
+    if let Some(f) = opts.pid_file {
+        let f = absolute(f)?;
+        container::write_atomic(&f, pid.to_string().as_bytes(), 0o644)
+            .with_context(|| format!("write pid file {}", f.display()))?;
+    }
+    undo.disarm();
+    drop(undo);
+    Ok(Created { pid, dir })
+}
+
+/// Clones the init, places it, waits for Ready, and records the state.
+fn spawn(
+    opts: &CreateOpts,
+    bundle: &Bundle,
+    rootfs: &Path,
+    dir: &ContainerDir,
+    undo: &mut Undo,
+) -> Result<i32> {
+    let spec = &bundle.spec;
+    let namespaces = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.namespaces().clone())
+        .unwrap_or_default();
+    let mut clone_flags = CloneFlags::empty();
+    let mut join = Vec::new();
+    let mut new_cgroupns = false;
+    let mut new_time = false;
+    for ns in &namespaces {
+        let flag = ns_flag(ns.typ());
+        match ns.path() {
+            Some(p) if !p.as_os_str().is_empty() => {
+                let fd: OwnedFd = std::fs::File::open(p)
+                    .with_context(|| format!("open {} namespace {}", ns.typ(), p.display()))?
+                    .into();
+                match ns.typ() {
+                    // pid and time namespaces apply to children: the parent joins them so
+                    // the init is born inside.
+                    LinuxNamespaceType::Pid | LinuxNamespaceType::Time => {
+                        nix::sched::setns(&fd, flag).with_context(|| {
+                            format!("join {} namespace {}", ns.typ(), p.display())
+                        })?;
+                    }
+                    LinuxNamespaceType::User => join.insert(0, (flag, fd)),
+                    _ => join.push((flag, fd)),
+                }
+            }
+            _ => match ns.typ() {
+                // The cgroup namespace must be rooted at the container's cgroup, which the
+                // init only joins after clone: it unshares once placed.
+                LinuxNamespaceType::Cgroup => new_cgroupns = true,
+                LinuxNamespaceType::Time => new_time = true,
+                _ => clone_flags |= flag,
+            },
+        }
+    }
+    if new_time {
+        setup_time_namespace(spec)?;
+    }
+    let has_mount_ns = namespaces
+        .iter()
+        .any(|n| n.typ() == LinuxNamespaceType::Mount);
+    let user_ns = clone_flags.contains(CloneFlags::CLONE_NEWUSER);
+    let listener = UnixListener::bind(dir.start_socket())
+        .with_context(|| format!("bind {}", dir.start_socket().display()))?;
+    let (parent_ch, child_ch) = sync::pair()?;
+    let listen_fds = listen_fds();
+    let cfg = InitConfig {
+        spec,
+        bundle: &bundle.dir,
+        rootfs,
+        no_pivot: opts.no_pivot,
+        preserve_fds: opts.preserve_fds + listen_fds,
+        listen_fds,
+        join,
+        wait_go: true,
+        new_cgroupns,
+        has_mount_ns,
+        start_listener: listener.into(),
+        sync: child_ch,
+    };
+    // SAFETY: corten is single-threaded here, so the child may run arbitrary code after a
+    // fork-style clone (no stack given: the child continues on a copy of ours).
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            (clone_flags.bits() | libc::SIGCHLD) as libc::c_ulong,
+            0usize,
+            0usize,
+            0usize,
+            0usize,
+        )
+    };
+    if ret < 0 {
+        return Err(std::io::Error::last_os_error()).context("clone the container init");
+    }
+    if ret == 0 {
+        init::run(cfg);
+    }
+    let pid = ret as i32;
+    undo.pid = Some(pid);
+    drop(cfg);
+    let owner = nix::unistd::User::from_uid(nix::unistd::geteuid())
+        .ok()
+        .flatten()
+        .map(|u| u.name)
+        .unwrap_or_default();
+    let mut state = State {
+        id: opts.id.to_string(),
+        pid,
+        pid_start: container::process_start_time(pid)?,
+        bundle: bundle.dir.clone(),
+        rootfs: rootfs.to_path_buf(),
+        created: crate::log::rfc3339_now(),
+        owner,
+        annotations: spec.annotations().clone().unwrap_or_default(),
+        phase: Phase::Creating,
+        cgroup: None,
+    };
+    let cgroups_path = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.cgroups_path().as_deref());
+    let cgroup = Cgroup::create(cgroups_path, opts.id)?;
+    state.cgroup = Some(cgroup.clone());
+    undo.cgroup = Some(cgroup.clone());
+    // Recorded before the init may run anything, so `delete` can clean up after a crash.
+    dir.save(&state)?;
+    cgroup.add(pid)?;
+    if user_ns {
+        write_id_maps(spec, pid)?;
+    }
+    if parent_ch.send(&Msg::Go).is_err() {
+        // The init died before reading it; its own error message is waiting for us.
+    }
+    match parent_ch.recv("the container init")? {
+        Msg::Ready => {}
+        Msg::Error { msg } => bail!("{msg}"),
+        Msg::Go => bail!("unexpected message from the container init"),
+    }
+    state.phase = Phase::Created;
+    dir.save(&state)?;
+    Ok(pid)
+}
+
+/// LISTEN_FDS from our environment (socket activation), passed through like runc does.
+fn listen_fds() -> u32 {
+    std::env::var("LISTEN_FDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// A new time namespace for our children with the configured offsets.
+fn setup_time_namespace(spec: &Spec) -> Result<()> {
+    nix::sched::unshare(CloneFlags::from_bits_retain(libc::CLONE_NEWTIME))
+        .context("unshare time namespace")?;
+    let offsets = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.time_offsets().clone())
+        .unwrap_or_default();
+    let mut text = String::new();
+    for (clock, off) in &offsets {
+        text.push_str(&format!(
+            "{clock} {} {}\n",
+            off.secs().unwrap_or(0),
+            off.nanosecs().unwrap_or(0)
+        ));
+    }
+    if !text.is_empty() {
+        std::fs::write("/proc/self/timens_offsets", text)
+            .context("write /proc/self/timens_offsets")?;
+    }
+    Ok(())
+}
+
+/// uid_map / gid_map of a new user namespace, written by the parent as the kernel requires.
+fn write_id_maps(spec: &Spec, pid: i32) -> Result<()> {
+    let linux = spec.linux().as_ref();
+    let render = |maps: Option<&Vec<oci_spec::runtime::LinuxIdMapping>>| -> String {
+        maps.into_iter()
+            .flatten()
+            .map(|m| format!("{} {} {}\n", m.container_id(), m.host_id(), m.size()))
+            .collect()
+    };
+    let uid = render(linux.and_then(|l| l.uid_mappings().as_ref()));
+    let gid = render(linux.and_then(|l| l.gid_mappings().as_ref()));
+    if uid.is_empty() || gid.is_empty() {
+        bail!("a new user namespace needs linux.uidMappings and linux.gidMappings");
+    }
+    for (file, text) in [("uid_map", uid), ("gid_map", gid)] {
+        let path = format!("/proc/{pid}/{file}");
+        std::fs::write(&path, &text).with_context(|| format!("write {path}"))?;
+    }
+    Ok(())
+}
+
+fn absolute(p: &Path) -> Result<PathBuf> {
+    Ok(if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        std::env::current_dir()?.join(p)
+    })
+}
+
+/// Rolls a failed create back: kills and reaps the init, removes the cgroup and state dir.
+struct Undo<'a> {
+    dir: Option<&'a ContainerDir>,
+    pid: Option<i32>,
+    cgroup: Option<Cgroup>,
+}
+
+impl Undo<'_> {
+    fn disarm(&mut self) {
+        self.dir = None;
+        self.pid = None;
+        self.cgroup = None;
+    }
+}
+
+impl Drop for Undo<'_> {
+    fn drop(&mut self) {
+        if let Some(pid) = self.pid {
+            let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGKILL);
+            let _ = waitpid(Pid::from_raw(pid), None);
+        }
+        if let Some(cg) = &self.cgroup {
+            cg.destroy();
+        }
+        if let Some(dir) = self.dir {
+            let _ = dir.remove();
+        }
+    }
+}

@@ -1,0 +1,68 @@
+//! `delete`: remove a stopped (or, with --force, any) container. Works on whatever a
+//! crashed `create` left: a state dir without state.json, a half-made cgroup.
+
+use std::os::fd::AsFd;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+
+use crate::cgroups::Cgroup;
+use crate::container::{ContainerDir, Status};
+use crate::sys;
+
+pub fn delete(root: &Path, id: &str, force: bool) -> Result<()> {
+    let dir = match ContainerDir::open(root, id, true) {
+        Ok(d) => d,
+        // containerd's shim calls `delete --force` on containers that are already gone.
+        Err(_) if force && !root.join(id).exists() => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    let Some(state) = dir.load()? else {
+        return dir.remove();
+    };
+    match dir.status(&state) {
+        Status::Stopped => {}
+        // A created container has run nothing of the user's yet: runc deletes it too.
+        Status::Created | Status::Creating => kill_and_wait(state.pid, state.cgroup.as_ref())?,
+        _ if force => kill_and_wait(state.pid, state.cgroup.as_ref())?,
+        status => bail!(
+            "cannot delete container {id} that is not stopped: {}",
+            status.as_str()
+        ),
+    }
+    if let Some(cg) = &state.cgroup {
+        let left = cg.destroy();
+        if !left.is_empty() {
+            crate::log::warn(&format!("could not remove cgroup {}", left[0].display()));
+        }
+    }
+    dir.remove()
+}
+
+/// SIGKILL the init and wait (through a pidfd, it need not be our child) until it is gone.
+/// A frozen cgroup is thawed first, or the kill would wait for a `resume`.
+fn kill_and_wait(pid: i32, cgroup: Option<&Cgroup>) -> Result<()> {
+    let pidfd = match sys::pidfd_open(pid) {
+        Ok(fd) => fd,
+        Err(e) if e.raw_os_error() == Some(libc::ESRCH) => return Ok(()),
+        Err(e) => return Err(e).context("pidfd_open"),
+    };
+    match sys::pidfd_send_signal(pidfd.as_fd(), libc::SIGKILL) {
+        Err(e) if e.raw_os_error() != Some(libc::ESRCH) => {
+            return Err(e).context("kill the container init");
+        }
+        _ => {}
+    }
+    if let Some(cg) = cgroup {
+        cg.thaw();
+    }
+    let mut fds = [PollFd::new(pidfd.as_fd(), PollFlags::POLLIN)];
+    let timeout = PollTimeout::try_from(Duration::from_secs(10)).unwrap_or(PollTimeout::MAX);
+    match poll(&mut fds, timeout) {
+        Ok(0) => bail!("container init {pid} did not exit after SIGKILL"),
+        Ok(_) => Ok(()),
+        Err(e) => Err(e).context("wait for the container init to exit"),
+    }
+}

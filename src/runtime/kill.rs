@@ -1,0 +1,90 @@
+//! `kill`: send a signal to the init (or, with --all, to every process in its cgroup).
+//! The pid is pinned with a pidfd and re-checked, so a recycled pid is never signalled.
+
+use std::os::fd::AsFd;
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+
+use crate::container::{self, ContainerDir, Status};
+use crate::sys;
+
+/// Parses "KILL", "SIGKILL", "kill", "9".
+pub fn parse_signal(s: &str) -> Result<i32> {
+    if let Ok(n) = s.parse::<i32>() {
+        if (1..=64).contains(&n) {
+            return Ok(n);
+        }
+        bail!("invalid signal {s:?}");
+    }
+    let upper = s.to_ascii_uppercase();
+    let name = if upper.starts_with("SIG") {
+        upper
+    } else {
+        format!("SIG{upper}")
+    };
+    if let Some(rt) = name.strip_prefix("SIGRTMIN") {
+        let base = libc::SIGRTMIN();
+        let off: i32 = if rt.is_empty() {
+            0
+        } else {
+            rt.trim_start_matches('+').parse().unwrap_or(-1)
+        };
+        if (0..=libc::SIGRTMAX() - base).contains(&off) {
+            return Ok(base + off);
+        }
+    }
+    name.parse::<nix::sys::signal::Signal>()
+        .map(|s| s as i32)
+        .map_err(|_| anyhow::anyhow!("invalid signal {s:?}"))
+}
+
+pub fn kill(root: &Path, id: &str, signal: &str, all: bool) -> Result<()> {
+    let sig = parse_signal(signal)?;
+    let dir = ContainerDir::open(root, id, false)?;
+    let state = dir.load_existing()?;
+    let status = dir.status(&state);
+    if status == Status::Stopped {
+        bail!("container not running");
+    }
+    if all && let Some(cg) = &state.cgroup {
+        for pid in cg.pids() {
+            // SAFETY: kill(2) has no memory effects; a pid that just exited is ESRCH.
+            unsafe { libc::kill(pid, sig) };
+        }
+    }
+    signal_init(state.pid, state.pid_start, sig)
+}
+
+/// Signals the init through a pidfd after checking it is still the same process.
+pub fn signal_init(pid: i32, start: u64, sig: i32) -> Result<()> {
+    let pidfd = match sys::pidfd_open(pid) {
+        Ok(fd) => fd,
+        Err(e) if e.raw_os_error() == Some(libc::ESRCH) => bail!("container not running"),
+        Err(e) => return Err(e).context("pidfd_open"),
+    };
+    if !container::process_alive(pid, start) {
+        bail!("container not running");
+    }
+    match sys::pidfd_send_signal(pidfd.as_fd(), sig) {
+        Err(e) if e.raw_os_error() == Some(libc::ESRCH) => bail!("container not running"),
+        r => r.with_context(|| format!("send signal {sig} to pid {pid}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_signal;
+
+    #[test]
+    fn signal_names_and_numbers() {
+        assert_eq!(parse_signal("KILL").unwrap(), 9);
+        assert_eq!(parse_signal("SIGTERM").unwrap(), 15);
+        assert_eq!(parse_signal("hup").unwrap(), 1);
+        assert_eq!(parse_signal("9").unwrap(), 9);
+        assert_eq!(parse_signal("RTMIN+1").unwrap(), libc::SIGRTMIN() + 1);
+        assert!(parse_signal("NOPE").is_err());
+        assert!(parse_signal("0").is_err());
+        assert!(parse_signal("65").is_err());
+    }
+}

@@ -1,0 +1,60 @@
+//! The parent <-> init protocol: small JSON messages over a SOCK_SEQPACKET socketpair
+//! (one message per datagram, so no framing is needed).
+
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+
+use anyhow::{Context, Result, bail};
+use nix::sys::socket::{AddressFamily, SockFlag, SockType, socketpair};
+use serde::{Deserialize, Serialize};
+
+#[derive(Serialize, Deserialize, Debug, PartialEq, Eq)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Msg {
+    /// parent -> init: cgroups are placed (and id maps written); go on.
+    Go,
+    /// init -> parent: parked, waiting for `start`.
+    Ready,
+    /// init -> parent: setup failed; `msg` is the full cause chain.
+    Error { msg: String },
+}
+
+pub struct Channel(OwnedFd);
+
+/// A connected pair: one end for the parent, one for the init. Both close on exec.
+pub fn pair() -> Result<(Channel, Channel)> {
+    let (a, b) = socketpair(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )
+    .context("socketpair")?;
+    Ok((Channel(a), Channel(b)))
+}
+
+impl Channel {
+    pub fn send(&self, msg: &Msg) -> Result<()> {
+        let buf = serde_json::to_vec(msg)?;
+        nix::unistd::write(self.0.as_fd(), &buf).context("write to sync socket")?;
+        Ok(())
+    }
+
+    /// Receives one message; the peer closing its end is an error naming `peer`.
+    pub fn recv(&self, peer: &str) -> Result<Msg> {
+        let mut buf = vec![0u8; 64 * 1024];
+        let n = loop {
+            match nix::unistd::read(self.0.as_fd(), &mut buf) {
+                Err(nix::errno::Errno::EINTR) => continue,
+                r => break r.context("read from sync socket")?,
+            }
+        };
+        if n == 0 {
+            bail!("{peer} exited unexpectedly");
+        }
+        serde_json::from_slice(&buf[..n]).context("malformed sync message")
+    }
+
+    pub fn raw_fd(&self) -> i32 {
+        self.0.as_raw_fd()
+    }
+}
