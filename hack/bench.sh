@@ -16,11 +16,8 @@ if [[ -z ${CORTEN_BENCH_IN_NS:-} ]]; then
         command -v "$tool" >/dev/null || die "$tool not found (run hack/install-deps.sh)"
     done
     if [[ -z ${CORTEN:-} ]]; then
-        # shellcheck source=/dev/null
-        [[ -f $HOME/.cargo/env ]] && source "$HOME/.cargo/env"
-        CORTEN=$PWD/target/release/corten
-        if ! cargo build --release; then
-            warn "cargo build --release failed (not using a stale binary)"
+        if ! CORTEN=$(bash hack/build.sh); then
+            warn "hack/build.sh failed (not using a stale binary)"
             CORTEN=/nonexistent/corten-build-failed
         fi
     fi

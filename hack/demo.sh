@@ -10,11 +10,7 @@ if ((EUID != 0)); then
 fi
 
 bash hack/install-deps.sh
-# shellcheck source=/dev/null
-[[ -f $HOME/.cargo/env ]] && source "$HOME/.cargo/env"
-cargo build --release
-
-corten=$PWD/target/release/corten
+corten=$(bash hack/build.sh)
 bundle=${BUNDLE:-/tmp/corten-demo}
 id=corten-demo-$$
 FORCE=1 CORTEN=$corten hack/mkbundle.sh "$bundle"

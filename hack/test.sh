@@ -11,8 +11,8 @@ if ((EUID != 0)); then
 fi
 
 bash hack/install-deps.sh
-# shellcheck source=/dev/null
-[[ -f $HOME/.cargo/env ]] && source "$HOME/.cargo/env"
+# shellcheck source=hack/env.sh
+source hack/env.sh
 
 cargo build --release --bins
 cargo test --release -- --test-threads="${TEST_THREADS:-4}"

@@ -283,3 +283,24 @@ fn stdin_is_passed_through() {
     c.sh("cat; echo eof-reached");
     assert_eq!(c.run_ok(), "eof-reached\n");
 }
+
+#[test]
+fn runtime_signal_state_does_not_leak_into_the_container() {
+    // The Rust runtime ignores SIGPIPE; ignored signals survive execve, so the init must
+    // restore the default before exec'ing the user's program (or `yes | head` never ends).
+    let mut c = Container::new("sigpipe");
+    let out = c.run_sh("cat /proc/$$/status");
+    let ign = status_field(&out, "SigIgn").expect("SigIgn line");
+    let ign = u64::from_str_radix(&ign, 16).unwrap();
+    assert_eq!(
+        ign & (1 << (libc::SIGPIPE - 1)),
+        0,
+        "SIGPIPE ignored in the container: {ign:#x}"
+    );
+    let blk = status_field(&out, "SigBlk").expect("SigBlk line");
+    assert_eq!(
+        u64::from_str_radix(&blk, 16).unwrap(),
+        0,
+        "signals blocked in the container"
+    );
+}

@@ -90,8 +90,15 @@ fn overlay_copy() -> Result<OwnedFd> {
     if exe.to_string_lossy().ends_with(" (deleted)") {
         bail!("the corten binary was deleted");
     }
+    // overlayfs with no upper layer wants two lower layers: the second is an empty,
+    // detached tmpfs, named through our fd of it.
+    let empty = sys::fsopen(c"tmpfs").context("fsopen tmpfs")?;
+    sys::fsconfig(empty.as_fd(), sys::FSCONFIG_CMD_CREATE, None, None).context("create tmpfs")?;
+    let empty = sys::fsmount(empty.as_fd(), sys::MOUNT_ATTR_RDONLY).context("fsmount tmpfs")?;
     let fs = sys::fsopen(c"overlay").context("fsopen overlay")?;
-    let lower = lowerdir_value(dir.as_os_str().as_bytes())?;
+    let mut lower = escape_lowerdir(dir.as_os_str().as_bytes());
+    lower.extend_from_slice(format!(":/proc/self/fd/{}", empty.as_raw_fd()).as_bytes());
+    let lower = CString::new(lower)?;
     sys::fsconfig(
         fs.as_fd(),
         sys::FSCONFIG_SET_STRING,
@@ -116,7 +123,7 @@ fn overlay_copy() -> Result<OwnedFd> {
 }
 
 /// overlayfs option values escape ',' ':' and '\' with a backslash.
-fn lowerdir_value(path: &[u8]) -> Result<CString> {
+fn escape_lowerdir(path: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(path.len());
     for &b in path {
         if matches!(b, b',' | b':' | b'\\') {
@@ -124,7 +131,7 @@ fn lowerdir_value(path: &[u8]) -> Result<CString> {
         }
         out.push(b);
     }
-    Ok(CString::new(out)?)
+    out
 }
 
 /// A sealed in-memory copy of the binary (costs a copy per command; the fallback).
@@ -159,9 +166,6 @@ fn memfd_copy(exe: BorrowedFd) -> Result<OwnedFd> {
 mod tests {
     #[test]
     fn lowerdir_escapes() {
-        assert_eq!(
-            super::lowerdir_value(b"/a,b:c\\d").unwrap().as_bytes(),
-            b"/a\\,b\\:c\\\\d"
-        );
+        assert_eq!(super::escape_lowerdir(b"/a,b:c\\d"), b"/a\\,b\\:c\\\\d");
     }
 }

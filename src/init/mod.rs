@@ -12,8 +12,9 @@ pub mod identity;
 pub mod mounts;
 pub mod rootfs;
 
+use std::cell::Cell;
 use std::io::Write;
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 
@@ -34,8 +35,12 @@ pub struct InitConfig<'a> {
     pub listen_fds: u32,
     /// Namespaces to join with setns, user namespace first.
     pub join: Vec<(CloneFlags, OwnedFd)>,
-    /// Wait for the parent's `Go` (cgroup placement, id maps) before going on.
-    pub wait_go: bool,
+    /// The parent's `Go` (cgroup placed, id maps written) has not been received yet. It is
+    /// awaited only where needed, so the rootfs work overlaps the parent's cgroup writes
+    /// (the first v1 cgroup.procs write waits out an RCU grace period).
+    pub go_pending: Cell<bool>,
+    /// Await `Go` before anything else (a new user namespace needs its id maps).
+    pub go_first: bool,
     /// unshare(CLONE_NEWCGROUP) once placed in the cgroup.
     pub new_cgroupns: bool,
     pub has_mount_ns: bool,
@@ -78,14 +83,8 @@ fn prepare(cfg: &InitConfig) -> Result<ExecPlan> {
         nix::sched::setns(fd, *flag)
             .with_context(|| format!("join {} namespace", ns_name(*flag)))?;
     }
-    if cfg.wait_go {
-        match cfg.sync.recv("corten create")? {
-            Msg::Go => {}
-            other => bail!("unexpected message {other:?}"),
-        }
-    }
-    if cfg.new_cgroupns {
-        nix::sched::unshare(CloneFlags::CLONE_NEWCGROUP).context("unshare cgroup namespace")?;
+    if cfg.go_first {
+        await_go(cfg)?;
     }
     nix::unistd::setsid().context("setsid")?;
     let spec = cfg.spec;
@@ -110,6 +109,7 @@ fn prepare(cfg: &InitConfig) -> Result<ExecPlan> {
             no_pivot: cfg.no_pivot,
             cgroupns: cfg.new_cgroupns || has_ns(spec, LinuxNamespaceType::Cgroup),
             cwd: process.cwd(),
+            before_cgroup_mount: &|| await_go(cfg),
         })?;
     } else {
         nix::unistd::chroot(cfg.rootfs)
@@ -127,10 +127,39 @@ fn prepare(cfg: &InitConfig) -> Result<ExecPlan> {
         cfg.listen_fds,
     );
     let path = exec::resolve(&args[0], &env)?;
+    await_go(cfg)?;
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(
         process.user().umask().unwrap_or(0o022),
     ));
     Ok(ExecPlan { path, args, env })
+}
+
+/// Waits for the parent's `Go` once; then, in its cgroup, unshares the cgroup namespace so
+/// its root is the container's cgroup.
+fn await_go(cfg: &InitConfig) -> Result<()> {
+    if !cfg.go_pending.replace(false) {
+        return Ok(());
+    }
+    match cfg.sync.recv("corten create")? {
+        Msg::Go => {}
+        other => bail!("unexpected message {other:?}"),
+    }
+    if cfg.new_cgroupns {
+        nix::sched::unshare(CloneFlags::CLONE_NEWCGROUP).context("unshare cgroup namespace")?;
+    }
+    Ok(())
+}
+
+/// Undoes what the Rust runtime did to the signal state: SIGPIPE is ignored, and ignored
+/// signals survive execve. The mask is cleared too.
+fn reset_signals() {
+    // SAFETY: setting a disposition to SIG_DFL and clearing the mask have no memory effects.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+    }
 }
 
 /// Reports Ready, parks in accept() until `start`, then execs.
@@ -152,6 +181,7 @@ fn wait_and_exec(cfg: &InitConfig, plan: ExecPlan) -> anyhow::Error {
             Ok(fd) => break UnixStream::from(unsafe { OwnedFd::from_raw_fd(fd) }),
         }
     };
+    reset_signals();
     // Only 0-2 and the preserved fds may survive exec (CVE-2024-21626).
     if let Err(e) = crate::sys::cloexec_from(3 + cfg.preserve_fds as i32) {
         return anyhow::Error::from(e).context("mark fds close-on-exec");
@@ -161,7 +191,6 @@ fn wait_and_exec(cfg: &InitConfig, plan: ExecPlan) -> anyhow::Error {
         Ok(never) => match never {},
     };
     let _ = (&conn).write_all(format!("{err:#}").as_bytes());
-    let _ = conn.as_fd();
     err
 }
 

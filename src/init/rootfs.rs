@@ -25,6 +25,8 @@ pub struct RootfsPlan<'a> {
     pub cgroupns: bool,
     /// process.cwd, created inside the rootfs when missing (as runc does).
     pub cwd: &'a Path,
+    /// Called before a cgroup filesystem is mounted (the init must be in its cgroup).
+    pub before_cgroup_mount: &'a dyn Fn() -> Result<()>,
 }
 
 /// Sets up the rootfs and pivots into it. Returns with "/" being the container's root.
@@ -62,6 +64,9 @@ pub fn setup(plan: &RootfsPlan) -> Result<()> {
 
     let mount_list = spec.mounts().as_deref().unwrap_or(&[]);
     for m in mount_list {
+        if matches!(m.typ().as_deref(), Some("cgroup" | "cgroup2")) {
+            (plan.before_cgroup_mount)()?;
+        }
         mounts::mount_entry(root, plan.bundle, m, plan.cgroupns)?;
     }
     if !mounts::binds_dev(mount_list) {

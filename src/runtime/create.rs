@@ -137,7 +137,8 @@ fn spawn(
         preserve_fds: opts.preserve_fds + listen_fds,
         listen_fds,
         join,
-        wait_go: true,
+        go_pending: std::cell::Cell::new(true),
+        go_first: user_ns,
         new_cgroupns,
         has_mount_ns,
         start_listener: listener.into(),
@@ -164,11 +165,7 @@ fn spawn(
     let pid = ret as i32;
     undo.pid = Some(pid);
     drop(cfg);
-    let owner = nix::unistd::User::from_uid(nix::unistd::geteuid())
-        .ok()
-        .flatten()
-        .map(|u| u.name)
-        .unwrap_or_default();
+    let owner = user_name(nix::unistd::geteuid().as_raw());
     let mut state = State {
         id: opts.id.to_string(),
         pid,
@@ -258,6 +255,18 @@ fn write_id_maps(spec: &Spec, pid: i32) -> Result<()> {
         std::fs::write(&path, &text).with_context(|| format!("write {path}"))?;
     }
     Ok(())
+}
+
+/// The name of `uid` from the host's /etc/passwd (corten is linked statically: no NSS).
+fn user_name(uid: u32) -> String {
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+    passwd
+        .lines()
+        .find_map(|l| {
+            let f: Vec<&str> = l.split(':').collect();
+            (f.len() > 2 && f[2].parse() == Ok(uid)).then(|| f[0].to_string())
+        })
+        .unwrap_or_else(|| uid.to_string())
 }
 
 fn absolute(p: &Path) -> Result<PathBuf> {
