@@ -472,3 +472,38 @@ fn container_exits_on_its_own_and_is_stopped() {
     let st = c.wait_status("stopped", STATE_TIMEOUT);
     assert_eq!(st["id"], c.id.as_str());
 }
+
+#[test]
+fn create_joins_a_new_session_keyring_unless_told_not_to() {
+    // runc's behaviour: the init joins a fresh session keyring named "_ses.<id>", so the
+    // container can't reach keys of the session it was started from; the host's
+    // /proc/keys lists it.
+    let keyring_listed = |id: &str| {
+        std::fs::read_to_string("/proc/keys")
+            .unwrap()
+            .lines()
+            .any(|l| {
+                l.ends_with(&format!("_ses.{id}: empty")) || l.contains(&format!(" _ses.{id}:"))
+            })
+    };
+    let mut c = Container::new("keyring");
+    c.args(&["sleep", "100"]);
+    c.create_ok();
+    assert!(
+        keyring_listed(&c.id),
+        "no _ses.{} keyring in /proc/keys",
+        c.id
+    );
+
+    let mut c2 = Container::new("nokeyring");
+    c2.args(&["sleep", "100"]);
+    c2.write_config();
+    let bundle = c2.bundle_str();
+    c2.rt(&["create", "--no-new-keyring", "--bundle", &bundle, &c2.id])
+        .ok();
+    assert!(
+        !keyring_listed(&c2.id),
+        "--no-new-keyring still made _ses.{}",
+        c2.id
+    );
+}

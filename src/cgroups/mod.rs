@@ -136,8 +136,9 @@ fn own_cgroup(h: &Hierarchy, proc_cgroup: &str) -> PathBuf {
 }
 
 impl Cgroup {
-    /// Makes the directory in every hierarchy. On error, whatever was made is removed.
-    pub fn create(cgroups_path: Option<&Path>, id: &str) -> Result<Cgroup> {
+    /// Where the container's directory goes in every hierarchy (nothing is made yet, so
+    /// the paths can be recorded first and a crash later still knows what to clean up).
+    pub fn plan(cgroups_path: Option<&Path>, id: &str) -> Result<Cgroup> {
         let rel = container_path(cgroups_path, id);
         let proc_cgroup = if rel.is_absolute() {
             String::new()
@@ -152,14 +153,25 @@ impl Cgroup {
                 own_cgroup(&h, &proc_cgroup)
             };
             let inner = base.join(&rel);
-            let dir = h.mount.join(inner.strip_prefix("/").unwrap_or(&inner));
-            if let Err(e) = make_dir(&h, &dir) {
-                cg.destroy();
-                return Err(e);
-            }
-            cg.dirs.push(dir);
+            cg.dirs
+                .push(h.mount.join(inner.strip_prefix("/").unwrap_or(&inner)));
         }
         Ok(cg)
+    }
+
+    /// Makes the planned directories. On error, whatever was made is removed.
+    pub fn make(&self) -> Result<()> {
+        let hierarchies = hierarchies()?;
+        for dir in &self.dirs {
+            let Some(h) = hierarchies.iter().find(|h| dir.starts_with(&h.mount)) else {
+                continue;
+            };
+            if let Err(e) = make_dir(h, dir) {
+                self.destroy();
+                return Err(e);
+            }
+        }
+        Ok(())
     }
 
     /// Moves `pid` into the cgroup in every hierarchy.

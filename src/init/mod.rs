@@ -44,6 +44,9 @@ pub struct InitConfig<'a> {
     /// unshare(CLONE_NEWCGROUP) once placed in the cgroup.
     pub new_cgroupns: bool,
     pub has_mount_ns: bool,
+    /// Join a new session keyring named `_ses.<id>` (unless --no-new-keyring), so the
+    /// container can't reach the keys of the session it was started from.
+    pub keyring: Option<String>,
     pub start_listener: OwnedFd,
     pub sync: Channel,
 }
@@ -87,6 +90,9 @@ fn prepare(cfg: &InitConfig) -> Result<ExecPlan> {
         await_go(cfg)?;
     }
     nix::unistd::setsid().context("setsid")?;
+    if let Some(id) = &cfg.keyring {
+        join_session_keyring(id)?;
+    }
     let spec = cfg.spec;
     let process = spec.process().as_ref().context("process is required")?;
     if let Some(h) = spec.hostname().as_deref().filter(|h| !h.is_empty()) {
@@ -192,6 +198,22 @@ fn wait_and_exec(cfg: &InitConfig, plan: ExecPlan) -> anyhow::Error {
     };
     let _ = (&conn).write_all(format!("{err:#}").as_bytes());
     err
+}
+
+/// keyctl(KEYCTL_JOIN_SESSION_KEYRING, "_ses.<id>"). Kernels without keyrings (ENOSYS)
+/// are not an error, as with runc.
+fn join_session_keyring(id: &str) -> Result<()> {
+    const KEYCTL_JOIN_SESSION_KEYRING: libc::c_long = 1;
+    let name = std::ffi::CString::new(format!("_ses.{id}"))?;
+    // SAFETY: `name` is a NUL-terminated string alive for the call.
+    let r = unsafe { libc::syscall(libc::SYS_keyctl, KEYCTL_JOIN_SESSION_KEYRING, name.as_ptr()) };
+    if r < 0 {
+        let e = std::io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::ENOSYS) {
+            return Err(e).context("join a new session keyring");
+        }
+    }
+    Ok(())
 }
 
 fn has_ns(spec: &Spec, t: LinuxNamespaceType) -> bool {

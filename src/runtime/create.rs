@@ -45,13 +45,12 @@ pub fn create(opts: &CreateOpts) -> Result<Created> {
     if rootfs == Path::new("/") {
         bail!("root.path resolves to the host's /, refusing to use it as a rootfs");
     }
-    if opts.console_socket.is_some()
-        || bundle
-            .spec
-            .process()
-            .as_ref()
-            .and_then(|p| p.terminal())
-            .unwrap_or(false)
+    if bundle
+        .spec
+        .process()
+        .as_ref()
+        .and_then(|p| p.terminal())
+        .unwrap_or(false)
     {
         bail!("process.terminal is not supported yet: set it to false");
     }
@@ -141,6 +140,7 @@ fn spawn(
         go_first: user_ns,
         new_cgroupns,
         has_mount_ns,
+        keyring: (!opts.no_new_keyring).then(|| opts.id.to_string()),
         start_listener: listener.into(),
         sync: child_ch,
     };
@@ -182,11 +182,13 @@ fn spawn(
         .linux()
         .as_ref()
         .and_then(|l| l.cgroups_path().as_deref());
-    let cgroup = Cgroup::create(cgroups_path, opts.id)?;
+    let cgroup = Cgroup::plan(cgroups_path, opts.id)?;
     state.cgroup = Some(cgroup.clone());
-    undo.cgroup = Some(cgroup.clone());
-    // Recorded before the init may run anything, so `delete` can clean up after a crash.
+    // Recorded before any cgroup exists or the init may run anything, so `delete` can
+    // clean up after a create that was killed at any point.
     dir.save(&state)?;
+    undo.cgroup = Some(cgroup.clone());
+    cgroup.make()?;
     cgroup.add(pid)?;
     if user_ns {
         write_id_maps(spec, pid)?;
