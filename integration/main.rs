@@ -14,4 +14,5 @@ mod common;
 mod errors;
 mod lifecycle;
 mod process;
+mod resources;
 mod rootfs;

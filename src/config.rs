@@ -87,6 +87,9 @@ pub fn validate(spec: &Spec) -> Result<()> {
             );
         }
     }
+    if let Some(r) = linux.and_then(|l| l.resources().as_ref()) {
+        crate::cgroups::resources::validate(r).context("linux.resources")?;
+    }
     if let Some(sysctl) = linux.and_then(|l| l.sysctl().as_ref()) {
         for key in sysctl.keys() {
             check_sysctl(key, &has)?;

@@ -114,6 +114,21 @@ enum Command {
         #[arg(short = 'q', long)]
         quiet: bool,
     },
+    /// Freeze every process of a container
+    Pause { id: String },
+    /// Thaw a paused container
+    Resume { id: String },
+    /// List a container's processes
+    Ps {
+        #[arg(short = 'f', long, value_enum, default_value = "table")]
+        format: ListFormat,
+        id: String,
+        /// Arguments for ps(1) (default -ef)
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        ps_args: Vec<String>,
+    },
+    /// Change a running container's resource limits
+    Update(UpdateArgs),
     /// Write a default config.json
     Spec {
         #[arg(short = 'b', long, default_value = ".")]
@@ -122,6 +137,36 @@ enum Command {
         #[arg(long)]
         rootless: bool,
     },
+}
+
+#[derive(clap::Args)]
+struct UpdateArgs {
+    /// linux.resources JSON from a file, or - for stdin
+    #[arg(short = 'r', long)]
+    resources: Option<String>,
+    /// Memory limit (e.g. 512m, 1g, -1)
+    #[arg(short = 'm', long)]
+    memory: Option<String>,
+    #[arg(long = "memory-reservation")]
+    memory_reservation: Option<String>,
+    /// Memory plus swap limit
+    #[arg(long = "memory-swap")]
+    memory_swap: Option<String>,
+    #[arg(long = "cpu-quota", allow_hyphen_values = true)]
+    cpu_quota: Option<i64>,
+    #[arg(long = "cpu-period")]
+    cpu_period: Option<u64>,
+    #[arg(long = "cpu-share")]
+    cpu_share: Option<u64>,
+    #[arg(long = "cpuset-cpus")]
+    cpuset_cpus: Option<String>,
+    #[arg(long = "cpuset-mems")]
+    cpuset_mems: Option<String>,
+    #[arg(long = "pids-limit", allow_hyphen_values = true)]
+    pids_limit: Option<i64>,
+    #[arg(long = "blkio-weight")]
+    blkio_weight: Option<u16>,
+    id: String,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -217,6 +262,34 @@ fn dispatch(cli: &Cli) -> Result<u8> {
             }
         }
         Command::Spec { bundle, rootless } => runtime::spec::write(bundle, *rootless)?,
+        Command::Pause { id } => runtime::pause::pause(root, id)?,
+        Command::Resume { id } => runtime::pause::resume(root, id)?,
+        Command::Ps {
+            format,
+            id,
+            ps_args,
+        } => match format {
+            ListFormat::Json => {
+                println!("{}", serde_json::to_string(&runtime::ps::pids(root, id)?)?)
+            }
+            ListFormat::Table => print!("{}", runtime::ps::table(root, id, ps_args)?),
+        },
+        Command::Update(u) => {
+            let flags = runtime::update::Flags {
+                resources: u.resources.clone(),
+                memory: u.memory.clone(),
+                memory_reservation: u.memory_reservation.clone(),
+                memory_swap: u.memory_swap.clone(),
+                cpu_quota: u.cpu_quota,
+                cpu_period: u.cpu_period,
+                cpu_share: u.cpu_share,
+                cpuset_cpus: u.cpuset_cpus.clone(),
+                cpuset_mems: u.cpuset_mems.clone(),
+                pids_limit: u.pids_limit,
+                blkio_weight: u.blkio_weight,
+            };
+            runtime::update::update(root, &u.id, &flags)?;
+        }
     }
     Ok(0)
 }

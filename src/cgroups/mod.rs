@@ -1,18 +1,20 @@
 //! Cgroup placement: find the host's hierarchies (v1, v2 or hybrid), make the container's
 //! directory in each, put the init there, and remove it all again.
 //!
-//! Resource limits arrive with the resources work; this part only places and cleans up.
+//! `resources` translates linux.resources into the files written here.
+
+pub mod resources;
 
 use std::fs;
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 
 /// One mounted cgroup hierarchy.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Hierarchy {
     pub mount: PathBuf,
     /// v1 controllers (and `name=...`) from the super options; empty for cgroup2.
@@ -99,7 +101,14 @@ fn unescape(s: &str) -> String {
 /// The container's cgroup: one directory per hierarchy.
 #[derive(Serialize, Deserialize, Clone, Debug, Default)]
 pub struct Cgroup {
-    pub dirs: Vec<PathBuf>,
+    pub dirs: Vec<Dir>,
+}
+
+/// The container's directory in one hierarchy.
+#[derive(Serialize, Deserialize, Clone, Debug)]
+pub struct Dir {
+    pub path: PathBuf,
+    pub hierarchy: Hierarchy,
 }
 
 /// The path inside each hierarchy: runc's rule. Absolute paths are taken from the
@@ -153,20 +162,20 @@ impl Cgroup {
                 own_cgroup(&h, &proc_cgroup)
             };
             let inner = base.join(&rel);
-            cg.dirs
-                .push(h.mount.join(inner.strip_prefix("/").unwrap_or(&inner)));
+            let path = h.mount.join(inner.strip_prefix("/").unwrap_or(&inner));
+            cg.dirs.push(Dir { path, hierarchy: h });
         }
         Ok(cg)
     }
 
+    fn paths(&self) -> impl Iterator<Item = &Path> {
+        self.dirs.iter().map(|d| d.path.as_path())
+    }
+
     /// Makes the planned directories. On error, whatever was made is removed.
     pub fn make(&self) -> Result<()> {
-        let hierarchies = hierarchies()?;
         for dir in &self.dirs {
-            let Some(h) = hierarchies.iter().find(|h| dir.starts_with(&h.mount)) else {
-                continue;
-            };
-            if let Err(e) = make_dir(h, dir) {
+            if let Err(e) = make_dir(&dir.hierarchy, &dir.path) {
                 self.destroy();
                 return Err(e);
             }
@@ -174,9 +183,47 @@ impl Cgroup {
         Ok(())
     }
 
+    /// Writes linux.resources. Each controller goes to the v1 hierarchy that has it, else
+    /// to cgroup2 if it offers it; a controller the host lacks is an error naming it.
+    pub fn apply(&self, r: &oci_spec::runtime::LinuxResources) -> Result<()> {
+        resources::validate(r)?;
+        let (v1, v2) = (resources::v1(r)?, resources::v2(r)?);
+        let mut controllers: Vec<&str> = v1.iter().chain(&v2).map(|w| w.controller).collect();
+        controllers.sort_unstable();
+        controllers.dedup();
+        for c in controllers {
+            let on_v1 = self
+                .dirs
+                .iter()
+                .find(|d| !d.hierarchy.v2 && d.hierarchy.controllers.iter().any(|x| x == c));
+            let on_v2 = || {
+                self.dirs
+                    .iter()
+                    .find(|d| d.hierarchy.v2 && v2_offers(&d.hierarchy, c))
+            };
+            if let Some(d) = on_v1 {
+                write_controller(d, c, &v1)?;
+            } else if let Some(d) = on_v2() {
+                enable_v2_controller(d, c)?;
+                write_controller(d, c, &v2)?;
+            } else if let Some(why) = v2
+                .iter()
+                .find(|w| w.controller == c)
+                .and_then(|w| w.unsupported)
+            {
+                bail!("{why}");
+            } else {
+                bail!(
+                    "the {c} cgroup controller is not available on this host (linux.resources needs it)"
+                );
+            }
+        }
+        Ok(())
+    }
+
     /// Moves `pid` into the cgroup in every hierarchy.
     pub fn add(&self, pid: i32) -> Result<()> {
-        for dir in &self.dirs {
+        for dir in self.paths() {
             let procs = dir.join("cgroup.procs");
             fs::write(&procs, pid.to_string())
                 .with_context(|| format!("add pid {pid} to {}", procs.display()))?;
@@ -186,7 +233,7 @@ impl Cgroup {
 
     /// The pids in the cgroup (from the first hierarchy that answers).
     pub fn pids(&self) -> Vec<i32> {
-        for dir in &self.dirs {
+        for dir in self.paths() {
             if let Ok(s) = fs::read_to_string(dir.join("cgroup.procs")) {
                 return s.lines().filter_map(|l| l.trim().parse().ok()).collect();
             }
@@ -196,15 +243,58 @@ impl Cgroup {
 
     /// Frozen by `pause` (v1 freezer.state or v2 cgroup.freeze)?
     pub fn is_frozen(&self) -> bool {
-        self.dirs.iter().any(|d| {
+        self.paths().any(|d| {
             fs::read_to_string(d.join("freezer.state")).is_ok_and(|s| s.trim() == "FROZEN")
                 || fs::read_to_string(d.join("cgroup.freeze")).is_ok_and(|s| s.trim() == "1")
         })
     }
 
+    /// Freezes (pause) or thaws (resume) every process: v1 freezer.state, v2 cgroup.freeze.
+    /// Waits until the kernel reports the new state.
+    pub fn set_frozen(&self, frozen: bool) -> Result<()> {
+        let dir = self
+            .dirs
+            .iter()
+            .find(|d| d.hierarchy.controllers.iter().any(|c| c == "freezer"))
+            .map(|d| (d, "freezer.state", if frozen { "FROZEN" } else { "THAWED" }))
+            .or_else(|| {
+                self.dirs
+                    .iter()
+                    .find(|d| d.hierarchy.v2)
+                    .map(|d| (d, "cgroup.freeze", if frozen { "1" } else { "0" }))
+            });
+        let Some((d, file, value)) = dir else {
+            bail!("no freezer cgroup for this container")
+        };
+        let path = d.path.join(file);
+        fs::write(&path, value).with_context(|| format!("write {value} to {}", path.display()))?;
+        for _ in 0..1000 {
+            let done = if file == "freezer.state" {
+                fs::read_to_string(&path).is_ok_and(|s| s.trim() == value)
+            } else {
+                // cgroup.events reports "frozen 1" once every task is stopped.
+                fs::read_to_string(d.path.join("cgroup.events"))
+                    .is_ok_and(|s| s.lines().any(|l| l == format!("frozen {value}")))
+            };
+            if done {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        bail!("{} did not reach {value}", path.display())
+    }
+
+    /// A numeric statistic file of `controller` (e.g. memory.usage_in_bytes), if present.
+    pub fn read_stat(&self, controller: &str, file: &str) -> Option<String> {
+        self.dirs
+            .iter()
+            .filter(|d| d.hierarchy.v2 || d.hierarchy.controllers.iter().any(|c| c == controller))
+            .find_map(|d| fs::read_to_string(d.path.join(file)).ok())
+    }
+
     /// Thaws a frozen cgroup (best effort): pending signals are only acted on when thawed.
     pub fn thaw(&self) {
-        for d in &self.dirs {
+        for d in self.paths() {
             let _ = fs::write(d.join("freezer.state"), "THAWED");
             let _ = fs::write(d.join("cgroup.freeze"), "0");
         }
@@ -214,13 +304,57 @@ impl Cgroup {
     /// the kernel still counts exiting tasks. Best effort: never fails, reports leftovers.
     pub fn destroy(&self) -> Vec<PathBuf> {
         let mut left = Vec::new();
-        for dir in &self.dirs {
+        for dir in self.paths() {
             if !remove_dir(dir) {
-                left.push(dir.clone());
+                left.push(dir.to_path_buf());
             }
         }
         left
     }
+}
+
+/// Writes controller `c`'s entries of `writes` into `d`.
+fn write_controller(d: &Dir, c: &str, writes: &[resources::Write]) -> Result<()> {
+    for w in writes.iter().filter(|w| w.controller == c) {
+        if let Some(why) = w.unsupported {
+            bail!("{why}");
+        }
+        let path = d.path.join(&w.file);
+        fs::write(&path, &w.value)
+            .with_context(|| format!("{c} cgroup: write {:?} to {}", w.value, path.display()))?;
+    }
+    Ok(())
+}
+
+/// Does this cgroup2 hierarchy offer controller `c`? ("cgroup.*" files always exist.)
+fn v2_offers(h: &Hierarchy, c: &str) -> bool {
+    c == "cgroup"
+        || fs::read_to_string(h.mount.join("cgroup.controllers"))
+            .is_ok_and(|s| s.split_whitespace().any(|x| x == c))
+}
+
+/// Enables `c` in cgroup.subtree_control of every ancestor of `d` (cgroup2 only lets a
+/// child use a controller its parent delegates).
+fn enable_v2_controller(d: &Dir, c: &str) -> Result<()> {
+    if c == "cgroup" {
+        return Ok(());
+    }
+    let mut ancestors: Vec<&Path> = d
+        .path
+        .ancestors()
+        .skip(1)
+        .take_while(|a| a.starts_with(&d.hierarchy.mount))
+        .collect();
+    ancestors.reverse();
+    for a in ancestors {
+        let file = a.join("cgroup.subtree_control");
+        let on = fs::read_to_string(&file).unwrap_or_default();
+        if !on.split_whitespace().any(|x| x == c) {
+            fs::write(&file, format!("+{c}"))
+                .with_context(|| format!("enable {c} in {}", file.display()))?;
+        }
+    }
+    Ok(())
 }
 
 fn make_dir(h: &Hierarchy, dir: &Path) -> Result<()> {

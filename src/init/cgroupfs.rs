@@ -1,7 +1,10 @@
 //! The `cgroup` mount inside the container: cgroup2 on a unified host; on v1 and hybrid
 //! hosts a tmpfs with one cgroup mount per hierarchy (runc's layout).
+//!
+//! The hierarchies come from the parent's plan: inside a cgroup namespace, mountinfo shows
+//! the host's cgroup mounts with roots like "/..", so the init must not rediscover them.
 
-use std::os::fd::BorrowedFd;
+use std::os::fd::{BorrowedFd, OwnedFd};
 use std::path::Path;
 
 use anyhow::{Context, Result};
@@ -9,23 +12,28 @@ use nix::mount::{MsFlags, mount};
 use oci_spec::runtime::Mount;
 
 use super::mounts::Options;
-use crate::cgroups;
+use crate::cgroups::{Cgroup, Dir};
 use crate::safepath::{ensure_in_root, fd_path};
 
-pub fn mount_cgroup(root: BorrowedFd, m: &Mount, opts: &Options, cgroupns: bool) -> Result<()> {
+pub fn mount_cgroup(
+    root: BorrowedFd,
+    m: &Mount,
+    opts: &Options,
+    cgroupns: bool,
+    cgroup: &Cgroup,
+) -> Result<()> {
     let dest = m.destination();
     let flags = (opts.flags & !(MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_REMOUNT))
         | MsFlags::MS_NOSUID
         | MsFlags::MS_NODEV
         | MsFlags::MS_NOEXEC;
-    let hierarchies = cgroups::hierarchies()?;
-    let unified_only = hierarchies.iter().all(|h| h.v2);
-    if unified_only {
-        let target = ensure_in_root(root, dest, true)?;
-        return mount_cg(&target, "cgroup2", None, flags, cgroupns, dest);
+    let target = ensure_in_root(root, dest, true)?;
+    if let [only] = cgroup.dirs.as_slice() {
+        if only.hierarchy.v2 {
+            return mount_one(&target, only, flags, cgroupns, dest);
+        }
     }
     // v1/hybrid: a tmpfs to hold one directory per hierarchy, read-only once filled.
-    let target = ensure_in_root(root, dest, true)?;
     mount(
         Some("tmpfs"),
         fd_path(&target).as_c_str(),
@@ -34,35 +42,17 @@ pub fn mount_cgroup(root: BorrowedFd, m: &Mount, opts: &Options, cgroupns: bool)
         Some("mode=755"),
     )
     .context("mount tmpfs")?;
-    for h in &hierarchies {
-        let name = if h.v2 {
-            "unified".to_string()
-        } else {
-            h.mount
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default()
+    for dir in &cgroup.dirs {
+        let name = match dir.hierarchy.mount.file_name() {
+            Some(n) => n.to_string_lossy().into_owned(),
+            None => continue,
         };
-        if name.is_empty() {
-            continue;
-        }
         let sub = dest.join(&name);
         let t = ensure_in_root(root, &sub, true)?;
-        if h.v2 {
-            mount_cg(&t, "cgroup2", None, flags, cgroupns, &sub)?;
-        } else {
-            mount_cg(
-                &t,
-                "cgroup",
-                Some(&h.controllers.join(",")),
-                flags,
-                cgroupns,
-                &sub,
-            )?;
-        }
+        mount_one(&t, dir, flags, cgroupns, &sub)?;
         // Co-mounted controllers (cpu,cpuacct) are also reachable under each name.
-        if h.controllers.len() > 1 && !h.v2 && name.contains(',') {
-            for c in &h.controllers {
+        if name.contains(',') {
+            for c in &dir.hierarchy.controllers {
                 let link = dest.join(c);
                 let (parent, base) = crate::safepath::split(&link)?;
                 let pfd = crate::safepath::mkdir_all_in_root(root, parent, 0o755)?;
@@ -78,58 +68,37 @@ pub fn mount_cgroup(root: BorrowedFd, m: &Mount, opts: &Options, cgroupns: bool)
 }
 
 /// With a cgroup namespace, a fresh cgroup mount shows the container's own cgroup as its
-/// root. Without one it would show the host's tree, so bind the container's directory.
-fn mount_cg(
-    target: &std::os::fd::OwnedFd,
-    fstype: &str,
-    data: Option<&str>,
+/// root. Without one it would show the host's whole tree: bind the container's directory.
+fn mount_one(
+    target: &OwnedFd,
+    dir: &Dir,
     flags: MsFlags,
     cgroupns: bool,
     dest: &Path,
 ) -> Result<()> {
     let t = fd_path(target);
     if cgroupns {
-        mount(Some(fstype), t.as_c_str(), Some(fstype), flags, data)
-            .with_context(|| format!("mount {fstype} on {}", dest.display()))
-    } else {
-        let own = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
-        let host = cgroups::hierarchies()?;
-        let h = host.iter().find(|h| {
-            (fstype == "cgroup2" && h.v2)
-                || (!h.v2 && Some(h.controllers.join(",").as_str()) == data)
-        });
-        let Some(h) = h else { return Ok(()) };
-        let path = own_path(h, &own);
-        let src = h.mount.join(path.trim_start_matches('/'));
+        let (fstype, data) = if dir.hierarchy.v2 {
+            ("cgroup2", None)
+        } else {
+            ("cgroup", Some(dir.hierarchy.controllers.join(",")))
+        };
         mount(
-            Some(&src),
+            Some(fstype),
+            t.as_c_str(),
+            Some(fstype),
+            flags,
+            data.as_deref(),
+        )
+        .with_context(|| format!("mount {fstype} on {}", dest.display()))
+    } else {
+        mount(
+            Some(&dir.path),
             t.as_c_str(),
             None::<&str>,
             MsFlags::MS_BIND | MsFlags::MS_REC,
             None::<&str>,
         )
-        .with_context(|| format!("bind {} on {}", src.display(), dest.display()))
+        .with_context(|| format!("bind {} on {}", dir.path.display(), dest.display()))
     }
-}
-
-fn own_path(h: &cgroups::Hierarchy, proc_cgroup: &str) -> String {
-    for line in proc_cgroup.lines() {
-        let mut parts = line.splitn(3, ':');
-        let (Some(_), Some(ctrls), Some(path)) = (parts.next(), parts.next(), parts.next()) else {
-            continue;
-        };
-        let hit = if h.v2 {
-            ctrls.is_empty()
-        } else {
-            let mut a: Vec<&str> = ctrls.split(',').collect();
-            a.sort_unstable();
-            let mut b: Vec<&str> = h.controllers.iter().map(String::as_str).collect();
-            b.sort_unstable();
-            a == b
-        };
-        if hit {
-            return path.to_string();
-        }
-    }
-    "/".to_string()
 }

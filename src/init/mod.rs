@@ -44,6 +44,8 @@ pub struct InitConfig<'a> {
     /// unshare(CLONE_NEWCGROUP) once placed in the cgroup.
     pub new_cgroupns: bool,
     pub has_mount_ns: bool,
+    /// The container's cgroup (planned by the parent; made and joined while we work).
+    pub cgroup: &'a crate::cgroups::Cgroup,
     /// Join a new session keyring named `_ses.<id>` (unless --no-new-keyring), so the
     /// container can't reach the keys of the session it was started from.
     pub keyring: Option<String>,
@@ -114,6 +116,7 @@ fn prepare(cfg: &InitConfig) -> Result<ExecPlan> {
             rootfs: cfg.rootfs,
             no_pivot: cfg.no_pivot,
             cgroupns: cfg.new_cgroupns || has_ns(spec, LinuxNamespaceType::Cgroup),
+            cgroup: cfg.cgroup,
             cwd: process.cwd(),
             before_cgroup_mount: &|| await_go(cfg),
         })?;

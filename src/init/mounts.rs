@@ -188,13 +188,19 @@ fn recursive_option(name: &str) -> Option<(bool, u64)> {
 }
 
 /// Mounts one `mounts` entry inside the rootfs `root`. `bundle` anchors relative sources.
-pub fn mount_entry(root: BorrowedFd, bundle: &Path, m: &Mount, cgroupns: bool) -> Result<()> {
+pub fn mount_entry(
+    root: BorrowedFd,
+    bundle: &Path,
+    m: &Mount,
+    cgroupns: bool,
+    cgroup: &crate::cgroups::Cgroup,
+) -> Result<()> {
     let dest = m.destination();
     let typ = m.typ().as_deref().unwrap_or("");
     let opts = Options::parse(m.options().as_deref().unwrap_or(&[]))
         .with_context(|| format!("mount {}", dest.display()))?;
     if typ == "cgroup" || typ == "cgroup2" {
-        return super::cgroupfs::mount_cgroup(root, m, &opts, cgroupns)
+        return super::cgroupfs::mount_cgroup(root, m, &opts, cgroupns, cgroup)
             .with_context(|| format!("mount cgroup on {}", dest.display()));
     }
     let what = if typ.is_empty() || typ == "bind" {

@@ -23,6 +23,8 @@ pub struct RootfsPlan<'a> {
     pub rootfs: &'a Path,
     pub no_pivot: bool,
     pub cgroupns: bool,
+    /// The container's cgroup, for the `cgroup` mount.
+    pub cgroup: &'a crate::cgroups::Cgroup,
     /// process.cwd, created inside the rootfs when missing (as runc does).
     pub cwd: &'a Path,
     /// Called before a cgroup filesystem is mounted (the init must be in its cgroup).
@@ -67,7 +69,7 @@ pub fn setup(plan: &RootfsPlan) -> Result<()> {
         if matches!(m.typ().as_deref(), Some("cgroup" | "cgroup2")) {
             (plan.before_cgroup_mount)()?;
         }
-        mounts::mount_entry(root, plan.bundle, m, plan.cgroupns)?;
+        mounts::mount_entry(root, plan.bundle, m, plan.cgroupns, plan.cgroup)?;
     }
     if !mounts::binds_dev(mount_list) {
         create_devices(

@@ -127,6 +127,11 @@ fn spawn(
     let listener = UnixListener::bind(dir.start_socket())
         .with_context(|| format!("bind {}", dir.start_socket().display()))?;
     let (parent_ch, child_ch) = sync::pair()?;
+    let cgroups_path = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.cgroups_path().as_deref());
+    let cgroup = Cgroup::plan(cgroups_path, opts.id)?;
     let listen_fds = listen_fds();
     let cfg = InitConfig {
         spec,
@@ -140,6 +145,7 @@ fn spawn(
         go_first: user_ns,
         new_cgroupns,
         has_mount_ns,
+        cgroup: &cgroup,
         keyring: (!opts.no_new_keyring).then(|| opts.id.to_string()),
         start_listener: listener.into(),
         sync: child_ch,
@@ -178,17 +184,13 @@ fn spawn(
         phase: Phase::Creating,
         cgroup: None,
     };
-    let cgroups_path = spec
-        .linux()
-        .as_ref()
-        .and_then(|l| l.cgroups_path().as_deref());
-    let cgroup = Cgroup::plan(cgroups_path, opts.id)?;
     state.cgroup = Some(cgroup.clone());
     // Recorded before any cgroup exists or the init may run anything, so `delete` can
     // clean up after a create that was killed at any point.
     dir.save(&state)?;
     undo.cgroup = Some(cgroup.clone());
     cgroup.make()?;
+    cgroup.apply(&crate::cgroups::resources::effective(spec))?;
     cgroup.add(pid)?;
     if user_ns {
         write_id_maps(spec, pid)?;

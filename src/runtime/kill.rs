@@ -47,13 +47,16 @@ pub fn kill(root: &Path, id: &str, signal: &str, all: bool) -> Result<()> {
     if status == Status::Stopped {
         bail!("container not running");
     }
+    // The init first (through its pidfd); with --all then every other pid of the cgroup,
+    // where one that has exited meanwhile is no error.
+    signal_init(state.pid, state.pid_start, sig)?;
     if all && let Some(cg) = &state.cgroup {
-        for pid in cg.pids() {
+        for pid in cg.pids().into_iter().filter(|&p| p != state.pid) {
             // SAFETY: kill(2) has no memory effects; a pid that just exited is ESRCH.
             unsafe { libc::kill(pid, sig) };
         }
     }
-    signal_init(state.pid, state.pid_start, sig)
+    Ok(())
 }
 
 /// Signals the init through a pidfd after checking it is still the same process.

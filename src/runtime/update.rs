@@ -1,0 +1,142 @@
+//! `update`: change a running container's resources, from a JSON file (or stdin) in the
+//! linux.resources format and/or runc's individual flags.
+
+use std::io::Read;
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+use oci_spec::runtime::LinuxResources;
+use serde_json::{Value, json};
+
+use crate::container::{ContainerDir, Status};
+
+/// runc's `update` flags, each optional.
+#[derive(Default)]
+pub struct Flags {
+    pub resources: Option<String>,
+    pub memory: Option<String>,
+    pub memory_reservation: Option<String>,
+    pub memory_swap: Option<String>,
+    pub cpu_quota: Option<i64>,
+    pub cpu_period: Option<u64>,
+    pub cpu_share: Option<u64>,
+    pub cpuset_cpus: Option<String>,
+    pub cpuset_mems: Option<String>,
+    pub pids_limit: Option<i64>,
+    pub blkio_weight: Option<u16>,
+}
+
+pub fn update(root: &Path, id: &str, flags: &Flags) -> Result<()> {
+    let dir = ContainerDir::open(root, id, true)?;
+    let state = dir.load_existing()?;
+    if dir.status(&state) == Status::Stopped {
+        bail!("container {id} is not running");
+    }
+    let Some(cg) = &state.cgroup else {
+        bail!("container {id} has no cgroup")
+    };
+    let resources = merge(flags)?;
+    cg.apply(&resources)
+}
+
+/// The --resources document with the flags laid over it.
+fn merge(f: &Flags) -> Result<LinuxResources> {
+    let mut v: Value = match f.resources.as_deref() {
+        Some("-") => {
+            let mut s = String::new();
+            std::io::stdin()
+                .read_to_string(&mut s)
+                .context("read resources from stdin")?;
+            serde_json::from_str(&s).context("parse resources from stdin")?
+        }
+        Some(path) => {
+            let s = std::fs::read_to_string(path).with_context(|| format!("read {path}"))?;
+            serde_json::from_str(&s).with_context(|| format!("parse {path}"))?
+        }
+        None => json!({}),
+    };
+    let mut set = |section: &str, key: &str, value: Value| {
+        if !v[section].is_object() {
+            v[section] = json!({});
+        }
+        v[section][key] = value;
+    };
+    for (key, text) in [
+        ("limit", &f.memory),
+        ("reservation", &f.memory_reservation),
+        ("swap", &f.memory_swap),
+    ] {
+        if let Some(t) = text {
+            set("memory", key, json!(parse_bytes(t)?));
+        }
+    }
+    if let Some(q) = f.cpu_quota {
+        set("cpu", "quota", json!(q));
+    }
+    if let Some(p) = f.cpu_period {
+        set("cpu", "period", json!(p));
+    }
+    if let Some(s) = f.cpu_share {
+        set("cpu", "shares", json!(s));
+    }
+    if let Some(c) = &f.cpuset_cpus {
+        set("cpu", "cpus", json!(c));
+    }
+    if let Some(m) = &f.cpuset_mems {
+        set("cpu", "mems", json!(m));
+    }
+    if let Some(p) = f.pids_limit {
+        set("pids", "limit", json!(p));
+    }
+    if let Some(w) = f.blkio_weight {
+        set("blockIO", "weight", json!(w));
+    }
+    serde_json::from_value(v).context("invalid resources")
+}
+
+/// "512m", "1G", "1024", "-1" → bytes (docker's units, powers of 1024).
+pub fn parse_bytes(s: &str) -> Result<i64> {
+    let t = s.trim().to_ascii_lowercase();
+    if t == "-1" {
+        return Ok(-1);
+    }
+    let t = t.trim_end_matches('b');
+    let (num, mult) = match t.chars().last() {
+        Some('k') => (&t[..t.len() - 1], 1i64 << 10),
+        Some('m') => (&t[..t.len() - 1], 1 << 20),
+        Some('g') => (&t[..t.len() - 1], 1 << 30),
+        Some('t') => (&t[..t.len() - 1], 1 << 40),
+        _ => (t, 1),
+    };
+    let n: i64 = num.parse().with_context(|| format!("invalid size {s:?}"))?;
+    n.checked_mul(mult)
+        .with_context(|| format!("size {s:?} is too large"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_bytes("512m").unwrap(), 512 << 20);
+        assert_eq!(parse_bytes("1G").unwrap(), 1 << 30);
+        assert_eq!(parse_bytes("100").unwrap(), 100);
+        assert_eq!(parse_bytes("-1").unwrap(), -1);
+        assert!(parse_bytes("x").is_err());
+    }
+
+    #[test]
+    fn flags_override_the_file() {
+        let f = Flags {
+            memory: Some("64m".into()),
+            pids_limit: Some(5),
+            cpu_quota: Some(20000),
+            ..Default::default()
+        };
+        let r = merge(&f).unwrap();
+        assert_eq!(r.memory().as_ref().unwrap().limit(), Some(64 << 20));
+        assert_eq!(r.pids().as_ref().unwrap().limit(), 5);
+        assert_eq!(r.cpu().as_ref().unwrap().quota(), Some(20000));
+    }
+}
