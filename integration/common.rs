@@ -540,6 +540,14 @@ pub fn base_config(id: &str) -> Value {
     })
 }
 
+/// A bind mount entry for config.json.
+pub fn bind(dest: &str, src: &Path, options: &[&str]) -> Value {
+    json!({
+        "destination": dest, "type": "bind",
+        "source": src.to_string_lossy(), "options": options
+    })
+}
+
 // ---------------------------------------------------------------------------
 // The container guard
 // ---------------------------------------------------------------------------
@@ -864,6 +872,8 @@ pub struct MountInfo {
     pub root: String,
     pub mount_point: String,
     pub mount_opts: Vec<String>,
+    /// The optional fields (`shared:N`, `master:N`, `propagate_from:N`, `unbindable`).
+    pub optional: Vec<String>,
     pub fstype: String,
     pub source: String,
     pub super_opts: Vec<String>,
@@ -890,6 +900,7 @@ pub fn parse_mountinfo(text: &str) -> Vec<MountInfo> {
                 root: unescape_mountinfo(l[3]),
                 mount_point: unescape_mountinfo(l[4]),
                 mount_opts: split(l[5]),
+                optional: l[6..].iter().map(|s| s.to_string()).collect(),
                 fstype: r[0].to_string(),
                 source: r.get(1).map(|s| s.to_string()).unwrap_or_default(),
                 super_opts: r.get(2).map(|s| split(s)).unwrap_or_default(),

@@ -16,3 +16,4 @@ mod lifecycle;
 mod process;
 mod resources;
 mod rootfs;
+mod spec_fields;

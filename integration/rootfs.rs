@@ -218,13 +218,6 @@ fn writable_root_when_not_readonly() {
     );
 }
 
-fn bind(dest: &str, src: &Path, options: &[&str]) -> serde_json::Value {
-    json!({
-        "destination": dest, "type": "bind",
-        "source": src.to_string_lossy(), "options": options
-    })
-}
-
 #[test]
 fn bind_mount_read_only() {
     let host = TempDir::new("bindro");

@@ -57,4 +57,14 @@ impl Channel {
     pub fn raw_fd(&self) -> i32 {
         self.0.as_raw_fd()
     }
+
+    /// Has the other end gone away (POLLHUP), without waiting?
+    pub fn peer_closed(&self) -> bool {
+        use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+        let mut fds = [PollFd::new(self.0.as_fd(), PollFlags::POLLIN)];
+        matches!(poll(&mut fds, PollTimeout::ZERO), Ok(n) if n > 0)
+            && fds[0]
+                .revents()
+                .is_some_and(|r| r.contains(PollFlags::POLLHUP))
+    }
 }

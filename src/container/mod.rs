@@ -143,6 +143,13 @@ impl ContainerDir {
         })
     }
 
+    /// The fd holding the lock (a forked init must close its copy, or a killed `create`
+    /// would leave the lock held by the init).
+    pub fn lock_fd(&self) -> Option<std::os::fd::RawFd> {
+        use std::os::fd::AsRawFd;
+        self._lock.as_ref().map(|l| l.as_raw_fd())
+    }
+
     /// Reads state.json. `Ok(None)` for a directory whose create never got that far.
     pub fn load(&self) -> Result<Option<State>> {
         let path = self.path.join(STATE_FILE);

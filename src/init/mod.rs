@@ -51,6 +51,9 @@ pub struct InitConfig<'a> {
     pub keyring: Option<String>,
     pub start_listener: OwnedFd,
     pub sync: Channel,
+    /// The parent's fds the init inherits but must not keep: the state-dir lock and the
+    /// parent's end of the sync socket (holding it, the init would never see EOF).
+    pub parent_only_fds: Vec<std::os::fd::RawFd>,
 }
 
 /// The init's entry point after clone(); never returns.
@@ -81,9 +84,17 @@ struct ExecPlan {
 }
 
 fn prepare(cfg: &InitConfig) -> Result<ExecPlan> {
+    for &fd in &cfg.parent_only_fds {
+        // SAFETY: these fds are copies the fork gave us; nothing in the init uses them.
+        unsafe { libc::close(fd) };
+    }
     // Die with the parent while it still waits for us (a killed `create` leaves no init).
     // SAFETY: prctl with integer arguments.
     unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) };
+    // The parent may have died before the prctl: then its end of the socket is closed.
+    if cfg.sync.peer_closed() {
+        bail!("corten create exited");
+    }
     for (flag, fd) in &cfg.join {
         nix::sched::setns(fd, *flag)
             .with_context(|| format!("join {} namespace", ns_name(*flag)))?;

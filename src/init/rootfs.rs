@@ -116,16 +116,15 @@ pub fn setup(plan: &RootfsPlan) -> Result<()> {
         mounts::setattr(&OwnedFd::from(slash), sys::MOUNT_ATTR_RDONLY, 0, false)
             .context("make the root read-only")?;
     }
+    // Shared or unbindable must also hold for the new root mount itself (slave and private
+    // were set before the pivot and carried over). Only "/", never recursively: each
+    // mount's own propagation option stays as the config gave it.
     if let Some(p) = linux.and_then(|l| l.rootfs_propagation().as_deref()) {
-        // runc applies the propagation to the new root too, so shared mounts keep flowing.
-        mount(
-            None::<&str>,
-            "/",
-            None::<&str>,
-            propagation_option(p).unwrap_or(MsFlags::MS_SLAVE),
-            None::<&str>,
-        )
-        .context("set rootfs propagation")?;
+        let flag = propagation_option(p).unwrap_or(MsFlags::MS_SLAVE) & !MsFlags::MS_REC;
+        if flag == MsFlags::MS_SHARED || flag == MsFlags::MS_UNBINDABLE {
+            mount(None::<&str>, "/", None::<&str>, flag, None::<&str>)
+                .context("set rootfs propagation")?;
+        }
     }
     Ok(())
 }
@@ -146,9 +145,18 @@ fn write_sysctl(root: BorrowedFd, key: &str, value: &str) -> Result<()> {
 
 /// pivot_root(".", ".") then detach the old root: no temporary directory is needed.
 fn pivot(root: BorrowedFd) -> Result<()> {
+    let oldroot = nix::fcntl::open(
+        "/",
+        OFlag::O_DIRECTORY | OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .context("open the old root")?;
     nix::unistd::fchdir(root).context("chdir to rootfs")?;
     nix::unistd::pivot_root(".", ".").context("pivot_root")?;
-    // Make the old root a slave so the detach below can't propagate to the host.
+    // Work on the old root explicitly: made a slave (so the detach can't propagate to the
+    // host) and detached. Recursing from the new root instead would turn every container
+    // mount into a slave, undoing "shared" propagation options.
+    nix::unistd::fchdir(&oldroot).context("chdir to the old root")?;
     mount(
         None::<&str>,
         ".",

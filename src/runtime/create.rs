@@ -149,6 +149,11 @@ fn spawn(
         keyring: (!opts.no_new_keyring).then(|| opts.id.to_string()),
         start_listener: listener.into(),
         sync: child_ch,
+        parent_only_fds: dir
+            .lock_fd()
+            .into_iter()
+            .chain([parent_ch.raw_fd()])
+            .collect(),
     };
     // SAFETY: corten is single-threaded here, so the child may run arbitrary code after a
     // fork-style clone (no stack given: the child continues on a copy of ours).
