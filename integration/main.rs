@@ -17,3 +17,5 @@ mod process;
 mod resources;
 mod rootfs;
 mod spec_fields;
+mod image;
+mod image_support;

@@ -1,0 +1,710 @@
+//! corten-image against a real registry (Debian's docker-registry on loopback): layers,
+//! whiteouts and links, platforms, token auth, hostile layers, tampering, the store
+//! commands, the offline sources, and the pulled bundle running under corten.
+
+use std::collections::HashMap;
+use std::ffi::CString;
+use std::fs;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::Path;
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+
+use crate::common::{TempDir, rt, unique_id};
+use crate::image_support::*;
+
+fn main_image() -> Image {
+    let mut l1 = base_entries();
+    l1.extend([
+        E::Dir("del/", 0o755),
+        E::File("del/file", "to delete", 0o644),
+        E::File("del/keep", "kept", 0o644),
+        E::Dir("deldir/", 0o755),
+        E::File("deldir/a", "a", 0o644),
+        E::Dir("opq/", 0o755),
+        E::File("opq/old", "old", 0o644),
+        E::Dir("opq/sub/", 0o755),
+        E::File("opq/sub/old2", "old2", 0o644),
+        E::File("flip", "a file first", 0o644),
+        E::Dir("d2f/", 0o755),
+        E::File("d2f/x", "x", 0o644),
+        E::File("links/orig", "original", 0o644),
+    ]);
+    let l2 = vec![
+        E::File("del/.wh.file", "", 0o644),
+        E::File(".wh.deldir", "", 0o644),
+        E::Dir("opq/", 0o755),
+        E::File("opq/new", "new in the opaque layer", 0o644),
+        E::File("opq/.wh..wh..opq", "", 0o644),
+        E::Dir("flip/", 0o755),
+        E::File("flip/inner", "now a dir", 0o644),
+        E::File("d2f", "dir became file", 0o644),
+        E::FileX("usr/bin/suid", "setuid", 0o4755, 0, 0, vec![]),
+        E::FileX("usr/bin/sgid", "setgid", 0o2750, 1000, 2000, vec![]),
+        E::FileX(
+            "xattr",
+            "has xattrs",
+            0o644,
+            0,
+            0,
+            vec![("user.corten", "hello")],
+        ),
+        E::Hardlink("links/hard", "links/orig"),
+        E::Symlink("links/abs", "/etc/passwd"),
+        E::Symlink("links/rel", "../etc/passwd"),
+        E::Fifo("fifo"),
+    ];
+    let l3 = vec![
+        E::File("flip", "a file again", 0o600),
+        E::Dir("app/", 0o755),
+        E::File("app/data.txt", "from the zstd layer", 0o644),
+        E::Hardlink("links/bb", "bin/busybox"),
+    ];
+    let l4 = vec![
+        E::Dir("work/", 0o755),
+        E::File("work/plain.txt", "plain tar", 0o644),
+    ];
+    image(
+        vec![
+            (l1, Comp::Gzip),
+            (l2, Comp::Gzip),
+            (l3, Comp::Zstd),
+            (l4, Comp::Plain),
+        ],
+        json!({
+            "Entrypoint": ["/bin/sh", "-c"],
+            "Cmd": ["echo default-cmd"],
+            "Env": ["PATH=/usr/bin:/bin", "GREETING=hello world"],
+            "WorkingDir": "/work",
+            "User": "app",
+            "Labels": {"org.opencontainers.image.os": "label-wins", "maintainer": "corten"},
+            "StopSignal": "SIGQUIT",
+            "ExposedPorts": {"80/tcp": {}},
+        }),
+        "amd64",
+        None,
+    )
+}
+
+fn lgetxattr(p: &Path, name: &str) -> Option<String> {
+    let cp = CString::new(p.as_os_str().as_encoded_bytes()).unwrap();
+    let cn = CString::new(name).unwrap();
+    let mut buf = [0u8; 256];
+    let n =
+        unsafe { libc::lgetxattr(cp.as_ptr(), cn.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    (n >= 0).then(|| String::from_utf8_lossy(&buf[..n as usize]).into_owned())
+}
+
+fn pull_cmd(args: &[&str]) -> crate::common::Out {
+    let mut a = vec!["pull"];
+    a.extend_from_slice(args);
+    image_cmd(&a, &[])
+}
+
+fn pull_ok(args: &[&str]) -> Value {
+    let mut a = vec!["pull", "--json"];
+    a.extend_from_slice(args);
+    let out = image_cmd(&a, &[]);
+    out.ok();
+    serde_json::from_str(out.stdout.trim())
+        .unwrap_or_else(|e| panic!("--json output ({e}):\n{out}"))
+}
+
+/// Runs the bundle under corten; returns its stdout.
+fn run_bundle(bundle: &Path) -> String {
+    let root = TempDir::new("imgroot");
+    let id = unique_id("image");
+    let out = rt(&[
+        "--root",
+        root.path().to_str().unwrap(),
+        "run",
+        "--bundle",
+        bundle.to_str().unwrap(),
+        &id,
+    ]);
+    let _ = rt(&["--root", root.path().to_str().unwrap(), "delete", "-f", &id]);
+    out.ok();
+    out.stdout
+}
+
+#[test]
+fn image_pull_layers_store_and_run() {
+    let reg = Registry::start();
+    let tmp = TempDir::new("img");
+    let img = main_image();
+    layout_of(&tmp.join("layout"), &img, "v1");
+    reg.push(&tmp.join("layout"), "v1", "test/main", false, None);
+    let store = tmp.join("store");
+    let store_s = store.to_str().unwrap();
+    let r = format!("{}/test/main:v1", reg.host());
+    let bundle = tmp.join("bundle");
+    let script = "id; pwd; echo \"G=$GREETING\"; echo \"H=$HOME\"; cat /app/data.txt; echo; cat /work/plain.txt";
+    let summary = pull_ok(&[
+        "--store",
+        store_s,
+        &r,
+        bundle.to_str().unwrap(),
+        "--",
+        script,
+    ]);
+    assert_eq!(summary["ref"], r);
+    // skopeo may re-serialize the manifest: its digest is the registry's.
+    let digest = summary["digest"].as_str().unwrap().to_string();
+    assert!(digest.starts_with("sha256:"), "{summary}");
+    assert_eq!(summary["platform"], "linux/amd64");
+    assert_eq!(summary["layers"], 4);
+    assert!(summary["bytes"].as_u64().unwrap() > 0);
+
+    // The rootfs, seen from the host.
+    let rf = bundle.join("rootfs");
+    assert!(!rf.join("del/file").exists(), "whiteout removed del/file");
+    assert_eq!(read(&rf.join("del/keep")), "kept");
+    assert!(
+        !rf.join("deldir").exists(),
+        "whiteout removed the directory"
+    );
+    assert!(
+        !rf.join("opq/old").exists() && !rf.join("opq/sub").exists(),
+        "opaque dir hides lower entries"
+    );
+    assert_eq!(
+        read(&rf.join("opq/new")),
+        "new in the opaque layer",
+        "opaque keeps its own layer's entries"
+    );
+    assert!(rf.join("flip").is_file(), "file → dir → file");
+    assert_eq!(read(&rf.join("flip")), "a file again");
+    assert_eq!(
+        fs::metadata(rf.join("flip")).unwrap().permissions().mode() & 0o7777,
+        0o600
+    );
+    assert_eq!(read(&rf.join("d2f")), "dir became file");
+    let suid = fs::metadata(rf.join("usr/bin/suid")).unwrap();
+    assert_eq!(suid.permissions().mode() & 0o7777, 0o4755, "setuid kept");
+    let sgid = fs::metadata(rf.join("usr/bin/sgid")).unwrap();
+    assert_eq!(sgid.permissions().mode() & 0o7777, 0o2750, "setgid kept");
+    assert_eq!((sgid.uid(), sgid.gid()), (1000, 2000), "ownership");
+    assert_eq!(
+        lgetxattr(&rf.join("xattr"), "user.corten").as_deref(),
+        Some("hello")
+    );
+    let orig = fs::metadata(rf.join("links/orig")).unwrap();
+    let hard = fs::metadata(rf.join("links/hard")).unwrap();
+    assert_eq!(orig.ino(), hard.ino(), "hardlink in the same layer");
+    assert_eq!(
+        fs::metadata(rf.join("links/bb")).unwrap().ino(),
+        fs::metadata(rf.join("bin/busybox")).unwrap().ino(),
+        "hardlink to a lower layer's file"
+    );
+    assert_eq!(
+        fs::read_link(rf.join("links/abs")).unwrap(),
+        Path::new("/etc/passwd")
+    );
+    assert_eq!(
+        fs::read_link(rf.join("links/rel")).unwrap(),
+        Path::new("../etc/passwd")
+    );
+    use std::os::unix::fs::FileTypeExt;
+    assert!(
+        fs::symlink_metadata(rf.join("fifo"))
+            .unwrap()
+            .file_type()
+            .is_fifo()
+    );
+    assert_eq!(
+        fs::metadata(rf.join("tmp")).unwrap().permissions().mode() & 0o7777,
+        0o1777
+    );
+    assert_eq!(
+        fs::metadata(rf.join("work/plain.txt")).unwrap().mtime(),
+        1_700_000_000
+    );
+
+    // config.json from the image config.
+    let cfg: Value = serde_json::from_str(&read(&bundle.join("config.json"))).unwrap();
+    let p = &cfg["process"];
+    assert_eq!(p["args"], json!(["/bin/sh", "-c", script]));
+    assert_eq!(p["cwd"], "/work");
+    assert_eq!(
+        p["user"],
+        json!({"uid": 1000, "gid": 1000, "additionalGids": [2000]})
+    );
+    assert_eq!(p["terminal"], false);
+    let env: Vec<&str> = p["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e.as_str().unwrap())
+        .collect();
+    assert!(
+        env.contains(&"PATH=/usr/bin:/bin") && env.contains(&"GREETING=hello world"),
+        "{env:?}"
+    );
+    assert!(env.contains(&"HOME=/home/app"), "{env:?}");
+    let ann = &cfg["annotations"];
+    assert_eq!(
+        ann["org.opencontainers.image.os"], "label-wins",
+        "labels win"
+    );
+    assert_eq!(ann["org.opencontainers.image.stopSignal"], "SIGQUIT");
+    assert_eq!(ann["org.opencontainers.image.exposedPorts"], "80/tcp");
+    assert_eq!(ann["maintainer"], "corten");
+    assert!(
+        cfg["linux"]["namespaces"].as_array().unwrap().len() >= 5,
+        "the default spec's namespaces"
+    );
+
+    // The container sees the image's user, cwd, env and files.
+    let out = run_bundle(&bundle);
+    assert!(out.contains("uid=1000(app) gid=1000(app)"), "{out}");
+    assert!(out.contains("2000(extra)"), "{out}");
+    assert!(out.contains("\n/work\n"), "{out}");
+    assert!(
+        out.contains("G=hello world") && out.contains("H=/home/app"),
+        "{out}"
+    );
+    assert!(
+        out.contains("from the zstd layer") && out.contains("plain tar"),
+        "{out}"
+    );
+
+    // A second pull downloads no blob; the default Cmd is used without `--`.
+    let b2 = tmp.join("bundle2");
+    let s2 = pull_ok(&["--store", store_s, &r, b2.to_str().unwrap()]);
+    assert_eq!(s2["bytes"], 0, "warm store: nothing downloaded: {s2}");
+    assert!(run_bundle(&b2).contains("default-cmd"));
+
+    // A non-empty bundle is refused without --force.
+    let out = pull_cmd(&["--store", store_s, &r, b2.to_str().unwrap()]);
+    assert_image_err(&out, &["not empty", "--force"]);
+    pull_cmd(&["--force", "--store", store_s, &r, b2.to_str().unwrap()]).ok();
+
+    // images / inspect / rm / prune.
+    let out = image_cmd(&["images", "--store", store_s], &[]);
+    out.ok();
+    assert!(
+        out.stdout.contains(&r) && out.stdout.contains(&digest),
+        "{out}"
+    );
+    let out = image_cmd(&["inspect", "--store", store_s, &r], &[]);
+    out.ok();
+    let v: Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(v["platform"], "linux/amd64");
+    assert_eq!(v["config"]["config"]["User"], "app");
+    assert_eq!(v["manifest"]["layers"].as_array().unwrap().len(), 4);
+    let blobs = || fs::read_dir(store.join("blobs/sha256")).unwrap().count();
+    assert_eq!(blobs(), 6, "manifest, config, 4 layers");
+    fs::write(store.join("blobs/sha256").join("0".repeat(64)), "orphan").unwrap();
+    image_cmd(&["prune", "--store", store_s], &[]).ok();
+    assert_eq!(blobs(), 6, "prune removes only the orphan");
+    image_cmd(&["rm", "--store", store_s, &r], &[]).ok();
+    assert_eq!(blobs(), 0, "rm removes the image's blobs");
+    assert_image_err(
+        &image_cmd(&["rm", "--store", store_s, &r], &[]),
+        &["not in the store"],
+    );
+}
+
+fn arch_image(arch: &str, variant: Option<&str>) -> Image {
+    let mut l = base_entries();
+    let tag: &'static str = Box::leak(
+        format!(
+            "{arch}{}",
+            variant.map(|v| format!("/{v}")).unwrap_or_default()
+        )
+        .into_boxed_str(),
+    );
+    l.push(E::File("arch.txt", tag, 0o644));
+    image(
+        vec![(l, Comp::Gzip)],
+        json!({"Cmd": ["cat", "/arch.txt"]}),
+        arch,
+        variant,
+    )
+}
+
+#[test]
+fn image_platforms_from_index_and_manifest_list() {
+    let reg = Registry::start();
+    let tmp = TempDir::new("img");
+    let amd = arch_image("amd64", None);
+    let arm = arch_image("arm64", Some("v8"));
+    // An attestation manifest, as buildx attaches: unknown/unknown.
+    let (att_layer, _) = layer(&[E::File("intoto.json", "{}", 0o644)], Comp::Plain);
+    let att_cfg = Blob::new("application/vnd.oci.image.config.v1+json", b"{}".to_vec());
+    let att = Blob::new(
+        "application/vnd.oci.image.manifest.v1+json",
+        serde_json::to_vec(
+            &json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": att_cfg.desc(), "layers": [att_layer.desc()]}),
+        )
+        .unwrap(),
+    );
+    // The attestation first: it must be skipped, not chosen.
+    let oci_index = index_of(
+        &[&amd, &arm],
+        "application/vnd.oci.image.index.v1+json",
+        Some(&att),
+    );
+    let mut blobs: Vec<&Blob> = vec![&oci_index, &att, &att_cfg, &att_layer];
+    for i in [&amd, &arm] {
+        blobs.extend([&i.config, &i.manifest]);
+        blobs.extend(i.layers.iter());
+    }
+    write_layout(&tmp.join("layout"), &blobs, &[("multi", &oci_index)]);
+    reg.push(&tmp.join("layout"), "multi", "test/oci-index", true, None);
+
+    // A docker manifest list, pushed through the registry API with docker media types.
+    let list_repo = "test/docker-list";
+    let mut docker_ms = Vec::new();
+    for i in [&amd, &arm] {
+        reg.put_blob(list_repo, &i.config.data);
+        let mut layers = Vec::new();
+        for l in &i.layers {
+            reg.put_blob(list_repo, &l.data);
+            layers.push(
+                json!({"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip",
+                               "digest": l.digest, "size": l.data.len()}),
+            );
+        }
+        let m = Blob::new(
+            "application/vnd.docker.distribution.manifest.v2+json",
+            serde_json::to_vec(&json!({"schemaVersion": 2,
+                "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+                "config": {"mediaType": "application/vnd.docker.container.image.v1+json",
+                           "digest": i.config.digest, "size": i.config.data.len()},
+                "layers": layers}))
+            .unwrap(),
+        );
+        reg.put_manifest(list_repo, &m.digest, &m.media_type, &m.data);
+        let mut d = m.desc();
+        d["platform"] = i.platform();
+        docker_ms.push(d);
+    }
+    let list_mt = "application/vnd.docker.distribution.manifest.list.v2+json";
+    let list = serde_json::to_vec(
+        &json!({"schemaVersion": 2, "mediaType": list_mt, "manifests": docker_ms}),
+    )
+    .unwrap();
+    reg.put_manifest(list_repo, "multi", list_mt, &list);
+
+    let store = tmp.join("store");
+    let store_s = store.to_str().unwrap();
+    for repo in ["test/oci-index", list_repo] {
+        let r = format!("{}/{repo}:multi", reg.host());
+        let b = tmp.join(format!("{}-host", repo.replace('/', "-")));
+        let s = pull_ok(&["--store", store_s, &r, b.to_str().unwrap()]);
+        assert_eq!(s["platform"], "linux/amd64", "{s}");
+        assert_eq!(read(&b.join("rootfs/arch.txt")), "amd64");
+        assert!(run_bundle(&b).contains("amd64"));
+        // arm64 implies variant v8.
+        let b = tmp.join(format!("{}-arm", repo.replace('/', "-")));
+        let s = pull_ok(&[
+            "--store",
+            store_s,
+            "--platform",
+            "linux/arm64",
+            &r,
+            b.to_str().unwrap(),
+        ]);
+        assert_eq!(s["platform"], "linux/arm64/v8", "{s}");
+        assert_eq!(read(&b.join("rootfs/arch.txt")), "arm64/v8");
+        // No match: the error lists what the image has, and nothing is left.
+        let b = tmp.join("none");
+        let out = pull_cmd(&[
+            "--store",
+            store_s,
+            "--platform",
+            "linux/s390x",
+            &r,
+            b.to_str().unwrap(),
+        ]);
+        assert_image_err(&out, &["linux/s390x", "linux/amd64, linux/arm64/v8"]);
+        assert!(!b.exists());
+    }
+    let out = image_cmd(
+        &[
+            "inspect",
+            "--store",
+            store_s,
+            "--platform",
+            "linux/arm64",
+            &format!("{}/test/oci-index:multi", reg.host()),
+        ],
+        &[],
+    );
+    out.ok();
+    let v: Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(v["platform"], "linux/arm64/v8");
+    assert!(
+        v["index"]
+            .as_str()
+            .is_some_and(|d| d.starts_with("sha256:")),
+        "{v}"
+    );
+}
+
+#[test]
+fn image_token_auth() {
+    let reg = Registry::start_token_auth();
+    let tmp = TempDir::new("img");
+    let img = arch_image("amd64", None);
+    layout_of(&tmp.join("layout"), &img, "v1");
+    reg.push(
+        &tmp.join("layout"),
+        "v1",
+        "public/app",
+        false,
+        Some("admin:secret"),
+    );
+    reg.push(
+        &tmp.join("layout"),
+        "v1",
+        "private/app",
+        false,
+        Some("admin:secret"),
+    );
+    let store = tmp.join("store");
+    let store_s = store.to_str().unwrap();
+    let tokens = &reg.tokens.as_ref().unwrap().requests;
+    tokens.lock().unwrap().clear();
+
+    // Anonymous pull of a public repository goes through the 401 challenge.
+    let pubref = format!("{}/public/app:v1", reg.host());
+    let b = tmp.join("pub");
+    pull_ok(&["--store", store_s, &pubref, b.to_str().unwrap()]);
+    assert!(run_bundle(&b).contains("amd64"));
+    let log = tokens.lock().unwrap().clone();
+    assert!(
+        log.iter()
+            .any(|l| l == "anonymous repository:public/app:pull"),
+        "{log:?}"
+    );
+
+    // A private repository needs credentials.
+    let privref = format!("{}/private/app:v1", reg.host());
+    let b = tmp.join("priv");
+    let out = pull_cmd(&["--store", store_s, &privref, b.to_str().unwrap()]);
+    assert_image_err(&out, &["denied", "authentication required"]);
+    assert!(!b.exists());
+    let out = pull_cmd(&[
+        "--store",
+        store_s,
+        "--creds",
+        "alice:wrong",
+        &privref,
+        b.to_str().unwrap(),
+    ]);
+    assert_image_err(&out, &["refused"]);
+    assert!(!b.exists());
+    pull_ok(&[
+        "--store",
+        store_s,
+        "--creds",
+        "alice:wonderland",
+        &privref,
+        b.to_str().unwrap(),
+    ]);
+    assert!(
+        tokens
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|l| l == "alice repository:private/app:pull")
+    );
+
+    // Credentials from a docker config.json.
+    let home = tmp.join("home");
+    fs::create_dir_all(home.join(".docker")).unwrap();
+    let auth = base64::Engine::encode(
+        &base64::engine::general_purpose::STANDARD,
+        "alice:wonderland",
+    );
+    fs::write(
+        home.join(".docker/config.json"),
+        json!({"auths": {reg.host(): {"auth": auth}}}).to_string(),
+    )
+    .unwrap();
+    let b = tmp.join("priv2");
+    let out = image_cmd(
+        &[
+            "pull",
+            "-q",
+            "--store",
+            store_s,
+            &privref,
+            b.to_str().unwrap(),
+        ],
+        &[("HOME", home.to_str().unwrap()), ("DOCKER_CONFIG", "")],
+    );
+    out.ok();
+    assert_eq!(read(&b.join("rootfs/arch.txt")), "amd64");
+}
+
+fn hostile(reg: &Registry, tmp: &TempDir, name: &str, entries: Vec<E>) -> String {
+    let mut l = base_entries();
+    l.extend(entries);
+    let img = image(
+        vec![(l, Comp::Gzip)],
+        json!({"Cmd": ["true"]}),
+        "amd64",
+        None,
+    );
+    let dir = tmp.join(format!("layout-{name}"));
+    layout_of(&dir, &img, "v1");
+    reg.push(&dir, "v1", &format!("hostile/{name}"), false, None);
+    format!("{}/hostile/{name}:v1", reg.host())
+}
+
+#[test]
+fn image_hostile_layers_are_refused() {
+    let reg = Registry::start();
+    let tmp = TempDir::new("img");
+    let outside = TempDir::new("outside");
+    let out_s: &'static str = Box::leak(
+        outside
+            .path()
+            .to_str()
+            .unwrap()
+            .to_string()
+            .into_boxed_str(),
+    );
+    let dotdot: &'static str =
+        Box::leak(format!("../../../../../../..{out_s}/dotdot").into_boxed_str());
+    let cases = vec![
+        ("dotdot", vec![E::Raw(dotdot, "escaped")], "'..'"),
+        (
+            "absolute",
+            vec![E::Raw(
+                Box::leak(format!("{out_s}/abs").into_boxed_str()),
+                "escaped",
+            )],
+            "absolute path",
+        ),
+        (
+            "symlink",
+            vec![
+                E::Symlink("evil", out_s),
+                E::File("evil/pwned", "escaped", 0o644),
+            ],
+            "outside the rootfs",
+        ),
+        (
+            "hardlink",
+            vec![
+                E::Symlink("etcl", "/etc"),
+                E::Hardlink("stolen", "etcl/hostname"),
+            ],
+            "outside the rootfs",
+        ),
+    ];
+    let store = tmp.join("store");
+    for (name, entries, want) in cases {
+        let r = hostile(&reg, &tmp, name, entries);
+        let b = tmp.join(format!("bundle-{name}"));
+        let out = pull_cmd(&["--store", store.to_str().unwrap(), &r, b.to_str().unwrap()]);
+        assert_image_err(&out, &[want]);
+        assert!(!b.exists(), "{name}: the bundle was removed");
+        assert_eq!(
+            fs::read_dir(outside.path()).unwrap().count(),
+            0,
+            "{name}: nothing written outside"
+        );
+    }
+}
+
+#[test]
+fn image_tampered_blob_unknown_tag_and_offline_sources() {
+    let reg = Registry::start();
+    let tmp = TempDir::new("img");
+    let img = arch_image("amd64", None);
+    layout_of(&tmp.join("layout"), &img, "v1");
+    reg.push(&tmp.join("layout"), "v1", "test/tamper", false, None);
+    let store = tmp.join("store");
+    let store_s = store.to_str().unwrap();
+
+    let unknown = format!("{}/test/tamper:nope", reg.host());
+    let b = tmp.join("b");
+    assert_image_err(
+        &pull_cmd(&["--store", store_s, &unknown, b.to_str().unwrap()]),
+        &[&format!("image {unknown} not found")],
+    );
+    assert!(!b.exists());
+
+    // Same size, different bytes: the digest check must catch it.
+    let layer = &img.layers[0];
+    let data = reg.blob_data(&layer.digest);
+    let mut bytes = fs::read(&data).unwrap();
+    let n = bytes.len();
+    bytes[n / 2] ^= 0xff;
+    fs::write(&data, &bytes).unwrap();
+    let out = pull_cmd(&[
+        "--store",
+        store_s,
+        &format!("{}/test/tamper:v1", reg.host()),
+        b.to_str().unwrap(),
+    ]);
+    let got = format!("sha256:{}", sha256_hex(&bytes));
+    assert_image_err(&out, &["digest mismatch", &layer.digest, &got]);
+    assert!(!b.exists(), "no partial bundle");
+    let hex = layer.digest.trim_start_matches("sha256:");
+    assert!(
+        !store.join("blobs/sha256").join(hex).exists(),
+        "no bad blob in the store"
+    );
+    assert_eq!(
+        fs::read_dir(store.join("ingest")).unwrap().count(),
+        0,
+        "no partial download kept"
+    );
+
+    // oci:DIR:TAG.
+    let b = tmp.join("oci");
+    let s = pull_ok(&[
+        "--store",
+        store_s,
+        &format!("oci:{}:v1", tmp.join("layout").display()),
+        b.to_str().unwrap(),
+    ]);
+    assert_eq!(s["digest"], img.manifest.digest);
+    assert!(run_bundle(&b).contains("amd64"));
+
+    // docker-archive:FILE, as `docker save` writes it (uncompressed layers).
+    let (l, diff) = crate::image_support::layer(&base_entries_with("docker save"), Comp::Plain);
+    let cfg = serde_json::to_vec(&json!({"architecture": "amd64", "os": "linux",
+        "config": {"Cmd": ["cat", "/arch.txt"]}, "rootfs": {"type": "layers", "diff_ids": [diff]}}))
+    .unwrap();
+    let cfg_name = format!("{}.json", sha256_hex(&cfg));
+    let mut ar = tar::Builder::new(Vec::new());
+    let mut add = |p: &str, d: &[u8]| {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(d.len() as u64);
+        h.set_mode(0o644);
+        ar.append_data(&mut h, p, d).unwrap();
+    };
+    add(&cfg_name, &cfg);
+    add("abc123/layer.tar", &l.data);
+    add(
+        "manifest.json",
+        json!([{"Config": cfg_name, "RepoTags": ["x:latest"], "Layers": ["abc123/layer.tar"]}])
+            .to_string()
+            .as_bytes(),
+    );
+    fs::write(tmp.join("saved.tar"), ar.into_inner().unwrap()).unwrap();
+    let b = tmp.join("archive");
+    pull_ok(&[
+        "--store",
+        store_s,
+        &format!("docker-archive:{}", tmp.join("saved.tar").display()),
+        b.to_str().unwrap(),
+    ]);
+    assert!(run_bundle(&b).contains("docker save"));
+    let _ = Arc::new(HashMap::<u8, u8>::new());
+}
+
+fn base_entries_with(arch_txt: &'static str) -> Vec<E> {
+    let mut l = base_entries();
+    l.push(E::File("arch.txt", arch_txt, 0o644));
+    l
+}

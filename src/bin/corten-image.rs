@@ -1,0 +1,166 @@
+//! corten-image: pull images from a registry (Docker Hub by default), an OCI layout or a
+//! `docker save` tarball into an OCI bundle that `corten run` runs. A thin front end over
+//! `corten::image`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+use corten::image::{self, Global, PullOptions, registry::Creds};
+
+#[derive(Parser)]
+#[command(
+    name = "corten-image",
+    version,
+    about = "Pull container images into OCI bundles"
+)]
+struct Cli {
+    /// The image store (default /var/lib/corten/images as root, else $XDG_DATA_HOME/corten/images).
+    #[arg(long, global = true, value_name = "DIR")]
+    store: Option<PathBuf>,
+    /// Credentials for the registry (basic auth and token realms); default: ~/.docker/config.json.
+    #[arg(long, global = true, value_name = "USER:PASS")]
+    creds: Option<String>,
+    /// A registry reached over plain HTTP if HTTPS fails (localhost always is).
+    #[arg(long = "insecure-registry", global = true, value_name = "HOST")]
+    insecure: Vec<String>,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Pull REF and unpack it into BUNDLE (BUNDLE/rootfs + BUNDLE/config.json).
+    Pull {
+        /// OS/ARCH[/VARIANT]; default: this host's.
+        #[arg(long)]
+        platform: Option<String>,
+        /// Give the container a terminal (process.terminal).
+        #[arg(long)]
+        tty: bool,
+        /// No progress output.
+        #[arg(short, long)]
+        quiet: bool,
+        /// Print one JSON summary instead of progress.
+        #[arg(long, conflicts_with = "quiet")]
+        json: bool,
+        /// Replace the rootfs and config.json of a non-empty BUNDLE.
+        #[arg(long)]
+        force: bool,
+        /// NAME[:TAG|@DIGEST], oci:DIR[:TAG] or docker-archive:FILE.
+        reference: String,
+        bundle: PathBuf,
+        /// Replaces the image's Cmd.
+        #[arg(last = true)]
+        cmd: Vec<String>,
+    },
+    /// List the images in the store.
+    Images {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove an image from the store (and the blobs only it used).
+    Rm { reference: String },
+    /// Remove the blobs no image uses.
+    Prune,
+    /// Print an image's manifest and config as JSON.
+    Inspect {
+        #[arg(long)]
+        platform: Option<String>,
+        reference: String,
+    },
+}
+
+fn human(bytes: u64) -> String {
+    let units = ["B", "kB", "MB", "GB", "TB"];
+    let mut v = bytes as f64;
+    let mut u = 0;
+    while v >= 1000.0 && u + 1 < units.len() {
+        v /= 1000.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{v:.1} {}", units[u])
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    let g = Global {
+        store: cli.store,
+        creds: cli.creds.as_deref().map(Creds::parse).transpose()?,
+        insecure: cli.insecure,
+    };
+    match cli.cmd {
+        Cmd::Pull {
+            platform,
+            tty,
+            quiet,
+            json,
+            force,
+            reference,
+            bundle,
+            cmd,
+        } => {
+            let o = PullOptions {
+                source: reference,
+                bundle,
+                platform,
+                tty,
+                quiet: quiet || json,
+                force,
+                cmd,
+            };
+            let summary = image::pull(&g, &o)?;
+            if json {
+                println!("{summary}");
+            }
+        }
+        Cmd::Images { json } => {
+            let rows = image::images(&g)?;
+            if json {
+                println!("{}", serde_json::Value::from(rows));
+            } else {
+                println!("{:<50} {:<16} {:<71} SIZE", "REF", "PLATFORM", "DIGEST");
+                for r in rows {
+                    println!(
+                        "{:<50} {:<16} {:<71} {}",
+                        r["ref"].as_str().unwrap_or_default(),
+                        r["platform"].as_str().unwrap_or_default(),
+                        r["digest"].as_str().unwrap_or_default(),
+                        human(r["size"].as_u64().unwrap_or(0))
+                    );
+                }
+            }
+        }
+        Cmd::Rm { reference } => {
+            let (n, bytes) = image::rm(&g, &reference)?;
+            println!("removed {reference} ({n} blobs, {})", human(bytes));
+        }
+        Cmd::Prune => {
+            let (n, bytes) = image::prune(&g)?;
+            println!("removed {n} blobs ({})", human(bytes));
+        }
+        Cmd::Inspect {
+            platform,
+            reference,
+        } => {
+            let v = image::inspect(&g, &reference, platform.as_deref())?;
+            println!("{}", serde_json::to_string_pretty(&v)?);
+        }
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            let msg = format!("{e:#}").replace('\n', " ");
+            eprintln!("corten-image: {msg}");
+            ExitCode::FAILURE
+        }
+    }
+}

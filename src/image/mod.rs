@@ -1,0 +1,470 @@
+//! corten-image: pulls images from a registry v2 (or an OCI layout, or a `docker save`
+//! tarball) into a content-addressed store and unpacks them into an OCI bundle.
+//!
+//! One file per concern: [`reference`] (names), [`registry`] (HTTP, auth, retries),
+//! [`store`] (blobs), [`unpack`] (layers), [`bundle`] (config.json), [`platform`],
+//! [`progress`] and [`sources`] (where manifests and blobs come from).
+
+pub mod bundle;
+pub mod platform;
+pub mod progress;
+pub mod reference;
+pub mod registry;
+pub mod sources;
+pub mod store;
+pub mod unpack;
+
+use std::collections::HashMap;
+use std::fs::{self, File};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::time::Instant;
+
+use anyhow::{Context, Result, anyhow, bail};
+use serde_json::{Value, json};
+
+use platform::Platform;
+use progress::Progress;
+use reference::{Digest, Source};
+use registry::Creds;
+use sources::BlobSource;
+use store::Store;
+
+pub const MT_OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+pub const MT_DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+pub const MT_OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+pub const MT_DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+
+/// Layers downloaded at once.
+const PARALLEL: usize = 4;
+
+/// Options shared by every command.
+pub struct Global {
+    pub store: Option<PathBuf>,
+    pub creds: Option<Creds>,
+    pub insecure: Vec<String>,
+}
+
+pub struct PullOptions {
+    pub source: String,
+    pub bundle: PathBuf,
+    pub platform: Option<String>,
+    pub tty: bool,
+    pub quiet: bool,
+    pub force: bool,
+    pub cmd: Vec<String>,
+}
+
+/// An image resolved to one platform's manifest, its config in the store.
+pub struct Resolved {
+    pub name: String,
+    pub digest: Digest,
+    pub media_type: String,
+    pub manifest: Value,
+    pub index_digest: Option<Digest>,
+    pub platform: Platform,
+    pub config: Value,
+}
+
+/// A descriptor's digest and size.
+pub fn descriptor(v: &Value) -> Result<(Digest, u64)> {
+    let d = Digest::parse(v["digest"].as_str().unwrap_or_default())?;
+    let size = v["size"]
+        .as_u64()
+        .ok_or_else(|| anyhow!("descriptor {d} has no size"))?;
+    Ok((d, size))
+}
+
+fn media_type(bytes_ct: &str, v: &Value) -> String {
+    v["mediaType"]
+        .as_str()
+        .map(String::from)
+        .unwrap_or_else(|| {
+            bytes_ct
+                .split(';')
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_string()
+        })
+}
+
+/// Resolves `src` to the manifest for `want` (the host platform unless given) and puts
+/// the manifests and config in the store.
+pub fn resolve(
+    store: &Store,
+    src: &dyn BlobSource,
+    want: Option<&Platform>,
+    progress: &Progress,
+) -> Result<Resolved> {
+    let name = src.name();
+    let host = Platform::host();
+    let target = want.unwrap_or(&host);
+    let (bytes, ct, digest) = src.top()?;
+    let mut v: Value =
+        serde_json::from_slice(&bytes).with_context(|| format!("parse the manifest of {name}"))?;
+    let mut mt = media_type(&ct, &v);
+    let mut digest = digest;
+    let mut index_digest = None;
+    if v["schemaVersion"] == 1 || mt.starts_with("application/vnd.docker.distribution.manifest.v1")
+    {
+        bail!(
+            "unsupported legacy manifest (docker schema 1) for {name}: push the image again with a current tool"
+        );
+    }
+    store.put(&digest, &bytes)?;
+    if mt == MT_OCI_INDEX
+        || mt == MT_DOCKER_LIST
+        || (v["manifests"].is_array() && v["layers"].is_null())
+    {
+        let chosen = platform::choose(
+            v["manifests"].as_array().map(Vec::as_slice).unwrap_or(&[]),
+            target,
+            &name,
+        )?
+        .clone();
+        let (d, _) = descriptor(&chosen)?;
+        let b = src.manifest(&d)?;
+        store.put(&d, &b)?;
+        index_digest = Some(digest);
+        digest = d;
+        v = serde_json::from_slice(&b).with_context(|| format!("parse manifest {digest}"))?;
+        mt = media_type(chosen["mediaType"].as_str().unwrap_or_default(), &v);
+        if v["schemaVersion"] == 1 {
+            bail!("unsupported legacy manifest (docker schema 1) for {name}");
+        }
+    }
+    if mt != MT_OCI_MANIFEST && mt != MT_DOCKER_MANIFEST && !v["layers"].is_array() {
+        bail!("unsupported manifest type {mt:?} for {name}");
+    }
+    let (cd, csize) = descriptor(&v["config"]).context("the manifest's config")?;
+    if !store.has(&cd, Some(csize))
+        && let Some(mut ing) = store.ingest(&cd, csize)?
+    {
+        src.fetch(&cd, &mut ing, &|_| {})?;
+        ing.commit().with_context(|| format!("config {cd}"))?;
+    }
+    let config: Value =
+        serde_json::from_slice(&store.get(&cd)?).context("parse the image config")?;
+    let platform = Platform::from_json(&config).unwrap_or_else(|| target.clone());
+    if index_digest.is_none()
+        && let Some(w) = want
+        && !w.accepts(&platform)
+    {
+        bail!("image {name} has no manifest for platform {w}; it has: {platform}");
+    }
+    progress.step(&format!("{name}: {digest} ({platform})"));
+    Ok(Resolved {
+        name,
+        digest,
+        media_type: mt,
+        manifest: v,
+        index_digest,
+        platform,
+        config,
+    })
+}
+
+/// Removes what a failed pull made of the bundle.
+struct BundleGuard {
+    dir: PathBuf,
+    created: bool,
+    armed: bool,
+}
+
+impl Drop for BundleGuard {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        if self.created {
+            let _ = fs::remove_dir_all(&self.dir);
+        } else {
+            let _ = fs::remove_dir_all(self.dir.join("rootfs"));
+            let _ = fs::remove_file(self.dir.join("config.json"));
+        }
+    }
+}
+
+fn prepare_bundle(dir: &Path, force: bool) -> Result<BundleGuard> {
+    let created = match fs::read_dir(dir) {
+        Ok(mut rd) => {
+            if rd.next().is_some() {
+                if !force {
+                    bail!(
+                        "bundle directory {} is not empty (use --force to replace it)",
+                        dir.display()
+                    );
+                }
+                let rootfs = dir.join("rootfs");
+                if rootfs.symlink_metadata().is_ok() {
+                    fs::remove_dir_all(&rootfs)
+                        .with_context(|| format!("remove {}", rootfs.display()))?;
+                }
+                let _ = fs::remove_file(dir.join("config.json"));
+            }
+            false
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
+            true
+        }
+        Err(e) => return Err(e).with_context(|| format!("open {}", dir.display())),
+    };
+    let guard = BundleGuard {
+        dir: dir.to_path_buf(),
+        created,
+        armed: true,
+    };
+    fs::create_dir(dir.join("rootfs"))
+        .with_context(|| format!("create {}/rootfs", dir.display()))?;
+    Ok(guard)
+}
+
+/// `pull`: resolve, download the layers in parallel into the store, apply them in order
+/// as each is ready, write config.json, record the ref. Returns the summary.
+pub fn pull(g: &Global, o: &PullOptions) -> Result<Value> {
+    let start = Instant::now();
+    let want = o.platform.as_deref().map(Platform::parse).transpose()?;
+    let source = Source::parse(&o.source)?;
+    let store = Store::open(g.store.as_deref())?;
+    let progress = Progress::new(o.quiet);
+    let src = sources::open(&source, g, &store)?;
+    let r = resolve(&store, src.as_ref(), want.as_ref(), &progress)?;
+
+    let layers = r.manifest["layers"].as_array().cloned().unwrap_or_default();
+    let diff_ids: Vec<Digest> = r.config["rootfs"]["diff_ids"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|d| d.as_str().and_then(|s| Digest::parse(s).ok()))
+                .collect()
+        })
+        .unwrap_or_default();
+    if diff_ids.len() != layers.len() {
+        bail!(
+            "image {}: the manifest has {} layers but the config lists {} diff_ids",
+            r.name,
+            layers.len(),
+            diff_ids.len()
+        );
+    }
+    let descs: Vec<(Digest, u64)> = layers.iter().map(descriptor).collect::<Result<_>>()?;
+
+    let mut guard = prepare_bundle(&o.bundle, o.force)?;
+    let rootfs_path = o.bundle.join("rootfs");
+    let rootfs =
+        File::open(&rootfs_path).with_context(|| format!("open {}", rootfs_path.display()))?;
+
+    let downloaded = AtomicU64::new(0);
+    let next = AtomicUsize::new(0);
+    let cancel = AtomicBool::new(false);
+    let bars: Vec<_> = descs
+        .iter()
+        .map(|(d, size)| progress.layer(d.short(), *size))
+        .collect();
+    let (tx, rx) = mpsc::channel::<(usize, Result<()>)>();
+    std::thread::scope(|s| -> Result<()> {
+        for _ in 0..PARALLEL.min(descs.len()) {
+            let tx = tx.clone();
+            let (next, cancel, descs, bars, store, src, downloaded) =
+                (&next, &cancel, &descs, &bars, &store, &src, &downloaded);
+            s.spawn(move || {
+                loop {
+                    let i = next.fetch_add(1, Ordering::SeqCst);
+                    if i >= descs.len() || cancel.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    let (d, size) = &descs[i];
+                    let r = fetch_blob(store, src.as_ref(), d, *size, &|n| {
+                        bars[i].inc(n);
+                        downloaded.fetch_add(n, Ordering::Relaxed);
+                    });
+                    match &r {
+                        Ok(true) => bars[i].set_message("downloaded"),
+                        Ok(false) => bars[i].set_message("cached"),
+                        Err(_) => {}
+                    }
+                    if tx.send((i, r.map(|_| ()))).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        drop(tx);
+        let mut ready: HashMap<usize, Result<()>> = HashMap::new();
+        let result = (|| -> Result<()> {
+            for (i, (d, _)) in descs.iter().enumerate() {
+                while !ready.contains_key(&i) {
+                    let (j, r) = rx
+                        .recv()
+                        .map_err(|_| anyhow!("download of layer {d} stopped"))?;
+                    ready.insert(j, r);
+                }
+                ready.remove(&i).unwrap()?;
+                bars[i].set_message("unpacking");
+                let mt = layers[i]["mediaType"].as_str().unwrap_or_default();
+                let blob =
+                    File::open(store.blob_path(d)).with_context(|| format!("open blob {d}"))?;
+                let got =
+                    unpack::apply_layer(&rootfs, blob, mt).with_context(|| format!("layer {d}"))?;
+                if got != diff_ids[i] {
+                    store.remove_blob(d);
+                    bail!(
+                        "layer {d}: uncompressed digest mismatch: expected {}, got {got}",
+                        diff_ids[i]
+                    );
+                }
+                bars[i].done("unpacked");
+            }
+            Ok(())
+        })();
+        if result.is_err() {
+            cancel.store(true, Ordering::SeqCst);
+        }
+        result
+    })?;
+
+    let info = bundle::BundleInfo {
+        reference: &r.name,
+        manifest_digest: r.digest.as_str(),
+        platform: &r.platform,
+        tty: o.tty,
+        cmd: &o.cmd,
+    };
+    let spec = bundle::config(&r.config, &rootfs_path, &info)?;
+    let cfg = o.bundle.join("config.json");
+    fs::write(&cfg, serde_json::to_string_pretty(&spec)? + "\n")
+        .with_context(|| format!("write {}", cfg.display()))?;
+    record(&store, &r)?;
+    guard.armed = false;
+    progress.step(&format!("wrote {}", o.bundle.display()));
+    let size: u64 = descs.iter().map(|(_, s)| s).sum();
+    Ok(json!({
+        "ref": r.name,
+        "digest": r.digest.as_str(),
+        "platform": r.platform.to_string(),
+        "layers": descs.len(),
+        "size": size,
+        "bytes": downloaded.load(Ordering::Relaxed),
+        "seconds": start.elapsed().as_secs_f64(),
+        "bundle": o.bundle,
+    }))
+}
+
+/// Makes sure blob `d` is in the store; Ok(true) if it was downloaded.
+fn fetch_blob(
+    store: &Store,
+    src: &dyn BlobSource,
+    d: &Digest,
+    size: u64,
+    progress: &dyn Fn(u64),
+) -> Result<bool> {
+    if store.has(d, Some(size)) {
+        return Ok(false);
+    }
+    let Some(mut ing) = store.ingest(d, size)? else {
+        return Ok(false);
+    };
+    if let Err(e) = src.fetch(d, &mut ing, progress) {
+        // Keep a partial download for a later resume, unless its data is wrong.
+        if format!("{e:#}").contains("mismatch") {
+            ing.discard();
+        }
+        return Err(e.context(format!("blob {d}")));
+    }
+    ing.commit().with_context(|| format!("blob {d}"))?;
+    Ok(true)
+}
+
+fn record(store: &Store, r: &Resolved) -> Result<()> {
+    let bytes = serde_json::to_vec(&r.manifest)?;
+    let size = fs::metadata(store.blob_path(&r.digest))
+        .map(|m| m.len())
+        .unwrap_or(bytes.len() as u64);
+    let mut desc = json!({"mediaType": r.media_type, "digest": r.digest.as_str(), "size": size,
+                          "platform": {"os": r.platform.os, "architecture": r.platform.architecture}});
+    if let Some(v) = &r.platform.variant {
+        desc["platform"]["variant"] = json!(v);
+    }
+    if let Some(i) = &r.index_digest {
+        desc["annotations"][store::INDEX_DIGEST] = json!(i.as_str());
+    }
+    store.set_ref(&r.name, &r.platform.to_string(), desc)
+}
+
+/// `images`: one row per ref and platform.
+pub fn images(g: &Global) -> Result<Vec<Value>> {
+    let store = Store::open(g.store.as_deref())?;
+    let mut rows = Vec::new();
+    for r in store.refs()? {
+        let (d, _) = descriptor(&r)?;
+        let m: Value = serde_json::from_slice(&store.get(&d)?)?;
+        let size: u64 = m["layers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .chain(std::iter::once(&m["config"]))
+            .filter_map(|l| l["size"].as_u64())
+            .sum();
+        rows.push(json!({
+            "ref": r["annotations"][store::REF_NAME],
+            "platform": r["annotations"][store::PLATFORM],
+            "digest": d.as_str(),
+            "size": size,
+        }));
+    }
+    Ok(rows)
+}
+
+/// The name a user's REF is stored under.
+fn store_name(reference: &str) -> Result<String> {
+    Ok(Source::parse(reference)?.name())
+}
+
+/// `rm REF`: forgets the ref and deletes the blobs nothing else uses.
+pub fn rm(g: &Global, reference: &str) -> Result<(usize, u64)> {
+    let store = Store::open(g.store.as_deref())?;
+    let name = store_name(reference)?;
+    if store.remove_ref(&name)? == 0 {
+        bail!("image {name} is not in the store");
+    }
+    store.prune()
+}
+
+/// `prune`: deletes blobs no ref uses.
+pub fn prune(g: &Global) -> Result<(usize, u64)> {
+    Store::open(g.store.as_deref())?.prune()
+}
+
+/// `inspect REF`: the manifest and config (from the store if pulled, else from the
+/// source), with the platform chosen.
+pub fn inspect(g: &Global, reference: &str, platform: Option<&str>) -> Result<Value> {
+    let want = platform.map(Platform::parse).transpose()?;
+    let store = Store::open(g.store.as_deref())?;
+    let name = store_name(reference)?;
+    let host = Platform::host();
+    let target = want.as_ref().unwrap_or(&host);
+    for r in store.refs()? {
+        let p = Platform::from_json(&r["platform"]);
+        if r["annotations"][store::REF_NAME] == name.as_str()
+            && p.as_ref().is_some_and(|p| target.accepts(p))
+        {
+            let (d, _) = descriptor(&r)?;
+            let m: Value = serde_json::from_slice(&store.get(&d)?)?;
+            let (cd, _) = descriptor(&m["config"])?;
+            let c: Value = serde_json::from_slice(&store.get(&cd)?)?;
+            return Ok(
+                json!({"ref": name, "digest": d.as_str(), "index": r["annotations"][store::INDEX_DIGEST],
+                             "platform": p.unwrap().to_string(), "manifest": m, "config": c}),
+            );
+        }
+    }
+    let source = Source::parse(reference)?;
+    let src = sources::open(&source, g, &store)?;
+    let r = resolve(&store, src.as_ref(), want.as_ref(), &Progress::new(true))?;
+    Ok(json!({"ref": r.name, "digest": r.digest.as_str(),
+              "index": r.index_digest.as_ref().map(Digest::as_str),
+              "platform": r.platform.to_string(), "manifest": r.manifest, "config": r.config}))
+}

@@ -1,0 +1,606 @@
+//! The registry v2 client: scheme choice, anonymous and credentialed auth (basic and bearer
+//! tokens from the WWW-Authenticate challenge), redirects, bounded retries, manifests and
+//! resumable digest-verified blob downloads.
+
+use std::collections::HashMap;
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow, bail};
+use base64::Engine;
+use serde_json::Value;
+
+use super::reference::{DOCKER_HUB, Digest, Reference};
+use super::store::Ingest;
+
+/// Attempts per request (transport errors, 429 and 5xx).
+const ATTEMPTS: u32 = 5;
+const MAX_REDIRECTS: u32 = 5;
+/// Largest manifest accepted.
+const MANIFEST_LIMIT: u64 = 8 << 20;
+/// Longest Retry-After honoured.
+const MAX_RETRY_AFTER: u64 = 60;
+
+pub const ACCEPT_MANIFESTS: &str = "application/vnd.oci.image.index.v1+json, \
+    application/vnd.docker.distribution.manifest.list.v2+json, \
+    application/vnd.oci.image.manifest.v1+json, \
+    application/vnd.docker.distribution.manifest.v2+json, \
+    application/vnd.docker.distribution.manifest.v1+prettyjws, \
+    application/vnd.docker.distribution.manifest.v1+json";
+
+/// `user:pass`.
+#[derive(Clone)]
+pub struct Creds {
+    pub user: String,
+    pub pass: String,
+}
+
+impl Creds {
+    pub fn parse(s: &str) -> Result<Creds> {
+        match s.split_once(':') {
+            Some((u, p)) if !u.is_empty() => Ok(Creds {
+                user: u.into(),
+                pass: p.into(),
+            }),
+            _ => bail!("--creds must be USER:PASSWORD"),
+        }
+    }
+
+    fn basic(&self) -> String {
+        let raw = format!("{}:{}", self.user, self.pass);
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(raw)
+        )
+    }
+
+    /// The credentials ~/.docker/config.json (or $DOCKER_CONFIG/config.json) holds for
+    /// `registry` in `auths` (`auth`: base64 user:pass, or `username` + `password`).
+    pub fn from_docker_config(registry: &str) -> Option<Creds> {
+        let dir = std::env::var_os("DOCKER_CONFIG")
+            .filter(|v| !v.is_empty())
+            .map(std::path::PathBuf::from)
+            .or_else(|| {
+                std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".docker"))
+            })?;
+        let cfg: Value =
+            serde_json::from_slice(&std::fs::read(dir.join("config.json")).ok()?).ok()?;
+        let want = if registry == DOCKER_HUB {
+            "index.docker.io"
+        } else {
+            registry
+        };
+        let auths = cfg["auths"].as_object()?;
+        let entry = auths.iter().find_map(|(k, v)| {
+            let host = k
+                .trim_start_matches("https://")
+                .trim_start_matches("http://")
+                .split('/')
+                .next()
+                .unwrap_or_default();
+            let host = if host == DOCKER_HUB || host == "registry-1.docker.io" {
+                "index.docker.io"
+            } else {
+                host
+            };
+            (host == want).then_some(v)
+        })?;
+        if let Some(a) = entry["auth"].as_str().filter(|a| !a.is_empty()) {
+            let raw = base64::engine::general_purpose::STANDARD
+                .decode(a.trim())
+                .ok()?;
+            return Creds::parse(&String::from_utf8(raw).ok()?).ok();
+        }
+        Some(Creds {
+            user: entry["username"].as_str()?.into(),
+            pass: entry["password"].as_str()?.into(),
+        })
+    }
+}
+
+#[derive(Clone, Debug)]
+enum Challenge {
+    None,
+    Basic,
+    Bearer {
+        realm: String,
+        service: Option<String>,
+    },
+}
+
+struct Auth {
+    challenge: Challenge,
+    /// scope → (Authorization value, expiry)
+    tokens: HashMap<String, (String, Instant)>,
+}
+
+/// One registry, shared by the download threads.
+pub struct Registry {
+    agent: ureq::Agent,
+    /// As named in references (`docker.io`), for messages.
+    name: String,
+    host: String,
+    plain_http: bool,
+    creds: Option<Creds>,
+    base: OnceLock<String>,
+    auth: Mutex<Auth>,
+}
+
+/// Resolves `localhost` without NSS (the binary is static), everything else through the
+/// system resolver.
+fn resolve(netloc: &str) -> io::Result<Vec<SocketAddr>> {
+    let (host, port) = netloc
+        .rsplit_once(':')
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no port"))?;
+    let port: u16 = port
+        .parse()
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "bad port"))?;
+    if host.eq_ignore_ascii_case("localhost") {
+        return Ok(vec![
+            SocketAddr::from(([127, 0, 0, 1], port)),
+            SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, port)),
+        ]);
+    }
+    Ok(netloc.to_socket_addrs()?.collect())
+}
+
+fn host_of(url: &str) -> &str {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    rest.split('/').next().unwrap_or_default()
+}
+
+fn bare_host(hostport: &str) -> &str {
+    if let Some(v6) = hostport.strip_prefix('[') {
+        return v6.split(']').next().unwrap_or_default();
+    }
+    hostport.rsplit_once(':').map_or(hostport, |(h, _)| h)
+}
+
+fn pct(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+/// Parses `Bearer realm="…",service="…",scope="…"` (or `Basic realm=…`).
+fn parse_challenge(h: &str) -> Option<Challenge> {
+    let (scheme, params) = h.trim().split_once(' ').unwrap_or((h.trim(), ""));
+    let mut map = HashMap::new();
+    let mut rest = params.trim();
+    while !rest.is_empty() {
+        let (k, r) = rest.split_once('=')?;
+        let r = r.trim_start();
+        let (v, r) = if let Some(q) = r.strip_prefix('"') {
+            let end = q.find('"')?;
+            (&q[..end], &q[end + 1..])
+        } else {
+            r.split_once(',').map_or((r, ""), |(v, r)| (v, r))
+        };
+        map.insert(k.trim().to_ascii_lowercase(), v.to_string());
+        rest = r.trim_start_matches([',', ' ']);
+    }
+    match scheme.to_ascii_lowercase().as_str() {
+        "bearer" => Some(Challenge::Bearer {
+            realm: map.remove("realm")?,
+            service: map.remove("service"),
+        }),
+        "basic" => Some(Challenge::Basic),
+        _ => None,
+    }
+}
+
+fn retry_after(resp: &ureq::Response) -> Option<Duration> {
+    let secs: u64 = resp.header("Retry-After")?.trim().parse().ok()?;
+    Some(Duration::from_secs(secs.min(MAX_RETRY_AFTER)))
+}
+
+fn backoff(attempt: u32) -> Duration {
+    Duration::from_millis(200u64 << attempt.min(6))
+}
+
+/// A registry's error body (`{"errors":[{"code","message"}]}`) as one line.
+fn error_text(resp: ureq::Response) -> String {
+    let status = resp.status();
+    let body = resp.into_string().unwrap_or_default();
+    let msg = serde_json::from_str::<Value>(&body).ok().and_then(|v| {
+        let e = &v["errors"][0];
+        Some(format!(
+            "{}: {}",
+            e["code"].as_str()?,
+            e["message"].as_str().unwrap_or_default()
+        ))
+    });
+    msg.unwrap_or_else(|| format!("HTTP {status}"))
+}
+
+impl Registry {
+    pub fn new(r: &Reference, creds: Option<Creds>, insecure: &[String]) -> Registry {
+        let host = r.api_host().to_string();
+        let bare = bare_host(&host);
+        let plain_http = matches!(bare, "localhost" | "127.0.0.1" | "::1")
+            || insecure
+                .iter()
+                .any(|i| i == &r.registry || i == &host || i == bare);
+        let agent = ureq::AgentBuilder::new()
+            .redirects(0)
+            .timeout_connect(Duration::from_secs(15))
+            .timeout_read(Duration::from_secs(60))
+            .user_agent(concat!("corten-image/", env!("CARGO_PKG_VERSION")))
+            .resolver(resolve)
+            .build();
+        Registry {
+            agent,
+            name: r.registry.clone(),
+            creds: creds.or_else(|| Creds::from_docker_config(&r.registry)),
+            host,
+            plain_http,
+            base: OnceLock::new(),
+            auth: Mutex::new(Auth {
+                challenge: Challenge::None,
+                tokens: HashMap::new(),
+            }),
+        }
+    }
+
+    /// GET /v2/: picks the scheme (HTTPS; plain HTTP only for insecure registries after
+    /// HTTPS fails) and learns the auth challenge.
+    fn ping(&self) -> Result<&str> {
+        if let Some(b) = self.base.get() {
+            return Ok(b);
+        }
+        let schemes: &[&str] = if self.plain_http {
+            &["https", "http"]
+        } else {
+            &["https"]
+        };
+        let mut last = None;
+        for (i, scheme) in schemes.iter().enumerate() {
+            let base = format!("{scheme}://{}", self.host);
+            let attempts = if i + 1 < schemes.len() { 1 } else { ATTEMPTS };
+            match self.exchange("GET", &format!("{base}/v2/"), &[], None, attempts) {
+                Ok(resp) => {
+                    if resp.status() == 401 {
+                        let c = resp
+                            .header("WWW-Authenticate")
+                            .and_then(parse_challenge)
+                            .unwrap_or(Challenge::None);
+                        self.auth.lock().unwrap().challenge = c;
+                    }
+                    return Ok(self.base.get_or_init(|| base));
+                }
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap())
+    }
+
+    /// One request with bounded retries (transport errors, 429, 5xx; Retry-After honoured)
+    /// and redirects (Authorization dropped when the host changes). Returns any other
+    /// response, whatever its status.
+    fn exchange(
+        &self,
+        method: &str,
+        url: &str,
+        headers: &[(&str, String)],
+        auth: Option<String>,
+        attempts: u32,
+    ) -> Result<ureq::Response> {
+        let mut url = url.to_string();
+        let mut auth = auth;
+        let (mut attempt, mut redirects) = (0, 0);
+        loop {
+            let mut req = self.agent.request(method, &url);
+            for (k, v) in headers {
+                req = req.set(k, v);
+            }
+            if let Some(a) = &auth {
+                req = req.set("Authorization", a);
+            }
+            let resp = match req.call() {
+                Ok(r) | Err(ureq::Error::Status(_, r)) => r,
+                Err(ureq::Error::Transport(t)) => {
+                    attempt += 1;
+                    let retry = !matches!(
+                        t.kind(),
+                        ureq::ErrorKind::Dns
+                            | ureq::ErrorKind::InvalidUrl
+                            | ureq::ErrorKind::UnknownScheme
+                    );
+                    if !retry || attempt >= attempts {
+                        bail!(
+                            "cannot reach registry {} ({}): {t}",
+                            self.name,
+                            host_of(&url)
+                        );
+                    }
+                    std::thread::sleep(backoff(attempt));
+                    continue;
+                }
+            };
+            match resp.status() {
+                301 | 302 | 303 | 307 | 308 => {
+                    redirects += 1;
+                    let loc = resp
+                        .header("Location")
+                        .ok_or_else(|| anyhow!("redirect without Location from {url}"))?;
+                    if redirects > MAX_REDIRECTS {
+                        bail!("too many redirects from {url}");
+                    }
+                    let next = if loc.contains("://") {
+                        loc.to_string()
+                    } else {
+                        let (scheme, _) = url.split_once("://").unwrap();
+                        format!(
+                            "{scheme}://{}/{}",
+                            host_of(&url),
+                            loc.trim_start_matches('/')
+                        )
+                    };
+                    if host_of(&next) != host_of(&url) {
+                        auth = None;
+                    }
+                    url = next;
+                }
+                429 | 500 | 502 | 503 | 504 if attempt + 1 < attempts => {
+                    attempt += 1;
+                    std::thread::sleep(retry_after(&resp).unwrap_or_else(|| backoff(attempt)));
+                }
+                _ => return Ok(resp),
+            }
+        }
+    }
+
+    /// The Authorization value for `scope` (fetching a token if needed).
+    fn authorization(&self, scope: &str) -> Result<Option<String>> {
+        let challenge = {
+            let auth = self.auth.lock().unwrap();
+            if let Some((v, exp)) = auth.tokens.get(scope)
+                && Instant::now() < *exp
+            {
+                return Ok(Some(v.clone()));
+            }
+            auth.challenge.clone()
+        };
+        match challenge {
+            Challenge::None => Ok(None),
+            Challenge::Basic => Ok(self.creds.as_ref().map(Creds::basic)),
+            Challenge::Bearer { realm, service } => {
+                let (token, ttl) = self.fetch_token(&realm, service.as_deref(), scope)?;
+                let v = format!("Bearer {token}");
+                let exp = Instant::now()
+                    + ttl
+                        .saturating_sub(Duration::from_secs(10))
+                        .max(Duration::from_secs(5));
+                self.auth
+                    .lock()
+                    .unwrap()
+                    .tokens
+                    .insert(scope.into(), (v.clone(), exp));
+                Ok(Some(v))
+            }
+        }
+    }
+
+    fn fetch_token(
+        &self,
+        realm: &str,
+        service: Option<&str>,
+        scope: &str,
+    ) -> Result<(String, Duration)> {
+        let mut url = format!(
+            "{realm}{}scope={}",
+            if realm.contains('?') { '&' } else { '?' },
+            pct(scope)
+        );
+        if let Some(s) = service {
+            url.push_str(&format!("&service={}", pct(s)));
+        }
+        let basic = self.creds.as_ref().map(Creds::basic);
+        let resp = self.exchange("GET", &url, &[], basic, ATTEMPTS)?;
+        match resp.status() {
+            200 => {}
+            401 | 403 => {
+                if self.creds.is_some() {
+                    bail!(
+                        "authentication refused by {} for {scope}: wrong credentials",
+                        host_of(realm)
+                    );
+                }
+                bail!(
+                    "authentication required by {} for {scope}: give --creds or docker login",
+                    host_of(realm)
+                );
+            }
+            s => bail!(
+                "token server {} answered HTTP {s}: {}",
+                host_of(realm),
+                error_text(resp)
+            ),
+        }
+        let v: Value = serde_json::from_reader(resp.into_reader().take(1 << 20))
+            .context("parse the token server's answer")?;
+        let token = v["token"]
+            .as_str()
+            .or_else(|| v["access_token"].as_str())
+            .ok_or_else(|| anyhow!("token server {} sent no token", host_of(realm)))?;
+        let ttl = v["expires_in"].as_u64().unwrap_or(60);
+        Ok((token.to_string(), Duration::from_secs(ttl)))
+    }
+
+    /// An authorized request to `path` (below /v2/) for `repo`; a 401 refreshes the
+    /// challenge and token once, a second one is "access denied".
+    fn request(
+        &self,
+        repo: &str,
+        path: &str,
+        headers: &[(&str, String)],
+        what: &str,
+    ) -> Result<ureq::Response> {
+        let base = self.ping()?.to_string();
+        let scope = format!("repository:{repo}:pull");
+        let mut refreshed = false;
+        loop {
+            let auth = self.authorization(&scope)?;
+            let resp =
+                self.exchange("GET", &format!("{base}/v2/{path}"), headers, auth, ATTEMPTS)?;
+            if resp.status() != 401 {
+                return Ok(resp);
+            }
+            if refreshed {
+                let why = if self.creds.is_some() {
+                    "the credentials were refused"
+                } else {
+                    "authentication required (give --creds or docker login)"
+                };
+                bail!("access to {what} denied: {why}; {}", error_text(resp));
+            }
+            refreshed = true;
+            let mut a = self.auth.lock().unwrap();
+            a.tokens.remove(&scope);
+            if let Some(c) = resp.header("WWW-Authenticate").and_then(parse_challenge) {
+                a.challenge = c;
+            }
+        }
+    }
+
+    /// Fetches a manifest: Ok(None) when the registry says it does not exist.
+    pub fn manifest(
+        &self,
+        repo: &str,
+        reference: &str,
+        what: &str,
+    ) -> Result<Option<(Vec<u8>, String)>> {
+        let resp = self.request(
+            repo,
+            &format!("{repo}/manifests/{reference}"),
+            &[("Accept", ACCEPT_MANIFESTS.into())],
+            what,
+        )?;
+        match resp.status() {
+            200 => {}
+            404 => return Ok(None),
+            s => bail!(
+                "registry {} answered HTTP {s} for {what}: {}",
+                self.name,
+                error_text(resp)
+            ),
+        }
+        let ct = resp.header("Content-Type").unwrap_or_default().to_string();
+        let mut body = Vec::new();
+        resp.into_reader()
+            .take(MANIFEST_LIMIT + 1)
+            .read_to_end(&mut body)
+            .with_context(|| format!("read the manifest of {what}"))?;
+        if body.len() as u64 > MANIFEST_LIMIT {
+            bail!("the manifest of {what} is larger than {MANIFEST_LIMIT} bytes");
+        }
+        Ok(Some((body, ct)))
+    }
+
+    /// Streams blob `digest` into `ingest`, resuming with a Range request after an
+    /// interrupted transfer; `progress` gets each chunk's size.
+    pub fn blob(
+        &self,
+        repo: &str,
+        digest: &Digest,
+        ingest: &mut Ingest,
+        progress: &dyn Fn(u64),
+    ) -> Result<()> {
+        let mut attempt = 0;
+        loop {
+            let mut headers = Vec::new();
+            let offset = ingest.offset();
+            if offset > 0 {
+                headers.push(("Range", format!("bytes={offset}-")));
+            }
+            let resp = self.request(
+                repo,
+                &format!("{repo}/blobs/{digest}"),
+                &headers,
+                &format!("blob {digest}"),
+            )?;
+            match resp.status() {
+                206 if offset > 0 => {}
+                200 => {
+                    if offset > 0 {
+                        ingest.reset()?;
+                    }
+                }
+                416 => {
+                    ingest.reset()?;
+                    continue;
+                }
+                404 => bail!("blob {digest} not found in {}/{repo}", self.name),
+                s => bail!(
+                    "registry {} answered HTTP {s} for blob {digest}: {}",
+                    self.name,
+                    error_text(resp)
+                ),
+            }
+            let mut reader = resp.into_reader();
+            let mut buf = vec![0u8; 256 << 10];
+            let failed = loop {
+                match reader.read(&mut buf) {
+                    Ok(0) => break None,
+                    Ok(n) => {
+                        ingest
+                            .write_all(&buf[..n])
+                            .with_context(|| format!("write blob {digest}"))?;
+                        progress(n as u64);
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => break Some(e),
+                }
+            };
+            match failed {
+                None => return Ok(()),
+                Some(e) => {
+                    attempt += 1;
+                    if attempt >= ATTEMPTS {
+                        bail!("download of blob {digest} failed: {e}");
+                    }
+                    std::thread::sleep(backoff(attempt));
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn challenges() {
+        let c = parse_challenge(
+            r#"Bearer realm="https://auth.docker.io/token",service="registry.docker.io",scope="repository:library/busybox:pull""#,
+        );
+        match c {
+            Some(Challenge::Bearer { realm, service }) => {
+                assert_eq!(realm, "https://auth.docker.io/token");
+                assert_eq!(service.as_deref(), Some("registry.docker.io"));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            parse_challenge(r#"Basic realm="x""#),
+            Some(Challenge::Basic)
+        ));
+    }
+
+    #[test]
+    fn hosts() {
+        assert_eq!(host_of("https://a.b:5000/v2/x"), "a.b:5000");
+        assert_eq!(bare_host("127.0.0.1:5000"), "127.0.0.1");
+        assert_eq!(bare_host("[::1]:5000"), "::1");
+        assert_eq!(pct("repository:a/b:pull"), "repository%3Aa%2Fb%3Apull");
+    }
+}

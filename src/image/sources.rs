@@ -1,0 +1,281 @@
+//! Where manifests and blobs come from: a registry repository, an OCI image layout
+//! directory, or a `docker save` tarball (converted into the store up front).
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, anyhow, bail};
+use serde_json::{Value, json};
+
+use super::reference::{Digest, Reference, Source};
+use super::registry::Registry;
+use super::store::{Ingest, REF_NAME, Store};
+use super::{Global, MT_DOCKER_MANIFEST};
+
+pub trait BlobSource: Sync {
+    /// The name the image is recorded under.
+    fn name(&self) -> String;
+    /// The top-level manifest or index: (bytes, content type, digest), verified.
+    fn top(&self) -> Result<(Vec<u8>, String, Digest)>;
+    /// A manifest by digest, verified.
+    fn manifest(&self, d: &Digest) -> Result<Vec<u8>>;
+    /// Streams blob `d` into `ingest` (which verifies it on commit).
+    fn fetch(&self, d: &Digest, ingest: &mut Ingest, progress: &dyn Fn(u64)) -> Result<()>;
+}
+
+pub fn open(source: &Source, g: &Global, store: &Store) -> Result<Box<dyn BlobSource>> {
+    Ok(match source {
+        Source::Registry(r) => Box::new(RegistrySource {
+            reg: Registry::new(r, g.creds.clone(), &g.insecure),
+            r: r.clone(),
+            store_root: store.root().to_path_buf(),
+        }),
+        Source::OciLayout { dir, tag } => Box::new(OciLayout {
+            name: source.name(),
+            dir: dir.clone(),
+            tag: tag.clone(),
+        }),
+        Source::DockerArchive(file) => Box::new(docker_archive(source.name(), file, store)?),
+    })
+}
+
+fn verify(bytes: &[u8], want: &Digest, what: &str) -> Result<()> {
+    let got = Digest::of(bytes);
+    if &got != want {
+        bail!("digest mismatch for {what}: expected {want}, got {got}");
+    }
+    Ok(())
+}
+
+struct RegistrySource {
+    reg: Registry,
+    r: Reference,
+    store_root: PathBuf,
+}
+
+impl BlobSource for RegistrySource {
+    fn name(&self) -> String {
+        self.r.to_string()
+    }
+
+    fn top(&self) -> Result<(Vec<u8>, String, Digest)> {
+        let name = self.name();
+        if let Some(d) = &self.r.digest {
+            // Pinned and already here: no network needed.
+            let local = self.store_root.join("blobs/sha256").join(d.hex());
+            if let Ok(b) = std::fs::read(local)
+                && &Digest::of(&b) == d
+            {
+                return Ok((b, String::new(), d.clone()));
+            }
+        }
+        let (bytes, ct) = self
+            .reg
+            .manifest(&self.r.repository, &self.r.manifest_ref(), &name)?
+            .ok_or_else(|| anyhow!("image {name} not found"))?;
+        let got = Digest::of(&bytes);
+        if let Some(d) = &self.r.digest {
+            verify(&bytes, d, &format!("the manifest of {name}"))?;
+        }
+        Ok((bytes, ct, got))
+    }
+
+    fn manifest(&self, d: &Digest) -> Result<Vec<u8>> {
+        let local = self.store_root.join("blobs/sha256").join(d.hex());
+        if let Ok(b) = std::fs::read(local)
+            && &Digest::of(&b) == d
+        {
+            return Ok(b);
+        }
+        let (b, _) = self
+            .reg
+            .manifest(&self.r.repository, d.as_str(), &format!("manifest {d}"))?
+            .ok_or_else(|| anyhow!("manifest {d} of {} not found", self.name()))?;
+        verify(&b, d, &format!("manifest {d}"))?;
+        Ok(b)
+    }
+
+    fn fetch(&self, d: &Digest, ingest: &mut Ingest, progress: &dyn Fn(u64)) -> Result<()> {
+        self.reg.blob(&self.r.repository, d, ingest, progress)
+    }
+}
+
+struct OciLayout {
+    name: String,
+    dir: PathBuf,
+    tag: Option<String>,
+}
+
+impl OciLayout {
+    fn blob(&self, d: &Digest) -> PathBuf {
+        self.dir.join("blobs/sha256").join(d.hex())
+    }
+
+    fn read(&self, d: &Digest) -> Result<Vec<u8>> {
+        let b = std::fs::read(self.blob(d))
+            .with_context(|| format!("read blob {d} of {}", self.name))?;
+        verify(&b, d, &format!("blob {d}"))?;
+        Ok(b)
+    }
+}
+
+impl BlobSource for OciLayout {
+    fn name(&self) -> String {
+        self.name.clone()
+    }
+
+    fn top(&self) -> Result<(Vec<u8>, String, Digest)> {
+        let path = self.dir.join("index.json");
+        let index: Value = serde_json::from_slice(
+            &std::fs::read(&path)
+                .with_context(|| format!("{} is not an OCI image layout", self.dir.display()))?,
+        )
+        .with_context(|| format!("parse {}", path.display()))?;
+        let ms = index["manifests"].as_array().cloned().unwrap_or_default();
+        let tag_of = |m: &Value| m["annotations"][REF_NAME].as_str().map(String::from);
+        let chosen = match &self.tag {
+            Some(t) => ms
+                .iter()
+                .find(|m| tag_of(m).is_some_and(|n| &n == t || n.ends_with(&format!(":{t}"))))
+                .ok_or_else(|| anyhow!("image {} not found", self.name))?,
+            None if ms.len() == 1 => &ms[0],
+            None => {
+                let tags: Vec<String> = ms.iter().filter_map(tag_of).collect();
+                bail!(
+                    "{} holds {} images: name one as oci:DIR:TAG ({})",
+                    self.dir.display(),
+                    ms.len(),
+                    tags.join(", ")
+                )
+            }
+        };
+        let (d, _) = super::descriptor(chosen)?;
+        let b = self.read(&d)?;
+        Ok((
+            b,
+            chosen["mediaType"].as_str().unwrap_or_default().to_string(),
+            d,
+        ))
+    }
+
+    fn manifest(&self, d: &Digest) -> Result<Vec<u8>> {
+        self.read(d)
+    }
+
+    fn fetch(&self, d: &Digest, ingest: &mut Ingest, progress: &dyn Fn(u64)) -> Result<()> {
+        let mut f =
+            File::open(self.blob(d)).with_context(|| format!("open blob {d} of {}", self.name))?;
+        ingest.reset()?;
+        copy(&mut f, ingest, progress).with_context(|| format!("copy blob {d}"))
+    }
+}
+
+fn copy(r: &mut dyn Read, w: &mut dyn Write, progress: &dyn Fn(u64)) -> io::Result<()> {
+    let mut buf = vec![0u8; 256 << 10];
+    loop {
+        let n = r.read(&mut buf)?;
+        if n == 0 {
+            return Ok(());
+        }
+        w.write_all(&buf[..n])?;
+        progress(n as u64);
+    }
+}
+
+/// A `docker save` tarball, whose config and layers were copied into the store and
+/// described by a docker schema2 manifest made for them.
+struct DockerArchive {
+    name: String,
+    manifest: Vec<u8>,
+}
+
+fn docker_archive(name: String, file: &Path, store: &Store) -> Result<DockerArchive> {
+    let open = || File::open(file).with_context(|| format!("open {}", file.display()));
+    // Pass 1: manifest.json says which files are the config and the layers.
+    let mut index: Option<Value> = None;
+    for e in tar::Archive::new(open()?).entries()? {
+        let mut e = e?;
+        if e.path()?.as_os_str() == "manifest.json" {
+            let mut s = Vec::new();
+            e.read_to_end(&mut s)?;
+            index = Some(serde_json::from_slice(&s).context("parse manifest.json")?);
+            break;
+        }
+    }
+    let index = index.ok_or_else(|| {
+        anyhow!(
+            "{} is not a docker save archive (no manifest.json)",
+            file.display()
+        )
+    })?;
+    let img = &index[0];
+    let config_path = img["Config"]
+        .as_str()
+        .ok_or_else(|| anyhow!("manifest.json names no Config"))?;
+    let layer_paths: Vec<&str> = img["Layers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    // Pass 2: stream each needed file into the store, hashing it on the way.
+    let mut found: HashMap<String, (Digest, u64, [u8; 4])> = HashMap::new();
+    for e in tar::Archive::new(open()?).entries()? {
+        let mut e = e?;
+        let p = e
+            .path()?
+            .to_string_lossy()
+            .trim_start_matches("./")
+            .to_string();
+        if p == config_path || layer_paths.contains(&p.as_str()) {
+            found.insert(p, store.put_stream(&mut e)?);
+        }
+    }
+    let get = |p: &str| {
+        found
+            .get(p)
+            .cloned()
+            .ok_or_else(|| anyhow!("{p} is missing from {}", file.display()))
+    };
+    let (cd, csize, _) = get(config_path)?;
+    let mut layers = Vec::new();
+    for p in &layer_paths {
+        let (d, size, head) = get(p)?;
+        let mt = match super::unpack::Compression::sniff(&head) {
+            super::unpack::Compression::Gzip => "application/vnd.docker.image.rootfs.diff.tar.gzip",
+            super::unpack::Compression::Zstd => "application/vnd.oci.image.layer.v1.tar+zstd",
+            super::unpack::Compression::None => "application/vnd.docker.image.rootfs.diff.tar",
+        };
+        layers.push(json!({"mediaType": mt, "digest": d.as_str(), "size": size}));
+    }
+    let manifest = serde_json::to_vec(&json!({
+        "schemaVersion": 2, "mediaType": MT_DOCKER_MANIFEST,
+        "config": {"mediaType": "application/vnd.docker.container.image.v1+json", "digest": cd.as_str(), "size": csize},
+        "layers": layers,
+    }))?;
+    Ok(DockerArchive { name, manifest })
+}
+
+impl BlobSource for DockerArchive {
+    fn name(&self) -> String {
+        self.name.clone()
+    }
+
+    fn top(&self) -> Result<(Vec<u8>, String, Digest)> {
+        Ok((
+            self.manifest.clone(),
+            MT_DOCKER_MANIFEST.into(),
+            Digest::of(&self.manifest),
+        ))
+    }
+
+    fn manifest(&self, d: &Digest) -> Result<Vec<u8>> {
+        bail!("manifest {d} is not in {}", self.name)
+    }
+
+    fn fetch(&self, d: &Digest, _: &mut Ingest, _: &dyn Fn(u64)) -> Result<()> {
+        bail!("blob {d} is not in {}", self.name)
+    }
+}

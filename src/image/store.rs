@@ -1,0 +1,366 @@
+//! The content-addressed blob store: an OCI image layout (`oci-layout`, `index.json`,
+//! `blobs/sha256/…`) whose index.json records each pulled reference.
+//!
+//! Blobs enter only through [`Ingest`], which hashes and counts while data streams in and
+//! renames the file into `blobs/` only when digest and size match, so no partial or bad
+//! blob is ever visible there. An interrupted download stays in `ingest/` and is resumed.
+
+use std::collections::HashSet;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use serde_json::{Value, json};
+use sha2::{Digest as _, Sha256};
+
+use super::reference::Digest;
+
+/// Annotation holding the name an image was pulled as.
+pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
+/// Annotation holding the platform chosen for a ref.
+pub const PLATFORM: &str = "io.corten.image.platform";
+/// Annotation holding the digest of the index the platform was chosen from.
+pub const INDEX_DIGEST: &str = "io.corten.image.index";
+
+pub struct Store {
+    root: PathBuf,
+}
+
+impl Store {
+    /// /var/lib/corten/images for root, else $XDG_DATA_HOME/corten/images
+    /// (~/.local/share/corten/images).
+    pub fn default_dir() -> PathBuf {
+        if nix::unistd::geteuid().is_root() {
+            return PathBuf::from("/var/lib/corten/images");
+        }
+        let data = std::env::var_os("XDG_DATA_HOME")
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
+            .unwrap_or_else(|| PathBuf::from("."));
+        data.join("corten/images")
+    }
+
+    pub fn open(dir: Option<&Path>) -> Result<Store> {
+        let root = dir
+            .map(Path::to_path_buf)
+            .unwrap_or_else(Store::default_dir);
+        for d in ["blobs/sha256", "ingest"] {
+            fs::create_dir_all(root.join(d))
+                .with_context(|| format!("create the image store {}", root.display()))?;
+        }
+        let layout = root.join("oci-layout");
+        if !layout.exists() {
+            fs::write(&layout, r#"{"imageLayoutVersion":"1.0.0"}"#)
+                .with_context(|| format!("write {}", layout.display()))?;
+        }
+        Ok(Store { root })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn blob_path(&self, d: &Digest) -> PathBuf {
+        self.root.join("blobs/sha256").join(d.hex())
+    }
+
+    /// Whether the store holds `d` (with `size` bytes, when given).
+    pub fn has(&self, d: &Digest, size: Option<u64>) -> bool {
+        match fs::metadata(self.blob_path(d)) {
+            Ok(m) => m.is_file() && size.is_none_or(|s| s == m.len()),
+            Err(_) => false,
+        }
+    }
+
+    /// Starts (or resumes) writing blob `d` of `size` bytes. Returns None when another
+    /// process completed it while we waited for its lock.
+    pub fn ingest(&self, d: &Digest, size: u64) -> Result<Option<Ingest>> {
+        let path = self
+            .root
+            .join("ingest")
+            .join(format!("{}.partial", d.hex()));
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .with_context(|| format!("create {}", path.display()))?;
+        // One writer per blob across processes; a second puller waits, then finds it done.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
+            return Err(io::Error::last_os_error()).context("lock the ingest file");
+        }
+        if self.has(d, Some(size)) {
+            let _ = fs::remove_file(&path);
+            return Ok(None);
+        }
+        let mut ingest = Ingest {
+            file: File::open("/dev/null")?,
+            path,
+            dest: self.blob_path(d),
+            digest: d.clone(),
+            size,
+            written: 0,
+            hasher: Sha256::new(),
+        };
+        // Resume: hash what an interrupted download left.
+        let have = file.metadata()?.len();
+        if have > 0 && have <= size {
+            let mut buf = vec![0u8; 1 << 20];
+            loop {
+                let n = file.read(&mut buf)?;
+                if n == 0 {
+                    break;
+                }
+                ingest.hasher.update(&buf[..n]);
+                ingest.written += n as u64;
+            }
+        } else if have > size {
+            file.set_len(0)?;
+        }
+        file.seek(SeekFrom::End(0))?;
+        ingest.file = file;
+        Ok(Some(ingest))
+    }
+
+    /// Stores `bytes` as blob `d`, verifying it first.
+    pub fn put(&self, d: &Digest, bytes: &[u8]) -> Result<()> {
+        if self.has(d, Some(bytes.len() as u64)) {
+            return Ok(());
+        }
+        if let Some(mut ing) = self.ingest(d, bytes.len() as u64)? {
+            ing.reset()?;
+            ing.write_all(bytes)?;
+            ing.commit()?;
+        }
+        Ok(())
+    }
+
+    /// Reads blob `d`, re-verifying its digest.
+    pub fn get(&self, d: &Digest) -> Result<Vec<u8>> {
+        let bytes =
+            fs::read(self.blob_path(d)).with_context(|| format!("read blob {d} from the store"))?;
+        let got = Digest::of(&bytes);
+        if &got != d {
+            bail!("blob {d} in the store is corrupt: its content has digest {got}");
+        }
+        Ok(bytes)
+    }
+
+    pub fn remove_blob(&self, d: &Digest) {
+        let _ = fs::remove_file(self.blob_path(d));
+    }
+
+    /// The descriptors of index.json (one per ref and platform).
+    pub fn refs(&self) -> Result<Vec<Value>> {
+        let path = self.root.join("index.json");
+        match fs::read(&path) {
+            Ok(b) => {
+                let v: Value = serde_json::from_slice(&b)
+                    .with_context(|| format!("parse {}", path.display()))?;
+                Ok(v["manifests"].as_array().cloned().unwrap_or_default())
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
+            Err(e) => Err(e).with_context(|| format!("read {}", path.display())),
+        }
+    }
+
+    /// Read-modify-write index.json under a lock.
+    fn update_refs<T>(&self, f: impl FnOnce(&mut Vec<Value>) -> T) -> Result<T> {
+        let lock = File::create(self.root.join("index.lock"))?;
+        if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) } != 0 {
+            return Err(io::Error::last_os_error()).context("lock the store index");
+        }
+        let mut refs = self.refs()?;
+        let out = f(&mut refs);
+        let index = json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
+                           "manifests": refs});
+        let tmp = self.root.join("index.json.tmp");
+        fs::write(&tmp, serde_json::to_vec_pretty(&index)?)?;
+        fs::rename(&tmp, self.root.join("index.json"))?;
+        Ok(out)
+    }
+
+    /// Records `name` (for `platform`) → manifest descriptor `desc`.
+    pub fn set_ref(&self, name: &str, platform: &str, mut desc: Value) -> Result<()> {
+        desc["annotations"][REF_NAME] = json!(name);
+        desc["annotations"][PLATFORM] = json!(platform);
+        self.update_refs(|refs| {
+            refs.retain(|r| {
+                !(r["annotations"][REF_NAME] == name && r["annotations"][PLATFORM] == platform)
+            });
+            refs.push(desc);
+        })
+    }
+
+    /// Forgets every platform of `name`; returns how many entries went.
+    pub fn remove_ref(&self, name: &str) -> Result<usize> {
+        self.update_refs(|refs| {
+            let before = refs.len();
+            refs.retain(|r| r["annotations"][REF_NAME] != name);
+            before - refs.len()
+        })
+    }
+
+    /// Deletes blobs no ref uses and stale ingest files; returns (blobs, bytes) removed.
+    pub fn prune(&self) -> Result<(usize, u64)> {
+        let lock = File::create(self.root.join("index.lock"))?;
+        unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) };
+        let mut keep: HashSet<String> = HashSet::new();
+        for r in self.refs()? {
+            let mut add = |v: &Value| {
+                if let Some(d) = v.as_str().and_then(|s| Digest::parse(s).ok()) {
+                    keep.insert(d.hex().to_string());
+                }
+            };
+            add(&r["digest"]);
+            add(&r["annotations"][INDEX_DIGEST]);
+            let Ok(d) = Digest::parse(r["digest"].as_str().unwrap_or_default()) else {
+                continue;
+            };
+            if let Ok(m) = self
+                .get(&d)
+                .and_then(|b| Ok(serde_json::from_slice::<Value>(&b)?))
+            {
+                add(&m["config"]["digest"]);
+                for l in m["layers"].as_array().into_iter().flatten() {
+                    add(&l["digest"]);
+                }
+            }
+        }
+        let (mut n, mut bytes) = (0, 0);
+        for e in fs::read_dir(self.root.join("blobs/sha256"))?.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if !keep.contains(&name) {
+                bytes += e.metadata().map(|m| m.len()).unwrap_or(0);
+                fs::remove_file(e.path())?;
+                n += 1;
+            }
+        }
+        for e in fs::read_dir(self.root.join("ingest"))?.flatten() {
+            // Skip files another pull is writing right now (it holds their lock).
+            if let Ok(f) = File::open(e.path())
+                && unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0
+            {
+                bytes += e.metadata().map(|m| m.len()).unwrap_or(0);
+                let _ = fs::remove_file(e.path());
+            }
+        }
+        Ok((n, bytes))
+    }
+}
+
+/// A blob being written: hashed and counted as it streams, moved into `blobs/` by
+/// [`Ingest::commit`] only if both match.
+pub struct Ingest {
+    file: File,
+    path: PathBuf,
+    dest: PathBuf,
+    digest: Digest,
+    size: u64,
+    written: u64,
+    hasher: Sha256,
+}
+
+impl Ingest {
+    /// Bytes already held (a resumed download continues from here).
+    pub fn offset(&self) -> u64 {
+        self.written
+    }
+
+    /// Starts over (the server ignored our Range request).
+    pub fn reset(&mut self) -> io::Result<()> {
+        self.file.set_len(0)?;
+        self.file.seek(SeekFrom::Start(0))?;
+        self.written = 0;
+        self.hasher = Sha256::new();
+        Ok(())
+    }
+
+    /// Verifies size and digest and publishes the blob; a mismatch deletes the data.
+    pub fn commit(self) -> Result<()> {
+        let got = Digest::from_hash(&self.hasher.finalize());
+        if self.written != self.size || got != self.digest {
+            let _ = fs::remove_file(&self.path);
+            if self.written != self.size {
+                bail!(
+                    "size mismatch for blob {}: expected {} bytes, got {}",
+                    self.digest,
+                    self.size,
+                    self.written
+                );
+            }
+            bail!("digest mismatch: expected {}, got {}", self.digest, got);
+        }
+        fs::rename(&self.path, &self.dest)
+            .with_context(|| format!("move blob {} into the store", self.digest))?;
+        Ok(())
+    }
+
+    /// Drops the partial data (a bad stream must not be resumed later).
+    pub fn discard(self) {
+        let _ = fs::remove_file(&self.path);
+    }
+}
+
+impl Write for Ingest {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if self.written + buf.len() as u64 > self.size {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "size mismatch for blob {}: more than the {} bytes announced",
+                    self.digest, self.size
+                ),
+            ));
+        }
+        let n = self.file.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.written += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
+    }
+}
+
+impl Store {
+    /// Stores a stream of unknown digest: returns its digest, size and first bytes.
+    pub fn put_stream(&self, r: &mut dyn std::io::Read) -> Result<(Digest, u64, [u8; 4])> {
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let tmp = self
+            .root
+            .join("ingest")
+            .join(format!("stream-{}-{n}", std::process::id()));
+        let mut f = File::create(&tmp).with_context(|| format!("create {}", tmp.display()))?;
+        let (mut hasher, mut size, mut head) = (Sha256::new(), 0u64, [0u8; 4]);
+        let mut buf = vec![0u8; 256 << 10];
+        let res = (|| -> io::Result<()> {
+            loop {
+                let k = r.read(&mut buf)?;
+                if k == 0 {
+                    return Ok(());
+                }
+                if size < 4 {
+                    let m = (4 - size as usize).min(k);
+                    head[size as usize..size as usize + m].copy_from_slice(&buf[..m]);
+                }
+                hasher.update(&buf[..k]);
+                f.write_all(&buf[..k])?;
+                size += k as u64;
+            }
+        })();
+        if let Err(e) = res {
+            let _ = fs::remove_file(&tmp);
+            return Err(e).context("store a blob");
+        }
+        let d = Digest::from_hash(&hasher.finalize());
+        fs::rename(&tmp, self.blob_path(&d))?;
+        Ok((d, size, head))
+    }
+}
