@@ -345,3 +345,79 @@ fn v2_child() {
     c.rt(&["delete", &c.id]).ok();
     assert!(!dir.exists(), "delete left {}", dir.display());
 }
+
+#[test]
+fn events_stats_report_the_cgroup() {
+    let mut c = Container::new("res-events");
+    c.args(&["sleep", "100"]);
+    c.config["linux"]["resources"] = json!({"memory": {"limit": 67108864}, "pids": {"limit": 33}});
+    c.create_ok();
+    c.start_ok();
+    let out = c.rt(&["events", "--stats", &c.id]);
+    out.ok();
+    let v: serde_json::Value =
+        serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("{e}:\n{out}"));
+    assert_eq!(v["type"], "stats");
+    assert_eq!(v["id"], c.id.as_str());
+    let d = &v["data"];
+    assert_eq!(d["memory"]["usage"]["limit"], 67108864, "{v}");
+    assert!(
+        d["memory"]["usage"]["usage"].as_u64().unwrap_or(0) > 0,
+        "{v}"
+    );
+    assert_eq!(d["pids"]["limit"], 33, "{v}");
+    assert!(d["pids"]["current"].as_u64().unwrap_or(0) >= 1, "{v}");
+    assert!(d["cpu"]["usage"]["total"].as_u64().is_some(), "{v}");
+}
+
+#[test]
+fn events_stream_reports_an_oom_kill() {
+    if is_runc() {
+        return;
+    }
+    let mut c = Container::new("res-events-oom");
+    c.config["linux"]["resources"] = json!({"memory": {"limit": 33554432, "swap": 33554432}});
+    // The init survives; a child hog is OOM-killed again and again.
+    c.sh("while :; do sh -c 'x=$(head -c 100000000 /dev/zero | tr \"\\0\" a)'; sleep 0.2; done");
+    c.create_ok();
+    let root = c.root().to_string_lossy().into_owned();
+    let mut child = Command::new(runtime())
+        .args(["--root", &root, "events", "--interval", "1s", &c.id])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    c.start_ok();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut seen = Vec::new();
+    let found = loop {
+        match rx.recv_timeout(Duration::from_secs(20)) {
+            Ok(line) if line.contains(r#""type":"oom""#) => break true,
+            Ok(line) => seen.push(line),
+            Err(_) => break false,
+        }
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        found,
+        "no oom event; saw {} lines: {:?}",
+        seen.len(),
+        seen.iter().take(2).collect::<Vec<_>>()
+    );
+    assert!(
+        seen.iter().any(|l| l.contains(r#""type":"stats""#)),
+        "no stats line before the oom"
+    );
+}

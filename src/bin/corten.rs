@@ -129,6 +129,16 @@ enum Command {
     },
     /// Change a running container's resource limits
     Update(UpdateArgs),
+    /// Print resource statistics and OOM events as JSON
+    Events {
+        /// Print the statistics once and exit
+        #[arg(long)]
+        stats: bool,
+        /// Time between statistics (e.g. 5s, 500ms)
+        #[arg(long, default_value = "5s")]
+        interval: String,
+        id: String,
+    },
     /// Write a default config.json
     Spec {
         #[arg(short = 'b', long, default_value = ".")]
@@ -262,6 +272,17 @@ fn dispatch(cli: &Cli) -> Result<u8> {
             }
         }
         Command::Spec { bundle, rootless } => runtime::spec::write(bundle, *rootless)?,
+        Command::Events {
+            stats,
+            interval,
+            id,
+        } => {
+            if *stats {
+                println!("{}", runtime::events::stats(root, id)?);
+            } else {
+                runtime::events::stream(root, id, parse_duration(interval)?)?;
+            }
+        }
         Command::Pause { id } => runtime::pause::pause(root, id)?,
         Command::Resume { id } => runtime::pause::resume(root, id)?,
         Command::Ps {
@@ -292,6 +313,26 @@ fn dispatch(cli: &Cli) -> Result<u8> {
         }
     }
     Ok(0)
+}
+
+/// "5s", "500ms", "1m", or plain seconds.
+fn parse_duration(s: &str) -> Result<std::time::Duration> {
+    use std::time::Duration;
+    let bad = || anyhow::anyhow!("invalid duration {s:?}");
+    let (num, unit) = s
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .map_or((s, "s"), |i| s.split_at(i));
+    let n: f64 = num.parse().map_err(|_| bad())?;
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "s" => n,
+        "m" => n * 60.0,
+        _ => return Err(bad()),
+    };
+    if secs <= 0.0 {
+        return Err(bad());
+    }
+    Ok(Duration::from_secs_f64(secs))
 }
 
 fn create_opts<'a>(root: &'a Path, a: &'a CreateArgs) -> CreateOpts<'a> {
