@@ -307,6 +307,25 @@ fn v2_child() {
         !lines.lines().any(|l| l.contains(" - cgroup ")),
         "v1 hierarchies still mounted"
     );
+    // Device rules become an eBPF program on cgroup2: /dev/null stays usable, an unlisted
+    // device node can be made (mknod is allowed) but not opened.
+    let mut d = Container::new("res-v2-dev");
+    d.config["linux"]["resources"] = json!({"devices": [{"allow": false, "access": "rwm"}]});
+    for set in ["bounding", "effective", "permitted"] {
+        d.config["process"]["capabilities"][set]
+            .as_array_mut()
+            .unwrap()
+            .push(json!("CAP_MKNOD"));
+    }
+    d.config["root"]["readonly"] = json!(false);
+    let out =
+        d.run_sh("mknod /tmp/mem c 1 1; head -c1 /tmp/mem 2>&1; head -c1 /dev/null; echo null=$?");
+    assert!(
+        out.contains("Operation not permitted"),
+        "c 1:1 not denied by the eBPF program:\n{out}"
+    );
+    assert!(out.contains("null=0"), "/dev/null denied:\n{out}");
+
     let c = busy("res-v2");
     c.create_ok();
     c.start_ok();

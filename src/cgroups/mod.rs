@@ -3,6 +3,7 @@
 //!
 //! `resources` translates linux.resources into the files written here.
 
+pub mod devices_bpf;
 pub mod resources;
 
 use std::fs;
@@ -203,6 +204,11 @@ impl Cgroup {
             };
             if let Some(d) = on_v1 {
                 write_controller(d, c, &v1)?;
+            } else if c == "devices"
+                && let Some(d) = self.dirs.iter().find(|d| d.hierarchy.v2)
+            {
+                // cgroup2 has no device files: the rules become an eBPF program.
+                devices_bpf::attach(&d.path, r.devices().as_deref().unwrap_or(&[]))?;
             } else if let Some(d) = on_v2() {
                 enable_v2_controller(d, c)?;
                 write_controller(d, c, &v2)?;
