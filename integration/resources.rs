@@ -440,3 +440,49 @@ fn events_stream_reports_an_oom_kill() {
         "no stats line before the oom"
     );
 }
+
+#[test]
+fn systemd_cgroup_without_systemd_is_a_clear_error() {
+    if is_runc() || std::path::Path::new("/run/systemd/system").exists() {
+        return;
+    }
+    let mut c = Container::new("res-systemd");
+    c.args(&["true"]);
+    c.config["linux"]["cgroupsPath"] = json!("system.slice:corten:x");
+    c.write_config();
+    let bundle = c.bundle_str();
+    let root = c.root().to_string_lossy().into_owned();
+    let out = rt(&[
+        "--root",
+        &root,
+        "--systemd-cgroup",
+        "create",
+        "--bundle",
+        &bundle,
+        &c.id,
+    ]);
+    assert_err(&out, &["systemd is not running"], &[]);
+    c.assert_no_leftovers();
+}
+
+#[test]
+fn update_with_check_before_update_refuses_a_limit_below_usage() {
+    let mut c = Container::new("res-checkupd");
+    c.args(&["sleep", "100"]);
+    c.config["linux"]["resources"] = json!({"memory": {"limit": 67108864}});
+    c.create_ok();
+    c.start_ok();
+    let file = c.bundle().join("res.json");
+    fs::write(
+        &file,
+        r#"{"memory": {"limit": 4096, "checkBeforeUpdate": true}}"#,
+    )
+    .unwrap();
+    let out = c.rt(&["update", "--resources", file.to_str().unwrap(), &c.id]);
+    assert_err(&out, &["checkBeforeUpdate"], &["usage"]);
+    assert_eq!(
+        v1_file("memory", &c.id, "memory.limit_in_bytes"),
+        "67108864",
+        "limit changed anyway"
+    );
+}

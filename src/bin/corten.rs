@@ -1,6 +1,6 @@
 //! The `corten` command line: runc's commands and flags, so engines can call it unchanged.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Result;
@@ -241,7 +241,7 @@ fn dispatch(cli: &Cli) -> Result<u8> {
     match command {
         Command::Create(args) => {
             corten::selfprotect::ensure()?;
-            runtime::create::create(&create_opts(root, args))?;
+            runtime::create::create(&create_opts(cli, args))?;
         }
         Command::Start { id } => runtime::start::start(root, id)?,
         Command::State { id } => {
@@ -256,7 +256,7 @@ fn dispatch(cli: &Cli) -> Result<u8> {
             keep,
         } => {
             corten::selfprotect::ensure()?;
-            let code = runtime::run::run(&create_opts(root, create), *detach, *keep)?;
+            let code = runtime::run::run(&create_opts(cli, create), *detach, *keep)?;
             return Ok(u8::try_from(code).unwrap_or(255));
         }
         Command::List { format, quiet } => {
@@ -335,9 +335,10 @@ fn parse_duration(s: &str) -> Result<std::time::Duration> {
     Ok(Duration::from_secs_f64(secs))
 }
 
-fn create_opts<'a>(root: &'a Path, a: &'a CreateArgs) -> CreateOpts<'a> {
+fn create_opts<'a>(cli: &'a Cli, a: &'a CreateArgs) -> CreateOpts<'a> {
     CreateOpts {
-        root,
+        root: &cli.root,
+        systemd_cgroup: cli.systemd_cgroup,
         id: &a.id,
         bundle: &a.bundle,
         pid_file: a.pid_file.as_deref(),

@@ -28,6 +28,8 @@ pub struct CreateOpts<'a> {
     pub no_pivot: bool,
     pub no_new_keyring: bool,
     pub preserve_fds: u32,
+    /// --systemd-cgroup: cgroupsPath is "slice:prefix:name" for systemd.
+    pub systemd_cgroup: bool,
 }
 
 /// The result of a successful create: the init's pid (our child until we exit).
@@ -39,6 +41,13 @@ pub struct Created {
 pub fn create(opts: &CreateOpts) -> Result<Created> {
     config::validate_id(opts.id)?;
     let bundle = Bundle::load(opts.bundle)?;
+    if opts.systemd_cgroup {
+        // Never a silent fallback to cgroupfs: the caller asked for systemd's bookkeeping.
+        if !Path::new("/run/systemd/system").exists() {
+            bail!("--systemd-cgroup: systemd is not running on this host (no /run/systemd/system)");
+        }
+        bail!("--systemd-cgroup: the systemd cgroup driver is not supported yet; use cgroupfs");
+    }
     let rootfs = bundle.rootfs();
     let rootfs =
         std::fs::canonicalize(&rootfs).with_context(|| format!("rootfs {}", rootfs.display()))?;

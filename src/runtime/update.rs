@@ -36,6 +36,22 @@ pub fn update(root: &Path, id: &str, flags: &Flags) -> Result<()> {
         bail!("container {id} has no cgroup")
     };
     let resources = merge(flags)?;
+    let mem = resources.memory().as_ref();
+    if let Some(limit) = mem
+        .filter(|m| m.check_before_update() == Some(true))
+        .and_then(|m| m.limit())
+    {
+        let usage = cg
+            .read_stat("memory", "memory.usage_in_bytes")
+            .or_else(|| cg.read_stat("memory", "memory.current"))
+            .and_then(|s| s.trim().parse::<i64>().ok())
+            .unwrap_or(0);
+        if limit > 0 && limit < usage {
+            bail!(
+                "memory limit {limit} is below the container's current usage {usage} (checkBeforeUpdate)"
+            );
+        }
+    }
     cg.apply(&resources)
 }
 
