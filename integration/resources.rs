@@ -327,7 +327,26 @@ fn v2_child() {
     assert!(out.contains("null=0"), "/dev/null denied:\n{out}");
 
     let c = busy("res-v2");
-    c.create_ok();
+    c.write_config();
+    let log = c.bundle().join("debug.log");
+    let (root, bundle) = (c.root().to_string_lossy().into_owned(), c.bundle_str());
+    rt(&[
+        "--root",
+        &root,
+        "--debug",
+        "--log",
+        log.to_str().unwrap(),
+        "create",
+        "--bundle",
+        &bundle,
+        &c.id,
+    ])
+    .ok();
+    let text = fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        text.contains("CLONE_INTO_CGROUP"),
+        "init not cloned into its cgroup:\n{text}"
+    );
     c.start_ok();
     let pid = c.state()["pid"].as_i64().unwrap();
     let dir = PathBuf::from(V1).join("unified").join(&c.id);

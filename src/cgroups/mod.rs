@@ -332,11 +332,16 @@ fn write_controller(d: &Dir, c: &str, writes: &[resources::Write]) -> Result<()>
     Ok(())
 }
 
+/// cgroup2's name for a controller group ("blkio" is "io" there).
+fn v2_name(c: &str) -> &str {
+    if c == "blkio" { "io" } else { c }
+}
+
 /// Does this cgroup2 hierarchy offer controller `c`? ("cgroup.*" files always exist.)
 fn v2_offers(h: &Hierarchy, c: &str) -> bool {
     c == "cgroup"
         || fs::read_to_string(h.mount.join("cgroup.controllers"))
-            .is_ok_and(|s| s.split_whitespace().any(|x| x == c))
+            .is_ok_and(|s| s.split_whitespace().any(|x| x == v2_name(c)))
 }
 
 /// Enables `c` in cgroup.subtree_control of every ancestor of `d` (cgroup2 only lets a
@@ -345,6 +350,7 @@ fn enable_v2_controller(d: &Dir, c: &str) -> Result<()> {
     if c == "cgroup" {
         return Ok(());
     }
+    let c = v2_name(c);
     let mut ancestors: Vec<&Path> = d
         .path
         .ancestors()
@@ -469,6 +475,76 @@ mod tests {
             v2: true,
         };
         assert_eq!(own_cgroup(&v2, pc), PathBuf::from("/unified"));
+    }
+
+    /// linux.resources applied to a scratch directory laid out like a cgroup2 hierarchy.
+    #[test]
+    fn applies_v2_files_to_a_scratch_hierarchy() {
+        let base = std::env::temp_dir().join(format!("corten-v2-scratch-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&base);
+        let leaf = base.join("ctr");
+        fs::create_dir_all(&leaf).unwrap();
+        fs::write(
+            base.join("cgroup.controllers"),
+            "cpuset cpu io memory hugetlb pids rdma misc\n",
+        )
+        .unwrap();
+        fs::write(base.join("cgroup.subtree_control"), "").unwrap();
+        let h = Hierarchy {
+            mount: base.clone(),
+            controllers: vec![],
+            v2: true,
+        };
+        let cg = Cgroup {
+            dirs: vec![Dir {
+                path: leaf.clone(),
+                hierarchy: h,
+            }],
+        };
+        let r: oci_spec::runtime::LinuxResources = serde_json::from_value(serde_json::json!({
+            "memory": {"limit": 1048576, "swap": 3145728, "reservation": 524288},
+            "cpu": {"shares": 2048, "quota": 50000, "period": 100000, "cpus": "0-1"},
+            "pids": {"limit": 42},
+            "blockIO": {"weight": 1000, "throttleWriteIOPSDevice": [{"major": 8, "minor": 0, "rate": 300}]},
+            "hugepageLimits": [{"pageSize": "1GB", "limit": 0}],
+            "rdma": {"mlx5_1": {"hcaHandles": 3, "hcaObjects": 10000}},
+            "unified": {"memory.oom.group": "1"}
+        }))
+        .unwrap();
+        cg.apply(&r).unwrap();
+        let read = |f: &str| fs::read_to_string(leaf.join(f)).unwrap();
+        assert_eq!(read("memory.max"), "1048576");
+        assert_eq!(
+            read("memory.swap.max"),
+            "2097152",
+            "v2 swap excludes memory"
+        );
+        assert_eq!(read("memory.low"), "524288");
+        assert_eq!(read("cpu.weight"), "79");
+        assert_eq!(read("cpu.max"), "50000 100000");
+        assert_eq!(read("cpuset.cpus"), "0-1");
+        assert_eq!(read("pids.max"), "42");
+        assert_eq!(read("io.weight"), "10000");
+        assert_eq!(read("io.max"), "8:0 wiops=300");
+        assert_eq!(read("hugetlb.1GB.max"), "0");
+        assert_eq!(read("rdma.max"), "mlx5_1 hca_handle=3 hca_object=10000");
+        assert_eq!(read("memory.oom.group"), "1");
+        // Controllers were delegated from the parent (the scratch file keeps the last one).
+        assert!(
+            fs::read_to_string(base.join("cgroup.subtree_control"))
+                .unwrap()
+                .starts_with('+')
+        );
+        // A v1-only field on a v2 host is an error naming it.
+        let bad: oci_spec::runtime::LinuxResources =
+            serde_json::from_value(serde_json::json!({"memory": {"swappiness": 10}})).unwrap();
+        assert!(
+            cg.apply(&bad)
+                .unwrap_err()
+                .to_string()
+                .contains("swappiness")
+        );
+        fs::remove_dir_all(&base).unwrap();
     }
 
     #[test]

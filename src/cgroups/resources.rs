@@ -7,7 +7,8 @@
 use anyhow::{Result, bail};
 use oci_spec::runtime::{LinuxBlockIo, LinuxCpu, LinuxDeviceType, LinuxMemory, LinuxResources};
 
-/// One file write: `<controller dir>/<file>` ← `value`; or, when `unsupported` is set, a
+/// One file write: `<controller dir>/<file>` ← `value` (`controller` is the v1 name in
+/// both lists, "blkio" for cgroup2's io, so one feature is one group); or, when `unsupported` is set, a
 /// field this cgroup version can't express (an error only if the controller lands there).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Write {
@@ -398,18 +399,18 @@ pub fn v2(r: &LinuxResources) -> Result<Vec<Write>> {
     }
     if let Some(b) = r.block_io() {
         if let Some(v) = b.weight().filter(|&v| v != 0) {
-            out.push(w("io", "io.weight", blkio_weight_to_io(v)));
+            out.push(w("blkio", "io.weight", blkio_weight_to_io(v)));
         }
         if b.leaf_weight().is_some_and(|v| v != 0) {
             out.push(unsupported(
-                "io",
+                "blkio",
                 "blockIO.leafWeight is not supported on cgroup v2",
             ));
         }
         for d in b.weight_device().iter().flatten() {
             if let Some(v) = d.weight() {
                 out.push(w(
-                    "io",
+                    "blkio",
                     "io.weight",
                     format!("{}:{} {}", d.major(), d.minor(), blkio_weight_to_io(v)),
                 ));
@@ -424,7 +425,7 @@ pub fn v2(r: &LinuxResources) -> Result<Vec<Write>> {
         for (key, devs) in throttles {
             for d in devs.iter().flatten() {
                 out.push(w(
-                    "io",
+                    "blkio",
                     "io.max",
                     format!("{}:{} {key}={}", d.major(), d.minor(), d.rate()),
                 ));
@@ -479,7 +480,7 @@ fn unified_controller(key: &str) -> Result<&'static str> {
         "memory" => "memory",
         "cpu" => "cpu",
         "cpuset" => "cpuset",
-        "io" => "io",
+        "io" => "blkio",
         "pids" => "pids",
         "hugetlb" => "hugetlb",
         "rdma" => "rdma",

@@ -164,48 +164,54 @@ fn spawn(
             .chain([parent_ch.raw_fd()])
             .collect(),
     };
-    // SAFETY: corten is single-threaded here, so the child may run arbitrary code after a
-    // fork-style clone (no stack given: the child continues on a copy of ours).
-    let ret = unsafe {
-        libc::syscall(
-            libc::SYS_clone,
-            (clone_flags.bits() | libc::SIGCHLD) as libc::c_ulong,
-            0usize,
-            0usize,
-            0usize,
-            0usize,
-        )
-    };
-    if ret < 0 {
-        return Err(std::io::Error::last_os_error()).context("clone the container init");
-    }
-    if ret == 0 {
-        init::run(cfg);
-    }
-    let pid = ret as i32;
-    undo.pid = Some(pid);
-    drop(cfg);
     let owner = user_name(nix::unistd::geteuid().as_raw());
     let mut state = State {
         id: opts.id.to_string(),
-        pid,
-        pid_start: container::process_start_time(pid)?,
+        pid: 0,
+        pid_start: 0,
         bundle: bundle.dir.clone(),
         rootfs: rootfs.to_path_buf(),
         created: crate::log::rfc3339_now(),
         owner,
         annotations: spec.annotations().clone().unwrap_or_default(),
         phase: Phase::Creating,
-        cgroup: None,
+        cgroup: Some(cgroup.clone()),
     };
-    state.cgroup = Some(cgroup.clone());
-    // Recorded before any cgroup exists or the init may run anything, so `delete` can
-    // clean up after a create that was killed at any point.
+    let resources = crate::cgroups::resources::effective(spec);
+    // On a cgroup2-only host the init is born in its cgroup (CLONE_INTO_CGROUP): no
+    // migration, and no moment outside it. The cgroup is made and limited first; the
+    // state is saved before, so `delete` can clean up after a create killed at any point.
+    let into = cgroup.dirs.len() == 1 && cgroup.dirs[0].hierarchy.v2;
+    let cgroup_fd = if into {
+        dir.save(&state)?;
+        undo.cgroup = Some(cgroup.clone());
+        cgroup.make()?;
+        cgroup.apply(&resources)?;
+        Some(std::fs::File::open(&cgroup.dirs[0].path).context("open the container's cgroup")?)
+    } else {
+        None
+    };
+    let (pid, placed) = clone_init(clone_flags, cgroup_fd.as_ref())?;
+    if pid == 0 {
+        init::run(cfg);
+    }
+    undo.pid = Some(pid);
+    drop(cfg);
+    state.pid = pid;
+    state.pid_start = container::process_start_time(pid)?;
     dir.save(&state)?;
-    undo.cgroup = Some(cgroup.clone());
-    cgroup.make()?;
-    cgroup.apply(&crate::cgroups::resources::effective(spec))?;
-    cgroup.add(pid)?;
+    if !into {
+        undo.cgroup = Some(cgroup.clone());
+        cgroup.make()?;
+        cgroup.apply(&resources)?;
+    }
+    if placed {
+        crate::log::debug(&format!(
+            "init {pid} started in its cgroup (CLONE_INTO_CGROUP)"
+        ));
+    } else {
+        cgroup.add(pid)?;
+    }
     if user_ns {
         write_id_maps(spec, pid)?;
     }
@@ -220,6 +226,57 @@ fn spawn(
     state.phase = Phase::Created;
     dir.save(&state)?;
     Ok(pid)
+}
+
+/// Forks the init with `flags` (fork-style: the child continues on a copy of our stack).
+/// With `cgroup`, clone3(CLONE_INTO_CGROUP) starts it there; kernels without it (before
+/// 5.7) fall back to clone, and the caller places it. Returns (pid, placed), pid 0 in the
+/// child.
+fn clone_init(flags: CloneFlags, cgroup: Option<&std::fs::File>) -> Result<(i32, bool)> {
+    use std::os::fd::AsRawFd;
+    const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+    if let Some(cg) = cgroup {
+        // struct clone_args: flags, pidfd, child_tid, parent_tid, exit_signal, stack,
+        // stack_size, tls, set_tid, set_tid_size, cgroup.
+        let mut args = [0u64; 11];
+        args[0] = flags.bits() as u64 | CLONE_INTO_CGROUP;
+        args[4] = libc::SIGCHLD as u64;
+        args[10] = cg.as_raw_fd() as u64;
+        // SAFETY: corten is single-threaded here, so the child may run arbitrary code
+        // after a fork-style clone; `args` is a valid clone_args of the size given.
+        let ret = unsafe {
+            libc::syscall(
+                libc::SYS_clone3,
+                args.as_ptr(),
+                std::mem::size_of_val(&args),
+            )
+        };
+        if ret >= 0 {
+            return Ok((ret as i32, true));
+        }
+        let err = std::io::Error::last_os_error();
+        if !matches!(
+            err.raw_os_error(),
+            Some(libc::ENOSYS | libc::E2BIG | libc::EINVAL)
+        ) {
+            return Err(err).context("clone3 the container init into its cgroup");
+        }
+    }
+    // SAFETY: as above; no stack is given, so the child continues on a copy of ours.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            (flags.bits() | libc::SIGCHLD) as libc::c_ulong,
+            0usize,
+            0usize,
+            0usize,
+            0usize,
+        )
+    };
+    if ret < 0 {
+        return Err(std::io::Error::last_os_error()).context("clone the container init");
+    }
+    Ok((ret as i32, false))
 }
 
 /// LISTEN_FDS from our environment (socket activation), passed through like runc does.
