@@ -654,6 +654,31 @@ impl Container {
         self.rt(&["create", "--bundle", &bundle, &self.id])
     }
 
+    /// Write config.json and `create --bundle B --pid-file F ID`, which must succeed.
+    pub fn create_with_pid_file(&self, pid_file: &Path) {
+        self.write_config();
+        let bundle = self.bundle_str();
+        let pid_file = pid_file.to_string_lossy().into_owned();
+        self.rt(&[
+            "create",
+            "--bundle",
+            &bundle,
+            "--pid-file",
+            &pid_file,
+            &self.id,
+        ])
+        .ok();
+    }
+
+    /// The name of the bundle directory (its last path component).
+    pub fn bundle_name(&self) -> String {
+        self.bundle()
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .into_owned()
+    }
+
     /// `create` that must succeed.
     pub fn create_ok(&self) {
         self.create().ok();

@@ -38,18 +38,8 @@ fn assert_gone(c: &Container) {
 fn create_reports_created_state_and_pid_file() {
     let c = sleeper("create-state");
     let pid_file = c.bundle().join("container.pid");
-    let pid_file_s = pid_file.to_string_lossy().into_owned();
     let bundle = c.bundle_str();
-    c.write_config();
-    c.rt(&[
-        "create",
-        "--bundle",
-        &bundle,
-        "--pid-file",
-        &pid_file_s,
-        &c.id,
-    ])
-    .ok();
+    c.create_with_pid_file(&pid_file);
 
     let st = c.state();
     assert_eq!(st["id"], c.id.as_str(), "{st}");

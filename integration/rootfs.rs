@@ -350,12 +350,7 @@ fn pivot_root_hides_host_filesystem() {
     );
     // The root mount is the bundle's rootfs directory (a bind mount of it):
     // its root within its file system ends with <bundle dir name>/rootfs.
-    let bundle_name = c
-        .bundle()
-        .file_name()
-        .unwrap()
-        .to_string_lossy()
-        .into_owned();
+    let bundle_name = c.bundle_name();
     assert!(
         roots[0].root.ends_with(&format!("{bundle_name}/rootfs")),
         "root mount is not the bundle rootfs: {:?}",

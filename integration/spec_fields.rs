@@ -330,12 +330,7 @@ fn no_pivot_still_confines_the_rootfs() {
     let mounts = parse_mountinfo(&s["mountinfo"]);
     let root = find_mount(&mounts, "/")
         .unwrap_or_else(|| panic!("no / in mountinfo:\n{}", s["mountinfo"]));
-    let bundle_name = c
-        .bundle()
-        .file_name()
-        .unwrap()
-        .to_string_lossy()
-        .into_owned();
+    let bundle_name = c.bundle_name();
     assert!(
         root.root.ends_with(&format!("{bundle_name}/rootfs")),
         "/ is not the bundle rootfs: {root:?}\n{}",
@@ -549,19 +544,9 @@ fn state_json_through_the_lifecycle() {
     let mut c = Container::new("state-life");
     c.add_mount(bind("/ctl", ctl.path(), &["bind", "rw"]));
     c.sh("while [ ! -e /ctl/go ]; do sleep 0.05; done; exit 0");
-    c.write_config();
     let bundle = c.bundle_str();
     let pid_file = ctl.join("pid");
-    let pid_file_s = pid_file.to_string_lossy().into_owned();
-    c.rt(&[
-        "create",
-        "--bundle",
-        &bundle,
-        "--pid-file",
-        &pid_file_s,
-        &c.id,
-    ])
-    .ok();
+    c.create_with_pid_file(&pid_file);
 
     let st = c.state();
     assert_eq!(st["id"], c.id.as_str(), "{st}");
