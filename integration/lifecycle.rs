@@ -560,3 +560,42 @@ fn subreaper_child() {
     );
     assert_eq!(c.state()["status"], "stopped");
 }
+
+#[test]
+fn features_document_is_valid_and_truthful() {
+    if is_runc() {
+        return;
+    }
+    let out = rt(&["features"]);
+    out.ok();
+    let f: oci_spec::runtime::Features = serde_json::from_str(&out.stdout)
+        .unwrap_or_else(|e| panic!("not a features document ({e}):\n{out}"));
+    let v: Value = serde_json::from_str(&out.stdout).unwrap();
+    // The max version is the one `state` reports.
+    let c = sleeper("features");
+    c.create_ok();
+    assert_eq!(
+        f.oci_version_max(),
+        c.state()["ociVersion"].as_str().unwrap()
+    );
+    assert!(
+        v["mountOptions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|o| o == "rro"),
+        "{v}"
+    );
+    assert!(
+        v["linux"]["namespaces"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n == "time"),
+        "{v}"
+    );
+    assert_eq!(v["linux"]["cgroup"]["v1"], true);
+    // Not implemented yet, so not claimed.
+    assert_eq!(v["hooks"], json!([]));
+    assert_eq!(v["linux"]["seccomp"]["enabled"], false);
+}

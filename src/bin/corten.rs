@@ -139,6 +139,8 @@ enum Command {
         interval: String,
         id: String,
     },
+    /// Print what this runtime implements (runtime-spec features JSON)
+    Features,
     /// Write a default config.json
     Spec {
         #[arg(short = 'b', long, default_value = ".")]
@@ -283,6 +285,10 @@ fn dispatch(cli: &Cli) -> Result<u8> {
                 runtime::events::stream(root, id, parse_duration(interval)?)?;
             }
         }
+        Command::Features => println!(
+            "{}",
+            serde_json::to_string_pretty(&runtime::features::features())?
+        ),
         Command::Pause { id } => runtime::pause::pause(root, id)?,
         Command::Resume { id } => runtime::pause::resume(root, id)?,
         Command::Ps {

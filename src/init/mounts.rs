@@ -111,6 +111,70 @@ impl Options {
     }
 }
 
+/// Every mount option corten understands (`features` reports this list; a unit test keeps
+/// it in step with the parser).
+pub const KNOWN_OPTIONS: &[&str] = &[
+    "defaults",
+    "ro",
+    "rw",
+    "nosuid",
+    "suid",
+    "nodev",
+    "dev",
+    "noexec",
+    "exec",
+    "sync",
+    "async",
+    "dirsync",
+    "remount",
+    "mand",
+    "nomand",
+    "noatime",
+    "atime",
+    "nodiratime",
+    "diratime",
+    "relatime",
+    "norelatime",
+    "strictatime",
+    "nostrictatime",
+    "bind",
+    "rbind",
+    "silent",
+    "loud",
+    "iversion",
+    "noiversion",
+    "lazytime",
+    "nolazytime",
+    "nosymfollow",
+    "symfollow",
+    "private",
+    "rprivate",
+    "shared",
+    "rshared",
+    "slave",
+    "rslave",
+    "unbindable",
+    "runbindable",
+    "rro",
+    "rrw",
+    "rnosuid",
+    "rsuid",
+    "rnodev",
+    "rdev",
+    "rnoexec",
+    "rexec",
+    "rnodiratime",
+    "rdiratime",
+    "rrelatime",
+    "rnorelatime",
+    "rnoatime",
+    "ratime",
+    "rstrictatime",
+    "rnostrictatime",
+    "rnosymfollow",
+    "rsymfollow",
+];
+
 /// `name` → (sets?, flag) for plain mount(2) flags.
 fn flag_option(name: &str) -> Option<(bool, MsFlags)> {
     use MsFlags as F;
@@ -388,6 +452,17 @@ mod tests {
         );
         assert_eq!(o.rec_clr, sys::MOUNT_ATTR__ATIME);
         assert!(o.data.is_empty());
+    }
+
+    #[test]
+    fn known_options_are_all_understood() {
+        for opt in KNOWN_OPTIONS {
+            let o = Options::parse(&[opt.to_string()]).unwrap();
+            assert!(
+                o.data.is_empty(),
+                "{opt} would be passed to the filesystem as data"
+            );
+        }
     }
 
     #[test]
