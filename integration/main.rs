@@ -19,3 +19,4 @@ mod rootfs;
 mod spec_fields;
 mod image;
 mod image_support;
+mod image_resilience;

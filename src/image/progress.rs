@@ -14,6 +14,8 @@ enum Mode {
 
 pub struct Progress {
     mode: Mode,
+    /// The layer bars, to tell when they are all finished.
+    bars: std::sync::Mutex<Vec<ProgressBar>>,
 }
 
 impl Progress {
@@ -25,13 +27,23 @@ impl Progress {
         } else {
             Mode::Plain
         };
-        Progress { mode }
+        Progress {
+            mode,
+            bars: Default::default(),
+        }
     }
 
     pub fn step(&self, msg: &str) {
         match &self.mode {
             Mode::Bars(m) => {
-                let _ = m.println(msg);
+                let bars = self.bars.lock().unwrap();
+                if !bars.is_empty() && bars.iter().all(ProgressBar::is_finished) {
+                    // Nothing redraws the finished bars any more: print below them (the
+                    // cursor is still on the last bar's line), not above.
+                    println!("\n{msg}");
+                } else {
+                    let _ = m.println(msg);
+                }
             }
             Mode::Plain => println!("{msg}"),
             Mode::Quiet => {}
@@ -52,6 +64,7 @@ impl Progress {
                 );
                 b.set_prefix(label.to_string());
                 b.enable_steady_tick(Duration::from_millis(200));
+                self.bars.lock().unwrap().push(b.clone());
                 Some(b)
             }
             _ => None,
