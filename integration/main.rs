@@ -12,11 +12,11 @@
 
 mod common;
 mod errors;
+mod image;
+mod image_resilience;
+mod image_support;
 mod lifecycle;
 mod process;
 mod resources;
 mod rootfs;
 mod spec_fields;
-mod image;
-mod image_support;
-mod image_resilience;
