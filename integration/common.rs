@@ -991,3 +991,49 @@ pub fn poll_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
         std::thread::sleep(POLL);
     }
 }
+
+/// A container that runs `sleep 100`.
+pub fn sleeper(test: &str) -> Container {
+    let mut c = Container::new(test);
+    c.args(&["sleep", "100"]);
+    c
+}
+
+/// Runs this test binary's ignored test `name` in a process of its own and asserts it
+/// passed. With `setup`, the child runs in a private mount namespace (`unshare -m`) after
+/// the shell commands in `setup`. For tests that change process-wide state (subreaper,
+/// mounts) that the parallel tests of the harness must not see.
+pub fn assert_child_test_passes(name: &str, setup: Option<&str>) {
+    let exe = std::env::current_exe().unwrap();
+    let args = [
+        "--exact",
+        name,
+        "--ignored",
+        "--nocapture",
+        "--test-threads=1",
+    ];
+    let out = match setup {
+        None => std::process::Command::new(&exe).args(args).output(),
+        Some(setup) => std::process::Command::new("unshare")
+            .args([
+                "-m",
+                "sh",
+                "-c",
+                &format!("set -e; {setup}; exec \"$@\""),
+                "sh",
+            ])
+            .arg(&exe)
+            .args(args)
+            .output(),
+    }
+    .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && text.contains("1 passed"),
+        "child test {name} failed:\n{text}"
+    );
+}

@@ -5,12 +5,6 @@ use crate::common::*;
 use serde_json::{Value, json};
 use std::fs;
 
-fn sleeper(test: &str) -> Container {
-    let mut c = Container::new(test);
-    c.args(&["sleep", "100"]);
-    c
-}
-
 fn does_not_exist(out: &Out, id: &str) {
     assert_err(
         out,

@@ -7,12 +7,6 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-fn sleeper(test: &str) -> Container {
-    let mut c = Container::new(test);
-    c.args(&["sleep", "100"]);
-    c
-}
-
 fn pid_of(state: &Value) -> i64 {
     state["pid"]
         .as_i64()
@@ -503,25 +497,7 @@ fn create_joins_a_new_session_keyring_unless_told_not_to() {
 /// test harness a subreaper would collect every parallel test's orphans.
 #[test]
 fn init_is_left_to_the_callers_subreaper() {
-    let out = std::process::Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "lifecycle::subreaper_child",
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        out.status.success() && text.contains("1 passed"),
-        "subreaper child failed:\n{text}"
-    );
+    assert_child_test_passes("lifecycle::subreaper_child", None);
 }
 
 #[test]

@@ -278,24 +278,12 @@ fn cgroup_v2_placement_freeze_and_kill() {
     if is_runc() {
         return;
     }
-    let script = format!(
-        "set -e; mount --make-rprivate /; \
-         for m in $(awk '$9==\"cgroup\" {{print $5}}' /proc/self/mountinfo); do umount $m; done; \
-         exec {} --exact resources::v2_child --ignored --nocapture --test-threads=1",
-        std::env::current_exe().unwrap().display()
-    );
-    let out = Command::new("unshare")
-        .args(["-m", "sh", "-c", &script])
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        out.status.success() && text.contains("1 passed"),
-        "v2 child failed:\n{text}"
+    assert_child_test_passes(
+        "resources::v2_child",
+        Some(
+            "mount --make-rprivate /; \
+             for m in $(awk '$9==\"cgroup\" {print $5}' /proc/self/mountinfo); do umount $m; done",
+        ),
     );
 }
 

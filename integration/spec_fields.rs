@@ -12,12 +12,6 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn sleeper(test: &str) -> Container {
-    let mut c = Container::new(test);
-    c.args(&["sleep", "100"]);
-    c
-}
-
 fn pid_of(state: &Value) -> i64 {
     state["pid"]
         .as_i64()
