@@ -16,9 +16,6 @@ pub const MOUNT_ATTR_STRICTATIME: u64 = 0x20;
 pub const MOUNT_ATTR_NODIRATIME: u64 = 0x80;
 pub const MOUNT_ATTR_NOSYMFOLLOW: u64 = 0x200000;
 
-pub const OPEN_TREE_CLONE: u32 = 1;
-pub const MOVE_MOUNT_F_EMPTY_PATH: u32 = 0x4;
-pub const MOVE_MOUNT_T_EMPTY_PATH: u32 = 0x40;
 pub const FSCONFIG_SET_STRING: u32 = 1;
 pub const FSCONFIG_CMD_CREATE: u32 = 6;
 
@@ -58,28 +55,6 @@ pub fn mount_setattr(dirfd: RawFd, path: &CStr, flags: u32, attr: &MountAttr) ->
             flags,
             attr as *const MountAttr,
             std::mem::size_of::<MountAttr>(),
-        )
-    };
-    cvt(ret).map(drop)
-}
-
-/// open_tree(2): with OPEN_TREE_CLONE, a detached copy of the mount at `path`.
-pub fn open_tree(dirfd: RawFd, path: &CStr, flags: u32) -> io::Result<OwnedFd> {
-    // SAFETY: path is NUL-terminated; the call only reads it.
-    owned(unsafe { libc::syscall(libc::SYS_open_tree, dirfd, path.as_ptr(), flags) })
-}
-
-/// move_mount(2) from one fd to another (both with their EMPTY_PATH flag).
-pub fn move_mount_fd(from: BorrowedFd, to: BorrowedFd) -> io::Result<()> {
-    // SAFETY: both paths are empty NUL-terminated strings; the fds are borrowed live fds.
-    let ret = unsafe {
-        libc::syscall(
-            libc::SYS_move_mount,
-            from.as_raw_fd(),
-            c"".as_ptr(),
-            to.as_raw_fd(),
-            c"".as_ptr(),
-            MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH,
         )
     };
     cvt(ret).map(drop)
