@@ -168,20 +168,27 @@ fn load(prog: &[Insn], log: Option<&mut [u8]>) -> std::io::Result<i32> {
         log_buf,
         ..Default::default()
     };
-    // SAFETY: attr points to a live, zero-padded bpf_attr; insns, license and the log
-    // buffer stay alive for the call and their sizes are the ones given.
-    let fd = unsafe {
+    // insns, license and the log buffer outlive the call, with the sizes given.
+    bpf(BPF_PROG_LOAD, &attr).map(|fd| fd as i32)
+}
+
+/// bpf(2) with `attr`, a zero-padded prefix of union bpf_attr (the kernel checks that the
+/// bytes past the fields it knows are zero).
+fn bpf<T>(cmd: libc::c_long, attr: &T) -> std::io::Result<libc::c_long> {
+    // SAFETY: attr points to a live value of the size passed; the pointers inside it are
+    // the caller's to keep alive for the call.
+    let r = unsafe {
         libc::syscall(
             libc::SYS_bpf,
-            BPF_PROG_LOAD,
-            &attr as *const ProgLoad,
-            std::mem::size_of::<ProgLoad>(),
+            cmd,
+            attr as *const T,
+            std::mem::size_of::<T>(),
         )
     };
-    if fd < 0 {
+    if r < 0 {
         Err(std::io::Error::last_os_error())
     } else {
-        Ok(fd as i32)
+        Ok(r)
     }
 }
 
@@ -212,19 +219,8 @@ pub fn attach(dir: &Path, rules: &[LinuxDeviceCgroup]) -> Result<()> {
         attach_flags: BPF_F_ALLOW_MULTI,
         ..Default::default()
     };
-    // SAFETY: attach is a live, zero-padded bpf_attr.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            BPF_PROG_ATTACH,
-            &attach as *const ProgAttach,
-            std::mem::size_of::<ProgAttach>(),
-        )
-    };
-    if r < 0 {
-        return Err(std::io::Error::last_os_error())
-            .with_context(|| format!("attach the device program to {}", dir.display()));
-    }
+    bpf(BPF_PROG_ATTACH, &attach)
+        .with_context(|| format!("attach the device program to {}", dir.display()))?;
     Ok(())
 }
 
