@@ -269,11 +269,35 @@ fn image_pull_layers_store_and_run() {
         "{out}"
     );
 
-    // A second pull downloads no blob; the default Cmd is used without `--`.
+    // The store keeps each layer unpacked under its diff_id; a second pull applies those
+    // copies: it downloads nothing and needs no compressed layer (removed here to show
+    // it). The default Cmd is used without `--`.
+    let cfg: Value = serde_json::from_slice(&img.config.data).unwrap();
+    let diff_ids: Vec<&str> = cfg["rootfs"]["diff_ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d.as_str().unwrap())
+        .collect();
+    let blob = |d: &str| store.join("blobs/sha256").join(&d[7..]);
+    for d in &diff_ids {
+        assert!(blob(d).is_file(), "unpacked layer {d} cached");
+    }
+    // The layers as the registry serves them (skopeo may have rewritten some).
+    let manifest: Value = serde_json::from_slice(&fs::read(blob(&digest)).unwrap()).unwrap();
+    for l in manifest["layers"].as_array().unwrap() {
+        let d = l["digest"].as_str().unwrap();
+        if !diff_ids.contains(&d) {
+            fs::remove_file(blob(d)).unwrap();
+        }
+    }
     let b2 = tmp.join("bundle2");
     let s2 = pull_ok(&["--store", store_s, &r, b2.to_str().unwrap()]);
     assert_eq!(s2["bytes"], 0, "warm store: nothing downloaded: {s2}");
     assert!(run_bundle(&b2).contains("default-cmd"));
+    for f in ["app/data.txt", "work/plain.txt", "etc/passwd"] {
+        assert_eq!(read(&rf.join(f)), read(&b2.join("rootfs").join(f)), "{f}");
+    }
 
     // A non-empty bundle is refused without --force.
     let out = pull_cmd(&["--store", store_s, &r, b2.to_str().unwrap()]);
@@ -294,10 +318,23 @@ fn image_pull_layers_store_and_run() {
     assert_eq!(v["config"]["config"]["User"], "app");
     assert_eq!(v["manifest"]["layers"].as_array().unwrap().len(), 4);
     let blobs = || fs::read_dir(store.join("blobs/sha256")).unwrap().count();
-    assert_eq!(blobs(), 6, "manifest, config, 4 layers");
+    // The compressed layers removed above stay gone: the unpacked copies served the
+    // --force pull too.
+    let mut held = diff_ids.clone();
+    held.sort();
+    held.dedup();
+    assert_eq!(
+        blobs(),
+        2 + held.len(),
+        "manifest, config, layers: {held:?}"
+    );
     fs::write(store.join("blobs/sha256").join("0".repeat(64)), "orphan").unwrap();
     image_cmd(&["prune", "--store", store_s], &[]).ok();
-    assert_eq!(blobs(), 6, "prune removes only the orphan");
+    assert_eq!(
+        blobs(),
+        2 + held.len(),
+        "prune removes only the orphan, keeps the unpacked layers"
+    );
     image_cmd(&["rm", "--store", store_s, &r], &[]).ok();
     assert_eq!(blobs(), 0, "rm removes the image's blobs");
     assert_image_err(
@@ -707,4 +744,58 @@ fn base_entries_with(arch_txt: &'static str) -> Vec<E> {
     let mut l = base_entries();
     l.push(E::File("arch.txt", arch_txt, 0o644));
     l
+}
+
+/// A full filesystem, under the bundle or under the store, is named as such; the bundle
+/// is removed and no partial blob enters the store.
+#[test]
+fn image_disk_full_is_named_and_leaves_nothing() {
+    let reg = Registry::start();
+    let tmp = TempDir::new("img");
+    let img = arch_image("amd64", None);
+    layout_of(&tmp.join("layout"), &img, "v1");
+    reg.push(&tmp.join("layout"), "v1", "test/full", false, None);
+    let r = format!("{}/test/full:v1", reg.host());
+    // Small enough for neither the unpacked busybox nor its compressed layer.
+    let small = tmp.join("small");
+    fs::create_dir(&small).unwrap();
+    nix::mount::mount(
+        Some("tmpfs"),
+        &small,
+        Some("tmpfs"),
+        nix::mount::MsFlags::empty(),
+        Some("size=64k"),
+    )
+    .expect("mount a small tmpfs");
+
+    let store = tmp.join("store");
+    let bundle = small.join("bundle");
+    let out = pull_cmd(&[
+        "--store",
+        store.to_str().unwrap(),
+        &r,
+        bundle.to_str().unwrap(),
+    ]);
+    assert_image_err(&out, &["disk full", "No space left on device"]);
+    assert!(!bundle.exists(), "the failed bundle is removed");
+
+    let small_store = small.join("store");
+    let bundle = tmp.join("bundle");
+    let out = pull_cmd(&[
+        "--store",
+        small_store.to_str().unwrap(),
+        &r,
+        bundle.to_str().unwrap(),
+    ]);
+    assert_image_err(&out, &["disk full", "blob"]);
+    assert!(!bundle.exists(), "the failed bundle is removed");
+    for e in fs::read_dir(small_store.join("blobs/sha256")).unwrap() {
+        let e = e.unwrap();
+        let hex = sha256_hex(&fs::read(e.path()).unwrap());
+        assert_eq!(
+            e.file_name().to_str().unwrap(),
+            hex,
+            "only whole, verified blobs in the store"
+        );
+    }
 }

@@ -416,3 +416,71 @@ fn progress_bars_on_a_terminal() {
         "{plain}"
     );
 }
+
+/// `prune` during a pull waits for it: it must not delete the manifest, config and layers
+/// a pull has stored but not yet recorded under a ref.
+#[test]
+fn prune_waits_for_a_pull_in_progress() {
+    let reg = Registry::start();
+    let tmp = TempDir::new("img-prune");
+    let img = pushed(&reg, &tmp, "app", None);
+    let layer = layer_path(&img, "app");
+    let mut held = false;
+    // The layer's first request gets 429 + Retry-After: 1, so the pull sits for a second
+    // with its manifest and config in the store and no ref recorded.
+    let proxy = Proxy::start(reg.port, move |s| {
+        if s.path == layer && !held {
+            held = true;
+            Act::TooMany
+        } else {
+            Act::Forward
+        }
+    });
+    let host = proxy.host();
+    let pull = {
+        let tmp_path = tmp.path().to_path_buf();
+        std::thread::spawn(move || {
+            let store = tmp_path.join("store");
+            let bundle = tmp_path.join("bundle");
+            let out = image_cmd(
+                &[
+                    "pull",
+                    "--store",
+                    store.to_str().unwrap(),
+                    &format!("{host}/app:v1"),
+                    bundle.to_str().unwrap(),
+                ],
+                &[],
+            );
+            (out, Instant::now())
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !proxy.seen().iter().any(|s| s.act == Act::TooMany) {
+        assert!(
+            Instant::now() < deadline,
+            "the pull never asked for its layer"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let store = tmp.join("store");
+    let out = image_cmd(&["prune", "--store", store.to_str().unwrap()], &[]);
+    let pruned_at = Instant::now();
+    out.ok();
+    let (pulled, pulled_at) = pull.join().unwrap();
+    pulled.ok();
+    assert!(
+        pruned_at >= pulled_at,
+        "prune ran while the pull was in progress"
+    );
+    assert_eq!(read(&tmp.join("bundle/rootfs/hello.txt")), "resilient");
+    for d in [&img.config.digest, &img.layers[0].digest] {
+        assert!(
+            store.join("blobs/sha256").join(&d[7..]).is_file(),
+            "{d} kept in the store"
+        );
+    }
+    let out = image_cmd(&["images", "--store", store.to_str().unwrap()], &[]);
+    out.ok();
+    assert!(out.stdout.contains("/app:v1"), "{out}");
+}

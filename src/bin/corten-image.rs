@@ -158,8 +158,7 @@ fn main() -> ExitCode {
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            let msg = format!("{e:#}").replace('\n', " ");
-            eprintln!("corten-image: {msg}");
+            eprintln!("corten-image: {}", image::error_line(&e));
             ExitCode::FAILURE
         }
     }

@@ -56,6 +56,21 @@ pub struct PullOptions {
     pub cmd: Vec<String>,
 }
 
+/// The one-line message for a failed command; a full disk or quota says so first.
+pub fn error_line(e: &anyhow::Error) -> String {
+    let msg = format!("{e:#}").replace('\n', " ");
+    let full = e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .and_then(std::io::Error::raw_os_error)
+            .is_some_and(|n| n == libc::ENOSPC || n == libc::EDQUOT)
+    }) || msg.contains("No space left on device");
+    if full {
+        format!("disk full: {msg}")
+    } else {
+        msg
+    }
+}
+
 /// An image resolved to one platform's manifest, its config in the store.
 pub struct Resolved {
     pub name: String,
@@ -229,6 +244,7 @@ pub fn pull(g: &Global, o: &PullOptions) -> Result<Value> {
     let want = o.platform.as_deref().map(Platform::parse).transpose()?;
     let source = Source::parse(&o.source)?;
     let store = Store::open(g.store.as_deref())?;
+    let _pulling = store.pull_lock()?;
     let progress = Progress::new(o.quiet);
     let src = sources::open(&source, g, &store)?;
     let r = resolve(&store, src.as_ref(), want.as_ref(), &progress)?;
@@ -268,8 +284,16 @@ pub fn pull(g: &Global, o: &PullOptions) -> Result<Value> {
     std::thread::scope(|s| -> Result<()> {
         for _ in 0..PARALLEL.min(descs.len()) {
             let tx = tx.clone();
-            let (next, cancel, descs, bars, store, src, downloaded) =
-                (&next, &cancel, &descs, &bars, &store, &src, &downloaded);
+            let (next, cancel, descs, diff_ids, bars, store, src, downloaded) = (
+                &next,
+                &cancel,
+                &descs,
+                &diff_ids,
+                &bars,
+                &store,
+                &src,
+                &downloaded,
+            );
             s.spawn(move || {
                 loop {
                     let i = next.fetch_add(1, Ordering::SeqCst);
@@ -277,10 +301,15 @@ pub fn pull(g: &Global, o: &PullOptions) -> Result<Value> {
                         break;
                     }
                     let (d, size) = &descs[i];
-                    let r = fetch_blob(store, src.as_ref(), d, *size, &|n| {
-                        bars[i].inc(n);
-                        downloaded.fetch_add(n, Ordering::Relaxed);
-                    });
+                    // A layer the store holds unpacked needs no download.
+                    let r = if store.has(&diff_ids[i], None) {
+                        Ok(false)
+                    } else {
+                        fetch_blob(store, src.as_ref(), d, *size, &|n| {
+                            bars[i].inc(n);
+                            downloaded.fetch_add(n, Ordering::Relaxed);
+                        })
+                    };
                     match &r {
                         Ok(true) => bars[i].set_message("downloaded"),
                         Ok(false) => bars[i].set_message("cached"),
@@ -304,18 +333,7 @@ pub fn pull(g: &Global, o: &PullOptions) -> Result<Value> {
                 }
                 ready.remove(&i).unwrap()?;
                 bars[i].set_message("unpacking");
-                let mt = layers[i]["mediaType"].as_str().unwrap_or_default();
-                let blob =
-                    File::open(store.blob_path(d)).with_context(|| format!("open blob {d}"))?;
-                let got =
-                    unpack::apply_layer(&rootfs, blob, mt).with_context(|| format!("layer {d}"))?;
-                if got != diff_ids[i] {
-                    store.remove_blob(d);
-                    bail!(
-                        "layer {d}: uncompressed digest mismatch: expected {}, got {got}",
-                        diff_ids[i]
-                    );
-                }
+                apply(&store, &rootfs, d, &diff_ids[i], &layers[i])?;
                 bars[i].done("unpacked");
             }
             Ok(())
@@ -351,6 +369,29 @@ pub fn pull(g: &Global, o: &PullOptions) -> Result<Value> {
         "seconds": start.elapsed().as_secs_f64(),
         "bundle": o.bundle,
     }))
+}
+
+/// Applies layer `d` to `rootfs`: from the store's unpacked copy (`diff_id`) if it has
+/// one, else by decompressing the blob, checking its diff_id and caching the result.
+fn apply(store: &Store, rootfs: &File, d: &Digest, diff_id: &Digest, desc: &Value) -> Result<()> {
+    let cached = store.blob_path(diff_id);
+    if let Ok(tar) = File::open(&cached) {
+        return unpack::apply_unpacked(rootfs, tar)
+            .with_context(|| format!("layer {d} (unpacked copy {diff_id})"));
+    }
+    let mt = desc["mediaType"].as_str().unwrap_or_default();
+    let blob = File::open(store.blob_path(d)).with_context(|| format!("open blob {d}"))?;
+    let mut cache = store.cache_layer(diff_id)?;
+    let got = unpack::apply_layer(rootfs, blob, mt, cache.as_mut().map(|c| c.writer()))
+        .with_context(|| format!("layer {d}"))?;
+    if &got != diff_id {
+        store.remove_blob(d);
+        bail!("layer {d}: uncompressed digest mismatch: expected {diff_id}, got {got}");
+    }
+    if let Some(c) = cache {
+        c.publish().with_context(|| format!("layer {d}"))?;
+    }
+    Ok(())
 }
 
 /// Makes sure blob `d` is in the store; Ok(true) if it was downloaded.

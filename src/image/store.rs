@@ -168,12 +168,32 @@ impl Store {
         }
     }
 
+    /// Takes flock(2) `op` on the store's file `name`; held until the File is dropped.
+    fn lock(&self, name: &str, op: libc::c_int) -> Result<File> {
+        let path = self.root.join(name);
+        let f = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .with_context(|| format!("create {}", path.display()))?;
+        // SAFETY: flock on an fd we own; no memory is involved.
+        if unsafe { libc::flock(f.as_raw_fd(), op) } != 0 {
+            return Err(io::Error::last_os_error())
+                .with_context(|| format!("lock {}", path.display()));
+        }
+        Ok(f)
+    }
+
+    /// Held shared by a pull from its first blob until its ref is recorded; `prune` takes
+    /// it exclusively, so it never deletes the blobs of a pull still in progress.
+    pub fn pull_lock(&self) -> Result<File> {
+        self.lock("gc.lock", libc::LOCK_SH)
+    }
+
     /// Read-modify-write index.json under a lock.
     fn update_refs<T>(&self, f: impl FnOnce(&mut Vec<Value>) -> T) -> Result<T> {
-        let lock = File::create(self.root.join("index.lock"))?;
-        if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) } != 0 {
-            return Err(io::Error::last_os_error()).context("lock the store index");
-        }
+        let _lock = self.lock("index.lock", libc::LOCK_EX)?;
         let mut refs = self.refs()?;
         let out = f(&mut refs);
         let index = json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
@@ -207,8 +227,8 @@ impl Store {
 
     /// Deletes blobs no ref uses and stale ingest files; returns (blobs, bytes) removed.
     pub fn prune(&self) -> Result<(usize, u64)> {
-        let lock = File::create(self.root.join("index.lock"))?;
-        unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) };
+        let _pulls = self.lock("gc.lock", libc::LOCK_EX)?;
+        let _index = self.lock("index.lock", libc::LOCK_EX)?;
         let mut keep: HashSet<String> = HashSet::new();
         for r in self.refs()? {
             let mut add = |v: &Value| {
@@ -226,6 +246,15 @@ impl Store {
                 .and_then(|b| Ok(serde_json::from_slice::<Value>(&b)?))
             {
                 add(&m["config"]["digest"]);
+                // The unpacked-layer cache, keyed by the config's diff_ids.
+                if let Ok(c) = Digest::parse(m["config"]["digest"].as_str().unwrap_or_default())
+                    .and_then(|cd| self.get(&cd))
+                    .and_then(|b| Ok(serde_json::from_slice::<Value>(&b)?))
+                {
+                    for d in c["rootfs"]["diff_ids"].as_array().into_iter().flatten() {
+                        add(d);
+                    }
+                }
                 for l in m["layers"].as_array().into_iter().flatten() {
                     add(&l["digest"]);
                 }
@@ -328,7 +357,60 @@ impl Write for Ingest {
     }
 }
 
+/// An uncompressed layer being cached in the store under its diff_id, so that a later
+/// pull of an image with this layer applies it without downloading or decompressing.
+/// The caller hashes the stream; [`LayerCache::publish`] moves the file into `blobs/`
+/// only once that hash matched the diff_id. Dropped unpublished, the file is removed.
+pub struct LayerCache {
+    file: io::BufWriter<File>,
+    tmp: PathBuf,
+    dest: PathBuf,
+    published: bool,
+}
+
+impl LayerCache {
+    pub fn writer(&mut self) -> &mut dyn Write {
+        &mut self.file
+    }
+
+    pub fn publish(mut self) -> Result<()> {
+        self.file.flush().context("write the layer cache")?;
+        fs::rename(&self.tmp, &self.dest).context("move the unpacked layer into the store")?;
+        self.published = true;
+        Ok(())
+    }
+}
+
+impl Drop for LayerCache {
+    fn drop(&mut self) {
+        if !self.published {
+            let _ = fs::remove_file(&self.tmp);
+        }
+    }
+}
+
 impl Store {
+    /// Starts caching the uncompressed layer `diff_id`; None if the store has it.
+    pub fn cache_layer(&self, diff_id: &Digest) -> Result<Option<LayerCache>> {
+        if self.has(diff_id, None) {
+            return Ok(None);
+        }
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let tmp = self.root.join("ingest").join(format!(
+            "{}.tar-{}-{n}",
+            diff_id.hex(),
+            std::process::id()
+        ));
+        let file = File::create(&tmp).with_context(|| format!("create {}", tmp.display()))?;
+        Ok(Some(LayerCache {
+            file: io::BufWriter::with_capacity(1 << 20, file),
+            tmp,
+            dest: self.blob_path(diff_id),
+            published: false,
+        }))
+    }
+
     /// Stores a stream of unknown digest: returns its digest, size and first bytes.
     pub fn put_stream(&self, r: &mut dyn std::io::Read) -> Result<(Digest, u64, [u8; 4])> {
         static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);

@@ -6,7 +6,7 @@
 use std::collections::HashSet;
 use std::ffi::{CString, OsStr};
 use std::fs::File;
-use std::io::{self, BufRead, BufReader, Read};
+use std::io::{self, BufRead, BufReader, Read, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
@@ -54,22 +54,33 @@ impl Compression {
     }
 }
 
-/// Hashes everything read through it (the layer's uncompressed digest, its diff_id).
-struct HashReader<R> {
+/// Hashes everything read through it (the layer's uncompressed digest, its diff_id) and
+/// copies it to `tee` when there is one.
+struct HashReader<'t, R> {
     inner: R,
     hasher: Sha256,
+    tee: Option<&'t mut dyn Write>,
 }
 
-impl<R: Read> Read for HashReader<R> {
+impl<R: Read> Read for HashReader<'_, R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
         self.hasher.update(&buf[..n]);
+        if let Some(t) = self.tee.as_mut() {
+            t.write_all(&buf[..n])?;
+        }
         Ok(n)
     }
 }
 
 /// Decompresses `blob` (of media type `mt`) and applies it to `root`; returns the diff_id.
-pub fn apply_layer(root: &File, blob: File, mt: &str) -> Result<Digest> {
+/// The uncompressed stream is also written to `tee` (the store's unpacked-layer cache).
+pub fn apply_layer(
+    root: &File,
+    blob: File,
+    mt: &str,
+    tee: Option<&mut dyn Write>,
+) -> Result<Digest> {
     let want = Compression::from_media_type(mt)?;
     let mut buf = BufReader::with_capacity(1 << 20, blob);
     let got = Compression::sniff(buf.fill_buf()?);
@@ -84,11 +95,17 @@ pub fn apply_layer(root: &File, blob: File, mt: &str) -> Result<Digest> {
     let mut hr = HashReader {
         inner: reader,
         hasher: Sha256::new(),
+        tee,
     };
     apply_tar(root, &mut hr)?;
     // The diff_id covers the whole stream, including padding after the end marker.
     io::copy(&mut hr, &mut io::sink()).context("decompress the layer")?;
     Ok(Digest::from_hash(&hr.hasher.finalize()))
+}
+
+/// Applies an uncompressed layer the store verified when it cached it (no hashing).
+pub fn apply_unpacked(root: &File, tar: File) -> Result<()> {
+    apply_tar(root, &mut BufReader::with_capacity(1 << 20, tar))
 }
 
 fn cstr(s: &OsStr) -> io::Result<CString> {
