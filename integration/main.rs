@@ -20,3 +20,4 @@ mod process;
 mod resources;
 mod rootfs;
 mod spec_fields;
+mod userns;

@@ -90,6 +90,45 @@ pub fn validate(spec: &Spec) -> Result<()> {
     if let Some(r) = linux.and_then(|l| l.resources().as_ref()) {
         crate::cgroups::resources::validate(r).context("linux.resources")?;
     }
+    let user_ns = namespaces
+        .iter()
+        .find(|n| n.typ() == LinuxNamespaceType::User);
+    let new_user_ns =
+        user_ns.is_some_and(|n| n.path().as_ref().is_none_or(|p| p.as_os_str().is_empty()));
+    for (field, maps, parent_map) in [
+        (
+            "uidMappings",
+            linux.and_then(|l| l.uid_mappings().as_ref()),
+            "/proc/self/uid_map",
+        ),
+        (
+            "gidMappings",
+            linux.and_then(|l| l.gid_mappings().as_ref()),
+            "/proc/self/gid_map",
+        ),
+    ] {
+        let maps: Vec<IdRange> = maps
+            .into_iter()
+            .flatten()
+            .map(|m| IdRange {
+                inside: m.container_id(),
+                outside: m.host_id(),
+                size: m.size(),
+            })
+            .collect();
+        if !maps.is_empty() && user_ns.is_none() {
+            bail!("linux.{field} are given but there is no user namespace");
+        }
+        if new_user_ns {
+            if maps.is_empty() {
+                bail!("a new user namespace needs linux.{field}");
+            }
+            let parent = std::fs::read_to_string(parent_map)
+                .map(|t| parse_id_map(&t))
+                .unwrap_or_default();
+            check_id_mappings(&maps, &parent).with_context(|| format!("linux.{field}"))?;
+        }
+    }
     if let Some(sysctl) = linux.and_then(|l| l.sysctl().as_ref()) {
         for key in sysctl.keys() {
             check_sysctl(key, &has)?;
@@ -140,6 +179,80 @@ fn check_sysctl(key: &str, has: &dyn Fn(LinuxNamespaceType) -> bool) -> Result<(
 }
 
 /// runc's id rule: letters, digits and `_ + - .`, not "." or "..", at most 1024 bytes.
+/// One line of an id map: `size` ids from `inside` map to `outside` in the parent.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct IdRange {
+    pub inside: u32,
+    pub outside: u32,
+    pub size: u32,
+}
+
+/// Parses /proc/<pid>/uid_map or gid_map.
+pub fn parse_id_map(text: &str) -> Vec<IdRange> {
+    text.lines()
+        .filter_map(|l| {
+            let v: Vec<u32> = l
+                .split_whitespace()
+                .filter_map(|f| f.parse().ok())
+                .collect();
+            match v[..] {
+                [inside, outside, size] => Some(IdRange {
+                    inside,
+                    outside,
+                    size,
+                }),
+                _ => None,
+            }
+        })
+        .collect()
+}
+
+/// What the kernel would refuse with a bare EINVAL or EPERM, as clear errors: empty or
+/// overflowing ranges, overlaps on either side, and host ids the caller's own user
+/// namespace does not have (`parent`, the caller's map; empty = don't check).
+pub fn check_id_mappings(maps: &[IdRange], parent: &[IdRange]) -> Result<()> {
+    const LIMIT: u64 = 1 << 32;
+    let end = |start: u32, size: u32| start as u64 + size as u64;
+    for (i, m) in maps.iter().enumerate() {
+        if m.size == 0 {
+            bail!("[{i}] has size 0");
+        }
+        if end(m.inside, m.size) > LIMIT || end(m.outside, m.size) > LIMIT {
+            bail!(
+                "[{i}] ({} {} {}) runs past id 4294967295",
+                m.inside,
+                m.outside,
+                m.size
+            );
+        }
+        for (j, o) in maps.iter().enumerate().take(i) {
+            let overlaps =
+                |a: u32, b: u32| (a as u64) < end(b, o.size) && (b as u64) < end(a, m.size);
+            if overlaps(m.inside, o.inside) {
+                bail!("[{i}] and [{j}] overlap in the container's ids");
+            }
+            if overlaps(m.outside, o.outside) {
+                bail!("[{i}] and [{j}] overlap in the host's ids");
+            }
+        }
+        if !parent.is_empty() {
+            // Every host id must be one the caller's namespace maps (ranges may chain).
+            let mut id = m.outside as u64;
+            let last = end(m.outside, m.size);
+            while id < last {
+                let Some(p) = parent
+                    .iter()
+                    .find(|p| p.inside as u64 <= id && id < end(p.inside, p.size))
+                else {
+                    bail!("[{i}] maps host id {id}, which the parent user namespace does not have");
+                };
+                id = end(p.inside, p.size);
+            }
+        }
+    }
+    Ok(())
+}
+
 pub fn validate_id(id: &str) -> Result<()> {
     let ok = !id.is_empty()
         && id.len() <= 1024
@@ -157,6 +270,32 @@ pub fn validate_id(id: &str) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn id_mappings() {
+        let r = |inside, outside, size| IdRange {
+            inside,
+            outside,
+            size,
+        };
+        let host = parse_id_map("         0          0 4294967295\n");
+        assert_eq!(host, vec![r(0, 0, u32::MAX)]);
+        check_id_mappings(&[r(0, 100000, 65536)], &host).unwrap();
+        check_id_mappings(&[r(0, 1000, 1), r(1, 100000, 65536)], &host).unwrap();
+        let err = |maps: &[IdRange], parent: &[IdRange]| {
+            format!("{:#}", check_id_mappings(maps, parent).unwrap_err())
+        };
+        assert!(err(&[r(0, 1, 0)], &host).contains("size 0"));
+        assert!(err(&[r(0, 100, 10), r(5, 200, 10)], &host).contains("container's ids"));
+        assert!(err(&[r(0, 100, 10), r(10, 105, 10)], &host).contains("host's ids"));
+        assert!(err(&[r(0, u32::MAX, 2)], &host).contains("past id"));
+        // A nested namespace that has only 65536 ids.
+        let nested = [r(0, 100000, 65536)];
+        check_id_mappings(&[r(0, 0, 65536)], &nested).unwrap();
+        assert!(err(&[r(0, 1, 65536)], &nested).contains("host id 65536"));
+        // Adjacent parent ranges chain.
+        check_id_mappings(&[r(0, 0, 20)], &[r(0, 5, 10), r(10, 50, 10)]).unwrap();
+    }
 
     #[test]
     fn ids() {

@@ -1,6 +1,6 @@
 //! The `corten` command line: runc's commands and flags, so engines can call it unchanged.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Result;
@@ -16,9 +16,10 @@ use corten::runtime::{self, create::CreateOpts};
 )]
 #[command(disable_version_flag = true)]
 struct Cli {
-    /// Directory for container state (tmpfs is best)
-    #[arg(long, global = true, default_value = "/run/corten")]
-    root: PathBuf,
+    /// Directory for container state (tmpfs is best) [default: /run/corten, or
+    /// $XDG_RUNTIME_DIR/corten when not run as root]
+    #[arg(long, global = true)]
+    root: Option<PathBuf>,
     /// Write log lines (and the final error) to this file
     #[arg(long, global = true)]
     log: Option<PathBuf>,
@@ -236,14 +237,30 @@ fn usage_error(e: clap::Error) -> ExitCode {
 }
 
 fn dispatch(cli: &Cli) -> Result<u8> {
-    let root = cli.root.as_path();
     let Some(command) = &cli.command else {
         anyhow::bail!("no command given: see corten --help");
     };
+    if let Command::Spec { bundle, rootless } = command {
+        runtime::spec::write(bundle, *rootless)?;
+        return Ok(0);
+    }
+    if let Command::Features = command {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&runtime::features::features())?
+        );
+        return Ok(0);
+    }
+    // Only the commands that keep state need the state root.
+    let root_dir = match &cli.root {
+        Some(r) => r.clone(),
+        None => corten::container::default_root()?,
+    };
+    let root = root_dir.as_path();
     match command {
         Command::Create(args) => {
             corten::selfprotect::ensure()?;
-            runtime::create::create(&create_opts(cli, args))?;
+            runtime::create::create(&create_opts(cli, root, args))?;
         }
         Command::Start { id } => runtime::start::start(root, id)?,
         Command::State { id } => {
@@ -258,7 +275,7 @@ fn dispatch(cli: &Cli) -> Result<u8> {
             keep,
         } => {
             corten::selfprotect::ensure()?;
-            let code = runtime::run::run(&create_opts(cli, create), *detach, *keep)?;
+            let code = runtime::run::run(&create_opts(cli, root, create), *detach, *keep)?;
             return Ok(u8::try_from(code).unwrap_or(255));
         }
         Command::List { format, quiet } => {
@@ -273,7 +290,6 @@ fn dispatch(cli: &Cli) -> Result<u8> {
                 print!("{}", runtime::list::table(&states));
             }
         }
-        Command::Spec { bundle, rootless } => runtime::spec::write(bundle, *rootless)?,
         Command::Events {
             stats,
             interval,
@@ -285,10 +301,7 @@ fn dispatch(cli: &Cli) -> Result<u8> {
                 runtime::events::stream(root, id, parse_duration(interval)?)?;
             }
         }
-        Command::Features => println!(
-            "{}",
-            serde_json::to_string_pretty(&runtime::features::features())?
-        ),
+        Command::Spec { .. } | Command::Features => unreachable!("handled above"),
         Command::Pause { id } => runtime::pause::pause(root, id)?,
         Command::Resume { id } => runtime::pause::resume(root, id)?,
         Command::Ps {
@@ -341,9 +354,9 @@ fn parse_duration(s: &str) -> Result<std::time::Duration> {
     Ok(Duration::from_secs_f64(secs))
 }
 
-fn create_opts<'a>(cli: &'a Cli, a: &'a CreateArgs) -> CreateOpts<'a> {
+fn create_opts<'a>(cli: &'a Cli, root: &'a Path, a: &'a CreateArgs) -> CreateOpts<'a> {
     CreateOpts {
-        root: &cli.root,
+        root,
         systemd_cgroup: cli.systemd_cgroup,
         id: &a.id,
         bundle: &a.bundle,

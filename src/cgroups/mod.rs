@@ -174,6 +174,25 @@ impl Cgroup {
     }
 
     /// Makes the planned directories. On error, whatever was made is removed.
+    /// For an unprivileged caller: makes the directories it can (where cgroups are
+    /// delegated to it) and drops the others. Returns the hierarchies dropped.
+    pub fn keep_delegated(&mut self) -> Vec<PathBuf> {
+        let mut dropped = Vec::new();
+        self.dirs.retain(|d| {
+            let ok = make_dir(&d.hierarchy, &d.path).is_ok()
+                && nix::unistd::access(
+                    &d.path.join("cgroup.procs"),
+                    nix::unistd::AccessFlags::W_OK,
+                )
+                .is_ok();
+            if !ok {
+                dropped.push(d.hierarchy.mount.clone());
+            }
+            ok
+        });
+        dropped
+    }
+
     pub fn make(&self) -> Result<()> {
         for dir in &self.dirs {
             if let Err(e) = make_dir(&dir.hierarchy, &dir.path) {

@@ -67,6 +67,18 @@ impl Status {
 }
 
 /// Is `pid` still the process we started? Alive, not a zombie, same start time.
+/// The state root when --root is not given: /run/corten for root; for anyone else
+/// $XDG_RUNTIME_DIR/corten (as runc does), which their session owns.
+pub fn default_root() -> Result<PathBuf> {
+    if nix::unistd::geteuid().is_root() {
+        return Ok(PathBuf::from("/run/corten"));
+    }
+    match std::env::var_os("XDG_RUNTIME_DIR").filter(|v| !v.is_empty()) {
+        Some(d) => Ok(PathBuf::from(d).join("corten")),
+        None => bail!("not running as root and XDG_RUNTIME_DIR is not set: pass --root DIR"),
+    }
+}
+
 pub fn process_alive(pid: i32, start: u64) -> bool {
     if pid <= 0 {
         return false;

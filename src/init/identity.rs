@@ -91,8 +91,14 @@ fn set_user(process: &Process) -> Result<()> {
     if uid == u32::MAX {
         bail!("setuid {uid}: 4294967295 is not a valid user id");
     }
+    // A user namespace made by an unprivileged parent has setgroups denied (rootless):
+    // then there is nothing to drop, and extra groups can't be had.
+    let denied = std::fs::read_to_string("/proc/self/setgroups").is_ok_and(|s| s.trim() == "deny");
+    if denied && !groups.is_empty() {
+        bail!("additionalGids {groups:?} need setgroups(2), which this user namespace denies");
+    }
     // SAFETY: the pointer and length describe `groups`, which outlives the call.
-    if unsafe { libc::setgroups(groups.len(), groups.as_ptr()) } != 0 {
+    if !denied && unsafe { libc::setgroups(groups.len(), groups.as_ptr()) } != 0 {
         return Err(std::io::Error::last_os_error())
             .with_context(|| format!("setgroups {groups:?}"));
     }

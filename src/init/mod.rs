@@ -102,6 +102,14 @@ fn prepare(cfg: &InitConfig) -> Result<ExecPlan> {
     if cfg.go_first {
         await_go(cfg)?;
     }
+    let in_userns = cfg.go_first
+        || cfg
+            .join
+            .iter()
+            .any(|(f, _)| *f == CloneFlags::CLONE_NEWUSER);
+    if in_userns {
+        become_userns_root()?;
+    }
     nix::unistd::setsid().context("setsid")?;
     if let Some(id) = &cfg.keyring {
         join_session_keyring(id)?;
@@ -129,6 +137,7 @@ fn prepare(cfg: &InitConfig) -> Result<ExecPlan> {
             cgroupns: cfg.new_cgroupns || has_ns(spec, LinuxNamespaceType::Cgroup),
             cgroup: cfg.cgroup,
             cwd: process.cwd(),
+            userns: in_userns,
             before_cgroup_mount: &|| await_go(cfg),
         })?;
     } else {
@@ -167,6 +176,18 @@ fn await_go(cfg: &InitConfig) -> Result<()> {
     if cfg.new_cgroupns {
         nix::sched::unshare(CloneFlags::CLONE_NEWCGROUP).context("unshare cgroup namespace")?;
     }
+    Ok(())
+}
+
+/// In a user namespace our credentials are still the host's (unmapped there, so files we
+/// create would fail with EOVERFLOW): become its root, which the id maps make someone.
+fn become_userns_root() -> Result<()> {
+    let root_gid = nix::unistd::Gid::from_raw(0);
+    let root_uid = nix::unistd::Uid::from_raw(0);
+    nix::unistd::setresgid(root_gid, root_gid, root_gid)
+        .context("setresgid(0) in the user namespace: is gid 0 mapped?")?;
+    nix::unistd::setresuid(root_uid, root_uid, root_uid)
+        .context("setresuid(0) in the user namespace: is uid 0 mapped?")?;
     Ok(())
 }
 

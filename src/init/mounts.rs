@@ -326,13 +326,29 @@ fn do_mount(root: BorrowedFd, bundle: &Path, m: &Mount, opts: &Options, typ: &st
         .unwrap_or(typ.as_ref());
     let data = opts.data.join(",");
     let flags = opts.flags & !(MsFlags::MS_REMOUNT);
-    mount(
+    match mount(
         Some(source),
         fd_path(&target).as_c_str(),
         Some(typ),
         flags,
         (!data.is_empty()).then_some(data.as_str()),
-    )?;
+    ) {
+        // A user namespace that does not own a network namespace may not mount sysfs:
+        // bind the host's /sys instead, with the options as attributes (as runc does).
+        Err(nix::errno::Errno::EPERM) if typ == "sysfs" => {
+            mount(
+                Some("/sys"),
+                fd_path(&target).as_c_str(),
+                None::<&str>,
+                MsFlags::MS_BIND | MsFlags::MS_REC,
+                None::<&str>,
+            )
+            .context("bind the host's /sys (sysfs is not allowed here)")?;
+            let (set, clr) = opts.attrs();
+            setattr(&reopen(root, dest)?, set, clr, true)?;
+        }
+        r => r?,
+    }
     finish(root, dest, 0, 0, opts)
 }
 

@@ -27,6 +27,8 @@ pub struct RootfsPlan<'a> {
     pub cgroup: &'a crate::cgroups::Cgroup,
     /// process.cwd, created inside the rootfs when missing (as runc does).
     pub cwd: &'a Path,
+    /// In a user namespace mknod is not allowed: devices are bind-mounted from the host.
+    pub userns: bool,
     /// Called before a cgroup filesystem is mounted (the init must be in its cgroup).
     pub before_cgroup_mount: &'a dyn Fn() -> Result<()>,
 }
@@ -75,6 +77,7 @@ pub fn setup(plan: &RootfsPlan) -> Result<()> {
         create_devices(
             root,
             linux.and_then(|l| l.devices().as_deref()).unwrap_or(&[]),
+            plan.userns,
         )?;
         dev_symlinks(root)?;
     }
@@ -197,17 +200,26 @@ fn default_devices() -> Vec<(PathBuf, LinuxDeviceType, i64, i64)> {
     .collect()
 }
 
-fn create_devices(root: BorrowedFd, extra: &[LinuxDevice]) -> Result<()> {
+fn create_devices(root: BorrowedFd, extra: &[LinuxDevice], bind: bool) -> Result<()> {
     for (path, typ, major, minor) in default_devices() {
         if extra.iter().any(|d| d.path() == &path) {
             continue;
         }
-        mknod_in_root(root, &path, typ, major, minor, 0o666, 0, 0)
-            .with_context(|| format!("create device {}", path.display()))?;
+        if bind {
+            bind_host_device(root, &path)
+        } else {
+            mknod_in_root(root, &path, typ, major, minor, 0o666, 0, 0)
+        }
+        .with_context(|| format!("create device {}", path.display()))?;
     }
     for d in extra {
         if !d.path().starts_with("/dev") {
             bail!("device {} is not under /dev", d.path().display());
+        }
+        if bind {
+            bind_host_device(root, d.path())
+                .with_context(|| format!("create device {}", d.path().display()))?;
+            continue;
         }
         let mode = d.file_mode().unwrap_or(0o666);
         mknod_in_root(
@@ -223,6 +235,25 @@ fn create_devices(root: BorrowedFd, extra: &[LinuxDevice]) -> Result<()> {
         .with_context(|| format!("create device {}", d.path().display()))?;
     }
     Ok(())
+}
+
+/// Bind-mounts the host's device node at `path` onto an empty file at the same path in the
+/// rootfs (a user namespace may not mknod), as runc does. The host node is opened without
+/// following a symlink and must be a device.
+fn bind_host_device(root: BorrowedFd, path: &Path) -> Result<()> {
+    let host = nix::fcntl::open(
+        path,
+        OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .with_context(|| format!("open the host's {}", path.display()))?;
+    let st = nix::sys::stat::fstat(host.as_fd()).context("fstat")?;
+    if !matches!(st.st_mode & libc::S_IFMT, libc::S_IFCHR | libc::S_IFBLK) {
+        bail!("the host's {} is not a device", path.display());
+    }
+    let target = safepath::ensure_in_root(root, path, false)
+        .with_context(|| format!("create {} in the rootfs", path.display()))?;
+    bind_fd(&host, &target, false)
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -140,7 +140,21 @@ fn spawn(
         .linux()
         .as_ref()
         .and_then(|l| l.cgroups_path().as_deref());
-    let cgroup = Cgroup::plan(cgroups_path, opts.id)?;
+    let mut cgroup = Cgroup::plan(cgroups_path, opts.id)?;
+    let rootless = !nix::unistd::geteuid().is_root();
+    if rootless {
+        // Cgroups only where they are delegated to us, as runc's rootless mode does.
+        let dropped = cgroup.keep_delegated();
+        if !dropped.is_empty() {
+            let names: Vec<String> = dropped.iter().map(|p| p.display().to_string()).collect();
+            crate::log::warn(&format!(
+                "rootless: no cgroup in {} (not delegated to uid {}): limits there are not applied",
+                names.join(", "),
+                nix::unistd::geteuid()
+            ));
+        }
+        undo.cgroup = Some(cgroup.clone());
+    }
     let listen_fds = listen_fds();
     let cfg = InitConfig {
         spec,
@@ -186,7 +200,7 @@ fn spawn(
         dir.save(&state)?;
         undo.cgroup = Some(cgroup.clone());
         cgroup.make()?;
-        cgroup.apply(&resources)?;
+        apply_resources(&cgroup, &resources, rootless)?;
         Some(std::fs::File::open(&cgroup.dirs[0].path).context("open the container's cgroup")?)
     } else {
         None
@@ -203,7 +217,7 @@ fn spawn(
     if !into {
         undo.cgroup = Some(cgroup.clone());
         cgroup.make()?;
-        cgroup.apply(&resources)?;
+        apply_resources(&cgroup, &resources, rootless)?;
     }
     if placed {
         crate::log::debug(&format!(
@@ -226,6 +240,22 @@ fn spawn(
     state.phase = Phase::Created;
     dir.save(&state)?;
     Ok(pid)
+}
+
+/// Writes linux.resources; unprivileged, what can't be applied is a warning (runc's
+/// rootless mode), not an error.
+fn apply_resources(
+    cgroup: &Cgroup,
+    resources: &oci_spec::runtime::LinuxResources,
+    rootless: bool,
+) -> Result<()> {
+    match cgroup.apply(resources) {
+        Err(e) if rootless => {
+            crate::log::warn(&format!("rootless: resources not applied: {e:#}"));
+            Ok(())
+        }
+        r => r,
+    }
 }
 
 /// Forks the init with `flags` (fork-style: the child continues on a copy of our stack).
@@ -312,20 +342,53 @@ fn setup_time_namespace(spec: &Spec) -> Result<()> {
 }
 
 /// uid_map / gid_map of a new user namespace, written by the parent as the kernel requires.
+/// Root writes them directly. Anyone else may map only their own id that way, and only
+/// after setgroups is denied; other mappings go through newuidmap/newgidmap (shadow's
+/// setuid helpers, which check /etc/subuid and /etc/subgid).
 fn write_id_maps(spec: &Spec, pid: i32) -> Result<()> {
     let linux = spec.linux().as_ref();
-    let render = |maps: Option<&Vec<oci_spec::runtime::LinuxIdMapping>>| -> String {
-        maps.into_iter()
-            .flatten()
-            .map(|m| format!("{} {} {}\n", m.container_id(), m.host_id(), m.size()))
-            .collect()
-    };
-    let uid = render(linux.and_then(|l| l.uid_mappings().as_ref()));
-    let gid = render(linux.and_then(|l| l.gid_mappings().as_ref()));
+    let uid = linux
+        .and_then(|l| l.uid_mappings().clone())
+        .unwrap_or_default();
+    let gid = linux
+        .and_then(|l| l.gid_mappings().clone())
+        .unwrap_or_default();
     if uid.is_empty() || gid.is_empty() {
         bail!("a new user namespace needs linux.uidMappings and linux.gidMappings");
     }
-    for (file, text) in [("uid_map", uid), ("gid_map", gid)] {
+    let euid = nix::unistd::geteuid().as_raw();
+    let egid = nix::unistd::getegid().as_raw();
+    let only_own = |maps: &[oci_spec::runtime::LinuxIdMapping], own: u32| matches!(maps, [m] if m.size() == 1 && m.host_id() == own);
+    let rootless = euid != 0;
+    if rootless && only_own(&gid, egid) {
+        let path = format!("/proc/{pid}/setgroups");
+        std::fs::write(&path, "deny").with_context(|| format!("write {path}"))?;
+    }
+    for (file, maps, own, helper) in [
+        ("uid_map", &uid, euid, "newuidmap"),
+        ("gid_map", &gid, egid, "newgidmap"),
+    ] {
+        if rootless && !only_own(maps, own) {
+            let mut cmd = std::process::Command::new(helper);
+            cmd.arg(pid.to_string());
+            for m in maps.iter() {
+                cmd.args([m.container_id(), m.host_id(), m.size()].map(|v| v.to_string()));
+            }
+            let out = cmd.output().with_context(|| {
+                format!("run {helper} (needed to map ids other than your own in {file})")
+            })?;
+            if !out.status.success() {
+                bail!(
+                    "{helper} failed: {}",
+                    String::from_utf8_lossy(&out.stderr).trim()
+                );
+            }
+            continue;
+        }
+        let text: String = maps
+            .iter()
+            .map(|m| format!("{} {} {}\n", m.container_id(), m.host_id(), m.size()))
+            .collect();
         let path = format!("/proc/{pid}/{file}");
         std::fs::write(&path, &text).with_context(|| format!("write {path}"))?;
     }
