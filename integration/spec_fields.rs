@@ -28,7 +28,7 @@ fn ns_link(pid: impl std::fmt::Display, ns: &str) -> String {
 }
 
 /// The descriptors listed by `ls -l /proc/$$/fd` (see only_stdio_fds_are_open).
-fn listed_fds(ls_output: &str) -> Vec<String> {
+pub fn listed_fds(ls_output: &str) -> Vec<String> {
     ls_output
         .lines()
         .filter(|l| l.starts_with('l'))
@@ -344,7 +344,7 @@ fn no_pivot_still_confines_the_rootfs() {
 /// Run the runtime (`--root ROOT ARGS...`) with `file` open on fd 3, through
 /// `/bin/sh` so that, with `listen`, LISTEN_FDS=1 and LISTEN_PID=<the
 /// runtime's own pid> can be set as a socket-activation manager would.
-fn rt_with_fd3(c: &Container, args: &[&str], file: &Path, listen: bool) -> Out {
+pub fn rt_with_fd3(c: &Container, args: &[&str], file: &Path, listen: bool) -> Out {
     let io = TempDir::new("fd3-io");
     let root = c.root().to_string_lossy().into_owned();
     let script = if listen {
@@ -380,7 +380,7 @@ fn rt_with_fd3(c: &Container, args: &[&str], file: &Path, listen: bool) -> Out {
     out
 }
 
-fn fd_file(dir: &TempDir) -> std::path::PathBuf {
+pub fn fd_file(dir: &TempDir) -> std::path::PathBuf {
     let f = dir.join("fd3.txt");
     fs::write(&f, "hello-fd\n").unwrap();
     f

@@ -14,7 +14,7 @@ use crate::common::{Container, Out, TempDir, assert_err, bind, runtime, unique_i
 const HOST_BASE: u32 = 100000;
 
 /// A new user namespace mapping container ids 0..65536 to `host`..
-fn user_ns(c: &mut Container, host: u32) {
+pub fn user_ns(c: &mut Container, host: u32) {
     c.config["linux"]["namespaces"]
         .as_array_mut()
         .unwrap()

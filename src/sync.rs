@@ -16,6 +16,8 @@ pub enum Msg {
     Ready,
     /// init -> parent: setup failed; `msg` is the full cause chain.
     Error { msg: String },
+    /// exec's joiner -> `corten exec`: the pid of the process it cloned.
+    Pid { pid: i32 },
 }
 
 pub struct Channel(OwnedFd);
@@ -41,6 +43,14 @@ impl Channel {
 
     /// Receives one message; the peer closing its end is an error naming `peer`.
     pub fn recv(&self, peer: &str) -> Result<Msg> {
+        match self.recv_or_eof()? {
+            Some(m) => Ok(m),
+            None => bail!("{peer} exited unexpectedly"),
+        }
+    }
+
+    /// Receives one message, or None once every peer has closed its end.
+    pub fn recv_or_eof(&self) -> Result<Option<Msg>> {
         let mut buf = vec![0u8; 64 * 1024];
         let n = loop {
             match nix::unistd::read(self.0.as_fd(), &mut buf) {
@@ -49,9 +59,11 @@ impl Channel {
             }
         };
         if n == 0 {
-            bail!("{peer} exited unexpectedly");
+            return Ok(None);
         }
-        serde_json::from_slice(&buf[..n]).context("malformed sync message")
+        serde_json::from_slice(&buf[..n])
+            .map(Some)
+            .context("malformed sync message")
     }
 
     pub fn raw_fd(&self) -> i32 {

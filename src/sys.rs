@@ -92,6 +92,30 @@ pub fn fsmount(fd: BorrowedFd, attr_flags: u64) -> io::Result<OwnedFd> {
     })
 }
 
+/// clone(2) fork-style (no new stack: the child continues on a copy of the caller's) with
+/// `flags` (SIGCHLD is added). Returns the child's pid, 0 in the child.
+///
+/// # Safety
+/// The caller must be single-threaded: the child may then run arbitrary code.
+pub unsafe fn fork_clone(flags: libc::c_int) -> io::Result<i32> {
+    // SAFETY: no stack or tid pointers are passed; the caller guarantees single-threading.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            (flags | libc::SIGCHLD) as libc::c_ulong,
+            0usize,
+            0usize,
+            0usize,
+            0usize,
+        )
+    };
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret as i32)
+    }
+}
+
 /// pidfd_open(2).
 pub fn pidfd_open(pid: i32) -> io::Result<OwnedFd> {
     // SAFETY: plain integer arguments.

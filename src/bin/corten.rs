@@ -72,6 +72,63 @@ struct CreateArgs {
     id: String,
 }
 
+#[derive(clap::Args)]
+struct ExecArgs {
+    /// Path to a process.json (a runtime-spec process); replaces the other process flags
+    #[arg(short = 'p', long)]
+    process: Option<PathBuf>,
+    /// Working directory in the container
+    #[arg(long)]
+    cwd: Option<PathBuf>,
+    /// Set an environment variable (KEY=VALUE; repeatable)
+    #[arg(short = 'e', long = "env")]
+    env: Vec<String>,
+    /// Allocate a pseudo-TTY
+    #[arg(short = 't', long)]
+    tty: bool,
+    /// UID[:GID] to run as
+    #[arg(short = 'u', long)]
+    user: Option<String>,
+    /// Additional gids (repeatable)
+    #[arg(short = 'g', long = "additional-gids")]
+    additional_gids: Vec<u32>,
+    /// Add a capability (repeatable)
+    #[arg(short = 'c', long = "cap")]
+    cap: Vec<String>,
+    /// Set no_new_privs
+    #[arg(long = "no-new-privs")]
+    no_new_privs: bool,
+    /// AppArmor profile for the process
+    #[arg(long)]
+    apparmor: Option<String>,
+    /// SELinux label for the process
+    #[arg(long = "process-label")]
+    process_label: Option<String>,
+    /// Do not wait for the process
+    #[arg(short = 'd', long)]
+    detach: bool,
+    /// Write the process's pid to this file
+    #[arg(long = "pid-file")]
+    pid_file: Option<PathBuf>,
+    /// Unix socket to send the pty master to
+    #[arg(long = "console-socket")]
+    console_socket: Option<PathBuf>,
+    /// Pass N extra fds (3..3+N) to the process
+    #[arg(long = "preserve-fds", default_value_t = 0)]
+    preserve_fds: u32,
+    /// Sub-cgroup of the container's to run in ([CONTROLLER:]PATH)
+    #[arg(long)]
+    cgroup: Option<String>,
+    /// Allow exec in a paused container
+    #[arg(long = "ignore-paused")]
+    ignore_paused: bool,
+    /// Container id
+    id: String,
+    /// The command and its arguments
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    command: Vec<String>,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Create a container from a bundle; it waits for `start`
@@ -107,6 +164,8 @@ enum Command {
         #[arg(long)]
         keep: bool,
     },
+    /// Run a new process in a created or running container
+    Exec(ExecArgs),
     /// List containers
     List {
         #[arg(short = 'f', long, value_enum, default_value = "table")]
@@ -263,6 +322,31 @@ fn dispatch(cli: &Cli) -> Result<u8> {
             runtime::create::create(&create_opts(cli, root, args))?;
         }
         Command::Start { id } => runtime::start::start(root, id)?,
+        Command::Exec(a) => {
+            corten::selfprotect::ensure()?;
+            let code = runtime::exec::exec(&runtime::exec::ExecOpts {
+                root,
+                id: &a.id,
+                process_file: a.process.as_deref(),
+                args: &a.command,
+                cwd: a.cwd.as_deref(),
+                env: &a.env,
+                tty: a.tty,
+                user: a.user.as_deref(),
+                additional_gids: &a.additional_gids,
+                caps: &a.cap,
+                no_new_privs: a.no_new_privs,
+                apparmor: a.apparmor.as_deref(),
+                process_label: a.process_label.as_deref(),
+                detach: a.detach,
+                pid_file: a.pid_file.as_deref(),
+                console_socket: a.console_socket.as_deref(),
+                preserve_fds: a.preserve_fds,
+                cgroup: a.cgroup.as_deref(),
+                ignore_paused: a.ignore_paused,
+            })?;
+            return Ok(u8::try_from(code).unwrap_or(255));
+        }
         Command::State { id } => {
             let state = runtime::state::state(root, id)?;
             println!("{}", serde_json::to_string_pretty(&state)?);

@@ -193,7 +193,7 @@ fn become_userns_root() -> Result<()> {
 
 /// Undoes what the Rust runtime did to the signal state: SIGPIPE is ignored, and ignored
 /// signals survive execve. The mask is cleared too.
-fn reset_signals() {
+pub fn reset_signals() {
     // SAFETY: setting a disposition to SIG_DFL and clearing the mask have no memory effects.
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
@@ -260,7 +260,7 @@ fn has_ns(spec: &Spec, t: LinuxNamespaceType) -> bool {
 
 /// chdir into process.cwd and make sure it really is inside the new root: a cwd reached
 /// through a leaked host fd (/proc/self/fd/N) would be outside it (CVE-2024-21626).
-fn enter_cwd(cwd: &Path) -> Result<()> {
+pub fn enter_cwd(cwd: &Path) -> Result<()> {
     nix::unistd::chdir(cwd).with_context(|| format!("chdir to cwd {}", cwd.display()))?;
     match std::env::current_dir() {
         Ok(p) if p.is_absolute() => Ok(()),

@@ -235,7 +235,7 @@ fn spawn(
     match parent_ch.recv("the container init")? {
         Msg::Ready => {}
         Msg::Error { msg } => bail!("{msg}"),
-        Msg::Go => bail!("unexpected message from the container init"),
+        Msg::Go | Msg::Pid { .. } => bail!("unexpected message from the container init"),
     }
     state.phase = Phase::Created;
     dir.save(&state)?;
@@ -292,21 +292,10 @@ fn clone_init(flags: CloneFlags, cgroup: Option<&std::fs::File>) -> Result<(i32,
             return Err(err).context("clone3 the container init into its cgroup");
         }
     }
-    // SAFETY: as above; no stack is given, so the child continues on a copy of ours.
-    let ret = unsafe {
-        libc::syscall(
-            libc::SYS_clone,
-            (flags.bits() | libc::SIGCHLD) as libc::c_ulong,
-            0usize,
-            0usize,
-            0usize,
-            0usize,
-        )
-    };
-    if ret < 0 {
-        return Err(std::io::Error::last_os_error()).context("clone the container init");
-    }
-    Ok((ret as i32, false))
+    // SAFETY: as above.
+    let ret =
+        unsafe { crate::sys::fork_clone(flags.bits()) }.context("clone the container init")?;
+    Ok((ret, false))
 }
 
 /// LISTEN_FDS from our environment (socket activation), passed through like runc does.

@@ -27,7 +27,7 @@ pub fn run(opts: &CreateOpts, detach: bool, keep: bool) -> Result<i32> {
 }
 
 /// Waits for `pid` (our child), relaying SIGINT, SIGTERM and friends to it.
-fn wait_forwarding(pid: i32) -> Result<i32> {
+pub fn wait_forwarding(pid: i32) -> Result<i32> {
     let forwarded = [
         Signal::SIGHUP,
         Signal::SIGINT,

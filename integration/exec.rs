@@ -1,0 +1,245 @@
+//! `exec`: a new process inside a created or running container, with runc's flags. What
+//! it sees (namespaces, cgroup, identity, env, cwd, fds) and what the caller gets (exit
+//! status, pid file, errors).
+
+use std::fs;
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::common::{Container, TempDir, assert_err, sleeper};
+
+/// A running sleeper container.
+fn running(test: &str) -> Container {
+    let c = sleeper(test);
+    c.create_ok();
+    c.start_ok();
+    c
+}
+
+/// `exec -d --pid-file F ID sleep 30`; returns the pid.
+fn exec_detached_sleep(c: &Container) -> i32 {
+    let tmp = TempDir::new("exec");
+    let pid_file = tmp.join("pid");
+    exec(
+        c,
+        &[
+            "-d",
+            "--pid-file",
+            pid_file.to_str().unwrap(),
+            &c.id,
+            "sleep",
+            "30",
+        ],
+    )
+    .ok();
+    fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+fn exec(c: &Container, args: &[&str]) -> crate::common::Out {
+    let mut full = vec!["exec"];
+    full.extend_from_slice(args);
+    c.rt(&full)
+}
+
+#[test]
+fn exec_joins_the_container_and_passes_the_exit_status() {
+    let c = running("exec-join");
+    let out = exec(
+        &c,
+        &[
+            &c.id,
+            "sh",
+            "-c",
+            "hostname; ps -o pid,comm | grep -c sleep; readlink /proc/1/exe; \
+             cat /proc/self/cgroup | grep -c ':/$'; ls /proc/self/fd | tr '\\n' ' '; exit 3",
+        ],
+    );
+    assert_eq!(out.code, Some(3), "the exit status passes through: {out}");
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(lines[0], "corten", "uts namespace: {out}");
+    assert_eq!(
+        lines[1], "1",
+        "pid namespace: the sleeper is visible: {out}"
+    );
+    assert_eq!(lines[2], "/bin/busybox", "mount namespace: {out}");
+    assert_ne!(
+        lines[3], "0",
+        "cgroup namespace rooted at the container's: {out}"
+    );
+    // ls itself holds one fd for the directory it reads.
+    assert_eq!(lines[4].trim(), "0 1 2 3", "only stdio leaks in: {out}");
+
+    // The host sees it in the container's cgroup while it runs.
+    let pid = exec_detached_sleep(&c);
+    let procs = fs::read_to_string(format!("/sys/fs/cgroup/pids/{}/cgroup.procs", c.id))
+        .expect("the container's pids cgroup");
+    assert!(
+        procs.lines().any(|l| l == pid.to_string()),
+        "exec'd pid {pid} in the cgroup: {procs}"
+    );
+    let ns = |p: i32, n: &str| fs::read_link(format!("/proc/{p}/ns/{n}")).unwrap();
+    let init = c.state()["pid"].as_i64().unwrap() as i32;
+    for n in ["pid", "mnt", "net", "ipc", "uts", "cgroup"] {
+        assert_eq!(ns(pid, n), ns(init, n), "{n} namespace");
+    }
+    c.rt(&["delete", "-f", &c.id]).ok();
+    c.assert_no_leftovers();
+}
+
+#[test]
+fn exec_flags_set_the_process() {
+    let c = running("exec-flags");
+    let out = exec(
+        &c,
+        &[
+            "--cwd",
+            "/tmp",
+            "-e",
+            "TERM=dumb",
+            "-e",
+            "EXTRA=1",
+            "-u",
+            "1000:1000",
+            "-g",
+            "2000",
+            "--no-new-privs",
+            &c.id,
+            "sh",
+            "-c",
+            "pwd; echo $TERM $EXTRA; id -u; id -g; id -G; grep NoNewPrivs /proc/self/status",
+        ],
+    );
+    out.ok();
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(lines[0], "/tmp", "{out}");
+    assert_eq!(lines[1], "dumb 1", "-e replaces and adds: {out}");
+    assert_eq!(lines[2..4], ["1000", "1000"], "{out}");
+    assert!(lines[4].split_whitespace().any(|g| g == "2000"), "{out}");
+    assert!(lines[5].ends_with('1'), "{out}");
+
+    // --cap adds to the bounding, effective and permitted sets.
+    let out = exec(
+        &c,
+        &[
+            "--cap",
+            "CAP_SYS_TIME",
+            &c.id,
+            "grep",
+            "CapEff",
+            "/proc/self/status",
+        ],
+    );
+    let eff = u64::from_str_radix(out.ok().stdout.split_whitespace().nth(1).unwrap(), 16).unwrap();
+    assert_ne!(eff & (1 << 25), 0, "CAP_SYS_TIME (25) effective: {out}");
+    let out = exec(&c, &[&c.id, "grep", "CapEff", "/proc/self/status"]);
+    let eff = u64::from_str_radix(out.ok().stdout.split_whitespace().nth(1).unwrap(), 16).unwrap();
+    assert_eq!(eff & (1 << 25), 0, "not without --cap: {out}");
+
+    // --process: a whole process object.
+    let tmp = TempDir::new("exec");
+    let p = tmp.join("process.json");
+    fs::write(
+        &p,
+        json!({"args": ["sh", "-c", "echo $FROM; pwd; id -u"], "cwd": "/etc",
+               "env": ["FROM=process.json", "PATH=/bin"], "user": {"uid": 7, "gid": 7}})
+        .to_string(),
+    )
+    .unwrap();
+    let out = exec(&c, &["--process", p.to_str().unwrap(), &c.id]);
+    assert_eq!(out.ok().stdout, "process.json\n/etc\n7\n", "{out}");
+}
+
+#[test]
+fn exec_in_a_created_container_and_refusals() {
+    let c = sleeper("exec-states");
+    c.create_ok();
+    let out = exec(&c, &[&c.id, "cat", "/proc/1/cmdline"]);
+    // The parked init is a fork of `corten create` (no re-exec).
+    assert!(
+        out.ok().stdout.contains("create"),
+        "the parked init is pid 1: {out}"
+    );
+    assert_eq!(c.state()["status"], "created", "exec does not start it");
+    c.start_ok();
+
+    c.rt(&["pause", &c.id]).ok();
+    assert_err(
+        &exec(&c, &[&c.id, "true"]),
+        &["cannot exec in a paused container", "--ignore-paused"],
+        &["paused"],
+    );
+    c.rt(&["resume", &c.id]).ok();
+
+    assert_err(
+        &exec(&c, &[&c.id, "no-such-program"]),
+        &["executable file not found in $PATH"],
+        &["executable file not found"],
+    );
+    assert_err(
+        &exec(&c, &["--user", "bob", &c.id, "true"]),
+        &["--user", "UID[:GID]"],
+        &[],
+    );
+
+    c.kill(Some("KILL")).ok();
+    c.wait_status("stopped", Duration::from_secs(5));
+    assert_err(
+        &exec(&c, &[&c.id, "true"]),
+        &["cannot exec in a stopped container"],
+        &["stopped"],
+    );
+    assert_err(
+        &c.rt(&["exec", "no-such-container", "true"]),
+        &["does not exist"],
+        &["does not exist"],
+    );
+    c.rt(&["delete", &c.id]).ok();
+    c.assert_no_leftovers();
+}
+
+#[test]
+fn exec_preserves_fds_when_asked() {
+    use crate::spec_fields::{fd_file, listed_fds, rt_with_fd3};
+    let c = running("exec-fds");
+    let dir = TempDir::new("exec-fds");
+    let file = fd_file(&dir);
+    // Not last: busybox sh runs a last command in its own process, and ls's directory fd
+    // would show up in the listing.
+    let script = "cat <&3; ls -l /proc/$$/fd; echo end";
+    let out = rt_with_fd3(
+        &c,
+        &["exec", "--preserve-fds", "1", &c.id, "sh", "-c", script],
+        &file,
+        false,
+    );
+    assert!(out.ok().stdout.starts_with("hello-fd\n"), "{out}");
+    assert_eq!(listed_fds(&out.stdout), ["0", "1", "2", "3"], "{out}");
+    let out = rt_with_fd3(&c, &["exec", &c.id, "sh", "-c", script], &file, false);
+    assert_eq!(
+        listed_fds(&out.stdout),
+        ["0", "1", "2"],
+        "not without it: {out}"
+    );
+}
+
+#[test]
+fn exec_enters_the_user_namespace_first() {
+    let mut c = sleeper("exec-userns");
+    crate::userns::user_ns(&mut c, 100000);
+    c.create_ok();
+    c.start_ok();
+    let out = exec(&c, &[&c.id, "sh", "-c", "id -u; cat /proc/self/uid_map"]);
+    let words: Vec<&str> = out.ok().stdout.split_whitespace().collect();
+    assert_eq!(words, ["0", "0", "100000", "65536"], "{out}");
+    let pid = exec_detached_sleep(&c);
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    assert!(
+        status.lines().any(|l| l.starts_with("Uid:\t100000\t")),
+        "root inside is 100000 outside: {status}"
+    );
+}

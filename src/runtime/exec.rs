@@ -1,0 +1,412 @@
+//! `exec`: run another process in a created or running container.
+//!
+//! No re-exec and no helper binary. `corten exec` (P) forks a joiner (A) that enters the
+//! container's namespaces (through a pidfd of the container's init where the kernel can,
+//! user namespace first) and clones the process (B) with CLONE_PARENT, so B is born inside
+//! the pid namespace yet is P's child: P places it in the cgroup, lets it go, and waits
+//! for its exit status. B takes on the process's identity and execs; a failure before
+//! exec comes back over the sync socket, which closes on exec.
+
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use nix::sched::CloneFlags;
+use oci_spec::runtime::{Capability, LinuxCapabilities, Process, Spec, User};
+
+use crate::cgroups::Cgroup;
+use crate::config::Bundle;
+use crate::container::{self, ContainerDir, Status};
+use crate::init::{self, identity, ns_flag, ns_name};
+use crate::sync::{self, Channel, Msg};
+use crate::sys;
+
+/// runc's `exec` flags.
+pub struct ExecOpts<'a> {
+    pub root: &'a Path,
+    pub id: &'a str,
+    /// `--process FILE`: a runtime-spec process object; the other process flags are
+    /// ignored then, as in runc.
+    pub process_file: Option<&'a Path>,
+    pub args: &'a [String],
+    pub cwd: Option<&'a Path>,
+    pub env: &'a [String],
+    pub tty: bool,
+    /// `UID[:GID]`.
+    pub user: Option<&'a str>,
+    pub additional_gids: &'a [u32],
+    pub caps: &'a [String],
+    pub no_new_privs: bool,
+    pub apparmor: Option<&'a str>,
+    pub process_label: Option<&'a str>,
+    pub detach: bool,
+    pub pid_file: Option<&'a Path>,
+    pub console_socket: Option<&'a Path>,
+    pub preserve_fds: u32,
+    /// `--cgroup PATH`: a sub-cgroup of the container's to put the process in.
+    pub cgroup: Option<&'a str>,
+    pub ignore_paused: bool,
+}
+
+/// Runs the process; returns its exit status (128+N for signal N), or 0 when detached.
+pub fn exec(o: &ExecOpts) -> Result<i32> {
+    let dir = ContainerDir::open(o.root, o.id, false)?;
+    let state = dir.load_existing()?;
+    match dir.status(&state) {
+        Status::Created | Status::Running => {}
+        Status::Paused if o.ignore_paused => {}
+        Status::Paused => {
+            bail!("cannot exec in a paused container (use --ignore-paused to override)")
+        }
+        Status::Stopped => bail!("cannot exec in a stopped container"),
+        Status::Creating => bail!("cannot exec in a container that is still being created"),
+    }
+    let bundle = Bundle::load(&state.bundle)?;
+    let process = build_process(&bundle.spec, o)?;
+    if process.terminal().unwrap_or(false) || o.console_socket.is_some() {
+        bail!("exec with a terminal (-t, --console-socket) is not supported yet");
+    }
+    let cgroup = match (&state.cgroup, o.cgroup) {
+        (Some(cg), Some(sub)) => Some(sub_cgroup(cg, sub)?),
+        (Some(cg), None) => Some(cg.clone()),
+        (None, Some(_)) => bail!("--cgroup: container {} has no cgroup", o.id),
+        (None, None) => None,
+    };
+
+    // The init, pinned by a pidfd once we know it is still the same process.
+    let pidfd = sys::pidfd_open(state.pid).map_err(|_| anyhow::anyhow!("container not running"))?;
+    if !container::process_alive(state.pid, state.pid_start) {
+        bail!("container not running");
+    }
+    let targets = namespaces(&bundle.spec, state.pid)?;
+    let (parent_ch, child_ch) = sync::pair()?;
+
+    // SAFETY: corten is single-threaded, so the forked child may run arbitrary code.
+    match unsafe { nix::unistd::fork() }.context("fork")? {
+        nix::unistd::ForkResult::Child => {
+            drop(parent_ch);
+            join_and_clone(&pidfd, &targets, &child_ch, &process, o.preserve_fds)
+        }
+        nix::unistd::ForkResult::Parent { child } => {
+            drop(child_ch);
+            let joiner = child;
+            let pid = match parent_ch.recv("the exec joiner") {
+                Ok(Msg::Pid { pid }) => pid,
+                Ok(Msg::Error { msg }) => {
+                    let _ = nix::sys::wait::waitpid(joiner, None);
+                    bail!("{msg}");
+                }
+                Ok(other) => bail!("unexpected message {other:?} from the exec joiner"),
+                Err(e) => {
+                    let _ = nix::sys::wait::waitpid(joiner, None);
+                    return Err(e);
+                }
+            };
+            let _ = nix::sys::wait::waitpid(joiner, None);
+            let started = place_and_go(&parent_ch, pid, cgroup.as_ref());
+            if let Err(e) = started {
+                // SAFETY: kill(2) of our own child; reaped right after.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+                let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
+                return Err(e);
+            }
+            if let Some(f) = o.pid_file {
+                let f = std::path::absolute(f).context("--pid-file")?;
+                container::write_atomic(&f, pid.to_string().as_bytes(), 0o644)
+                    .with_context(|| format!("write pid file {}", f.display()))?;
+            }
+            if o.detach {
+                return Ok(0);
+            }
+            super::run::wait_forwarding(pid)
+        }
+    }
+}
+
+/// Puts the new process in the container's cgroup, lets it exec, and waits for the exec
+/// (EOF on the sync socket) or its error.
+fn place_and_go(ch: &Channel, pid: i32, cgroup: Option<&Cgroup>) -> Result<()> {
+    if let Some(cg) = cgroup {
+        cg.add(pid).context("join the container's cgroup")?;
+    }
+    ch.send(&Msg::Go)?;
+    match ch.recv_or_eof()? {
+        None => Ok(()),
+        Some(Msg::Error { msg }) => bail!("{msg}"),
+        Some(other) => bail!("unexpected message {other:?} from the exec'd process"),
+    }
+}
+
+/// The container's process with the exec flags applied, or the `--process` file.
+fn build_process(spec: &Spec, o: &ExecOpts) -> Result<Process> {
+    if let Some(f) = o.process_file {
+        let text = std::fs::read_to_string(f)
+            .with_context(|| format!("read --process {}", f.display()))?;
+        let p: Process = serde_json::from_str(&text)
+            .with_context(|| format!("parse --process {}", f.display()))?;
+        if p.args().as_ref().is_none_or(|a| a.is_empty()) {
+            bail!("--process {}: args must not be empty", f.display());
+        }
+        return Ok(p);
+    }
+    if o.args.is_empty() {
+        bail!("exec needs a command: corten exec [flags] ID COMMAND [ARGS...]");
+    }
+    let mut p = spec.process().clone().unwrap_or_default();
+    p.set_args(Some(o.args.to_vec()));
+    p.set_terminal(Some(o.tty));
+    if let Some(cwd) = o.cwd {
+        p.set_cwd(cwd.to_path_buf());
+    }
+    p.set_env(Some(merge_env(p.env().as_deref().unwrap_or(&[]), o.env)));
+    if let Some(u) = o.user {
+        let (uid, gid) = parse_user(u)?;
+        let mut user = User::default();
+        user.set_uid(uid);
+        user.set_gid(gid);
+        user.set_umask(p.user().umask());
+        p.set_user(user);
+    }
+    if !o.additional_gids.is_empty() {
+        let mut user = p.user().clone();
+        user.set_additional_gids(Some(o.additional_gids.to_vec()));
+        p.set_user(user);
+    }
+    if !o.caps.is_empty() {
+        p.set_capabilities(Some(add_caps(p.capabilities().clone(), o.caps)?));
+    }
+    if o.no_new_privs {
+        p.set_no_new_privileges(Some(true));
+    }
+    if let Some(a) = o.apparmor {
+        p.set_apparmor_profile(Some(a.to_string()));
+    }
+    if let Some(l) = o.process_label {
+        p.set_selinux_label(Some(l.to_string()));
+    }
+    Ok(p)
+}
+
+/// The container's env with `-e KEY=VALUE` entries replacing or adding keys.
+fn merge_env(base: &[String], extra: &[String]) -> Vec<String> {
+    let key = |e: &str| e.split('=').next().unwrap_or_default().to_string();
+    let mut out: Vec<String> = base
+        .iter()
+        .filter(|b| !extra.iter().any(|e| key(e) == key(b)))
+        .cloned()
+        .collect();
+    out.extend(extra.iter().cloned());
+    out
+}
+
+/// `UID[:GID]`, numeric as in runc.
+fn parse_user(s: &str) -> Result<(u32, u32)> {
+    let num = |v: &str| {
+        v.parse::<u32>()
+            .with_context(|| format!("--user {s:?}: expected UID[:GID], numbers"))
+    };
+    match s.split_once(':') {
+        Some((u, g)) => Ok((num(u)?, num(g)?)),
+        None => Ok((num(s)?, 0)),
+    }
+}
+
+/// `--cap CAP_X`: added to the bounding, effective and permitted sets (runc's rule).
+fn add_caps(caps: Option<LinuxCapabilities>, add: &[String]) -> Result<LinuxCapabilities> {
+    let mut caps = caps.unwrap_or_default();
+    let mut parsed = Vec::new();
+    for name in add {
+        let full = if name.to_ascii_uppercase().starts_with("CAP_") {
+            name.to_ascii_uppercase()
+        } else {
+            format!("CAP_{}", name.to_ascii_uppercase())
+        };
+        let cap: Capability = serde_json::from_value(serde_json::Value::String(full.clone()))
+            .map_err(|_| anyhow::anyhow!("--cap {name:?}: unknown capability"))?;
+        parsed.push(cap);
+    }
+    let with = |set: Option<&std::collections::HashSet<Capability>>| {
+        let mut s = set.cloned().unwrap_or_default();
+        s.extend(parsed.iter().copied());
+        Some(s)
+    };
+    caps.set_bounding(with(caps.bounding().as_ref()));
+    caps.set_effective(with(caps.effective().as_ref()));
+    caps.set_permitted(with(caps.permitted().as_ref()));
+    Ok(caps)
+}
+
+/// `--cgroup PATH` (runc also takes `CONTROLLER:PATH`; the controller part is accepted and
+/// the path applied to every hierarchy): an existing sub-cgroup of the container's.
+fn sub_cgroup(cg: &Cgroup, sub: &str) -> Result<Cgroup> {
+    let rel = sub.rsplit_once(':').map_or(sub, |(_, p)| p);
+    let rel = Path::new(rel.trim_start_matches('/'));
+    if rel
+        .components()
+        .any(|c| !matches!(c, std::path::Component::Normal(_)))
+    {
+        bail!("--cgroup {sub:?}: must be a plain path below the container's cgroup");
+    }
+    let mut out = cg.clone();
+    for d in &mut out.dirs {
+        d.path = d.path.join(rel);
+        if !d.path.is_dir() {
+            bail!("--cgroup {sub:?}: {} does not exist", d.path.display());
+        }
+    }
+    Ok(out)
+}
+
+/// The namespaces to enter: the config's types, as the init has them. The /proc files
+/// are opened now as a fallback for kernels without setns(pidfd) (before 5.8).
+struct Targets {
+    flags: CloneFlags,
+    files: Vec<(CloneFlags, OwnedFd)>,
+}
+
+fn namespaces(spec: &Spec, pid: i32) -> Result<Targets> {
+    let mut flags = CloneFlags::empty();
+    let mut files = Vec::new();
+    for ns in spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.namespaces().as_ref())
+        .into_iter()
+        .flatten()
+    {
+        let flag = ns_flag(ns.typ());
+        flags |= flag;
+        let name = match flag {
+            CloneFlags::CLONE_NEWNS => "mnt",
+            CloneFlags::CLONE_NEWNET => "net",
+            f => ns_name(f),
+        };
+        let path = format!("/proc/{pid}/ns/{name}");
+        let fd: OwnedFd = std::fs::File::open(&path)
+            .with_context(|| format!("open {path}"))?
+            .into();
+        // User first (it grants the rights for the rest), mount last.
+        match flag {
+            CloneFlags::CLONE_NEWUSER => files.insert(0, (flag, fd)),
+            _ => files.push((flag, fd)),
+        }
+    }
+    if let Some(i) = files
+        .iter()
+        .position(|(f, _)| *f == CloneFlags::CLONE_NEWNS)
+    {
+        let m = files.remove(i);
+        files.push(m);
+    }
+    Ok(Targets { flags, files })
+}
+
+/// The joiner (A): enter the namespaces, clone the process with CLONE_PARENT, report its
+/// pid, exit. Never returns.
+fn join_and_clone(
+    pidfd: &OwnedFd,
+    t: &Targets,
+    ch: &Channel,
+    process: &Process,
+    preserve_fds: u32,
+) -> ! {
+    let result = (|| -> Result<i32> {
+        // SAFETY: prctl with integer arguments: die if `corten exec` dies.
+        unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) };
+        if nix::sched::setns(pidfd.as_fd(), t.flags).is_err() {
+            for (flag, fd) in &t.files {
+                nix::sched::setns(fd, *flag).with_context(|| {
+                    format!("join the container's {} namespace", ns_name(*flag))
+                })?;
+            }
+        }
+        // SAFETY: the joiner is single-threaded (a fork of single-threaded corten).
+        let pid =
+            unsafe { sys::fork_clone(libc::CLONE_PARENT) }.context("clone the exec process")?;
+        if pid == 0 {
+            let err = become_process(ch, process, preserve_fds);
+            let _ = ch.send(&Msg::Error {
+                msg: format!("{err:#}"),
+            });
+            // SAFETY: _exit skips the parent's atexit handlers and buffers.
+            unsafe { libc::_exit(127) };
+        }
+        Ok(pid)
+    })();
+    let msg = match result {
+        Ok(pid) => Msg::Pid { pid },
+        Err(e) => Msg::Error {
+            msg: format!("{e:#}"),
+        },
+    };
+    let code = i32::from(ch.send(&msg).is_err());
+    // SAFETY: as above.
+    unsafe { libc::_exit(code) }
+}
+
+/// The process (B), inside the namespaces: wait for `Go` (placed in the cgroup), take on
+/// the identity, exec. Returns only on failure.
+fn become_process(ch: &Channel, process: &Process, preserve_fds: u32) -> anyhow::Error {
+    let r = (|| -> Result<std::convert::Infallible> {
+        match ch.recv("corten exec")? {
+            Msg::Go => {}
+            other => bail!("unexpected message {other:?}"),
+        }
+        // The joiner's death must not take us along, nor must a later `corten exec` exit.
+        // SAFETY: prctl with integer arguments.
+        unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, 0, 0, 0, 0) };
+        nix::unistd::setsid().ok();
+        let cwd: PathBuf = process.cwd().clone();
+        init::enter_cwd(&cwd)?;
+        identity::apply(process)?;
+        let args = process.args().clone().unwrap_or_default();
+        let env = init::exec::complete_env(
+            process.env().as_deref().unwrap_or(&[]),
+            process.user().uid(),
+            0,
+        );
+        let path = init::exec::resolve(&args[0], &env)?;
+        nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(
+            process.user().umask().unwrap_or(0o022),
+        ));
+        init::reset_signals();
+        crate::sys::cloexec_from(3 + preserve_fds as i32).context("mark fds close-on-exec")?;
+        // Our end of the sync socket is close-on-exec: EOF tells `corten exec` we made it.
+        init::exec::exec(&path, &args, &env)
+    })();
+    match r {
+        Err(e) => e,
+        Ok(never) => match never {},
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_merge_replaces_keys() {
+        let base = vec!["PATH=/bin".to_string(), "A=1".to_string()];
+        let out = merge_env(&base, &["A=2".to_string(), "B=3".to_string()]);
+        assert_eq!(out, ["PATH=/bin", "A=2", "B=3"]);
+    }
+
+    #[test]
+    fn users() {
+        assert_eq!(parse_user("1000").unwrap(), (1000, 0));
+        assert_eq!(parse_user("1000:100").unwrap(), (1000, 100));
+        assert!(parse_user("bob").is_err());
+        assert!(parse_user("1:x").is_err());
+    }
+
+    #[test]
+    fn caps_are_added_to_three_sets() {
+        let c = add_caps(None, &["NET_ADMIN".into(), "CAP_SYS_TIME".into()]).unwrap();
+        for set in [c.bounding(), c.effective(), c.permitted()] {
+            let set = set.as_ref().unwrap();
+            assert!(set.contains(&Capability::NetAdmin) && set.contains(&Capability::SysTime));
+        }
+        assert!(c.ambient().is_none());
+        assert!(add_caps(None, &["CAP_NOPE".into()]).is_err());
+    }
+}
