@@ -16,6 +16,7 @@ mod image;
 mod image_resilience;
 mod image_support;
 mod lifecycle;
+mod procattrs;
 mod process;
 mod resources;
 mod rootfs;
