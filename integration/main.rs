@@ -17,6 +17,7 @@ mod image;
 mod image_resilience;
 mod image_support;
 mod lifecycle;
+mod procattrs;
 mod process;
 mod resources;
 mod rootfs;

@@ -21,8 +21,11 @@ impl Bundle {
             std::fs::canonicalize(dir).with_context(|| format!("bundle {}", dir.display()))?;
         let path = dir.join("config.json");
         let bytes = std::fs::read(&path).with_context(|| format!("read {}", path.display()))?;
+        // With the path of a bad field in the message ("process.scheduler.policy: unknown
+        // variant ..."), not just a line and column.
         let spec: Spec =
-            serde_json::from_slice(&bytes).with_context(|| format!("parse {}", path.display()))?;
+            serde_path_to_error::deserialize(&mut serde_json::Deserializer::from_slice(&bytes))
+                .with_context(|| format!("parse {}", path.display()))?;
         validate(&spec).with_context(|| format!("invalid {}", path.display()))?;
         Ok(Bundle { dir, spec })
     }
@@ -134,6 +137,12 @@ pub fn validate(spec: &Spec) -> Result<()> {
             check_sysctl(key, &has)?;
         }
     }
+    crate::init::sched::validate(process)?;
+    if let Some(mp) = linux.and_then(|l| l.memory_policy().as_ref()) {
+        crate::init::numa::plan(mp)?;
+    }
+    crate::runtime::netdev::validate(spec)?;
+    crate::runtime::intelrdt::validate(spec)?;
     Ok(())
 }
 

@@ -9,8 +9,13 @@
 pub mod cgroupfs;
 pub mod exec;
 pub mod identity;
+pub mod idlist;
+pub mod lsm;
 pub mod mounts;
+pub mod numa;
+pub mod personality;
 pub mod rootfs;
+pub mod sched;
 
 use std::cell::Cell;
 use std::io::Write;
@@ -81,6 +86,8 @@ struct ExecPlan {
     path: std::path::PathBuf,
     args: Vec<String>,
     env: Vec<String>,
+    /// AppArmor/SELinux exec labels, written just before execve.
+    labels: lsm::ExecLabels,
 }
 
 fn prepare(cfg: &InitConfig) -> Result<ExecPlan> {
@@ -111,11 +118,16 @@ fn prepare(cfg: &InitConfig) -> Result<ExecPlan> {
         become_userns_root()?;
     }
     nix::unistd::setsid().context("setsid")?;
-    if let Some(id) = &cfg.keyring {
-        join_session_keyring(id)?;
-    }
     let spec = cfg.spec;
     let process = spec.process().as_ref().context("process is required")?;
+    // The attribute files of the host's procfs, opened while it is still our /proc.
+    let lsm_host = lsm::Host::detect();
+    let attrs = lsm::ProcAttr::thread_self();
+    let labels = lsm::ExecLabels::open(process, lsm_host, &attrs)?;
+    if let Some(id) = &cfg.keyring {
+        lsm::set_key_label(process, lsm_host, &attrs)?;
+        join_session_keyring(id)?;
+    }
     if let Some(h) = spec.hostname().as_deref().filter(|h| !h.is_empty()) {
         nix::unistd::sethostname(h).with_context(|| format!("sethostname {h:?}"))?;
     }
@@ -148,6 +160,15 @@ fn prepare(cfg: &InitConfig) -> Result<ExecPlan> {
     if let Some(adj) = process.oom_score_adj() {
         write_proc("/proc/self/oom_score_adj", &adj.to_string()).context("set oomScoreAdj")?;
     }
+    // While the capabilities are still there (RT classes and policies need them).
+    if let Some(io) = process.io_priority() {
+        sched::set_io_priority(io)?;
+    }
+    if let Some(s) = process.scheduler() {
+        // In the cgroup first: a v1 cpu cgroup without RT runtime refuses an RT task.
+        await_go(cfg)?;
+        sched::set_scheduler(s)?;
+    }
     identity::apply(process)?;
     let args = process.args().clone().unwrap_or_default();
     let env = exec::complete_env(
@@ -157,10 +178,22 @@ fn prepare(cfg: &InitConfig) -> Result<ExecPlan> {
     );
     let path = exec::resolve(&args[0], &env)?;
     await_go(cfg)?;
+    let linux = spec.linux().as_ref();
+    if let Some(mp) = linux.and_then(|l| l.memory_policy().as_ref()) {
+        numa::apply(mp)?;
+    }
+    if let Some(p) = linux.and_then(|l| l.personality().as_ref()) {
+        personality::apply(p)?;
+    }
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(
         process.user().umask().unwrap_or(0o022),
     ));
-    Ok(ExecPlan { path, args, env })
+    Ok(ExecPlan {
+        path,
+        args,
+        env,
+        labels,
+    })
 }
 
 /// Waits for the parent's `Go` once; then, in its cgroup, unshares the cgroup namespace so
@@ -227,6 +260,10 @@ fn wait_and_exec(cfg: &InitConfig, plan: ExecPlan) -> anyhow::Error {
     if let Err(e) = crate::sys::cloexec_from(3 + cfg.preserve_fds as i32) {
         return anyhow::Error::from(e).context("mark fds close-on-exec");
     }
+    if let Err(e) = plan.labels.apply() {
+        let _ = (&conn).write_all(format!("{e:#}").as_bytes());
+        return e;
+    }
     let err = match exec::exec(&plan.path, &plan.args, &plan.env) {
         Err(e) => e,
         Ok(never) => match never {},
@@ -283,11 +320,17 @@ pub fn write_proc(path: &str, value: &str) -> Result<()> {
 /// Writes `value` to an open file after checking it is on procfs (never a look-alike file
 /// or mount the image planted).
 pub fn write_proc_fd(fd: OwnedFd, value: &str) -> Result<()> {
-    let fs = nix::sys::statfs::fstatfs(&fd).context("statfs")?;
+    check_procfs(&fd)?;
+    nix::unistd::write(&fd, value.as_bytes()).context("write")?;
+    Ok(())
+}
+
+/// Fails unless `fd` is a file on procfs (PROC_SUPER_MAGIC).
+pub fn check_procfs(fd: &OwnedFd) -> Result<()> {
+    let fs = nix::sys::statfs::fstatfs(fd).context("statfs")?;
     if fs.filesystem_type() != nix::sys::statfs::PROC_SUPER_MAGIC {
         bail!("not on procfs");
     }
-    nix::unistd::write(&fd, value.as_bytes()).context("write")?;
     Ok(())
 }
 

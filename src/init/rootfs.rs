@@ -67,11 +67,13 @@ pub fn setup(plan: &RootfsPlan) -> Result<()> {
     let root = root.as_fd();
 
     let mount_list = spec.mounts().as_deref().unwrap_or(&[]);
+    let label = super::lsm::mount_label(spec, super::lsm::Host::detect());
     for m in mount_list {
         if matches!(m.typ().as_deref(), Some("cgroup" | "cgroup2")) {
             (plan.before_cgroup_mount)()?;
         }
-        mounts::mount_entry(root, plan.bundle, m, plan.cgroupns, plan.cgroup)?;
+        let m = super::lsm::label_mount(m, label);
+        mounts::mount_entry(root, plan.bundle, &m, plan.cgroupns, plan.cgroup)?;
     }
     if !mounts::binds_dev(mount_list) {
         create_devices(

@@ -63,6 +63,10 @@ pub fn create(opts: &CreateOpts) -> Result<Created> {
     {
         bail!("process.terminal is not supported yet: set it to false");
     }
+    // What the host must offer, checked before anything exists.
+    crate::init::lsm::check_host(&bundle.spec, crate::init::lsm::Host::detect())?;
+    crate::runtime::intelrdt::check_host(&bundle.spec)?;
+    crate::runtime::netdev::check_host(&bundle.spec)?;
     let dir = ContainerDir::create(opts.root, opts.id)?;
     let mut undo = Undo {
         dir: Some(&dir),
@@ -237,6 +241,9 @@ fn spawn(
         Msg::Error { msg } => bail!("{msg}"),
         Msg::Go | Msg::Pid { .. } => bail!("unexpected message from the container init"),
     }
+    // The init is parked in its network namespace: move the devices in now, so only the
+    // state write below can still fail after they left the host.
+    crate::runtime::netdev::move_all(spec, pid)?;
     state.phase = Phase::Created;
     dir.save(&state)?;
     Ok(pid)

@@ -1,0 +1,353 @@
+//! Process and linux attributes applied between clone and exec: LSM labels, personality,
+//! I/O priority, scheduler, execCPUAffinity, memory policy, intelRdt and netDevices,
+//! observed inside the container (/proc) and from the host (the container's pid).
+
+use crate::common::*;
+use serde_json::{Value, json};
+use std::fs;
+use std::process::Command;
+
+/// The init's pid, from `state`, of a created container.
+fn pid_of(c: &Container) -> i32 {
+    c.state()["pid"].as_i64().unwrap() as i32
+}
+
+/// Fields of /proc/PID/stat after the command name, numbered as in proc(5) (3 = state).
+fn stat_field(pid: i32, n: usize) -> String {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    rest.split_whitespace().nth(n - 3).unwrap().to_string()
+}
+
+/// `create` must fail with one line naming every string of `want`, leaving nothing.
+fn create_fails(c: &Container, want: &[&str]) {
+    assert_err(&c.create(), want, &[]);
+    c.assert_no_leftovers();
+}
+
+/// For each (value, text): `create` with `<section>.<key>` = value fails naming the field
+/// and the text.
+fn each_refused(section: &str, key: &str, cases: Vec<(Value, &str)>) {
+    for (value, want) in cases {
+        let mut c = sleeper(key);
+        c.config[section][key] = value;
+        create_fails(&c, &[&format!("{section}.{key}"), want]);
+    }
+}
+
+#[test]
+fn personality_linux32_makes_uname_report_i686() {
+    let mut c = Container::new("pers32");
+    c.config["linux"]["personality"] = json!({"domain": "LINUX32"});
+    assert_eq!(c.run_sh("uname -m").trim(), "i686");
+    let mut c = Container::new("pers64");
+    c.config["linux"]["personality"] = json!({"domain": "LINUX"});
+    assert_eq!(c.run_sh("uname -m").trim(), std::env::consts::ARCH);
+}
+
+#[test]
+fn unknown_personality_domain_is_refused() {
+    let mut c = sleeper("persbad");
+    c.config["linux"]["personality"] = json!({"domain": "LINUX64"});
+    create_fails(&c, &["linux.personality.domain", "LINUX64"]);
+}
+
+#[test]
+fn io_priority_is_seen_from_the_host_and_inside() {
+    for (class, prio, number, text) in [
+        ("IOPRIO_CLASS_BE", 6, 2, "best-effort: prio 6"),
+        ("IOPRIO_CLASS_RT", 2, 1, "realtime: prio 2"),
+        ("IOPRIO_CLASS_IDLE", 0, 3, "idle"),
+    ] {
+        let io = json!({"class": class, "priority": prio});
+        let mut c = sleeper("ioprio");
+        c.config["process"]["ioPriority"] = io.clone();
+        c.create_ok();
+        const IOPRIO_WHO_PROCESS: libc::c_long = 1;
+        // SAFETY: integer arguments only.
+        let got = unsafe { libc::syscall(libc::SYS_ioprio_get, IOPRIO_WHO_PROCESS, pid_of(&c)) };
+        assert_eq!(got, (number << 13) | prio, "{class} {prio}");
+        let mut c = Container::new("ioprio-in");
+        c.config["process"]["ioPriority"] = io;
+        assert_eq!(c.run_sh("ionice").trim(), text, "{class}");
+    }
+}
+
+#[test]
+fn io_priority_out_of_range_is_refused() {
+    let mut c = sleeper("ioprio-bad");
+    c.config["process"]["ioPriority"] = json!({"class": "IOPRIO_CLASS_BE", "priority": 8});
+    create_fails(&c, &["process.ioPriority.priority", "8"]);
+}
+
+#[test]
+fn scheduler_batch_with_nice_is_seen_from_the_host() {
+    let mut c = sleeper("sched-batch");
+    c.config["process"]["scheduler"] = json!({"policy": "SCHED_BATCH", "nice": 7});
+    c.create_ok();
+    let pid = pid_of(&c);
+    assert_eq!(stat_field(pid, 19), "7", "nice");
+    assert_eq!(stat_field(pid, 41), "3", "policy SCHED_BATCH");
+    // Inherited by what the container runs.
+    c.start_ok();
+    assert_eq!(stat_field(pid, 19), "7");
+}
+
+#[test]
+fn scheduler_idle_policy() {
+    let mut c = sleeper("sched-idle");
+    c.config["process"]["scheduler"] = json!({"policy": "SCHED_IDLE"});
+    c.create_ok();
+    assert_eq!(stat_field(pid_of(&c), 41), "5", "policy SCHED_IDLE");
+}
+
+/// A realtime policy needs RT runtime in the container's cgroup when cgroup v1 has RT group
+/// scheduling: without it the error says so, with `realtimeRuntime` it applies.
+#[test]
+fn scheduler_fifo_applies_or_says_why() {
+    let rt_group = std::path::Path::new("/sys/fs/cgroup/cpu/cpu.rt_runtime_us").exists();
+    let mut c = sleeper("sched-fifo");
+    c.config["process"]["scheduler"] = json!({"policy": "SCHED_FIFO", "priority": 10});
+    let out = c.create();
+    if rt_group {
+        assert_err(
+            &out,
+            &[
+                "process.scheduler",
+                "sched_setattr SCHED_FIFO",
+                "rt_runtime_us",
+            ],
+            &[],
+        );
+        c.assert_no_leftovers();
+        c.config["linux"]["resources"] =
+            json!({"cpu": {"realtimeRuntime": 10000, "realtimePeriod": 1000000}});
+        c.create_ok();
+    } else {
+        out.ok();
+    }
+    let pid = pid_of(&c);
+    assert_eq!(stat_field(pid, 41), "1", "policy SCHED_FIFO");
+    assert_eq!(stat_field(pid, 40), "10", "rt_priority");
+}
+
+#[test]
+fn bad_scheduler_values_are_refused() {
+    each_refused(
+        "process",
+        "scheduler",
+        vec![
+            (json!({"policy": "SCHED_FOO"}), "process.scheduler.policy"),
+            (
+                json!({"policy": "SCHED_RR", "priority": 100}),
+                "priority 100",
+            ),
+            (json!({"policy": "SCHED_OTHER", "nice": -21}), "nice -21"),
+            (json!({"policy": "SCHED_OTHER", "priority": 3}), "priority"),
+            (
+                json!({"policy": "SCHED_BATCH", "runtime": 5}),
+                "SCHED_DEADLINE",
+            ),
+        ],
+    );
+}
+
+/// Per the runtime-spec, execCPUAffinity "is not applicable to the container's init
+/// process" (runc applies it to `runc exec` only): the init keeps every CPU.
+#[test]
+fn exec_cpu_affinity_leaves_the_init_alone_but_is_checked() {
+    let mut c = Container::new("affinity");
+    c.config["process"]["execCPUAffinity"] = json!({"initial": "1", "final": "0"});
+    let out = c.run_sh("grep Cpus_allowed_list /proc/self/status");
+    let all = status_field(
+        &fs::read_to_string("/proc/self/status").unwrap(),
+        "Cpus_allowed_list",
+    );
+    assert_eq!(status_field(&out, "Cpus_allowed_list"), all, "{out}");
+    each_refused(
+        "process",
+        "execCPUAffinity",
+        vec![
+            (json!({"final": "0-"}), "process.execCPUAffinity.final"),
+            (json!({"initial": "3-1"}), "process.execCPUAffinity.initial"),
+        ],
+    );
+}
+
+#[test]
+fn memory_policy_bind_shows_in_numa_maps() {
+    let mut c = Container::new("mempolicy");
+    c.config["linux"]["memoryPolicy"] = json!({"mode": "MPOL_BIND", "nodes": "0"});
+    let out = c.run_sh("cat /proc/self/numa_maps");
+    assert!(out.lines().any(|l| l.contains(" bind:0 ")), "{out}");
+    let mut c = Container::new("mempolicy-il");
+    c.config["linux"]["memoryPolicy"] =
+        json!({"mode": "MPOL_INTERLEAVE", "nodes": "0", "flags": ["MPOL_F_STATIC_NODES"]});
+    let out = c.run_sh("cat /proc/self/numa_maps");
+    assert!(
+        out.lines().any(|l| l.contains(" interleave=static:0 ")),
+        "{out}"
+    );
+}
+
+#[test]
+fn bad_memory_policies_are_refused() {
+    each_refused(
+        "linux",
+        "memoryPolicy",
+        vec![
+            (json!({"mode": "MPOL_SOMETIMES"}), "linux.memoryPolicy.mode"),
+            (json!({"mode": "MPOL_BIND"}), "needs at least one node"),
+            (
+                json!({"mode": "MPOL_BIND", "nodes": "0-x"}),
+                "linux.memoryPolicy.nodes",
+            ),
+            (
+                json!({"mode": "MPOL_LOCAL", "nodes": "0"}),
+                "takes no nodes",
+            ),
+            // A node this host doesn't have: refused by the kernel, in the init.
+            (
+                json!({"mode": "MPOL_BIND", "nodes": "63"}),
+                "set_mempolicy MPOL_BIND",
+            ),
+        ],
+    );
+}
+
+#[test]
+fn intel_rdt_without_resctrl_is_a_clear_error() {
+    let mut c = sleeper("rdt");
+    c.config["linux"]["intelRdt"] = json!({"closID": "corten", "l3CacheSchema": "L3:0=f"});
+    create_fails(&c, &["linux.intelRdt"]);
+    let mut c = sleeper("rdt-bad");
+    c.config["linux"]["intelRdt"] = json!({"closID": "../x"});
+    create_fails(&c, &["linux.intelRdt.closID"]);
+}
+
+/// This host has neither AppArmor nor SELinux: a profile or a process label is refused
+/// before anything exists (runc fails on both too); a mount label is ignored.
+#[test]
+fn lsm_labels_on_a_host_without_lsms() {
+    let aa = fs::read("/sys/module/apparmor/parameters/enabled").is_ok_and(|b| b.starts_with(b"Y"));
+    let se = std::path::Path::new("/sys/fs/selinux/enforce").exists();
+    if aa || se {
+        eprintln!("skipped: this host has an LSM enabled");
+        return;
+    }
+    let mut c = sleeper("apparmor");
+    c.config["process"]["apparmorProfile"] = json!("corten-default");
+    create_fails(&c, &["process.apparmorProfile", "AppArmor is not enabled"]);
+    let mut c = sleeper("selinux");
+    c.config["process"]["selinuxLabel"] = json!("system_u:system_r:container_t:s0");
+    create_fails(&c, &["process.selinuxLabel", "SELinux is not enabled"]);
+    let mut c = Container::new("mountlabel");
+    c.config["linux"]["mountLabel"] = json!("system_u:object_r:container_file_t:s0");
+    assert_eq!(c.run_sh("echo ok").trim(), "ok");
+}
+
+/// A veth pair on the host; the guard deletes what is left of it.
+struct Veth(String);
+
+impl Veth {
+    fn new(tag: &str) -> Veth {
+        let name = format!("cv{tag}{}", std::process::id() % 100_000);
+        let peer = format!("{name}p");
+        let ok = Command::new("ip")
+            .args(["link", "add", &name, "type", "veth", "peer", "name", &peer])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "ip link add {name}");
+        Veth(name)
+    }
+
+    fn exists(name: &str) -> bool {
+        std::path::Path::new("/sys/class/net").join(name).exists()
+    }
+}
+
+impl Drop for Veth {
+    fn drop(&mut self) {
+        // Deleting either end deletes the pair.
+        if let Some(n) = [self.0.clone(), format!("{}p", self.0)]
+            .into_iter()
+            .find(|n| Veth::exists(n))
+        {
+            let _ = Command::new("ip").args(["link", "del", &n]).status();
+        }
+    }
+}
+
+#[test]
+fn net_device_is_moved_renamed_up_and_keeps_its_address() {
+    let v = Veth::new("a");
+    let ok = Command::new("ip")
+        .args(["addr", "add", "10.251.7.1/24", "dev", &v.0])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+    let mut c = sleeper("netdev");
+    c.config["linux"]["netDevices"] = json!({ v.0.clone(): {"name": "ctr0"} });
+    c.create_ok();
+    assert!(!Veth::exists(&v.0), "{} is still on the host", v.0);
+    // `ip` on the host, run in the container's network namespace.
+    let ip_in = |args: &[&str]| -> String {
+        let pid = pid_of(&c).to_string();
+        let out = Command::new("nsenter")
+            .args(["-t", &pid, "-n", "ip", "-o"])
+            .args(args)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let addr = ip_in(&["addr", "show", "dev", "ctr0"]);
+    assert!(addr.contains("inet 10.251.7.1/24"), "{addr}");
+    let link = ip_in(&["link", "show", "ctr0"]);
+    assert!(link.contains(",UP"), "{link}");
+    // What the container itself sees.
+    c.delete().ok();
+    let mut c2 = Container::new("netdev-in");
+    let v2 = Veth::new("b");
+    c2.config["linux"]["netDevices"] = json!({ v2.0.clone(): {} });
+    let out = c2.run_sh("ls /sys/class/net | sort | tr '\\n' ' '");
+    assert_eq!(out.trim(), format!("{} lo", v2.0));
+}
+
+#[test]
+fn bad_net_devices_are_refused_and_leave_nothing() {
+    let mut c = sleeper("netdev-missing");
+    c.config["linux"]["netDevices"] = json!({"cvnosuchdev0": {}});
+    create_fails(&c, &["linux.netDevices", "cvnosuchdev0"]);
+    let v = Veth::new("c");
+    let mut c = sleeper("netdev-nons");
+    c.remove_namespace("network");
+    c.config["linux"]["netDevices"] = json!({ v.0.clone(): {} });
+    create_fails(&c, &["linux.netDevices", "network namespace"]);
+    let mut c = sleeper("netdev-badname");
+    c.config["linux"]["netDevices"] = json!({ v.0.clone(): {"name": "a/b"} });
+    create_fails(&c, &["linux.netDevices", "a/b"]);
+    // Two devices, the second one's new name taken in the container ("lo"): the first,
+    // already moved, comes back to the host.
+    let w = Veth::new("d");
+    let mut c = sleeper("netdev-clash");
+    c.config["linux"]["netDevices"] =
+        json!({ v.0.clone(): {"name": "first0"}, w.0.clone(): {"name": "lo"} });
+    create_fails(&c, &["linux.netDevices", "already exists"]);
+    assert!(Veth::exists(&v.0) && Veth::exists(&w.0));
+}
+
+#[test]
+fn features_claim_what_is_implemented() {
+    let out = rt(&["features"]);
+    out.ok();
+    let v: Value = serde_json::from_str(&out.stdout).unwrap();
+    let linux = &v["linux"];
+    assert_eq!(linux["apparmor"]["enabled"], true);
+    assert_eq!(linux["selinux"]["enabled"], true);
+    assert_eq!(linux["intelRdt"]["enabled"], false);
+    assert_eq!(linux["netDevices"]["enabled"], true);
+    let modes = linux["memoryPolicy"]["modes"].as_array().unwrap();
+    assert!(modes.iter().any(|m| m == "MPOL_BIND"), "{v}");
+}

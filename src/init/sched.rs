@@ -1,0 +1,264 @@
+//! CPU and I/O scheduling of the container process: `process.scheduler` (sched_setattr),
+//! `process.ioPriority` (ioprio_set) and the format of `process.execCPUAffinity`.
+//!
+//! Both are applied by the init while it still has its capabilities (an RT policy or a
+//! lower nice needs CAP_SYS_NICE, the RT I/O class CAP_SYS_ADMIN) and, for the scheduler,
+//! once it is in its cgroup (a v1 cpu cgroup without RT runtime refuses an RT task).
+//! Both are inherited across execve.
+
+use anyhow::{Context, Result, bail};
+use oci_spec::runtime::{
+    ExecCPUAffinity, IOPriorityClass, LinuxIOPriority, LinuxSchedulerFlag, LinuxSchedulerPolicy,
+    Process, Scheduler,
+};
+
+use super::idlist;
+
+/// CPU numbers accepted in CPU lists (the kernel's CONFIG_NR_CPUS maximum).
+pub const MAX_CPUS: usize = 8192;
+
+/// Checks the scheduling fields of `process` before anything is created.
+pub fn validate(process: &Process) -> Result<()> {
+    if let Some(s) = process.scheduler() {
+        validate_scheduler(s).context("process.scheduler")?;
+    }
+    if let Some(io) = process.io_priority() {
+        validate_io_priority(io)?;
+    }
+    if let Some(aff) = process.exec_cpu_affinity() {
+        validate_affinity(aff)?;
+    }
+    Ok(())
+}
+
+/// runc's rules (libcontainer/configs/validate), plus the priority range the kernel takes.
+fn validate_scheduler(s: &Scheduler) -> Result<()> {
+    use LinuxSchedulerPolicy::*;
+    let policy = *s.policy();
+    if policy == SchedIso {
+        bail!("policy SCHED_ISO is not implemented by Linux");
+    }
+    if let Some(n) = s.nice()
+        && !(-20..=19).contains(n)
+    {
+        bail!("nice {n} is out of range -20..19");
+    }
+    let realtime = matches!(policy, SchedFifo | SchedRr);
+    match s.priority() {
+        Some(p) if realtime && !(1..=99).contains(p) => {
+            bail!("priority {p} is out of range 1..99 for {policy}")
+        }
+        None if realtime => bail!("{policy} needs a priority (1..99)"),
+        Some(p) if !realtime && *p != 0 => {
+            bail!("priority can only be set for SCHED_FIFO or SCHED_RR, not {policy}")
+        }
+        _ => {}
+    }
+    if policy != SchedDeadline
+        && [s.runtime(), s.deadline(), s.period()]
+            .iter()
+            .any(|v| v.is_some_and(|v| v != 0))
+    {
+        bail!("runtime, deadline and period can only be set for SCHED_DEADLINE, not {policy}");
+    }
+    Ok(())
+}
+
+fn validate_io_priority(io: &LinuxIOPriority) -> Result<()> {
+    let p = io.priority();
+    if !(0..=7).contains(&p) {
+        bail!("process.ioPriority.priority {p} is out of range 0..7");
+    }
+    Ok(())
+}
+
+/// The lists must parse. They are not applied: per the runtime-spec, execCPUAffinity "is
+/// not applicable to the container's init process" (runc uses it for `runc exec` only).
+fn validate_affinity(aff: &ExecCPUAffinity) -> Result<()> {
+    for (field, list) in [
+        ("initial", aff.initial()),
+        ("final", aff.cpu_affinity_final()),
+    ] {
+        if let Some(l) = list.as_deref().filter(|l| !l.is_empty()) {
+            idlist::parse(l, MAX_CPUS)
+                .with_context(|| format!("process.execCPUAffinity.{field}"))?;
+        }
+    }
+    Ok(())
+}
+
+/// ioprio_set for the init's process group (after setsid: just the init), as runc does;
+/// the class and priority are inherited by everything the container starts.
+pub fn set_io_priority(io: &LinuxIOPriority) -> Result<()> {
+    const IOPRIO_WHO_PGRP: libc::c_long = 2;
+    const IOPRIO_CLASS_SHIFT: i64 = 13;
+    let class: i64 = match io.class() {
+        IOPriorityClass::IoprioClassRt => 1,
+        IOPriorityClass::IoprioClassBe => 2,
+        IOPriorityClass::IoprioClassIdle => 3,
+    };
+    let prio = (class << IOPRIO_CLASS_SHIFT) | io.priority();
+    // SAFETY: integer arguments only.
+    let r = unsafe { libc::syscall(libc::SYS_ioprio_set, IOPRIO_WHO_PGRP, 0, prio) };
+    if r != 0 {
+        return Err(std::io::Error::last_os_error()).with_context(|| {
+            format!(
+                "process.ioPriority: ioprio_set {} {}",
+                io.class(),
+                io.priority()
+            )
+        });
+    }
+    Ok(())
+}
+
+/// struct sched_attr as of Linux 3.14 (SCHED_ATTR_SIZE_VER0, 48 bytes).
+#[repr(C)]
+struct SchedAttr {
+    size: u32,
+    policy: u32,
+    flags: u64,
+    nice: i32,
+    priority: u32,
+    runtime: u64,
+    deadline: u64,
+    period: u64,
+}
+
+fn policy_number(p: LinuxSchedulerPolicy) -> u32 {
+    use LinuxSchedulerPolicy::*;
+    match p {
+        SchedOther => 0,
+        SchedFifo => 1,
+        SchedRr => 2,
+        SchedBatch => 3,
+        SchedIso => 4,
+        SchedIdle => 5,
+        SchedDeadline => 6,
+    }
+}
+
+fn flag_bits(flags: &[LinuxSchedulerFlag]) -> u64 {
+    use LinuxSchedulerFlag::*;
+    flags
+        .iter()
+        .map(|f| match f {
+            SchedResetOnFork => 0x01,
+            SchedFlagReclaim => 0x02,
+            SchedFlagDLOverrun => 0x04,
+            SchedFlagKeepPolicy => 0x08,
+            SchedFlagKeepParams => 0x10,
+            SchedFlagUtilClampMin => 0x20,
+            SchedFlagUtilClampMax => 0x40,
+        })
+        .fold(0, |a, b| a | b)
+}
+
+/// sched_setattr(2) on the init itself.
+pub fn set_scheduler(s: &Scheduler) -> Result<()> {
+    let attr = SchedAttr {
+        size: std::mem::size_of::<SchedAttr>() as u32,
+        policy: policy_number(*s.policy()),
+        flags: flag_bits(s.flags().as_deref().unwrap_or(&[])),
+        nice: s.nice().unwrap_or(0),
+        priority: s.priority().unwrap_or(0) as u32,
+        runtime: s.runtime().unwrap_or(0),
+        deadline: s.deadline().unwrap_or(0),
+        period: s.period().unwrap_or(0),
+    };
+    // SAFETY: `attr` is a valid sched_attr whose size field matches its layout.
+    let r = unsafe { libc::syscall(libc::SYS_sched_setattr, 0, &attr as *const SchedAttr, 0) };
+    if r != 0 {
+        let e = std::io::Error::last_os_error();
+        let hint = match e.raw_os_error() {
+            Some(libc::EPERM) if attr.policy == 1 || attr.policy == 2 || attr.policy == 6 => {
+                " (a realtime policy needs CAP_SYS_NICE and, with cgroup v1 RT group \
+                 scheduling, cpu.rt_runtime_us in the container's cgroup)"
+            }
+            _ => "",
+        };
+        return Err(e).with_context(|| {
+            format!(
+                "process.scheduler: sched_setattr {} (nice {}, priority {}){hint}",
+                s.policy(),
+                attr.nice,
+                attr.priority
+            )
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sched(v: serde_json::Value) -> Scheduler {
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn scheduler_rules() {
+        let ok = [
+            serde_json::json!({"policy": "SCHED_OTHER", "nice": 5}),
+            serde_json::json!({"policy": "SCHED_FIFO", "priority": 10}),
+            serde_json::json!({"policy": "SCHED_DEADLINE", "runtime": 1, "deadline": 2, "period": 3}),
+        ];
+        for v in ok {
+            validate_scheduler(&sched(v.clone())).unwrap_or_else(|e| panic!("{v}: {e}"));
+        }
+        let bad = [
+            (
+                serde_json::json!({"policy": "SCHED_OTHER", "nice": 20}),
+                "nice 20",
+            ),
+            (
+                serde_json::json!({"policy": "SCHED_RR", "priority": 100}),
+                "out of range 1..99",
+            ),
+            (
+                serde_json::json!({"policy": "SCHED_FIFO"}),
+                "needs a priority",
+            ),
+            (
+                serde_json::json!({"policy": "SCHED_BATCH", "priority": 1}),
+                "only be set for",
+            ),
+            (
+                serde_json::json!({"policy": "SCHED_OTHER", "runtime": 5}),
+                "SCHED_DEADLINE",
+            ),
+            (serde_json::json!({"policy": "SCHED_ISO"}), "SCHED_ISO"),
+        ];
+        for (v, want) in bad {
+            let e = validate_scheduler(&sched(v.clone()))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(want), "{v}: {e}");
+        }
+    }
+
+    #[test]
+    fn io_priority_range() {
+        let io = |p: i64| -> LinuxIOPriority {
+            serde_json::from_value(serde_json::json!({"class": "IOPRIO_CLASS_BE", "priority": p}))
+                .unwrap()
+        };
+        validate_io_priority(&io(0)).unwrap();
+        validate_io_priority(&io(7)).unwrap();
+        assert!(validate_io_priority(&io(8)).is_err());
+        assert!(validate_io_priority(&io(-1)).is_err());
+    }
+
+    #[test]
+    fn sched_attr_is_ver0_sized() {
+        assert_eq!(std::mem::size_of::<SchedAttr>(), 48);
+        assert_eq!(
+            flag_bits(&[
+                LinuxSchedulerFlag::SchedResetOnFork,
+                LinuxSchedulerFlag::SchedFlagKeepParams
+            ]),
+            0x11
+        );
+    }
+}
