@@ -575,3 +575,21 @@ fn features_document_is_valid_and_truthful() {
     assert_eq!(v["hooks"], json!([]));
     assert_eq!(v["linux"]["seccomp"]["enabled"], false);
 }
+
+/// A state root deeper than a unix socket address can name (108 bytes) still works: the
+/// start socket is reached through /proc/self/fd.
+#[test]
+fn a_long_state_root_works() {
+    let c = crate::common::sleeper("long-root");
+    let deep = c.root().join("a".repeat(60)).join("b".repeat(60));
+    std::fs::create_dir_all(&deep).unwrap();
+    let deep_s = deep.to_str().unwrap();
+    c.write_config();
+    let bundle = c.bundle_str();
+    crate::common::rt(&["--root", deep_s, "create", "--bundle", &bundle, &c.id]).ok();
+    crate::common::rt(&["--root", deep_s, "start", &c.id]).ok();
+    let out = crate::common::rt(&["--root", deep_s, "state", &c.id]);
+    assert!(out.ok().stdout.contains("\"running\""), "{out}");
+    crate::common::rt(&["--root", deep_s, "delete", "-f", &c.id]).ok();
+    c.assert_no_leftovers();
+}

@@ -192,6 +192,16 @@ impl ContainerDir {
         )
     }
 
+    /// An address for start.sock that fits sockaddr_un (108 bytes) however long the state
+    /// root: /proc/self/fd/N/start.sock, through the returned handle on the directory,
+    /// which must stay open while the address is used.
+    pub fn start_socket_addr(&self) -> Result<(File, PathBuf)> {
+        use std::os::fd::AsRawFd;
+        let d = File::open(&self.path).with_context(|| format!("open {}", self.path.display()))?;
+        let p = PathBuf::from(format!("/proc/self/fd/{}/{START_SOCKET}", d.as_raw_fd()));
+        Ok((d, p))
+    }
+
     pub fn start_socket(&self) -> PathBuf {
         self.path.join(START_SOCKET)
     }

@@ -137,8 +137,10 @@ fn spawn(
         .iter()
         .any(|n| n.typ() == LinuxNamespaceType::Mount);
     let user_ns = clone_flags.contains(CloneFlags::CLONE_NEWUSER);
-    let listener = UnixListener::bind(dir.start_socket())
+    let (dir_handle, addr) = dir.start_socket_addr()?;
+    let listener = UnixListener::bind(&addr)
         .with_context(|| format!("bind {}", dir.start_socket().display()))?;
+    drop(dir_handle);
     let (parent_ch, child_ch) = sync::pair()?;
     let cgroups_path = spec
         .linux()

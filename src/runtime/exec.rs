@@ -213,7 +213,16 @@ fn parse_user(s: &str) -> Result<(u32, u32)> {
 
 /// `--cap CAP_X`: added to the bounding, effective and permitted sets (runc's rule).
 fn add_caps(caps: Option<LinuxCapabilities>, add: &[String]) -> Result<LinuxCapabilities> {
-    let mut caps = caps.unwrap_or_default();
+    let mut caps = caps.unwrap_or_else(|| {
+        // oci-spec's Default is runc's default set; no capabilities means none.
+        let mut c = LinuxCapabilities::default();
+        c.set_bounding(None);
+        c.set_effective(None);
+        c.set_permitted(None);
+        c.set_inheritable(None);
+        c.set_ambient(None);
+        c
+    });
     let mut parsed = Vec::new();
     for name in add {
         let full = if name.to_ascii_uppercase().starts_with("CAP_") {

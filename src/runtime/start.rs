@@ -18,8 +18,10 @@ pub fn start(root: &Path, id: &str) -> Result<()> {
         Status::Creating => bail!("cannot start a container that is still being created"),
     }
     let sock = dir.start_socket();
+    let (dir_handle, addr) = dir.start_socket_addr()?;
     let mut conn =
-        UnixStream::connect(&sock).with_context(|| format!("connect to {}", sock.display()))?;
+        UnixStream::connect(&addr).with_context(|| format!("connect to {}", sock.display()))?;
+    drop(dir_handle);
     // The init closes this connection by exec'ing (close-on-exec): EOF means the program
     // runs; anything written is the reason it could not.
     let mut reply = String::new();
