@@ -204,7 +204,8 @@ fn exec_in_a_created_container_and_refusals() {
 
 #[test]
 fn exec_preserves_fds_when_asked() {
-    use crate::spec_fields::{fd_file, listed_fds, rt_with_fd3};
+    use crate::common::rt_with_fd3;
+    use crate::spec_fields::{fd_file, listed_fds};
     let c = running("exec-fds");
     let dir = TempDir::new("exec-fds");
     let file = fd_file(&dir);

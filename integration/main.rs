@@ -12,6 +12,7 @@
 
 mod common;
 mod errors;
+mod escapes;
 mod exec;
 mod image;
 mod image_resilience;

@@ -341,45 +341,6 @@ fn no_pivot_still_confines_the_rootfs() {
 // Inherited file descriptors
 // ---------------------------------------------------------------------------
 
-/// Run the runtime (`--root ROOT ARGS...`) with `file` open on fd 3, through
-/// `/bin/sh` so that, with `listen`, LISTEN_FDS=1 and LISTEN_PID=<the
-/// runtime's own pid> can be set as a socket-activation manager would.
-pub fn rt_with_fd3(c: &Container, args: &[&str], file: &Path, listen: bool) -> Out {
-    let io = TempDir::new("fd3-io");
-    let root = c.root().to_string_lossy().into_owned();
-    let script = if listen {
-        "f=$1; shift; export LISTEN_FDS=1 LISTEN_PID=$$; exec \"$@\" 3<\"$f\""
-    } else {
-        "f=$1; shift; exec \"$@\" 3<\"$f\""
-    };
-    let mut child = Command::new("/bin/sh")
-        .args(["-c", script, "sh"])
-        .arg(file)
-        .arg(runtime())
-        .args(["--root", &root])
-        .args(args)
-        .env_remove("LISTEN_FDS")
-        .env_remove("LISTEN_PID")
-        .stdin(Stdio::null())
-        .stdout(fs::File::create(io.join("out")).unwrap())
-        .stderr(fs::File::create(io.join("err")).unwrap())
-        .spawn()
-        .expect("spawn /bin/sh");
-    let exited = poll_until(RUNTIME_TIMEOUT, || matches!(child.try_wait(), Ok(Some(_))));
-    if !exited {
-        let _ = child.kill();
-    }
-    let status = child.wait().unwrap();
-    let out = Out {
-        cmd: format!("(fd 3 < {}) runtime --root {root} {args:?}", file.display()),
-        code: status.code(),
-        stdout: fs::read_to_string(io.join("out")).unwrap_or_default(),
-        stderr: fs::read_to_string(io.join("err")).unwrap_or_default(),
-    };
-    assert!(exited, "runtime timed out and was killed:\n{out}");
-    out
-}
-
 pub fn fd_file(dir: &TempDir) -> std::path::PathBuf {
     let f = dir.join("fd3.txt");
     fs::write(&f, "hello-fd\n").unwrap();

@@ -61,7 +61,7 @@ pub fn mount_cgroup(
         }
     }
     if flags.contains(MsFlags::MS_RDONLY) {
-        let fd = super::mounts::reopen(root, dest)?;
+        let fd = super::mounts::reopen(root, dest, &target)?;
         super::mounts::setattr(&fd, crate::sys::MOUNT_ATTR_RDONLY, 0, false)?;
     }
     Ok(())

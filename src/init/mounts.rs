@@ -2,6 +2,8 @@
 //! the rootfs.
 
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
@@ -287,6 +289,7 @@ fn do_mount(root: BorrowedFd, bundle: &Path, m: &Mount, opts: &Options, typ: &st
         };
         let meta = std::fs::metadata(&src).with_context(|| format!("source {}", src.display()))?;
         let target = ensure_in_root(root, dest, meta.is_dir())?;
+        check_proc_mount(root, &target, typ, Some(&src))?;
         let rec = opts.flags.contains(MsFlags::MS_REC);
         let flags = MsFlags::MS_BIND
             | if rec {
@@ -302,7 +305,7 @@ fn do_mount(root: BorrowedFd, bundle: &Path, m: &Mount, opts: &Options, typ: &st
             None::<&str>,
         )?;
         let (set, clr) = opts.attrs();
-        finish(root, dest, set, clr, opts)?;
+        finish(root, dest, &target, set, clr, opts)?;
         return Ok(());
     }
     // proc and sysfs must land on a real directory, never through a symlink (CVE-2019-16884).
@@ -319,6 +322,7 @@ fn do_mount(root: BorrowedFd, bundle: &Path, m: &Mount, opts: &Options, typ: &st
         ensure_in_root(root, dest, true)
     }
     .with_context(|| format!("resolve {} in the rootfs", dest.display()))?;
+    check_proc_mount(root, &target, typ, None)?;
     let source = m
         .source()
         .as_ref()
@@ -345,21 +349,29 @@ fn do_mount(root: BorrowedFd, bundle: &Path, m: &Mount, opts: &Options, typ: &st
             )
             .context("bind the host's /sys (sysfs is not allowed here)")?;
             let (set, clr) = opts.attrs();
-            setattr(&reopen(root, dest)?, set, clr, true)?;
+            setattr(&reopen(root, dest, &target)?, set, clr, true)?;
         }
         r => r?,
     }
-    finish(root, dest, 0, 0, opts)
+    finish(root, dest, &target, 0, 0, opts)
 }
 
 /// Applies what a plain mount(2) can't: attributes on a fresh bind (non-recursive and
-/// recursive) and propagation. Reopens `dest` so the fd names the new mount.
-fn finish(root: BorrowedFd, dest: &Path, set: u64, clr: u64, opts: &Options) -> Result<()> {
+/// recursive) and propagation. Reopens `dest` so the fd names the new mount (made on
+/// `target`).
+fn finish(
+    root: BorrowedFd,
+    dest: &Path,
+    target: &OwnedFd,
+    set: u64,
+    clr: u64,
+    opts: &Options,
+) -> Result<()> {
     if set == 0 && clr == 0 && opts.rec_set == 0 && opts.rec_clr == 0 && opts.propagation.is_empty()
     {
         return Ok(());
     }
-    let fd = reopen(root, dest)?;
+    let fd = reopen(root, dest, target)?;
     if set != 0 || clr != 0 {
         setattr(&fd, set, clr, false)?;
     }
@@ -379,9 +391,128 @@ fn finish(root: BorrowedFd, dest: &Path, set: u64, clr: u64, opts: &Options) -> 
     Ok(())
 }
 
-pub fn reopen(root: BorrowedFd, dest: &Path) -> Result<OwnedFd> {
-    safepath::open_in_root(root, dest, OFlag::O_PATH)
-        .with_context(|| format!("reopen {}", dest.display()))
+/// Opens the mount just made on `target` (an O_PATH fd of the spot it was mounted on) by
+/// resolving `dest` again, and checks that it really is that mount. Between the mount and
+/// this lookup a process sharing the rootfs (another container with the same volume) may
+/// have swapped a component of `dest` for a symlink: the lookup, though confined to the
+/// rootfs, would then reach some other mount, which would get the attributes (`ro`!) while
+/// ours stayed writable. Any such swap is an error.
+pub fn reopen(root: BorrowedFd, dest: &Path, target: &OwnedFd) -> Result<OwnedFd> {
+    let fd = safepath::open_in_root(root, dest, OFlag::O_PATH)
+        .with_context(|| format!("reopen {}", dest.display()))?;
+    let (id, parent) = (mount_id(&fd)?, mount_id(target)?);
+    let at = std::fs::read_link(fd_path_str(target)).context("readlink the mount point")?;
+    let at = escape_mountinfo(at.as_os_str().as_bytes());
+    let info = std::fs::read_to_string("/proc/self/mountinfo").context("read mountinfo")?;
+    // "ID PARENT MAJ:MIN ROOT MOUNTPOINT ...": ours is a child of `target`'s mount, on it.
+    let ours = info.lines().any(|l| {
+        let f: Vec<&str> = l.splitn(6, ' ').collect();
+        f.len() == 6 && f[0] == id && f[1] == parent && f[4].as_bytes() == at.as_slice()
+    });
+    if !ours {
+        bail!(
+            "{} changed while it was being mounted (a path component was swapped)",
+            dest.display()
+        );
+    }
+    Ok(fd)
+}
+
+/// The id of the mount `fd` is on ("mnt_id:" of /proc/self/fdinfo/N).
+fn mount_id(fd: &OwnedFd) -> Result<String> {
+    let path = format!("/proc/self/fdinfo/{}", fd.as_raw_fd());
+    let text = std::fs::read_to_string(&path).with_context(|| format!("read {path}"))?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("mnt_id:"))
+        .map(|v| v.trim().to_string())
+        .with_context(|| format!("no mnt_id in {path}"))
+}
+
+fn fd_path_str(fd: &OwnedFd) -> String {
+    format!("/proc/self/fd/{}", fd.as_raw_fd())
+}
+
+/// A path as mountinfo writes it: space, tab, newline and backslash as octal escapes.
+fn escape_mountinfo(path: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(path.len());
+    for &b in path {
+        match b {
+            b' ' | b'\t' | b'\n' | b'\\' => out.extend_from_slice(format!("\\{b:03o}").as_bytes()),
+            _ => out.push(b),
+        }
+    }
+    out
+}
+
+/// Files under /proc that may be mount destinations: the ones lxcfs emulates (runc's list).
+const PROC_MOUNTABLE: &[&str] = &[
+    "/proc/cpuinfo",
+    "/proc/diskstats",
+    "/proc/meminfo",
+    "/proc/stat",
+    "/proc/swaps",
+    "/proc/uptime",
+    "/proc/loadavg",
+    "/proc/slabinfo",
+    "/proc/net/dev",
+    "/proc/sys/kernel/ns_last_pid",
+    "/proc/pressure/cpu",
+    "/proc/pressure/io",
+    "/proc/pressure/memory",
+];
+
+/// CVE-2019-19921 / CVE-2023-27561: the runtime later writes to the container's /proc
+/// (oom_score_adj, sysctls, LSM attributes), so nothing may be mounted over it or inside it
+/// where it could stand in for a procfs file. `target` is where the destination resolved
+/// in the rootfs (through any symlink of the image), so this is checked on the real spot,
+/// as runc's checkProcMount does: at /proc only a procfs (a new one, or a bind of a procfs
+/// root); under /proc only the lxcfs files.
+fn check_proc_mount(
+    root: BorrowedFd,
+    target: &OwnedFd,
+    typ: &str,
+    bind_src: Option<&Path>,
+) -> Result<()> {
+    let rootfs = std::fs::read_link(format!("/proc/self/fd/{}", root.as_raw_fd()))
+        .context("readlink the rootfs")?;
+    let at = std::fs::read_link(fd_path_str(target)).context("readlink the mount point")?;
+    let Ok(rel) = at.strip_prefix(&rootfs) else {
+        bail!("{} is outside the rootfs", at.display());
+    };
+    let in_root = Path::new("/").join(rel);
+    let Ok(under) = in_root.strip_prefix("/proc") else {
+        return Ok(());
+    };
+    if under.as_os_str().is_empty() {
+        let procfs_root = |src: &Path| {
+            nix::sys::statfs::statfs(src)
+                .is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::PROC_SUPER_MAGIC)
+                && std::fs::metadata(src).is_ok_and(|m| m.ino() == 1)
+        };
+        return match bind_src {
+            None if typ == "proc" => Ok(()),
+            Some(src) if procfs_root(src) => Ok(()),
+            _ => bail!(
+                "{} cannot be mounted on /proc: it is not a procfs",
+                describe(typ, bind_src)
+            ),
+        };
+    }
+    if PROC_MOUNTABLE.iter().any(|p| Path::new(p) == in_root) {
+        return Ok(());
+    }
+    bail!(
+        "{} cannot be mounted on {}: it is inside /proc",
+        describe(typ, bind_src),
+        in_root.display()
+    )
+}
+
+fn describe(typ: &str, bind_src: Option<&Path>) -> String {
+    match bind_src {
+        Some(src) => format!("bind of {}", src.display()),
+        None => format!("{typ:?}"),
+    }
 }
 
 /// mount_setattr on the mount `fd` is the root of.

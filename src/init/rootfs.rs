@@ -52,6 +52,7 @@ pub fn setup(plan: &RootfsPlan) -> Result<()> {
         None::<&str>,
     )
     .context("make / a slave mount")?;
+    parent_mount_slave(plan.rootfs)?;
 
     // The rootfs must be a mount point of its own for pivot_root.
     mount(
@@ -132,6 +133,33 @@ pub fn setup(plan: &RootfsPlan) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Makes the mount holding `rootfs` a slave (runc makes it private when shared): with
+/// rootfsPropagation "shared" the rootfs bind would otherwise join its peer group, which
+/// pivot_root refuses (EINVAL) and which would leak the container's mounts to the host. A
+/// slave still receives the host's mounts, as "rslave" promises; a private mount stays
+/// private. mount(2) answers EINVAL for a path that is not a mount point: walk up to one.
+fn parent_mount_slave(rootfs: &Path) -> Result<()> {
+    let mut path = rootfs;
+    loop {
+        match mount(
+            None::<&str>,
+            path,
+            None::<&str>,
+            MsFlags::MS_SLAVE,
+            None::<&str>,
+        ) {
+            Ok(()) => return Ok(()),
+            Err(nix::errno::Errno::EINVAL) if path.parent().is_some() => {
+                path = path.parent().unwrap_or(path);
+            }
+            Err(e) => {
+                return Err(e)
+                    .with_context(|| format!("make the mount of {} a slave", rootfs.display()));
+            }
+        }
+    }
 }
 
 /// Writes a sysctl through the container's own /proc, refusing anything that is not procfs
@@ -409,6 +437,6 @@ fn readonly_path(root: BorrowedFd, path: &Path) -> Result<()> {
         Err(e) => return Err(e).context("resolve"),
     };
     bind_fd(&target, &target, true)?;
-    let fresh = mounts::reopen(root, path)?;
+    let fresh = mounts::reopen(root, path, &target)?;
     mounts::setattr(&fresh, sys::MOUNT_ATTR_RDONLY, 0, true)
 }
