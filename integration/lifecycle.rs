@@ -573,5 +573,5 @@ fn features_document_is_valid_and_truthful() {
     assert_eq!(v["linux"]["cgroup"]["v1"], true);
     // Not implemented yet, so not claimed.
     assert_eq!(v["hooks"], json!([]));
-    assert_eq!(v["linux"]["seccomp"]["enabled"], false);
+    assert_eq!(v["linux"]["seccomp"]["enabled"], true);
 }

@@ -21,5 +21,6 @@ mod procattrs;
 mod process;
 mod resources;
 mod rootfs;
+mod seccomp;
 mod spec_fields;
 mod userns;
