@@ -387,6 +387,53 @@ fn notify_agent_gets_the_fd_without_no_new_privileges() {
     notify_case(false);
 }
 
+#[test]
+fn exec_processes_get_the_filter() {
+    for nnp in [true, false] {
+        let mut c = with_profile(
+            "exec",
+            "SCMP_ACT_ALLOW",
+            json!([mkdir_rule("SCMP_ACT_ERRNO")]),
+        );
+        c.config["process"]["noNewPrivileges"] = json!(nnp);
+        c.args(&["sleep", "100"]);
+        c.create_ok();
+        c.start_ok();
+        let out = c.rt(&[
+            "exec",
+            &c.id,
+            "sh",
+            "-c",
+            &format!("{TRY_MKDIR}; grep Seccomp: /proc/self/status"),
+        ]);
+        out.ok();
+        assert!(out.stdout.contains("Operation not permitted"), "{out}");
+        assert!(out.stdout.contains("Seccomp:\t2"), "{out}");
+    }
+}
+
+#[test]
+fn exec_refuses_a_notify_profile() {
+    let dir = TempDir::new("agent");
+    let sock = dir.join("agent.sock");
+    let listener = UnixListener::bind(&sock).unwrap();
+    let mut c = with_profile(
+        "exec-notify",
+        "SCMP_ACT_ALLOW",
+        json!([mkdir_rule("SCMP_ACT_NOTIFY")]),
+    );
+    c.config["linux"]["seccomp"]["listenerPath"] = json!(sock);
+    c.args(&["sleep", "100"]);
+    // The init connects at create; the test only needs the connection accepted.
+    c.create_ok();
+    drop(listener);
+    assert_err(
+        &c.rt(&["exec", &c.id, "true"]),
+        &["SCMP_ACT_NOTIFY", "not supported by exec"],
+        &["seccomp"],
+    );
+}
+
 /// A create of `c` fails with one line naming every string of `want`, leaving nothing.
 fn create_fails(c: &Container, want: &[&str]) {
     assert_err(&c.create(), want, &["seccomp"]);

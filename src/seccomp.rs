@@ -446,6 +446,11 @@ impl Program {
         Ok(p)
     }
 
+    /// Does a rule use SCMP_ACT_NOTIFY?
+    pub fn notifies(&self) -> bool {
+        self.listener.is_some()
+    }
+
     /// Connects to the SCMP_ACT_NOTIFY agent at listenerPath, if the filter has one; call
     /// it while listenerPath and /proc are still the host's. The message is rendered
     /// now: `state` (the container's) with the init's host pid.
