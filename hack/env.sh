@@ -8,3 +8,7 @@ export CARGO_BUILD_TARGET
 export RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static -C relocation-model=static"
 CORTEN_BIN=$PWD/target/$CARGO_BUILD_TARGET/release/corten
 export CORTEN_BIN
+# libseccomp is linked statically into the static binary (libseccomp-dev ships the .a).
+export LIBSECCOMP_LINK_TYPE=static
+LIBSECCOMP_LIB_PATH=/usr/lib/$(uname -m)-linux-gnu
+export LIBSECCOMP_LIB_PATH

@@ -5,6 +5,7 @@
 set -euo pipefail
 
 PACKAGES=(busybox-static runc crun hyperfine jq libseccomp-dev pkg-config
+          golang-github-containers-common
           docker-registry skopeo umoci openssl
           util-linux iproute2 ca-certificates gcc)
 

@@ -573,7 +573,7 @@ fn features_document_is_valid_and_truthful() {
     assert_eq!(v["linux"]["cgroup"]["v1"], true);
     // Not implemented yet, so not claimed.
     assert_eq!(v["hooks"], json!([]));
-    assert_eq!(v["linux"]["seccomp"]["enabled"], false);
+    assert_eq!(v["linux"]["seccomp"]["enabled"], true);
 }
 
 /// A state root deeper than a unix socket address can name (108 bytes) still works: the

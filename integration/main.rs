@@ -22,5 +22,6 @@ mod procattrs;
 mod process;
 mod resources;
 mod rootfs;
+mod seccomp;
 mod spec_fields;
 mod userns;

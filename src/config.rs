@@ -8,10 +8,11 @@ use oci_spec::runtime::{LinuxNamespaceType, Spec};
 /// The runtime-spec version corten implements (printed by `--version` and `state`).
 pub const OCI_VERSION: &str = "1.2.1";
 
-/// A loaded bundle: its absolute directory and the parsed config.
+/// A loaded bundle: its absolute directory, the parsed config and its seccomp filter.
 pub struct Bundle {
     pub dir: PathBuf,
     pub spec: Spec,
+    pub seccomp: Option<crate::seccomp::Program>,
 }
 
 impl Bundle {
@@ -21,13 +22,25 @@ impl Bundle {
             std::fs::canonicalize(dir).with_context(|| format!("bundle {}", dir.display()))?;
         let path = dir.join("config.json");
         let bytes = std::fs::read(&path).with_context(|| format!("read {}", path.display()))?;
+        let invalid = || format!("invalid {}", path.display());
         // With the path of a bad field in the message ("process.scheduler.policy: unknown
         // variant ..."), not just a line and column.
-        let spec: Spec =
-            serde_path_to_error::deserialize(&mut serde_json::Deserializer::from_slice(&bytes))
-                .with_context(|| format!("parse {}", path.display()))?;
-        validate(&spec).with_context(|| format!("invalid {}", path.display()))?;
-        Ok(Bundle { dir, spec })
+        let de = &mut serde_json::Deserializer::from_slice(&bytes);
+        let spec: Spec = match serde_path_to_error::deserialize(de) {
+            Ok(spec) => spec,
+            Err(e) => {
+                // A bad seccomp profile gets the message validation gives it.
+                crate::seccomp::explain_parse_error(&bytes).with_context(invalid)?;
+                return Err(e).with_context(|| format!("parse {}", path.display()));
+            }
+        };
+        validate(&spec).with_context(invalid)?;
+        // Compiled here, so that a bad profile fails before anything is made.
+        let seccomp = match spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
+            Some(s) => Some(crate::seccomp::Program::build(s).with_context(invalid)?),
+            None => None,
+        };
+        Ok(Bundle { dir, spec, seccomp })
     }
 
     /// The absolute rootfs path (root.path is relative to the bundle when not absolute).

@@ -11,6 +11,7 @@ pub mod init;
 pub mod log;
 pub mod runtime;
 pub mod safepath;
+pub mod seccomp;
 pub mod selfprotect;
 pub mod sync;
 pub mod sys;

@@ -27,6 +27,7 @@ use anyhow::{Context, Result, bail};
 use nix::sched::CloneFlags;
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
 
+use crate::seccomp;
 use crate::sync::{Channel, Msg};
 
 /// What the parent hands the init (it is a fork, so this is just shared memory).
@@ -59,6 +60,11 @@ pub struct InitConfig<'a> {
     /// The parent's fds the init inherits but must not keep: the state-dir lock and the
     /// parent's end of the sync socket (holding it, the init would never see EOF).
     pub parent_only_fds: Vec<std::os::fd::RawFd>,
+    /// The seccomp filter, compiled by `create`.
+    pub seccomp: Option<&'a seccomp::Program>,
+    /// The container's state as `create` records it (pid not known yet): the seccomp
+    /// agent gets it.
+    pub state: &'a crate::container::State,
 }
 
 /// The init's entry point after clone(); never returns.
@@ -88,6 +94,10 @@ struct ExecPlan {
     env: Vec<String>,
     /// AppArmor/SELinux exec labels, written just before execve.
     labels: lsm::ExecLabels,
+    /// Load the seccomp filter right before execve.
+    seccomp_at_exec: bool,
+    /// The SCMP_ACT_NOTIFY agent, connected.
+    agent: Option<seccomp::Agent>,
 }
 
 fn prepare(cfg: &InitConfig) -> Result<ExecPlan> {
@@ -102,6 +112,11 @@ fn prepare(cfg: &InitConfig) -> Result<ExecPlan> {
     if cfg.sync.peer_closed() {
         bail!("corten create exited");
     }
+    // The SCMP_ACT_NOTIFY agent is reached while listenerPath and /proc are the host's.
+    let agent = match cfg.seccomp {
+        Some(p) => p.connect_agent(cfg.state)?,
+        None => None,
+    };
     for (flag, fd) in &cfg.join {
         nix::sched::setns(fd, *flag)
             .with_context(|| format!("join {} namespace", ns_name(*flag)))?;
@@ -169,6 +184,12 @@ fn prepare(cfg: &InitConfig) -> Result<ExecPlan> {
         await_go(cfg)?;
         sched::set_scheduler(s)?;
     }
+    // Without no_new_privs, loading a filter needs CAP_SYS_ADMIN, which the process may be
+    // about to lose: then load it now. Otherwise wait until right before execve.
+    let seccomp_at_exec = seccomp::load_before_exec(process);
+    if let Some(p) = cfg.seccomp.filter(|_| !seccomp_at_exec) {
+        p.load(agent.as_ref())?;
+    }
     identity::apply(process)?;
     let args = process.args().clone().unwrap_or_default();
     let env = exec::complete_env(
@@ -193,6 +214,8 @@ fn prepare(cfg: &InitConfig) -> Result<ExecPlan> {
         args,
         env,
         labels,
+        seccomp_at_exec,
+        agent,
     })
 }
 
@@ -264,7 +287,12 @@ fn wait_and_exec(cfg: &InitConfig, plan: ExecPlan) -> anyhow::Error {
         let _ = (&conn).write_all(format!("{e:#}").as_bytes());
         return e;
     }
-    let err = match exec::exec(&plan.path, &plan.args, &plan.env) {
+    // The filter comes last, so that it filters nothing of ours but execve.
+    let loaded = match cfg.seccomp.filter(|_| plan.seccomp_at_exec) {
+        Some(p) => p.load(plan.agent.as_ref()),
+        None => Ok(()),
+    };
+    let err = match loaded.and_then(|()| exec::exec(&plan.path, &plan.args, &plan.env)) {
         Err(e) => e,
         Ok(never) => match never {},
     };

@@ -162,6 +162,19 @@ fn spawn(
         undo.cgroup = Some(cgroup.clone());
     }
     let listen_fds = listen_fds();
+    let owner = user_name(nix::unistd::geteuid().as_raw());
+    let mut state = State {
+        id: opts.id.to_string(),
+        pid: 0,
+        pid_start: 0,
+        bundle: bundle.dir.clone(),
+        rootfs: rootfs.to_path_buf(),
+        created: crate::log::rfc3339_now(),
+        owner,
+        annotations: spec.annotations().clone().unwrap_or_default(),
+        phase: Phase::Creating,
+        cgroup: Some(cgroup.clone()),
+    };
     let cfg = InitConfig {
         spec,
         bundle: &bundle.dir,
@@ -183,19 +196,8 @@ fn spawn(
             .into_iter()
             .chain([parent_ch.raw_fd()])
             .collect(),
-    };
-    let owner = user_name(nix::unistd::geteuid().as_raw());
-    let mut state = State {
-        id: opts.id.to_string(),
-        pid: 0,
-        pid_start: 0,
-        bundle: bundle.dir.clone(),
-        rootfs: rootfs.to_path_buf(),
-        created: crate::log::rfc3339_now(),
-        owner,
-        annotations: spec.annotations().clone().unwrap_or_default(),
-        phase: Phase::Creating,
-        cgroup: Some(cgroup.clone()),
+        seccomp: bundle.seccomp.as_ref(),
+        state: &state,
     };
     let resources = crate::cgroups::resources::effective(spec);
     // On a cgroup2-only host the init is born in its cgroup (CLONE_INTO_CGROUP): no

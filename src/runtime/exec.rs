@@ -18,6 +18,7 @@ use crate::cgroups::Cgroup;
 use crate::config::Bundle;
 use crate::container::{self, ContainerDir, Status};
 use crate::init::{self, identity, ns_flag, ns_name};
+use crate::seccomp;
 use crate::sync::{self, Channel, Msg};
 use crate::sys;
 
@@ -79,13 +80,25 @@ pub fn exec(o: &ExecOpts) -> Result<i32> {
         bail!("container not running");
     }
     let targets = namespaces(&bundle.spec, state.pid)?;
+    let seccomp = bundle.seccomp.as_ref();
+    if seccomp.is_some_and(seccomp::Program::notifies) {
+        // Its notifications would wait for an agent that never gets the listener fd.
+        bail!("exec: a seccomp profile with SCMP_ACT_NOTIFY is not supported by exec yet");
+    }
     let (parent_ch, child_ch) = sync::pair()?;
 
     // SAFETY: corten is single-threaded, so the forked child may run arbitrary code.
     match unsafe { nix::unistd::fork() }.context("fork")? {
         nix::unistd::ForkResult::Child => {
             drop(parent_ch);
-            join_and_clone(&pidfd, &targets, &child_ch, &process, o.preserve_fds)
+            join_and_clone(
+                &pidfd,
+                &targets,
+                &child_ch,
+                &process,
+                seccomp,
+                o.preserve_fds,
+            )
         }
         nix::unistd::ForkResult::Parent { child } => {
             drop(child_ch);
@@ -317,6 +330,7 @@ fn join_and_clone(
     t: &Targets,
     ch: &Channel,
     process: &Process,
+    seccomp: Option<&seccomp::Program>,
     preserve_fds: u32,
 ) -> ! {
     let result = (|| -> Result<i32> {
@@ -333,7 +347,7 @@ fn join_and_clone(
         let pid =
             unsafe { sys::fork_clone(libc::CLONE_PARENT) }.context("clone the exec process")?;
         if pid == 0 {
-            let err = become_process(ch, process, preserve_fds);
+            let err = become_process(ch, process, seccomp, preserve_fds);
             let _ = ch.send(&Msg::Error {
                 msg: format!("{err:#}"),
             });
@@ -355,7 +369,12 @@ fn join_and_clone(
 
 /// The process (B), inside the namespaces: wait for `Go` (placed in the cgroup), take on
 /// the identity, exec. Returns only on failure.
-fn become_process(ch: &Channel, process: &Process, preserve_fds: u32) -> anyhow::Error {
+fn become_process(
+    ch: &Channel,
+    process: &Process,
+    seccomp: Option<&seccomp::Program>,
+    preserve_fds: u32,
+) -> anyhow::Error {
     let r = (|| -> Result<std::convert::Infallible> {
         match ch.recv("corten exec")? {
             Msg::Go => {}
@@ -367,6 +386,11 @@ fn become_process(ch: &Channel, process: &Process, preserve_fds: u32) -> anyhow:
         nix::unistd::setsid().ok();
         let cwd: PathBuf = process.cwd().clone();
         init::enter_cwd(&cwd)?;
+        // The container's filter, loaded when the init's is (see init::prepare).
+        let seccomp_at_exec = seccomp::load_before_exec(process);
+        if let Some(p) = seccomp.filter(|_| !seccomp_at_exec) {
+            p.load(None)?;
+        }
         identity::apply(process)?;
         let args = process.args().clone().unwrap_or_default();
         let env = init::exec::complete_env(
@@ -380,6 +404,9 @@ fn become_process(ch: &Channel, process: &Process, preserve_fds: u32) -> anyhow:
         ));
         init::reset_signals();
         crate::sys::cloexec_from(3 + preserve_fds as i32).context("mark fds close-on-exec")?;
+        if let Some(p) = seccomp.filter(|_| seccomp_at_exec) {
+            p.load(None)?;
+        }
         // Our end of the sync socket is close-on-exec: EOF tells `corten exec` we made it.
         init::exec::exec(&path, &args, &env)
     })();

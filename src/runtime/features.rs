@@ -21,7 +21,14 @@ pub fn features() -> Value {
             "namespaces": ["cgroup", "ipc", "mount", "network", "pid", "time", "user", "uts"],
             "capabilities": caps,
             "cgroup": {"v1": true, "v2": true, "systemd": false, "systemdUser": false, "rdma": true},
-            "seccomp": {"enabled": false},
+            "seccomp": {
+                "enabled": true,
+                "actions": crate::seccomp::ACTIONS,
+                "operators": crate::seccomp::OPERATORS,
+                "archs": crate::seccomp::supported_archs(),
+                "knownFlags": crate::seccomp::FLAGS,
+                "supportedFlags": crate::seccomp::supported_flags()
+            },
             // "enabled" says whether corten supports the feature, not whether this host
             // has it (runc's meaning): labels are applied when the host's LSM is enabled.
             "apparmor": {"enabled": true},
