@@ -52,9 +52,16 @@ impl Channel {
     /// Receives one message, or None once every peer has closed its end.
     pub fn recv_or_eof(&self) -> Result<Option<Msg>> {
         let mut buf = vec![0u8; 64 * 1024];
+        let mut reset_seen = false;
         let n = loop {
             match nix::unistd::read(self.0.as_fd(), &mut buf) {
                 Err(nix::errno::Errno::EINTR) => continue,
+                // The peer exited with our message unread (a failed init never reads `Go`):
+                // the kernel reports ECONNRESET once, then hands out what the peer sent.
+                Err(nix::errno::Errno::ECONNRESET) if !reset_seen => {
+                    reset_seen = true;
+                    continue;
+                }
                 r => break r.context("read from sync socket")?,
             }
         };
