@@ -244,3 +244,78 @@ fn exec_enters_the_user_namespace_first() {
         "root inside is 100000 outside: {status}"
     );
 }
+
+/// execCPUAffinity applies to exec'd processes: `initial` until the process is in the
+/// cgroup, then `final`.
+#[test]
+fn exec_applies_exec_cpu_affinity() {
+    let c = running("exec-affinity");
+    let tmp = TempDir::new("exec");
+    let p = tmp.join("process.json");
+    let cpus = |aff: serde_json::Value| {
+        fs::write(
+            &p,
+            json!({"args": ["grep", "Cpus_allowed_list", "/proc/self/status"], "cwd": "/",
+                   "env": ["PATH=/bin"], "user": {"uid": 0, "gid": 0},
+                   "execCPUAffinity": aff})
+            .to_string(),
+        )
+        .unwrap();
+        let out = exec(&c, &["--process", p.to_str().unwrap(), &c.id]);
+        out.ok()
+            .stdout
+            .split_whitespace()
+            .nth(1)
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(cpus(json!({"initial": "0"})), "0");
+    assert_eq!(cpus(json!({"initial": "0", "final": "1"})), "1");
+    assert_eq!(cpus(json!({"final": "0-1"})), "0-1");
+}
+
+/// CVE-2019-5736 during exec: the `corten exec` process (whose image the exec'd process
+/// runs until its execve) can't be opened for writing through /proc/<pid>/exe.
+#[test]
+fn exec_binary_is_not_writable_through_proc_exe() {
+    let c = running("exec-5736");
+    let mut child = std::process::Command::new(crate::common::runtime())
+        .args([
+            "--root",
+            c.root().to_str().unwrap(),
+            "exec",
+            &c.id,
+            "sleep",
+            "3",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let exe = format!("/proc/{}/exe", child.id());
+    // Wait until it has re-executed itself from the protected copy.
+    crate::common::poll_until(Duration::from_secs(5), || {
+        fs::read_link(&exe).is_ok_and(|p| p != crate::common::runtime())
+    });
+    // The attack: hold the exe (O_PATH) and reopen it for writing once the runtime has
+    // exited (then ETXTBSY no longer protects it).
+    use std::os::unix::fs::OpenOptionsExt;
+    let held = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_PATH)
+        .open(&exe)
+        .expect("hold /proc/<pid>/exe");
+    child.wait().unwrap();
+    use std::os::fd::AsRawFd;
+    let err = fs::OpenOptions::new()
+        .write(true)
+        .open(format!("/proc/self/fd/{}", held.as_raw_fd()))
+        .expect_err("the runtime binary reopened for writing");
+    assert!(
+        matches!(
+            err.raw_os_error(),
+            Some(libc::EROFS | libc::EPERM | libc::EACCES)
+        ),
+        "{err}"
+    );
+}

@@ -80,6 +80,11 @@ pub fn exec(o: &ExecOpts) -> Result<i32> {
         bail!("container not running");
     }
     let targets = namespaces(&bundle.spec, state.pid)?;
+    let affinity = process.exec_cpu_affinity().clone().unwrap_or_default();
+    if let Some(initial) = affinity.initial().as_deref().filter(|l| !l.is_empty()) {
+        // Inherited by the joiner and the process, until `final` once in the cgroup.
+        init::sched::set_affinity(initial, "initial")?;
+    }
     let seccomp = bundle.seccomp.as_ref();
     if seccomp.is_some_and(seccomp::Program::notifies) {
         // Its notifications would wait for an agent that never gets the listener fd.
@@ -379,6 +384,14 @@ fn become_process(
         match ch.recv("corten exec")? {
             Msg::Go => {}
             other => bail!("unexpected message {other:?}"),
+        }
+        if let Some(list) = process
+            .exec_cpu_affinity()
+            .as_ref()
+            .and_then(|a| a.cpu_affinity_final().as_deref())
+            .filter(|l| !l.is_empty())
+        {
+            init::sched::set_affinity(list, "final")?;
         }
         // The joiner's death must not take us along, nor must a later `corten exec` exit.
         // SAFETY: prctl with integer arguments.
