@@ -826,3 +826,25 @@ fn dotdot_in_mount_destinations_and_sources() {
     assert!(in_rootfs(&c.rootfs(), host.path()).join("tmpfs").is_dir());
     assert_untouched(&host, "destination with ..");
 }
+
+/// CVE-2024-21626's class while parked: an fd the caller of `create` leaked (not
+/// close-on-exec, not preserved) is not held by the container's init in `created`.
+#[test]
+fn parked_init_holds_no_leaked_caller_fd() {
+    let dir = TempDir::new("leak");
+    let file = crate::spec_fields::fd_file(&dir);
+    let c = sleeper("parked-leak");
+    c.write_config();
+    let bundle = c.bundle_str();
+    crate::common::rt_with_fd3(&c, &["create", "--bundle", &bundle, &c.id], &file, false).ok();
+    let pid = c.state()["pid"].as_i64().unwrap();
+    let held: Vec<String> = fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .filter_map(|e| fs::read_link(e.ok()?.path()).ok())
+        .map(|p| p.display().to_string())
+        .collect();
+    assert!(
+        !held.iter().any(|p| p == &file.display().to_string()),
+        "the parked init holds the leaked fd: {held:?}"
+    );
+}

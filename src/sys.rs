@@ -116,6 +116,27 @@ pub unsafe fn fork_clone(flags: libc::c_int) -> io::Result<i32> {
     }
 }
 
+/// Closes every fd >= `first` that is not close-on-exec. corten opens all its own fds
+/// close-on-exec, so these are fds the caller leaked to us; the container's init is a fork
+/// and would otherwise hold them while parked in `created` (CVE-2024-21626's class).
+pub fn close_inherited_from(first: RawFd) -> io::Result<()> {
+    let fds: Vec<RawFd> = std::fs::read_dir("/proc/self/fd")?
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .filter(|&fd| fd >= first)
+        .collect();
+    for fd in fds {
+        // SAFETY: fcntl/close on an fd number; a stale number (the read_dir's own fd, now
+        // closed) gives EBADF, which is ignored.
+        unsafe {
+            let flags = libc::fcntl(fd, libc::F_GETFD);
+            if flags >= 0 && flags & libc::FD_CLOEXEC == 0 {
+                libc::close(fd);
+            }
+        }
+    }
+    Ok(())
+}
+
 /// pidfd_open(2).
 pub fn pidfd_open(pid: i32) -> io::Result<OwnedFd> {
     // SAFETY: plain integer arguments.

@@ -40,6 +40,8 @@ pub struct Created {
 
 pub fn create(opts: &CreateOpts) -> Result<Created> {
     config::validate_id(opts.id)?;
+    crate::sys::close_inherited_from(3 + (opts.preserve_fds + listen_fds()) as i32)
+        .context("close inherited fds")?;
     let bundle = Bundle::load(opts.bundle)?;
     if opts.systemd_cgroup {
         // Never a silent fallback to cgroupfs: the caller asked for systemd's bookkeeping.
