@@ -111,16 +111,23 @@ impl TempDir {
 
 impl Drop for TempDir {
     fn drop(&mut self) {
-        detach_mounts_under(&self.path);
+        // Mounts can be stacked (a shared mount may receive propagated copies): repeat
+        // until none is left.
+        for _ in 0..10 {
+            if !detach_mounts_under(&self.path) {
+                break;
+            }
+        }
         let _ = fs::remove_dir_all(&self.path);
     }
 }
 
 /// Lazily unmount every mount of this (host) mount namespace that lies under
 /// `dir`, deepest first, so that removing `dir` never descends into a mount.
-fn detach_mounts_under(dir: &Path) {
+/// Returns whether there was any.
+fn detach_mounts_under(dir: &Path) -> bool {
     let Ok(text) = fs::read_to_string("/proc/self/mountinfo") else {
-        return;
+        return false;
     };
     let prefix = dir.to_string_lossy().to_string();
     let mut points: Vec<String> = parse_mountinfo(&text)
@@ -129,9 +136,11 @@ fn detach_mounts_under(dir: &Path) {
         .filter(|mp| mp == &prefix || mp.starts_with(&format!("{prefix}/")))
         .collect();
     points.sort_by_key(|p| std::cmp::Reverse(p.len()));
+    let any = !points.is_empty();
     for p in points {
         let _ = nix::mount::umount2(p.as_str(), nix::mount::MntFlags::MNT_DETACH);
     }
+    any
 }
 
 // ---------------------------------------------------------------------------

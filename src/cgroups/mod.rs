@@ -424,7 +424,9 @@ fn make_dir(h: &Hierarchy, dir: &Path) -> Result<()> {
 
 /// Kills the tasks in `dir` and removes it; true when it is gone.
 fn remove_dir(dir: &Path) -> bool {
-    for attempt in 0..50 {
+    // About 5 s: processes killed with the container (an exec'd one, whose parent is
+    // outside the pid namespace) can take a while to leave under load.
+    for attempt in 0..260 {
         match fs::remove_dir(dir) {
             Ok(()) => return true,
             Err(e) if e.kind() == ErrorKind::NotFound => return true,
