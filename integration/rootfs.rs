@@ -5,6 +5,7 @@
 use crate::common::*;
 use serde_json::json;
 use std::fs;
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 #[test]
@@ -287,6 +288,71 @@ fn tmpfs_mount_with_size_and_mode() {
     assert!(m.has_opt("size=2048k"), "{m:?}");
     assert!(m.has_opt("mode=1770"), "{m:?}");
     assert!(m.has_opt("nosuid") && m.has_opt("nodev"), "{m:?}");
+}
+
+/// `tmpcopyup` (podman's --read-only and --tmpfs): the tmpfs starts with a copy of the
+/// directory it covers (files, subdirectories, symlinks, fifos, modes and owners), the
+/// image's files stay untouched, and `ro` applies after the copy.
+#[test]
+fn tmpfs_copyup_copies_the_covered_directory() {
+    let mut c = Container::new("copyup");
+    let data = c.rootfs().join("data");
+    fs::create_dir_all(data.join("sub")).unwrap();
+    fs::write(data.join("f"), "image-data\n").unwrap();
+    fs::set_permissions(data.join("f"), fs::Permissions::from_mode(0o640)).unwrap();
+    fs::write(data.join("sub/g"), "deep\n").unwrap();
+    std::os::unix::fs::chown(data.join("sub/g"), Some(1000), Some(2000)).unwrap();
+    std::os::unix::fs::symlink("../f", data.join("sub/link")).unwrap();
+    // (runc 1.1 fails on fifos: lchown after a copy it never made.)
+    if !is_runc() {
+        nix::unistd::mkfifo(
+            &data.join("fifo"),
+            nix::sys::stat::Mode::from_bits_truncate(0o600),
+        )
+        .unwrap();
+    }
+    fs::create_dir_all(c.rootfs().join("rodata")).unwrap();
+    fs::write(c.rootfs().join("rodata/r"), "ro-data\n").unwrap();
+    c.add_mount(json!({
+        "destination": "/data", "type": "tmpfs", "source": "tmpfs",
+        "options": ["nosuid", "nodev", "tmpcopyup", "mode=755"]
+    }));
+    c.add_mount(json!({
+        "destination": "/rodata", "type": "tmpfs", "source": "tmpfs",
+        "options": ["tmpcopyup", "ro"]
+    }));
+    let out = c.run_sh(
+        "cat /data/f /data/sub/g /data/sub/link; stat -c '%a %u:%g %F' /data/f /data/sub/g /data/fifo; \
+         readlink /data/sub/link; echo changed > /data/f; cat /rodata/r; \
+         (touch /rodata/x) 2>&1; echo @@mountinfo; cat /proc/self/mountinfo",
+    );
+    let s = sections(&out);
+    let mut want = vec![
+        "image-data",
+        "deep",
+        "image-data",
+        "640 0:0 regular file",
+        "644 1000:2000 regular file",
+        "600 0:0 fifo",
+        "../f",
+        "ro-data",
+        "touch: /rodata/x: Read-only file system",
+    ];
+    if is_runc() {
+        want.retain(|l| !l.ends_with("fifo"));
+    }
+    let got: Vec<&str> = s[""]
+        .lines()
+        .filter(|l| !l.contains("/data/fifo"))
+        .collect();
+    assert_eq!(got, want, "{out}");
+    let mounts = parse_mountinfo(&s["mountinfo"]);
+    let m = find_mount(&mounts, "/data").expect("/data mounted");
+    assert_eq!(m.fstype, "tmpfs");
+    let ro = find_mount(&mounts, "/rodata").expect("/rodata mounted");
+    assert!(ro.mount_opts.iter().any(|o| o == "ro"), "{ro:?}");
+    // The write went to the tmpfs, not to the image.
+    assert_eq!(fs::read_to_string(data.join("f")).unwrap(), "image-data\n");
 }
 
 #[test]

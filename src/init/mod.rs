@@ -7,6 +7,7 @@
 //! or carries the error.
 
 pub mod cgroupfs;
+pub mod copyup;
 pub mod exec;
 pub mod identity;
 pub mod idlist;

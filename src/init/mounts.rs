@@ -1,7 +1,7 @@
 //! `mounts` entries: option parsing (runc's table) and mounting onto fds resolved inside
 //! the rootfs.
 
-use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
@@ -28,6 +28,8 @@ pub struct Options {
     pub rec_clr: u64,
     /// Everything else, passed to the filesystem as its data string.
     pub data: Vec<String>,
+    /// `tmpcopyup`: a tmpfs starts with a copy of the directory it covers.
+    pub copyup: bool,
 }
 
 impl Options {
@@ -39,6 +41,7 @@ impl Options {
             rec_set: 0,
             rec_clr: 0,
             data: Vec::new(),
+            copyup: false,
         };
         for opt in opts {
             let opt = opt.as_str();
@@ -66,7 +69,7 @@ impl Options {
             } else if matches!(opt, "idmap" | "ridmap") {
                 bail!("mount option {opt:?} is not supported yet");
             } else if opt == "tmpcopyup" {
-                bail!("mount option \"tmpcopyup\" is not supported");
+                o.copyup = true;
             } else {
                 o.data.push(opt.to_string());
             }
@@ -175,6 +178,7 @@ pub const KNOWN_OPTIONS: &[&str] = &[
     "rnostrictatime",
     "rnosymfollow",
     "rsymfollow",
+    "tmpcopyup",
 ];
 
 /// `name` → (sets?, flag) for plain mount(2) flags.
@@ -329,7 +333,22 @@ fn do_mount(root: BorrowedFd, bundle: &Path, m: &Mount, opts: &Options, typ: &st
         .map(|s| s.as_os_str())
         .unwrap_or(typ.as_ref());
     let data = opts.data.join(",");
-    let flags = opts.flags & !(MsFlags::MS_REMOUNT);
+    let mut flags = opts.flags & !(MsFlags::MS_REMOUNT);
+    // tmpcopyup: keep a readable fd of the covered directory; the copy is made writable
+    // and made read-only (if asked) once filled.
+    let copyup = opts.copyup && typ == "tmpfs";
+    let covered = if copyup {
+        let fd = nix::fcntl::open(
+            fd_path(&target).as_c_str(),
+            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )
+        .context("open the directory to copy up")?;
+        flags.remove(MsFlags::MS_RDONLY);
+        Some(fd)
+    } else {
+        None
+    };
     match mount(
         Some(source),
         fd_path(&target).as_c_str(),
@@ -352,6 +371,19 @@ fn do_mount(root: BorrowedFd, bundle: &Path, m: &Mount, opts: &Options, typ: &st
             setattr(&reopen(root, dest, &target)?, set, clr, true)?;
         }
         r => r?,
+    }
+    if let Some(covered) = covered {
+        let fd = reopen(root, dest, &target)?;
+        let copy = nix::fcntl::open(
+            fd_path(&fd).as_c_str(),
+            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )
+        .context("open the new tmpfs")?;
+        super::copyup::copy_dir(covered.as_fd(), copy.as_fd()).context("tmpcopyup")?;
+        if opts.flags.contains(MsFlags::MS_RDONLY) {
+            setattr(&fd, sys::MOUNT_ATTR_RDONLY, 0, false)?;
+        }
     }
     finish(root, dest, &target, 0, 0, opts)
 }
@@ -615,5 +647,12 @@ mod tests {
     #[test]
     fn unsupported_options_are_errors() {
         assert!(Options::parse(&["idmap".to_string()]).is_err());
+    }
+
+    #[test]
+    fn tmpcopyup_is_a_flag_not_data() {
+        let o = parse(&["nosuid", "tmpcopyup", "mode=1777"]);
+        assert!(o.copyup);
+        assert_eq!(o.data, vec!["mode=1777"]);
     }
 }
