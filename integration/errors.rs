@@ -356,6 +356,45 @@ fn failed_create_writes_json_log() {
     c.assert_no_leftovers();
 }
 
+/// podman reuses a container's `--log` file across restarts and parses it as ONE JSON
+/// object: each failing command leaves its error as the file's only content (containerd,
+/// which reads the last error object, is served as well).
+#[test]
+fn json_log_holds_only_the_last_error() {
+    if is_runc() {
+        return; // runc appends (podman then falls back to its stderr)
+    }
+    let dir = TempDir::new("jsonlog-reuse");
+    let log = dir.join("oci-log");
+    let log_s = log.to_string_lossy().into_owned();
+    let root = dir.join("root");
+    let root_s = root.to_string_lossy().into_owned();
+    fs::write(&log, "{\"level\":\"warning\",\"msg\":\"earlier\"}\n").unwrap();
+    for id in ["first-missing", "second-missing"] {
+        let out = rt(&[
+            "--root",
+            &root_s,
+            "--log",
+            &log_s,
+            "--log-format",
+            "json",
+            "kill",
+            id,
+            "KILL",
+        ]);
+        assert_err(&out, &["does not exist"], &[]);
+        let text = fs::read_to_string(&log).unwrap();
+        let v: Value = serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("the log is not one JSON object ({e}):\n{text}"));
+        assert_eq!(v["level"], "error", "{text}");
+        assert_eq!(
+            v["msg"],
+            format!("container \"{id}\" does not exist"),
+            "{text}"
+        );
+    }
+}
+
 #[test]
 fn unknown_subcommand_and_missing_args() {
     let c = Container::new("usage");

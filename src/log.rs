@@ -1,7 +1,9 @@
 //! Runtime logging, runc-compatible: `--log FILE` and `--log-format text|json`.
 //!
 //! containerd's shim reads the last `{"level":"error","msg":...}` object of the file; podman
-//! parses the file as one JSON object, so an error is written as exactly one line.
+//! parses the file as one JSON object (and reuses a container's file across restarts), so
+//! in JSON format, unless --debug, the error that ends a command replaces what the file
+//! held and is its only line.
 
 use std::fs::OpenOptions;
 use std::io::Write;
@@ -63,7 +65,15 @@ fn write(level: &str, msg: &str) {
     };
     match &logger.file {
         Some(path) => {
-            if let Ok(mut f) = OpenOptions::new().create(true).append(true).open(path) {
+            let only = level == "error" && logger.format == Format::Json && !logger.debug;
+            let mut opts = OpenOptions::new();
+            opts.create(true);
+            if only {
+                opts.write(true).truncate(true);
+            } else {
+                opts.append(true);
+            }
+            if let Ok(mut f) = opts.open(path) {
                 let _ = writeln!(f, "{line}");
             }
         }
