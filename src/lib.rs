@@ -9,6 +9,7 @@ pub mod container;
 pub mod image;
 pub mod init;
 pub mod log;
+pub mod output;
 pub mod runtime;
 pub mod safepath;
 pub mod seccomp;

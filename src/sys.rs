@@ -60,6 +60,14 @@ pub fn mount_setattr(dirfd: RawFd, path: &CStr, flags: u32, attr: &MountAttr) ->
     cvt(ret).map(drop)
 }
 
+/// Whether the kernel has mount_setattr(2) (5.12+): probed with an invalid fd, which
+/// fails with EBADF where the syscall exists and ENOSYS where it doesn't.
+pub fn has_mount_setattr() -> bool {
+    let attr = MountAttr::default();
+    let err = mount_setattr(-1, c"", libc::AT_EMPTY_PATH as u32, &attr).err();
+    err.and_then(|e| e.raw_os_error()) != Some(libc::ENOSYS)
+}
+
 /// fsopen(2).
 pub fn fsopen(fstype: &CStr) -> io::Result<OwnedFd> {
     // SAFETY: fstype is NUL-terminated.

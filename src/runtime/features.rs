@@ -3,7 +3,6 @@
 use serde_json::{Value, json};
 
 use crate::config::OCI_VERSION;
-use crate::init::mounts::KNOWN_OPTIONS;
 
 pub fn features() -> Value {
     let caps: Vec<String> = {
@@ -16,7 +15,7 @@ pub fn features() -> Value {
         "ociVersionMax": OCI_VERSION,
         // Hooks are not run yet: none is claimed.
         "hooks": [],
-        "mountOptions": KNOWN_OPTIONS,
+        "mountOptions": crate::init::mounts::supported_options(),
         "linux": {
             "namespaces": ["cgroup", "ipc", "mount", "network", "pid", "time", "user", "uts"],
             "capabilities": caps,
