@@ -4,9 +4,13 @@
 # Also makes sure cargo is on PATH and fails clearly if it is not.
 set -euo pipefail
 
+# containerd, podman + conmon and docker.io are the engines integration/engines/ runs
+# corten under (each test starts its own daemon; the packages' services are never started).
+# The docker client the tests use is docker.io's /usr/bin/docker, matching its dockerd.
 PACKAGES=(busybox-static runc crun hyperfine jq libseccomp-dev pkg-config
           golang-github-containers-common
           docker-registry skopeo umoci openssl
+          containerd podman conmon docker.io tmux
           util-linux iproute2 ca-certificates gcc)
 
 missing=()
@@ -22,6 +26,14 @@ if ((${#missing[@]})); then
     fi
     echo "install-deps: installing ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
+    # Installing docker.io/containerd must not start their daemons: deny service starts
+    # for the duration unless a policy is already in place.
+    policy=/usr/sbin/policy-rc.d
+    if [[ ! -e $policy ]]; then
+        printf '#!/bin/sh\nexit 101\n' >"$policy"
+        chmod 755 "$policy"
+        trap 'rm -f "$policy"' EXIT
+    fi
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${missing[@]}"
 else

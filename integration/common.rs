@@ -100,6 +100,15 @@ impl TempDir {
         TempDir { path }
     }
 
+    /// Like `new` with a short name (`cit-<tag>-<pid>-<n>`), for tools that limit path
+    /// lengths (podman's runroot: 50 characters).
+    pub fn short(tag: &str) -> TempDir {
+        let path = temp_base().join(format!("cit-{tag}-{}-{}", std::process::id(), next_n()));
+        fs::create_dir(&path).unwrap_or_else(|e| panic!("mkdir {}: {e}", path.display()));
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).unwrap();
+        TempDir { path }
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }

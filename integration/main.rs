@@ -11,6 +11,7 @@
 //! those directories even if the test panics, so the tests can run in parallel.
 
 mod common;
+mod engines;
 mod errors;
 mod escapes;
 mod exec;
