@@ -93,7 +93,8 @@ corten = ["{corten}"]
     fn cmd(&self, args: &[&str]) -> Command {
         let d = |s: &str| self.dir.join(s).to_string_lossy().into_owned();
         let mut c = Command::new("podman");
-        c.env("CONTAINERS_CONF", d("containers.conf"))
+        c.current_dir(self.dir.path())
+            .env("CONTAINERS_CONF", d("containers.conf"))
             .env("CONTAINERS_STORAGE_CONF", d("storage.conf"))
             .args(["--root", &d("root"), "--runroot", &d("runroot")])
             .args(["--tmpdir", &d("tmp"), "--cgroup-manager", "cgroupfs"])
@@ -459,4 +460,26 @@ fn podman_pod_containers_share_namespaces() {
     let mine = fs::read_link("/proc/self/ns/uts").unwrap();
     assert!(!out.stdout.contains(&*mine.to_string_lossy()), "{out}");
     p.podman(&["pod", "rm", "--force", &pod]).ok();
+}
+
+/// --uidmap/--gidmap: podman makes a user namespace and corten enters it with the maps.
+#[test]
+fn podman_user_namespace_maps() {
+    let p = Podman::new();
+    let out = p.run(&[
+        "--rm",
+        "--uidmap",
+        "0:200000:65536",
+        "--gidmap",
+        "0:200000:65536",
+        IMAGE,
+        "sh",
+        "-c",
+        "id -u; cat /proc/self/uid_map /proc/self/gid_map | xargs; touch /tmp/x && echo ok",
+    ]);
+    out.ok();
+    assert_eq!(
+        out.stdout, "0\n0 200000 65536 0 200000 65536\nok\n",
+        "{out}"
+    );
 }
