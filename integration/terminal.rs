@@ -156,6 +156,16 @@ fn console_socket_rules_are_runcs() {
     c.assert_no_leftovers();
     plain.assert_no_leftovers();
 
+    // No devpts in the container: nowhere to take a pty from.
+    let mut no_pts = with_terminal("tty-nopts", "true");
+    no_pts.config["mounts"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|m| m["destination"] != "/dev/pts");
+    let out = create_on(&no_pts, &ConsoleSocket::new().path_str());
+    assert_err(&out, &["devpts"], &["no such file"]);
+    no_pts.assert_no_leftovers();
+
     // A console socket nobody listens on: a one-line error naming it.
     let gone = TempDir::new("tty-gone");
     let missing = gone.join("none.sock").to_string_lossy().into_owned();
@@ -399,4 +409,35 @@ fn dev_console_symlink_in_the_image_is_not_followed() {
 
 fn in_rootfs_is_symlink(p: &Path) -> bool {
     fs::symlink_metadata(p).is_ok_and(|m| m.file_type().is_symlink())
+}
+
+/// In a user namespace the terminal still belongs to the process's user, for the init and
+/// for exec (which becomes the namespace's root to make it, as the init does).
+#[test]
+fn terminal_in_a_user_namespace() {
+    let mut c = with_terminal("tty-userns", "stat -c %u:%g $(tty); read x; echo got:$x");
+    crate::userns::user_ns(&mut c, 100000);
+    c.config["process"]["user"] = json!({"uid": 1000, "gid": 1000});
+    let master = start_on_console(&c);
+    let text = read_pty(&master, Some("1000:5\n"));
+    assert!(text.starts_with("1000:5\n"), "{text}");
+    let cmd = command_line(
+        &c,
+        &[
+            "exec",
+            "-t",
+            "-u",
+            "2000:2000",
+            &c.id,
+            "sh",
+            "-c",
+            "stat -c %u:%g $(tty)",
+        ],
+    );
+    let (code, text) = on_terminal(&cmd, "");
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("2000:5\n"), "{text}");
+    write_pty(&master, "bye\n");
+    assert!(read_pty(&master, None).contains("got:bye"));
+    c.wait_status("stopped", STATE_TIMEOUT);
 }
