@@ -72,6 +72,19 @@ fn interactive_shell(test: &str) -> (Container, String) {
     (c, cmd)
 }
 
+/// `exec -t FLAGS ID sh -c SCRIPT` attached, on a terminal, with `input` typed.
+fn exec_on_terminal(
+    c: &Container,
+    flags: &[&str],
+    script: &str,
+    input: &str,
+) -> (Option<i32>, String) {
+    let mut args = vec!["exec", "-t"];
+    args.extend_from_slice(flags);
+    args.extend_from_slice(&[&c.id, "sh", "-c", script]);
+    on_terminal(&command_line(c, &args), input)
+}
+
 /// The number N of a "/dev/pts/N" line.
 fn pts_number(tty: &str) -> u64 {
     tty.trim()
@@ -331,18 +344,7 @@ fn exec_gets_a_terminal() {
     assert!(s["input"].contains("got:hello"), "{text}");
 
     // Attached: exec relays it on our terminal and exits with the process's status.
-    let cmd = command_line(
-        &c,
-        &[
-            "exec",
-            "-t",
-            &c.id,
-            "sh",
-            "-c",
-            "tty; read x; echo got:$x; exit 5",
-        ],
-    );
-    let (code, text) = on_terminal(&cmd, "typed\n");
+    let (code, text) = exec_on_terminal(&c, &[], "tty; read x; echo got:$x; exit 5", "typed\n");
     assert_eq!(code, Some(5), "{text}");
     assert!(
         text.contains("/dev/pts/") && text.contains("got:typed"),
@@ -421,20 +423,7 @@ fn terminal_in_a_user_namespace() {
     let master = start_on_console(&c);
     let text = read_pty(&master, Some("1000:5\n"));
     assert!(text.starts_with("1000:5\n"), "{text}");
-    let cmd = command_line(
-        &c,
-        &[
-            "exec",
-            "-t",
-            "-u",
-            "2000:2000",
-            &c.id,
-            "sh",
-            "-c",
-            "stat -c %u:%g $(tty)",
-        ],
-    );
-    let (code, text) = on_terminal(&cmd, "");
+    let (code, text) = exec_on_terminal(&c, &["-u", "2000:2000"], "stat -c %u:%g $(tty)", "");
     assert_eq!(code, Some(0), "{text}");
     assert!(text.contains("2000:5\n"), "{text}");
     write_pty(&master, "bye\n");
