@@ -72,6 +72,19 @@ fn interactive_shell(test: &str) -> (Container, String) {
     (c, cmd)
 }
 
+/// `exec -t FLAGS ID sh -c SCRIPT` attached, on a terminal, with `input` typed.
+fn exec_on_terminal(
+    c: &Container,
+    flags: &[&str],
+    script: &str,
+    input: &str,
+) -> (Option<i32>, String) {
+    let mut args = vec!["exec", "-t"];
+    args.extend_from_slice(flags);
+    args.extend_from_slice(&[&c.id, "sh", "-c", script]);
+    on_terminal(&command_line(c, &args), input)
+}
+
 /// The number N of a "/dev/pts/N" line.
 fn pts_number(tty: &str) -> u64 {
     tty.trim()
@@ -155,6 +168,16 @@ fn console_socket_rules_are_runcs() {
     assert!(!socket.was_connected(), "a refused create connected");
     c.assert_no_leftovers();
     plain.assert_no_leftovers();
+
+    // No devpts in the container: nowhere to take a pty from.
+    let mut no_pts = with_terminal("tty-nopts", "true");
+    no_pts.config["mounts"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|m| m["destination"] != "/dev/pts");
+    let out = create_on(&no_pts, &ConsoleSocket::new().path_str());
+    assert_err(&out, &["devpts"], &["no such file"]);
+    no_pts.assert_no_leftovers();
 
     // A console socket nobody listens on: a one-line error naming it.
     let gone = TempDir::new("tty-gone");
@@ -321,18 +344,7 @@ fn exec_gets_a_terminal() {
     assert!(s["input"].contains("got:hello"), "{text}");
 
     // Attached: exec relays it on our terminal and exits with the process's status.
-    let cmd = command_line(
-        &c,
-        &[
-            "exec",
-            "-t",
-            &c.id,
-            "sh",
-            "-c",
-            "tty; read x; echo got:$x; exit 5",
-        ],
-    );
-    let (code, text) = on_terminal(&cmd, "typed\n");
+    let (code, text) = exec_on_terminal(&c, &[], "tty; read x; echo got:$x; exit 5", "typed\n");
     assert_eq!(code, Some(5), "{text}");
     assert!(
         text.contains("/dev/pts/") && text.contains("got:typed"),
@@ -399,4 +411,22 @@ fn dev_console_symlink_in_the_image_is_not_followed() {
 
 fn in_rootfs_is_symlink(p: &Path) -> bool {
     fs::symlink_metadata(p).is_ok_and(|m| m.file_type().is_symlink())
+}
+
+/// In a user namespace the terminal still belongs to the process's user, for the init and
+/// for exec (which becomes the namespace's root to make it, as the init does).
+#[test]
+fn terminal_in_a_user_namespace() {
+    let mut c = with_terminal("tty-userns", "stat -c %u:%g $(tty); read x; echo got:$x");
+    crate::userns::user_ns(&mut c, 100000);
+    c.config["process"]["user"] = json!({"uid": 1000, "gid": 1000});
+    let master = start_on_console(&c);
+    let text = read_pty(&master, Some("1000:5\n"));
+    assert!(text.starts_with("1000:5\n"), "{text}");
+    let (code, text) = exec_on_terminal(&c, &["-u", "2000:2000"], "stat -c %u:%g $(tty)", "");
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("2000:5\n"), "{text}");
+    write_pty(&master, "bye\n");
+    assert!(read_pty(&master, None).contains("got:bye"));
+    c.wait_status("stopped", STATE_TIMEOUT);
 }

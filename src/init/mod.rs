@@ -251,7 +251,7 @@ fn setup_console(cfg: &InitConfig, mount_console: bool) -> Result<()> {
 
 /// In a user namespace our credentials are still the host's (unmapped there, so files we
 /// create would fail with EOVERFLOW): become its root, which the id maps make someone.
-fn become_userns_root() -> Result<()> {
+pub fn become_userns_root() -> Result<()> {
     let root_gid = nix::unistd::Gid::from_raw(0);
     let root_uid = nix::unistd::Uid::from_raw(0);
     nix::unistd::setresgid(root_gid, root_gid, root_gid)

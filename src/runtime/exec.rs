@@ -113,6 +113,7 @@ pub fn exec(o: &ExecOpts) -> Result<i32> {
                     seccomp,
                     preserve_fds: o.preserve_fds,
                     console: std::cell::Cell::new(console_child),
+                    userns: targets.flags.contains(CloneFlags::CLONE_NEWUSER),
                 },
             )
         }
@@ -356,6 +357,8 @@ struct Child<'a> {
     preserve_fds: u32,
     /// process.terminal: where to send the pty's master (taken once it is sent).
     console: std::cell::Cell<Option<OwnedFd>>,
+    /// The container has a user namespace of its own (joined).
+    userns: bool,
 }
 
 /// The joiner (A): enter the namespaces, clone the process with CLONE_PARENT, report its
@@ -417,6 +420,11 @@ fn become_process(ch: &Channel, child: &Child) -> anyhow::Error {
         unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, 0, 0, 0, 0) };
         nix::unistd::setsid().ok();
         if let Some(socket) = child.console.take() {
+            if child.userns {
+                // As the init is: the pty is then created by a mapped owner, so it can be
+                // given to the process's user.
+                init::become_userns_root()?;
+            }
             // From the container's devpts (we are in its mount namespace); its /dev/console
             // stays the init's.
             crate::console::setup(socket, process, false)?;
