@@ -5,6 +5,7 @@
 
 pub mod cgroups;
 pub mod config;
+pub mod console;
 pub mod container;
 pub mod image;
 pub mod init;

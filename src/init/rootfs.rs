@@ -31,6 +31,9 @@ pub struct RootfsPlan<'a> {
     pub userns: bool,
     /// Called before a cgroup filesystem is mounted (the init must be in its cgroup).
     pub before_cgroup_mount: &'a dyn Fn() -> Result<()>,
+    /// Called once "/" is the container's root, before it may be made read-only (the
+    /// terminal goes over /dev/console there).
+    pub after_pivot: &'a dyn Fn() -> Result<()>,
 }
 
 /// Sets up the rootfs and pivots into it. Returns with "/" being the container's root.
@@ -112,6 +115,7 @@ pub fn setup(plan: &RootfsPlan) -> Result<()> {
     } else {
         pivot(root)?;
     }
+    (plan.after_pivot)()?;
     if spec
         .root()
         .as_ref()
