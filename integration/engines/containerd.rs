@@ -123,27 +123,43 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.b
 
     /// `ctr run [flags] --runc-binary corten IMAGE ID ARGS...`
     fn run(&self, flags: &[&str], id: &str, args: &[&str]) -> Out {
-        let (bin, root, fifo) = (
-            corten_path(),
-            self.runc_root().to_string_lossy().into_owned(),
-            self.fifo_dir(),
-        );
-        let mut a = vec!["run", "--fifo-dir", &fifo, "--runc-binary", &bin];
-        a.extend(["--runc-root", &root]);
-        a.extend(flags);
-        a.extend([IMAGE, id]);
-        a.extend(args);
-        self.ctr(&a)
+        run_cmd(
+            self.dir.path(),
+            &mut self.run_command(flags, id, args),
+            None,
+            CMD_TIMEOUT,
+        )
+    }
+
+    fn run_command(&self, flags: &[&str], id: &str, args: &[&str]) -> Command {
+        let mut cmd = self.cmd();
+        cmd.arg("run").args(["--fifo-dir", &self.fifo_dir()]);
+        cmd.args(["--runc-binary", &corten_path()])
+            .arg("--runc-root")
+            .arg(self.runc_root());
+        cmd.args(flags).args([IMAGE, id]).args(args);
+        cmd
+    }
+
+    /// `ctr task exec --exec-id EXEC [flags] ID ARGS...` as a Command.
+    fn exec_command(&self, exec_id: &str, flags: &[&str], id: &str, args: &[&str]) -> Command {
+        let mut cmd = self.cmd();
+        cmd.args([
+            "task",
+            "exec",
+            "--fifo-dir",
+            &self.fifo_dir(),
+            "--exec-id",
+            exec_id,
+        ]);
+        cmd.args(flags).arg(id).args(args);
+        cmd
     }
 
     /// `ctr task exec --exec-id EXEC [flags] ID ARGS...`
     fn exec(&self, exec_id: &str, flags: &[&str], id: &str, args: &[&str]) -> Out {
-        let fifo = self.fifo_dir();
-        let mut a = vec!["task", "exec", "--fifo-dir", &fifo, "--exec-id", exec_id];
-        a.extend(flags);
-        a.push(id);
-        a.extend(args);
-        self.ctr(&a)
+        let mut cmd = self.exec_command(exec_id, flags, id, args);
+        run_cmd(self.dir.path(), &mut cmd, None, CMD_TIMEOUT)
     }
 
     /// The state dir corten keeps for `id` under the shim's root.
@@ -328,4 +344,36 @@ fn containerd_error_from_log_json() {
         );
         let _ = c.ctr(&["container", "delete", &id]);
     }
+}
+
+/// Terminals: `ctr run -t` in a tmux window (the container's pty gets the window's size,
+/// typed input reaches it, the exit code comes back) and `ctr task exec -t` on a pty.
+#[test]
+fn containerd_tty_run_and_exec() {
+    let c = Containerd::start();
+    let id = c.id("ctd-tty");
+    let line = sh_line(&c.run_command(&["--rm", "-t"], &id, &["sh"]));
+    let tmux = Tmux::start(c.dir.path(), &line, 90, 25);
+    // (capture-pane trims the prompt's trailing space)
+    tmux.wait_for_text("/ #");
+    tmux.type_line("stty size; tty; echo typed-$((6*7))");
+    let screen = tmux.wait_for_text("typed-42");
+    assert!(screen.contains("25 90\n/dev/pts/0\n"), "{screen}");
+    tmux.type_line("exit 5");
+    tmux.wait_for_text("exit=5");
+    drop(tmux);
+
+    let id = c.id("ctd-tty-exec");
+    c.run(&["-d"], &id, &["sleep", "1000"]).ok();
+    let cmd = c.exec_command(
+        "x1",
+        &["-t"],
+        &id,
+        &["sh", "-c", "tty; [ -t 0 ] && echo stdin-tty; exit 3"],
+    );
+    let out = under_script(c.dir.path(), &sh_line(&cmd));
+    assert_eq!(out.code, Some(3), "{out}");
+    assert!(out.stdout.contains("/dev/pts/"), "{out}");
+    assert!(out.stdout.contains("stdin-tty"), "{out}");
+    c.ctr(&["task", "kill", "--signal", "KILL", &id]).ok();
 }

@@ -204,6 +204,32 @@ fn docker_run_exec_stop() {
     let out = d.docker(&["exec", "-u", "1000:1000", &name, "id"]);
     out.ok();
     assert!(out.stdout.starts_with("uid=1000"), "{out}");
+    // Terminals: run -t and exec -t from a client on a pty.
+    let line = sh_line(&d.cmd(&["exec", "-t", &name, "sh", "-c", "tty; exit 2"]));
+    let out = under_script(d.dir.path(), &line);
+    assert_eq!(out.code, Some(2), "{out}");
+    assert!(out.stdout.contains("/dev/pts/"), "{out}");
+    let line = sh_line(&d.cmd(&[
+        "run",
+        "--rm",
+        "-t",
+        "--runtime",
+        "corten",
+        "--network",
+        "none",
+        IMAGE,
+        "sh",
+        "-c",
+        "tty; [ -t 0 ] && echo stdin-tty; exit 3",
+    ]));
+    let out = under_script(d.dir.path(), &line);
+    assert_eq!(out.code, Some(3), "{out}");
+    assert!(
+        out.stdout
+            .replace('\r', "")
+            .contains("/dev/pts/0\nstdin-tty"),
+        "{out}"
+    );
     let out = d.docker(&["top", &name]);
     out.ok();
     assert!(out.stdout.contains("sleep 1000"), "{out}");

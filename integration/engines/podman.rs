@@ -483,3 +483,78 @@ fn podman_user_namespace_maps() {
         "{out}"
     );
 }
+
+/// Terminals: `run -t` on a pty (script) and `run -it` in a tmux window (size, typed input,
+/// exit code); `exec -t`; `run -i` and `exec -i` with stdin from a pipe.
+#[test]
+fn podman_tty_and_interactive() {
+    let p = Podman::new();
+    let line = sh_line(&p.cmd(&[
+        "run",
+        "--rm",
+        "-t",
+        "--network",
+        "none",
+        IMAGE,
+        "sh",
+        "-c",
+        "tty; [ -t 0 ] && echo stdin-tty; exit 4",
+    ]));
+    let out = under_script(p.dir.path(), &line);
+    assert_eq!(out.code, Some(4), "{out}");
+    assert!(
+        out.stdout
+            .replace('\r', "")
+            .contains("/dev/pts/0\nstdin-tty"),
+        "{out}"
+    );
+
+    let line = sh_line(&p.cmd(&["run", "--rm", "-it", "--network", "none", IMAGE, "sh"]));
+    let tmux = Tmux::start(p.dir.path(), &line, 100, 30);
+    // (capture-pane trims the prompt's trailing space)
+    tmux.wait_for_text("/ #");
+    tmux.type_line("stty size; echo typed-$((6*7))");
+    let screen = tmux.wait_for_text("typed-42");
+    assert!(screen.contains("30 100\n"), "{screen}");
+    tmux.type_line("exit 5");
+    tmux.wait_for_text("exit=5");
+    drop(tmux);
+
+    // stdin reaches the process, and its end is the process's EOF.
+    let mut cmd = p.cmd(&[
+        "run",
+        "--rm",
+        "-i",
+        "--network",
+        "none",
+        IMAGE,
+        "sh",
+        "-c",
+        "cat; exit 6",
+    ]);
+    let out = run_cmd(p.dir.path(), &mut cmd, Some(b"from-stdin\n"), CMD_TIMEOUT);
+    assert_eq!(
+        (out.code, out.stdout.as_str()),
+        (Some(6), "from-stdin\n"),
+        "{out}"
+    );
+
+    let name = p.name("pm-tty");
+    p.run_detached(&name, &[], &["sleep", "1000"]);
+    let line = sh_line(&p.cmd(&["exec", "-t", &name, "sh", "-c", "tty; exit 2"]));
+    let out = under_script(p.dir.path(), &line);
+    assert_eq!(out.code, Some(2), "{out}");
+    assert!(out.stdout.contains("/dev/pts/"), "{out}");
+    let mut cmd = p.cmd(&["exec", "-i", &name, "sh"]);
+    let out = run_cmd(
+        p.dir.path(),
+        &mut cmd,
+        Some(b"echo exec-stdin; exit 3\n"),
+        CMD_TIMEOUT,
+    );
+    assert_eq!(
+        (out.code, out.stdout.as_str()),
+        (Some(3), "exec-stdin\n"),
+        "{out}"
+    );
+}
