@@ -14,6 +14,7 @@ mod common;
 mod errors;
 mod escapes;
 mod exec;
+mod hooks;
 mod image;
 mod image_resilience;
 mod image_support;

@@ -18,6 +18,10 @@ pub enum Msg {
     Error { msg: String },
     /// exec's joiner -> `corten exec`: the pid of the process it cloned.
     Pid { pid: i32 },
+    /// init -> parent: mounts are made; run the prestart and createRuntime hooks.
+    RunHooks,
+    /// parent -> init: they ran; the state the init's own hooks get.
+    HooksDone { state: crate::hooks::HookState },
 }
 
 pub struct Channel(OwnedFd);

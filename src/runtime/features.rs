@@ -14,8 +14,7 @@ pub fn features() -> Value {
     json!({
         "ociVersionMin": "1.0.0",
         "ociVersionMax": OCI_VERSION,
-        // Hooks are not run yet: none is claimed.
-        "hooks": [],
+        "hooks": crate::hooks::Kind::ALL.map(crate::hooks::Kind::name),
         "mountOptions": KNOWN_OPTIONS,
         "linux": {
             "namespaces": ["cgroup", "ipc", "mount", "network", "pid", "time", "user", "uts"],
