@@ -148,7 +148,9 @@ fn strings(v: &[&str]) -> Vec<String> {
 fn every_hook_runs_in_order_with_its_state_and_namespaces() {
     let mut c = sleeper("hooks-all");
     let h = HookDir::new(&mut c);
-    c.config["annotations"] = json!({"org.example.key": "value"});
+    // A big one too: more than a sync message or a pipe buffer holds.
+    let big = "x".repeat(100_000);
+    c.config["annotations"] = json!({"org.example.key": "value", "org.example.big": big});
     let hooks: Vec<(&str, Value)> = ALL_KINDS.iter().map(|k| (*k, h.record(k))).collect();
     set_hooks(&mut c, &hooks);
 
@@ -170,7 +172,11 @@ fn every_hook_runs_in_order_with_its_state_and_namespaces() {
     assert_ne!(host_mnt, container_mnt);
     let bundle = c.bundle_str();
     for kind in ALL_KINDS {
-        let st = h.state(kind);
+        let mut st = h.state(kind);
+        let got_big = st["annotations"]
+            .as_object_mut()
+            .and_then(|a| a.remove("org.example.big"));
+        assert_eq!(got_big, Some(json!(big)), "{kind}: the big annotation");
         let status = match kind {
             "startContainer" => "created",
             "poststart" => "running",
@@ -227,6 +233,34 @@ fn every_hook_runs_in_order_with_its_state_and_namespaces() {
             );
         }
     }
+}
+
+/// In a new user namespace too: the init's hooks run as its root (an unprivileged host
+/// id), the others as the runtime's user.
+#[test]
+fn hooks_run_in_a_user_namespace_container() {
+    let mut c = Container::new("hooks-userns");
+    c.args(&["true"]);
+    crate::userns::user_ns(&mut c, 100000);
+    let h = HookDir::new(&mut c);
+    // The mount point must exist (the rootfs is the host root's, unmapped inside), and
+    // the init's hooks write as uid 100000.
+    fs::create_dir(c.rootfs().join("out")).unwrap();
+    fs::write(h.out().join("order"), "").unwrap();
+    for p in [h.out(), h.out().join("order")] {
+        let uid = Some(nix::unistd::Uid::from_raw(100000));
+        nix::unistd::chown(&p, uid, None).unwrap();
+    }
+    let hooks: Vec<(&str, Value)> = ALL_KINDS.iter().map(|k| (*k, h.record(k))).collect();
+    set_hooks(&mut c, &hooks);
+    c.run_ok();
+    assert_eq!(h.order(), strings(&ALL_KINDS));
+    assert_ne!(
+        h.read("createContainer", "mnt").trim(),
+        ns_of("self", "mnt")
+    );
+    assert_eq!(h.read("createRuntime", "mnt").trim(), ns_of("self", "mnt"));
+    c.assert_no_leftovers();
 }
 
 /// `run` (create, start, wait, delete) runs all of them, in order.

@@ -3,7 +3,7 @@
 //! Where each kind runs:
 //! - `prestart` (deprecated) and `createRuntime`: by `corten create`, in the runtime
 //!   namespace, once the init has built its mounts (before pivot_root). The init asks for
-//!   them with [`Msg::RunHooks`] and waits for [`Msg::HooksDone`], which carries the state.
+//!   them with [`Msg::RunHooks`] and waits for [`Msg::HooksDone`], which carries its pid.
 //! - `createContainer`: by the init, in the container's namespaces, right after that (the
 //!   path resolves in the runtime namespace: the old root is still there).
 //! - `startContainer`: by the init once `start` woke it, just before it execs (the path
@@ -206,14 +206,14 @@ pub fn create_runtime(spec: &Spec, state: &State, ch: &Channel) -> Result<()> {
     let hs = HookState::new(state, Status::Creating);
     run_all(Kind::Prestart, Kind::Prestart.in_spec(spec), &hs)?;
     run_all(Kind::CreateRuntime, Kind::CreateRuntime.in_spec(spec), &hs)?;
-    ch.send(&Msg::HooksDone { state: hs })
+    ch.send(&Msg::HooksDone { pid: state.pid })
 }
 
 /// The init's hooks: createContainer before pivot_root, startContainer before exec.
 pub struct InitHooks<'a> {
     /// Set only when the config has a hook the init takes part in.
     hooks: Option<&'a Hooks>,
-    /// The state from `create` (it knows our pid as the host sees it).
+    /// The state for our hooks, once `create` told us our pid as the host sees it.
     state: OnceCell<HookState>,
 }
 
@@ -236,16 +236,25 @@ impl<'a> InitHooks<'a> {
     }
 
     /// Before pivot_root: once placed (`await_go`), has `create` run prestart and
-    /// createRuntime, then runs createContainer here.
-    pub fn before_pivot(&self, ch: &Channel, await_go: impl FnOnce() -> Result<()>) -> Result<()> {
+    /// createRuntime, then runs createContainer here. `state` is create's (without our pid).
+    pub fn before_pivot(
+        &self,
+        ch: &Channel,
+        state: &State,
+        await_go: impl FnOnce() -> Result<()>,
+    ) -> Result<()> {
         let Some(hooks) = self.hooks else {
             return Ok(());
         };
         await_go()?;
         ch.send(&Msg::RunHooks)?;
-        let state = match ch.recv("corten create")? {
-            Msg::HooksDone { state } => state,
+        let pid = match ch.recv("corten create")? {
+            Msg::HooksDone { pid } => pid,
             other => bail!("unexpected message {other:?} while waiting for the hooks"),
+        };
+        let state = HookState {
+            pid: Some(pid),
+            ..HookState::new(state, Status::Creating)
         };
         let kind = Kind::CreateContainer;
         run_all(kind, kind.of(hooks), &state)?;

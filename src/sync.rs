@@ -20,8 +20,9 @@ pub enum Msg {
     Pid { pid: i32 },
     /// init -> parent: mounts are made; run the prestart and createRuntime hooks.
     RunHooks,
-    /// parent -> init: they ran; the state the init's own hooks get.
-    HooksDone { state: crate::hooks::HookState },
+    /// parent -> init: they ran; `pid` is the init's as the host sees it (for the state
+    /// the init's own hooks get).
+    HooksDone { pid: i32 },
 }
 
 pub struct Channel(OwnedFd);

@@ -157,7 +157,10 @@ fn prepare(cfg: &InitConfig) -> Result<ExecPlan> {
     }
     // mknod and mkdir below must get exactly the modes asked for.
     nix::sys::stat::umask(nix::sys::stat::Mode::empty());
-    let hooks = || cfg.hooks.before_pivot(&cfg.sync, || await_go(cfg));
+    let hooks = || {
+        cfg.hooks
+            .before_pivot(&cfg.sync, cfg.state, || await_go(cfg))
+    };
     if cfg.has_mount_ns {
         rootfs::setup(&rootfs::RootfsPlan {
             spec,
