@@ -376,3 +376,22 @@ fn bad_signal_name() {
     // The container is not affected.
     assert_eq!(c.state()["status"], "created");
 }
+
+/// A reader that goes away (`corten features | head -1`) ends corten quietly with the
+/// SIGPIPE status, not a panic and backtrace.
+#[test]
+fn closed_stdout_is_not_a_panic() {
+    let script = format!(
+        "{} features | (exec <&-; sleep 0.5); echo \"status=${{PIPESTATUS[0]}}\"",
+        runtime().display()
+    );
+    let out = std::process::Command::new("bash")
+        .args(["-c", &script])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stdout.contains("status=141"), "{stdout}{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(stderr.is_empty(), "{stderr}");
+}

@@ -29,7 +29,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Everything under `dir` (relative path → kind, mode, owner, content), to
 /// prove a host directory or file was left alone.
-fn snapshot(path: &Path) -> BTreeMap<PathBuf, String> {
+pub(crate) fn snapshot(path: &Path) -> BTreeMap<PathBuf, String> {
     fn walk(base: &Path, p: &Path, out: &mut BTreeMap<PathBuf, String>) {
         let Ok(meta) = fs::symlink_metadata(p) else {
             return;
@@ -60,7 +60,7 @@ fn snapshot(path: &Path) -> BTreeMap<PathBuf, String> {
 }
 
 /// Host mount points at or under `dir`.
-fn host_mounts_under(dir: &Path) -> Vec<String> {
+pub(crate) fn host_mounts_under(dir: &Path) -> Vec<String> {
     let text = fs::read_to_string("/proc/self/mountinfo").unwrap();
     let prefix = dir.to_string_lossy().to_string();
     parse_mountinfo(&text)
@@ -74,7 +74,7 @@ fn host_mounts_under(dir: &Path) -> Vec<String> {
 /// shared: a mount made on it (or under it) in a container's mount namespace
 /// with `rootfsPropagation: shared` comes back to the host. The TempDir
 /// detaches its mounts when dropped.
-fn shared_host_dir(tag: &str) -> TempDir {
+pub(crate) fn shared_host_dir(tag: &str) -> TempDir {
     let d = TempDir::new(tag);
     let p = d.path();
     mount(Some(p), p, None::<&str>, MsFlags::MS_BIND, None::<&str>).expect("bind onto itself");
@@ -584,7 +584,7 @@ fn cve_2023_27561_mounts_inside_proc_are_refused() {
 // ---------------------------------------------------------------------------
 
 /// A host file that a hole would clobber, with distinctive content and mode.
-fn sentinel(dir: &TempDir, name: &str) -> PathBuf {
+pub(crate) fn sentinel(dir: &TempDir, name: &str) -> PathBuf {
     let p = dir.join(name);
     fs::write(&p, format!("sentinel {name}\n")).unwrap();
     fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o640)).unwrap();

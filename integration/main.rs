@@ -25,4 +25,5 @@ mod resources;
 mod rootfs;
 mod seccomp;
 mod spec_fields;
+mod terminal;
 mod userns;

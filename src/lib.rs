@@ -5,11 +5,13 @@
 
 pub mod cgroups;
 pub mod config;
+pub mod console;
 pub mod container;
 pub mod hooks;
 pub mod image;
 pub mod init;
 pub mod log;
+pub mod output;
 pub mod runtime;
 pub mod safepath;
 pub mod seccomp;

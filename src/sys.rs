@@ -60,6 +60,14 @@ pub fn mount_setattr(dirfd: RawFd, path: &CStr, flags: u32, attr: &MountAttr) ->
     cvt(ret).map(drop)
 }
 
+/// Whether the kernel has mount_setattr(2) (5.12+): probed with an invalid fd, which
+/// fails with EBADF where the syscall exists and ENOSYS where it doesn't.
+pub fn has_mount_setattr() -> bool {
+    let attr = MountAttr::default();
+    let err = mount_setattr(-1, c"", libc::AT_EMPTY_PATH as u32, &attr).err();
+    err.and_then(|e| e.raw_os_error()) != Some(libc::ENOSYS)
+}
+
 /// fsopen(2).
 pub fn fsopen(fstype: &CStr) -> io::Result<OwnedFd> {
     // SAFETY: fstype is NUL-terminated.
@@ -90,6 +98,34 @@ pub fn fsmount(fd: BorrowedFd, attr_flags: u64) -> io::Result<OwnedFd> {
             attr_flags,
         )
     })
+}
+
+/// open_tree(2) with OPEN_TREE_CLONE on `fd` itself: a detached bind mount of exactly the
+/// file `fd` is (no path lookup, no /proc needed).
+pub fn open_tree_clone(fd: BorrowedFd) -> io::Result<OwnedFd> {
+    const OPEN_TREE_CLONE: libc::c_uint = 1;
+    let flags =
+        OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint | libc::AT_EMPTY_PATH as libc::c_uint;
+    // SAFETY: an empty NUL-terminated path with AT_EMPTY_PATH names `fd` itself.
+    owned(unsafe { libc::syscall(libc::SYS_open_tree, fd.as_raw_fd(), c"".as_ptr(), flags) })
+}
+
+/// move_mount(2) of the detached mount `from` onto the file or directory `onto` (both fds).
+pub fn move_mount_onto(from: BorrowedFd, onto: BorrowedFd) -> io::Result<()> {
+    const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
+    const MOVE_MOUNT_T_EMPTY_PATH: libc::c_uint = 0x40;
+    // SAFETY: empty NUL-terminated paths with the *_EMPTY_PATH flags name the fds themselves.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            from.as_raw_fd(),
+            c"".as_ptr(),
+            onto.as_raw_fd(),
+            c"".as_ptr(),
+            MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH,
+        )
+    };
+    cvt(ret).map(drop)
 }
 
 /// clone(2) fork-style (no new stack: the child continues on a copy of the caller's) with

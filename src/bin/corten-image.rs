@@ -115,17 +115,17 @@ fn run(cli: Cli) -> Result<()> {
             };
             let summary = image::pull(&g, &o)?;
             if json {
-                println!("{summary}");
+                corten::outln!("{summary}");
             }
         }
         Cmd::Images { json } => {
             let rows = image::images(&g)?;
             if json {
-                println!("{}", serde_json::Value::from(rows));
+                corten::outln!("{}", serde_json::Value::from(rows));
             } else {
-                println!("{:<50} {:<16} {:<71} SIZE", "REF", "PLATFORM", "DIGEST");
+                corten::outln!("{:<50} {:<16} {:<71} SIZE", "REF", "PLATFORM", "DIGEST");
                 for r in rows {
-                    println!(
+                    corten::outln!(
                         "{:<50} {:<16} {:<71} {}",
                         r["ref"].as_str().unwrap_or_default(),
                         r["platform"].as_str().unwrap_or_default(),
@@ -137,18 +137,18 @@ fn run(cli: Cli) -> Result<()> {
         }
         Cmd::Rm { reference } => {
             let (n, bytes) = image::rm(&g, &reference)?;
-            println!("removed {reference} ({n} blobs, {})", human(bytes));
+            corten::outln!("removed {reference} ({n} blobs, {})", human(bytes));
         }
         Cmd::Prune => {
             let (n, bytes) = image::prune(&g)?;
-            println!("removed {n} blobs ({})", human(bytes));
+            corten::outln!("removed {n} blobs ({})", human(bytes));
         }
         Cmd::Inspect {
             platform,
             reference,
         } => {
             let v = image::inspect(&g, &reference, platform.as_deref())?;
-            println!("{}", serde_json::to_string_pretty(&v)?);
+            corten::outln!("{}", serde_json::to_string_pretty(&v)?);
         }
     }
     Ok(())

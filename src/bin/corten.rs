@@ -258,9 +258,9 @@ fn main() -> ExitCode {
     };
     log::init(cli.log.clone(), format, cli.debug);
     if cli.version {
-        println!("corten version {}", env!("CARGO_PKG_VERSION"));
-        println!("commit: {}", env!("CORTEN_COMMIT"));
-        println!("spec: {}", corten::config::OCI_VERSION);
+        corten::outln!("corten version {}", env!("CARGO_PKG_VERSION"));
+        corten::outln!("commit: {}", env!("CORTEN_COMMIT"));
+        corten::outln!("spec: {}", corten::config::OCI_VERSION);
         return ExitCode::SUCCESS;
     }
     match dispatch(&cli) {
@@ -304,7 +304,7 @@ fn dispatch(cli: &Cli) -> Result<u8> {
         return Ok(0);
     }
     if let Command::Features = command {
-        println!(
+        corten::outln!(
             "{}",
             serde_json::to_string_pretty(&runtime::features::features())?
         );
@@ -349,7 +349,7 @@ fn dispatch(cli: &Cli) -> Result<u8> {
         }
         Command::State { id } => {
             let state = runtime::state::state(root, id)?;
-            println!("{}", serde_json::to_string_pretty(&state)?);
+            corten::outln!("{}", serde_json::to_string_pretty(&state)?);
         }
         Command::Kill { all, id, signal } => runtime::kill::kill(root, id, signal, *all)?,
         Command::Delete { force, id } => runtime::delete::delete(root, id, *force)?,
@@ -366,12 +366,12 @@ fn dispatch(cli: &Cli) -> Result<u8> {
             let states = runtime::list::states(root)?;
             if *quiet {
                 for s in &states {
-                    println!("{}", s["id"].as_str().unwrap_or_default());
+                    corten::outln!("{}", s["id"].as_str().unwrap_or_default());
                 }
             } else if matches!(format, ListFormat::Json) {
-                println!("{}", serde_json::to_string(&states)?);
+                corten::outln!("{}", serde_json::to_string(&states)?);
             } else {
-                print!("{}", runtime::list::table(&states));
+                corten::out!("{}", runtime::list::table(&states));
             }
         }
         Command::Events {
@@ -380,7 +380,7 @@ fn dispatch(cli: &Cli) -> Result<u8> {
             id,
         } => {
             if *stats {
-                println!("{}", runtime::events::stats(root, id)?);
+                corten::outln!("{}", runtime::events::stats(root, id)?);
             } else {
                 runtime::events::stream(root, id, parse_duration(interval)?)?;
             }
@@ -394,9 +394,9 @@ fn dispatch(cli: &Cli) -> Result<u8> {
             ps_args,
         } => match format {
             ListFormat::Json => {
-                println!("{}", serde_json::to_string(&runtime::ps::pids(root, id)?)?)
+                corten::outln!("{}", serde_json::to_string(&runtime::ps::pids(root, id)?)?)
             }
-            ListFormat::Table => print!("{}", runtime::ps::table(root, id, ps_args)?),
+            ListFormat::Table => corten::out!("{}", runtime::ps::table(root, id, ps_args)?),
         },
         Command::Update(u) => {
             let flags = runtime::update::Flags {

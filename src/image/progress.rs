@@ -40,12 +40,12 @@ impl Progress {
                 if !bars.is_empty() && bars.iter().all(ProgressBar::is_finished) {
                     // Nothing redraws the finished bars any more: print below them (the
                     // cursor is still on the last bar's line), not above.
-                    println!("\n{msg}");
+                    crate::outln!("\n{msg}");
                 } else {
                     let _ = m.println(msg);
                 }
             }
-            Mode::Plain => println!("{msg}"),
+            Mode::Plain => crate::outln!("{msg}"),
             Mode::Quiet => {}
         }
     }
@@ -95,7 +95,7 @@ impl LayerBar {
         if let Some(b) = &self.bar {
             b.finish_with_message(msg.to_string());
         } else if self.plain {
-            println!("{} {msg}", self.label);
+            crate::outln!("{} {msg}", self.label);
         }
     }
 

@@ -57,6 +57,8 @@ pub struct InitConfig<'a> {
     pub keyring: Option<String>,
     pub start_listener: OwnedFd,
     pub sync: Channel,
+    /// process.terminal: where to send the pty's master (taken once it is sent).
+    pub console: Cell<Option<OwnedFd>>,
     /// The parent's fds the init inherits but must not keep: the state-dir lock and the
     /// parent's end of the sync socket (holding it, the init would never see EOF).
     pub parent_only_fds: Vec<std::os::fd::RawFd>,
@@ -173,11 +175,14 @@ fn prepare(cfg: &InitConfig) -> Result<ExecPlan> {
             userns: in_userns,
             before_cgroup_mount: &|| await_go(cfg),
             before_pivot: &hooks,
+            after_pivot: &|| setup_console(cfg, true),
         })?;
     } else {
         hooks()?;
         nix::unistd::chroot(cfg.rootfs)
             .with_context(|| format!("chroot {}", cfg.rootfs.display()))?;
+        // No mount namespace of our own: /dev/console would be mounted over on the host.
+        setup_console(cfg, false)?;
     }
     enter_cwd(process.cwd())?;
     if let Some(adj) = process.oom_score_adj() {
@@ -243,9 +248,18 @@ fn await_go(cfg: &InitConfig) -> Result<()> {
     Ok(())
 }
 
+/// process.terminal: the pty, from the container's devpts once the rootfs is in place (as
+/// runc does it), becomes our stdio and controlling terminal; its master goes out.
+fn setup_console(cfg: &InitConfig, mount_console: bool) -> Result<()> {
+    match (cfg.console.take(), cfg.spec.process()) {
+        (Some(socket), Some(process)) => crate::console::setup(socket, process, mount_console),
+        _ => Ok(()),
+    }
+}
+
 /// In a user namespace our credentials are still the host's (unmapped there, so files we
 /// create would fail with EOVERFLOW): become its root, which the id maps make someone.
-fn become_userns_root() -> Result<()> {
+pub fn become_userns_root() -> Result<()> {
     let root_gid = nix::unistd::Gid::from_raw(0);
     let root_uid = nix::unistd::Uid::from_raw(0);
     nix::unistd::setresgid(root_gid, root_gid, root_gid)

@@ -234,6 +234,17 @@ pub fn propagation_option(name: &str) -> Option<MsFlags> {
     })
 }
 
+/// The mount options corten accepts on this kernel: the recursive attribute options
+/// (`rro`, ...) need mount_setattr(2), so they are offered only where it exists.
+pub fn supported_options() -> Vec<&'static str> {
+    let recursive = sys::has_mount_setattr();
+    KNOWN_OPTIONS
+        .iter()
+        .copied()
+        .filter(|o| recursive || recursive_option(o).is_none())
+        .collect()
+}
+
 /// Recursive attribute options (`rro`, `rnosuid`, ...) → (sets?, MOUNT_ATTR_*).
 fn recursive_option(name: &str) -> Option<(bool, u64)> {
     let rest = name.strip_prefix('r')?;
@@ -610,6 +621,18 @@ mod tests {
                 "{opt} would be passed to the filesystem as data"
             );
         }
+    }
+
+    #[test]
+    fn supported_options_keep_every_plain_option() {
+        let supported = supported_options();
+        for opt in KNOWN_OPTIONS {
+            if recursive_option(opt).is_none() {
+                assert!(supported.contains(opt), "{opt} dropped");
+            }
+        }
+        // Every kernel corten is tested on has mount_setattr.
+        assert!(supported.contains(&"rro"));
     }
 
     #[test]

@@ -34,6 +34,9 @@ pub struct RootfsPlan<'a> {
     /// Called once the mounts and devices are made, before the paths are masked and the
     /// root pivoted (where runc runs the create hooks).
     pub before_pivot: &'a dyn Fn() -> Result<()>,
+    /// Called once "/" is the container's root, before it may be made read-only (the
+    /// terminal goes over /dev/console there).
+    pub after_pivot: &'a dyn Fn() -> Result<()>,
 }
 
 /// Sets up the rootfs and pivots into it. Returns with "/" being the container's root.
@@ -116,6 +119,7 @@ pub fn setup(plan: &RootfsPlan) -> Result<()> {
     } else {
         pivot(root)?;
     }
+    (plan.after_pivot)()?;
     if spec
         .root()
         .as_ref()

@@ -2,7 +2,7 @@
 //! place it in its cgroup, and return once it is parked waiting for `start`.
 //! Any failure undoes everything: no state dir, cgroup or process is left.
 
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 
@@ -36,9 +36,18 @@ pub struct CreateOpts<'a> {
 pub struct Created {
     pub pid: i32,
     pub dir: ContainerDir,
+    /// With a terminal that corten relays (attached `run`): where its master arrives.
+    pub relay: Option<OwnedFd>,
 }
 
+/// `create`: the container is left to the caller (detached).
 pub fn create(opts: &CreateOpts) -> Result<Created> {
+    create_with(opts, true)
+}
+
+/// `create` for `run`, which stays attached unless `detach` (-d): attached, a terminal goes
+/// to corten itself rather than to --console-socket.
+pub fn create_with(opts: &CreateOpts, detach: bool) -> Result<Created> {
     config::validate_id(opts.id)?;
     crate::sys::close_inherited_from(3 + (opts.preserve_fds + listen_fds()) as i32)
         .context("close inherited fds")?;
@@ -56,15 +65,14 @@ pub fn create(opts: &CreateOpts) -> Result<Created> {
     if rootfs == Path::new("/") {
         bail!("root.path resolves to the host's /, refusing to use it as a rootfs");
     }
-    if bundle
+    let terminal = bundle
         .spec
         .process()
         .as_ref()
         .and_then(|p| p.terminal())
-        .unwrap_or(false)
-    {
-        bail!("process.terminal is not supported yet: set it to false");
-    }
+        .unwrap_or(false);
+    // Connected here, in the caller's mount namespace, before the init exists.
+    let console = crate::console::plan(terminal, opts.console_socket, detach)?;
     // What the host must offer, checked before anything exists.
     crate::init::lsm::check_host(&bundle.spec, crate::init::lsm::Host::detect())?;
     crate::runtime::intelrdt::check_host(&bundle.spec)?;
@@ -76,7 +84,19 @@ pub fn create(opts: &CreateOpts) -> Result<Created> {
         cgroup: None,
         poststop: None,
     };
-    let pid = spawn(opts, &bundle, &rootfs, &dir, &mut undo)?;
+    let (console_child, relay) = match console {
+        Some(p) => (Some(p.child), p.relay),
+        None => (None, None),
+    };
+    let pid = spawn(
+        opts,
+        &bundle,
+        &rootfs,
+        &dir,
+        console_child,
+        relay.as_ref(),
+        &mut undo,
+    )?;
     if let Some(f) = opts.pid_file {
         let f = absolute(f)?;
         container::write_atomic(&f, pid.to_string().as_bytes(), 0o644)
@@ -84,15 +104,18 @@ pub fn create(opts: &CreateOpts) -> Result<Created> {
     }
     undo.disarm();
     drop(undo);
-    Ok(Created { pid, dir })
+    Ok(Created { pid, dir, relay })
 }
 
-/// Clones the init, places it, waits for Ready, and records the state.
+/// Clones the init, places it, waits for Ready, and records the state. `console`: the
+/// init's end of the console socket; `relay`: ours, which the init must not keep.
 fn spawn(
     opts: &CreateOpts,
     bundle: &Bundle,
     rootfs: &Path,
     dir: &ContainerDir,
+    console: Option<OwnedFd>,
+    relay: Option<&OwnedFd>,
     undo: &mut Undo,
 ) -> Result<i32> {
     let spec = &bundle.spec;
@@ -195,10 +218,12 @@ fn spawn(
         keyring: (!opts.no_new_keyring).then(|| opts.id.to_string()),
         start_listener: listener.into(),
         sync: child_ch,
+        console: std::cell::Cell::new(console),
         parent_only_fds: dir
             .lock_fd()
             .into_iter()
             .chain([parent_ch.raw_fd()])
+            .chain(relay.map(|fd| fd.as_raw_fd()))
             .collect(),
         seccomp: bundle.seccomp.as_ref(),
         state: &state,
@@ -284,7 +309,6 @@ fn apply_resources(
 /// 5.7) fall back to clone, and the caller places it. Returns (pid, placed), pid 0 in the
 /// child.
 fn clone_init(flags: CloneFlags, cgroup: Option<&std::fs::File>) -> Result<(i32, bool)> {
-    use std::os::fd::AsRawFd;
     const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
     if let Some(cg) = cgroup {
         // struct clone_args: flags, pidfd, child_tid, parent_tid, exit_signal, stack,

@@ -30,11 +30,11 @@ pub fn stream(root: &Path, id: &str, interval: Duration) -> Result<()> {
         }
         let now = oom_kills(&cg);
         if now > ooms {
-            println!("{}", json!({"type": "oom", "id": id}));
+            crate::outln!("{}", json!({"type": "oom", "id": id}));
             ooms = now;
         }
         if waited >= interval {
-            println!(
+            crate::outln!(
                 "{}",
                 json!({"type": "stats", "id": id, "data": collect(&cg)})
             );

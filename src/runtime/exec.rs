@@ -64,9 +64,6 @@ pub fn exec(o: &ExecOpts) -> Result<i32> {
     }
     let bundle = Bundle::load(&state.bundle)?;
     let process = build_process(&bundle.spec, o)?;
-    if process.terminal().unwrap_or(false) || o.console_socket.is_some() {
-        bail!("exec with a terminal (-t, --console-socket) is not supported yet");
-    }
     let cgroup = match (&state.cgroup, o.cgroup) {
         (Some(cg), Some(sub)) => Some(sub_cgroup(cg, sub)?),
         (Some(cg), None) => Some(cg.clone()),
@@ -90,23 +87,40 @@ pub fn exec(o: &ExecOpts) -> Result<i32> {
         // Its notifications would wait for an agent that never gets the listener fd.
         bail!("exec: a seccomp profile with SCMP_ACT_NOTIFY is not supported by exec yet");
     }
+    // Connected here, in our mount namespace, before anything is cloned.
+    let console = crate::console::plan(
+        process.terminal().unwrap_or(false),
+        o.console_socket,
+        o.detach,
+    )?;
+    let (console_child, relay) = match console {
+        Some(p) => (Some(p.child), p.relay),
+        None => (None, None),
+    };
     let (parent_ch, child_ch) = sync::pair()?;
 
     // SAFETY: corten is single-threaded, so the forked child may run arbitrary code.
     match unsafe { nix::unistd::fork() }.context("fork")? {
         nix::unistd::ForkResult::Child => {
             drop(parent_ch);
+            drop(relay);
             join_and_clone(
                 &pidfd,
                 &targets,
                 &child_ch,
-                &process,
-                seccomp,
-                o.preserve_fds,
+                &Child {
+                    process: &process,
+                    seccomp,
+                    preserve_fds: o.preserve_fds,
+                    console: std::cell::Cell::new(console_child),
+                    userns: targets.flags.contains(CloneFlags::CLONE_NEWUSER),
+                },
             )
         }
         nix::unistd::ForkResult::Parent { child } => {
             drop(child_ch);
+            // Only the process may hold it: a failure before it sends closes the socket.
+            drop(console_child);
             let joiner = child;
             let pid = match parent_ch.recv("the exec joiner") {
                 Ok(Msg::Pid { pid }) => pid,
@@ -121,13 +135,18 @@ pub fn exec(o: &ExecOpts) -> Result<i32> {
                 }
             };
             let _ = nix::sys::wait::waitpid(joiner, None);
-            let started = place_and_go(&parent_ch, pid, cgroup.as_ref());
-            if let Err(e) = started {
-                // SAFETY: kill(2) of our own child; reaped right after.
-                unsafe { libc::kill(pid, libc::SIGKILL) };
-                let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
-                return Err(e);
-            }
+            // The process sent its terminal before it exec'd.
+            let started = place_and_go(&parent_ch, pid, cgroup.as_ref())
+                .and_then(|()| relay.as_ref().map(crate::console::recv_master).transpose());
+            let master = match started {
+                Ok(m) => m,
+                Err(e) => {
+                    // SAFETY: kill(2) of our own child; reaped right after.
+                    unsafe { libc::kill(pid, libc::SIGKILL) };
+                    let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
+                    return Err(e);
+                }
+            };
             if let Some(f) = o.pid_file {
                 let f = std::path::absolute(f).context("--pid-file")?;
                 container::write_atomic(&f, pid.to_string().as_bytes(), 0o644)
@@ -136,7 +155,10 @@ pub fn exec(o: &ExecOpts) -> Result<i32> {
             if o.detach {
                 return Ok(0);
             }
-            super::run::wait_forwarding(pid)
+            match master {
+                Some(m) => super::relay::relay(m, pid),
+                None => super::run::wait_forwarding(pid),
+            }
         }
     }
 }
@@ -328,16 +350,20 @@ fn namespaces(spec: &Spec, pid: i32) -> Result<Targets> {
     Ok(Targets { flags, files })
 }
 
+/// What the process (B) is made of.
+struct Child<'a> {
+    process: &'a Process,
+    seccomp: Option<&'a seccomp::Program>,
+    preserve_fds: u32,
+    /// process.terminal: where to send the pty's master (taken once it is sent).
+    console: std::cell::Cell<Option<OwnedFd>>,
+    /// The container has a user namespace of its own (joined).
+    userns: bool,
+}
+
 /// The joiner (A): enter the namespaces, clone the process with CLONE_PARENT, report its
 /// pid, exit. Never returns.
-fn join_and_clone(
-    pidfd: &OwnedFd,
-    t: &Targets,
-    ch: &Channel,
-    process: &Process,
-    seccomp: Option<&seccomp::Program>,
-    preserve_fds: u32,
-) -> ! {
+fn join_and_clone(pidfd: &OwnedFd, t: &Targets, ch: &Channel, child: &Child) -> ! {
     let result = (|| -> Result<i32> {
         // SAFETY: prctl with integer arguments: die if `corten exec` dies.
         unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) };
@@ -352,7 +378,7 @@ fn join_and_clone(
         let pid =
             unsafe { sys::fork_clone(libc::CLONE_PARENT) }.context("clone the exec process")?;
         if pid == 0 {
-            let err = become_process(ch, process, seccomp, preserve_fds);
+            let err = become_process(ch, child);
             let _ = ch.send(&Msg::Error {
                 msg: format!("{err:#}"),
             });
@@ -374,12 +400,8 @@ fn join_and_clone(
 
 /// The process (B), inside the namespaces: wait for `Go` (placed in the cgroup), take on
 /// the identity, exec. Returns only on failure.
-fn become_process(
-    ch: &Channel,
-    process: &Process,
-    seccomp: Option<&seccomp::Program>,
-    preserve_fds: u32,
-) -> anyhow::Error {
+fn become_process(ch: &Channel, child: &Child) -> anyhow::Error {
+    let (process, seccomp) = (child.process, child.seccomp);
     let r = (|| -> Result<std::convert::Infallible> {
         match ch.recv("corten exec")? {
             Msg::Go => {}
@@ -397,6 +419,16 @@ fn become_process(
         // SAFETY: prctl with integer arguments.
         unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, 0, 0, 0, 0) };
         nix::unistd::setsid().ok();
+        if let Some(socket) = child.console.take() {
+            if child.userns {
+                // As the init is: the pty is then created by a mapped owner, so it can be
+                // given to the process's user.
+                init::become_userns_root()?;
+            }
+            // From the container's devpts (we are in its mount namespace); its /dev/console
+            // stays the init's.
+            crate::console::setup(socket, process, false)?;
+        }
         let cwd: PathBuf = process.cwd().clone();
         init::enter_cwd(&cwd)?;
         // The container's filter, loaded when the init's is (see init::prepare).
@@ -416,7 +448,8 @@ fn become_process(
             process.user().umask().unwrap_or(0o022),
         ));
         init::reset_signals();
-        crate::sys::cloexec_from(3 + preserve_fds as i32).context("mark fds close-on-exec")?;
+        crate::sys::cloexec_from(3 + child.preserve_fds as i32)
+            .context("mark fds close-on-exec")?;
         if let Some(p) = seccomp.filter(|_| seccomp_at_exec) {
             p.load(None)?;
         }

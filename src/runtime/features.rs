@@ -3,7 +3,6 @@
 use serde_json::{Value, json};
 
 use crate::config::OCI_VERSION;
-use crate::init::mounts::KNOWN_OPTIONS;
 
 pub fn features() -> Value {
     let caps: Vec<String> = {
@@ -15,7 +14,7 @@ pub fn features() -> Value {
         "ociVersionMin": "1.0.0",
         "ociVersionMax": OCI_VERSION,
         "hooks": crate::hooks::Kind::ALL.map(crate::hooks::Kind::name),
-        "mountOptions": KNOWN_OPTIONS,
+        "mountOptions": crate::init::mounts::supported_options(),
         "linux": {
             "namespaces": ["cgroup", "ipc", "mount", "network", "pid", "time", "user", "uts"],
             "capabilities": caps,

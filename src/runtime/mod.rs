@@ -11,6 +11,7 @@ pub mod list;
 pub mod netdev;
 pub mod pause;
 pub mod ps;
+pub mod relay;
 pub mod run;
 pub mod spec;
 pub mod start;
