@@ -571,8 +571,17 @@ fn features_document_is_valid_and_truthful() {
         "{v}"
     );
     assert_eq!(v["linux"]["cgroup"]["v1"], true);
-    // Not implemented yet, so not claimed.
-    assert_eq!(v["hooks"], json!([]));
+    assert_eq!(
+        v["hooks"],
+        json!([
+            "prestart",
+            "createRuntime",
+            "createContainer",
+            "startContainer",
+            "poststart",
+            "poststop"
+        ])
+    );
     assert_eq!(v["linux"]["seccomp"]["enabled"], true);
 }
 

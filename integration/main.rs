@@ -15,6 +15,7 @@ mod engines;
 mod errors;
 mod escapes;
 mod exec;
+mod hooks;
 mod image;
 mod image_resilience;
 mod image_support;

@@ -103,6 +103,7 @@ pub fn validate(spec: &Spec) -> Result<()> {
             );
         }
     }
+    crate::hooks::validate(spec)?;
     if let Some(r) = linux.and_then(|l| l.resources().as_ref()) {
         crate::cgroups::resources::validate(r).context("linux.resources")?;
     }

@@ -7,6 +7,7 @@ pub mod cgroups;
 pub mod config;
 pub mod console;
 pub mod container;
+pub mod hooks;
 pub mod image;
 pub mod init;
 pub mod log;

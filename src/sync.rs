@@ -18,6 +18,11 @@ pub enum Msg {
     Error { msg: String },
     /// exec's joiner -> `corten exec`: the pid of the process it cloned.
     Pid { pid: i32 },
+    /// init -> parent: mounts are made; run the prestart and createRuntime hooks.
+    RunHooks,
+    /// parent -> init: they ran; `pid` is the init's as the host sees it (for the state
+    /// the init's own hooks get).
+    HooksDone { pid: i32 },
 }
 
 pub struct Channel(OwnedFd);

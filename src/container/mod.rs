@@ -42,6 +42,9 @@ pub struct State {
     pub phase: Phase,
     #[serde(default)]
     pub cgroup: Option<Cgroup>,
+    /// The poststart and poststop hooks, which `start` and `delete` run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hooks: Option<oci_spec::runtime::Hooks>,
 }
 
 /// The status the runtime-spec defines (plus runc's `paused`).

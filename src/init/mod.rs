@@ -68,6 +68,8 @@ pub struct InitConfig<'a> {
     /// The container's state as `create` records it (pid not known yet): the seccomp
     /// agent gets it.
     pub state: &'a crate::container::State,
+    /// createContainer and startContainer hooks (and the round trip for createRuntime).
+    pub hooks: crate::hooks::InitHooks<'a>,
 }
 
 /// The init's entry point after clone(); never returns.
@@ -158,6 +160,10 @@ fn prepare(cfg: &InitConfig) -> Result<ExecPlan> {
     }
     // mknod and mkdir below must get exactly the modes asked for.
     nix::sys::stat::umask(nix::sys::stat::Mode::empty());
+    let hooks = || {
+        cfg.hooks
+            .before_pivot(&cfg.sync, cfg.state, || await_go(cfg))
+    };
     if cfg.has_mount_ns {
         rootfs::setup(&rootfs::RootfsPlan {
             spec,
@@ -169,9 +175,11 @@ fn prepare(cfg: &InitConfig) -> Result<ExecPlan> {
             cwd: process.cwd(),
             userns: in_userns,
             before_cgroup_mount: &|| await_go(cfg),
+            before_pivot: &hooks,
             after_pivot: &|| setup_console(cfg, true),
         })?;
     } else {
+        hooks()?;
         nix::unistd::chroot(cfg.rootfs)
             .with_context(|| format!("chroot {}", cfg.rootfs.display()))?;
         // No mount namespace of our own: /dev/console would be mounted over on the host.
@@ -293,6 +301,11 @@ fn wait_and_exec(cfg: &InitConfig, plan: ExecPlan) -> anyhow::Error {
             Ok(fd) => break UnixStream::from(unsafe { OwnedFd::from_raw_fd(fd) }),
         }
     };
+    // While SIGPIPE is still ignored (the hooks' stdin is a pipe).
+    if let Err(e) = cfg.hooks.start_container() {
+        let _ = (&conn).write_all(format!("{e:#}").as_bytes());
+        return e;
+    }
     reset_signals();
     // Only 0-2 and the preserved fds may survive exec (CVE-2024-21626).
     if let Err(e) = crate::sys::cloexec_from(3 + cfg.preserve_fds as i32) {

@@ -31,6 +31,9 @@ pub struct RootfsPlan<'a> {
     pub userns: bool,
     /// Called before a cgroup filesystem is mounted (the init must be in its cgroup).
     pub before_cgroup_mount: &'a dyn Fn() -> Result<()>,
+    /// Called once the mounts and devices are made, before the paths are masked and the
+    /// root pivoted (where runc runs the create hooks).
+    pub before_pivot: &'a dyn Fn() -> Result<()>,
     /// Called once "/" is the container's root, before it may be made read-only (the
     /// terminal goes over /dev/console there).
     pub after_pivot: &'a dyn Fn() -> Result<()>,
@@ -87,6 +90,7 @@ pub fn setup(plan: &RootfsPlan) -> Result<()> {
         )?;
         dev_symlinks(root)?;
     }
+    (plan.before_pivot)()?;
     // Before readonlyPaths, which usually include /proc/sys (runc's order).
     for (key, value) in linux
         .and_then(|l| l.sysctl().as_ref())

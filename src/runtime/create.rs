@@ -82,6 +82,7 @@ pub fn create_with(opts: &CreateOpts, detach: bool) -> Result<Created> {
         dir: Some(&dir),
         pid: None,
         cgroup: None,
+        poststop: None,
     };
     let (console_child, relay) = match console {
         Some(p) => (Some(p.child), p.relay),
@@ -199,6 +200,7 @@ fn spawn(
         annotations: spec.annotations().clone().unwrap_or_default(),
         phase: Phase::Creating,
         cgroup: Some(cgroup.clone()),
+        hooks: crate::hooks::persisted(spec),
     };
     let cfg = InitConfig {
         spec,
@@ -225,6 +227,7 @@ fn spawn(
             .collect(),
         seccomp: bundle.seccomp.as_ref(),
         state: &state,
+        hooks: crate::hooks::InitHooks::new(spec),
     };
     let resources = crate::cgroups::resources::effective(spec);
     // On a cgroup2-only host the init is born in its cgroup (CLONE_INTO_CGROUP): no
@@ -245,6 +248,8 @@ fn spawn(
         init::run(cfg);
     }
     undo.pid = Some(pid);
+    // A failed create continues the lifecycle at delete: its poststop hooks run.
+    undo.poststop = state.hooks.is_some().then(|| state.clone());
     drop(cfg);
     state.pid = pid;
     state.pid_start = container::process_start_time(pid)?;
@@ -267,10 +272,13 @@ fn spawn(
     if parent_ch.send(&Msg::Go).is_err() {
         // The init died before reading it; its own error message is waiting for us.
     }
-    match parent_ch.recv("the container init")? {
-        Msg::Ready => {}
-        Msg::Error { msg } => bail!("{msg}"),
-        Msg::Go | Msg::Pid { .. } => bail!("unexpected message from the container init"),
+    loop {
+        match parent_ch.recv("the container init")? {
+            Msg::Ready => break,
+            Msg::Error { msg } => bail!("{msg}"),
+            Msg::RunHooks => crate::hooks::create_runtime(spec, &state, &parent_ch)?,
+            other => bail!("unexpected message {other:?} from the container init"),
+        }
     }
     // The init is parked in its network namespace: move the devices in now, so only the
     // state write below can still fail after they left the host.
@@ -441,11 +449,13 @@ fn absolute(p: &Path) -> Result<PathBuf> {
     })
 }
 
-/// Rolls a failed create back: kills and reaps the init, removes the cgroup and state dir.
+/// Rolls a failed create back: kills and reaps the init, removes the cgroup and state dir,
+/// then runs the poststop hooks.
 struct Undo<'a> {
     dir: Option<&'a ContainerDir>,
     pid: Option<i32>,
     cgroup: Option<Cgroup>,
+    poststop: Option<State>,
 }
 
 impl Undo<'_> {
@@ -453,6 +463,7 @@ impl Undo<'_> {
         self.dir = None;
         self.pid = None;
         self.cgroup = None;
+        self.poststop = None;
     }
 }
 
@@ -467,6 +478,9 @@ impl Drop for Undo<'_> {
         }
         if let Some(dir) = self.dir {
             let _ = dir.remove();
+        }
+        if let Some(state) = &self.poststop {
+            crate::hooks::poststop(state);
         }
     }
 }

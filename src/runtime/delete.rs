@@ -38,7 +38,9 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<()> {
             crate::log::warn(&format!("could not remove cgroup {}", left[0].display()));
         }
     }
-    dir.remove()
+    dir.remove()?;
+    crate::hooks::poststop(&state);
+    Ok(())
 }
 
 /// SIGKILL the init and wait (through a pidfd, it need not be our child) until it is gone.

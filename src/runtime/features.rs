@@ -13,8 +13,7 @@ pub fn features() -> Value {
     json!({
         "ociVersionMin": "1.0.0",
         "ociVersionMax": OCI_VERSION,
-        // Hooks are not run yet: none is claimed.
-        "hooks": [],
+        "hooks": crate::hooks::Kind::ALL.map(crate::hooks::Kind::name),
         "mountOptions": crate::init::mounts::supported_options(),
         "linux": {
             "namespaces": ["cgroup", "ipc", "mount", "network", "pid", "time", "user", "uts"],

@@ -31,5 +31,5 @@ pub fn start(root: &Path, id: &str) -> Result<()> {
     if !reply.is_empty() {
         bail!("{reply}");
     }
-    Ok(())
+    crate::hooks::poststart(&state)
 }

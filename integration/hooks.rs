@@ -1,0 +1,536 @@
+//! OCI hooks: where and when each kind runs, what it gets (state on stdin, argv, env,
+//! namespaces, fds), and what a failing or hanging hook does to the lifecycle.
+//!
+//! The hooks are shell scripts. Host-side ones (prestart, createRuntime, createContainer,
+//! poststart, poststop: their paths resolve on the host) live in the test's temp dir and
+//! use the host's /bin/sh; startContainer's path resolves in the container, so its script
+//! is in the rootfs and runs with busybox sh. Each records what it saw into `out/`, which
+//! the container sees as /out.
+
+use crate::common::*;
+use serde_json::{Value, json};
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+const CREATE_KINDS: [&str; 3] = ["prestart", "createRuntime", "createContainer"];
+const ALL_KINDS: [&str; 6] = [
+    "prestart",
+    "createRuntime",
+    "createContainer",
+    "startContainer",
+    "poststart",
+    "poststop",
+];
+/// The exact environment the hooks are given.
+const HOOK_ENV: [&str; 3] = ["PATH=/usr/bin:/bin", "HOOK_VAR=two words", "EMPTY="];
+
+/// Records stdin, argv, environ, mount and pid namespace of the shell itself, then appends
+/// the kind to `order`. The shell's pid is read from /proc/self/stat (a builtin's
+/// redirection is the shell's own), because createContainer runs in the container's pid
+/// namespace with the host's /proc still mounted: `$$` would name another process there.
+const RECORD: &str = r#"kind=$1; out=$2
+read -r me _ < /proc/self/stat
+cat > "$out/$kind.stdin"
+tr '\0' '\n' < /proc/$me/cmdline > "$out/$kind.argv"
+tr '\0' '\n' < /proc/$me/environ > "$out/$kind.env"
+readlink /proc/$me/ns/mnt > "$out/$kind.mnt"
+readlink /proc/$me/ns/pid > "$out/$kind.pidns"
+echo "$kind" >> "$out/order"
+"#;
+
+/// Fails after saying why on stderr (and something on stdout).
+const FAIL: &str = "#!/bin/sh\necho \"some output of $1\"\necho \"boom from $1\" >&2\necho \"$1\" >> \"$2/order\"\nexit 1\n";
+
+struct HookDir {
+    dir: TempDir,
+}
+
+impl HookDir {
+    /// Scripts on the host and in `c`'s rootfs, and `out/` mounted at /out.
+    fn new(c: &mut Container) -> HookDir {
+        let dir = TempDir::new("hooks");
+        fs::create_dir(dir.join("out")).unwrap();
+        fs::write(dir.join("record.sh"), RECORD).unwrap();
+        fs::write(c.rootfs().join("record.sh"), RECORD).unwrap();
+        write_script(&dir.join("fail.sh"), FAIL);
+        write_script(&c.rootfs().join("fail.sh"), FAIL);
+        c.add_mount(bind("/out", &dir.join("out"), &["bind", "rw"]));
+        HookDir { dir }
+    }
+
+    fn out(&self) -> PathBuf {
+        self.dir.join("out")
+    }
+
+    fn path(&self, name: &str) -> String {
+        self.dir.join(name).to_string_lossy().into_owned()
+    }
+
+    /// A recording hook of `kind`, with its paths where that kind resolves them.
+    fn record(&self, kind: &str) -> Value {
+        if kind == "startContainer" {
+            // busybox picks its applet by argv[0].
+            return json!({"path": "/bin/sh", "args": ["sh", "/record.sh", kind, "/out"], "env": HOOK_ENV});
+        }
+        json!({
+            "path": "/bin/sh",
+            "args": [format!("argv0-{kind}"), self.path("record.sh"), kind, self.out()],
+            "env": HOOK_ENV
+        })
+    }
+
+    /// A hook of `kind` that exits 1; its own path is the script.
+    fn fail(&self, kind: &str) -> Value {
+        let (path, out) = if kind == "startContainer" {
+            ("/fail.sh".to_string(), "/out".to_string())
+        } else {
+            (
+                self.path("fail.sh"),
+                self.out().to_string_lossy().into_owned(),
+            )
+        };
+        json!({"path": path, "args": ["fail.sh", kind, out], "env": HOOK_ENV})
+    }
+
+    fn order(&self) -> Vec<String> {
+        fs::read_to_string(self.out().join("order"))
+            .unwrap_or_default()
+            .lines()
+            .map(String::from)
+            .collect()
+    }
+
+    fn read(&self, kind: &str, what: &str) -> String {
+        let p = self.out().join(format!("{kind}.{what}"));
+        fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+    }
+
+    fn state(&self, kind: &str) -> Value {
+        let text = self.read(kind, "stdin");
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{kind} stdin {text:?}: {e}"))
+    }
+}
+
+fn write_script(path: &Path, text: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    fs::write(path, text).unwrap();
+    fs::set_permissions(path, fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+/// config.json's hooks: `kind` -> the hooks of that kind.
+fn set_hooks(c: &mut Container, hooks: &[(&str, Value)]) {
+    let mut obj = serde_json::Map::new();
+    for (kind, hook) in hooks {
+        obj.entry(kind.to_string())
+            .or_insert_with(|| json!([]))
+            .as_array_mut()
+            .unwrap()
+            .push(hook.clone());
+    }
+    c.config["hooks"] = Value::Object(obj);
+}
+
+fn ns_of(pid: &str, ns: &str) -> String {
+    fs::read_link(format!("/proc/{pid}/ns/{ns}"))
+        .unwrap()
+        .to_string_lossy()
+        .into_owned()
+}
+
+fn strings(v: &[&str]) -> Vec<String> {
+    v.iter().map(|s| s.to_string()).collect()
+}
+
+/// Every hook at its point of the lifecycle: order, status, state, argv, exact env, and
+/// the namespaces each runs in.
+#[test]
+fn every_hook_runs_in_order_with_its_state_and_namespaces() {
+    let mut c = sleeper("hooks-all");
+    let h = HookDir::new(&mut c);
+    // A big one too: more than a sync message or a pipe buffer holds.
+    let big = "x".repeat(100_000);
+    c.config["annotations"] = json!({"org.example.key": "value", "org.example.big": big});
+    let hooks: Vec<(&str, Value)> = ALL_KINDS.iter().map(|k| (*k, h.record(k))).collect();
+    set_hooks(&mut c, &hooks);
+
+    c.create_ok();
+    assert_eq!(h.order(), strings(&CREATE_KINDS));
+    let pid = c.state()["pid"].as_i64().unwrap();
+    c.start_ok();
+    assert_eq!(h.order(), strings(&ALL_KINDS[..5]));
+    let container_mnt = ns_of(&pid.to_string(), "mnt");
+    let container_pidns = ns_of(&pid.to_string(), "pid");
+    c.kill(Some("KILL")).ok();
+    c.wait_status("stopped", STATE_TIMEOUT);
+    c.delete().ok();
+    assert_eq!(h.order(), strings(&ALL_KINDS));
+    c.assert_no_leftovers();
+
+    let host_mnt = ns_of("self", "mnt");
+    let host_pidns = ns_of("self", "pid");
+    assert_ne!(host_mnt, container_mnt);
+    let bundle = c.bundle_str();
+    for kind in ALL_KINDS {
+        let mut st = h.state(kind);
+        let got_big = st["annotations"]
+            .as_object_mut()
+            .and_then(|a| a.remove("org.example.big"));
+        assert_eq!(got_big, Some(json!(big)), "{kind}: the big annotation");
+        let status = match kind {
+            "startContainer" => "created",
+            "poststart" => "running",
+            "poststop" => "stopped",
+            _ => "creating",
+        };
+        assert_eq!(st["status"], status, "{kind}: {st}");
+        assert_eq!(st["id"], c.id.as_str(), "{kind}: {st}");
+        assert_eq!(st["bundle"], bundle.as_str(), "{kind}: {st}");
+        assert_eq!(
+            st["annotations"]["org.example.key"], "value",
+            "{kind}: {st}"
+        );
+        assert!(st["ociVersion"].is_string(), "{kind}: {st}");
+        if kind == "poststop" {
+            assert!(st["pid"].as_i64().unwrap_or(0) == 0, "{kind}: {st}");
+        } else {
+            assert_eq!(st["pid"], pid, "{kind}: {st}");
+        }
+        assert_eq!(
+            h.read(kind, "env").lines().collect::<Vec<_>>(),
+            HOOK_ENV,
+            "{kind}: the env is exactly the hook's"
+        );
+        let argv: Vec<String> = h.read(kind, "argv").lines().map(String::from).collect();
+        let (argv0, script, out) = if kind == "startContainer" {
+            (
+                "sh".to_string(),
+                "/record.sh".to_string(),
+                "/out".to_string(),
+            )
+        } else {
+            (
+                format!("argv0-{kind}"),
+                h.path("record.sh"),
+                h.out().to_string_lossy().into_owned(),
+            )
+        };
+        assert_eq!(argv, [argv0, script, kind.to_string(), out], "{kind}");
+        let (mnt, pidns) = (h.read(kind, "mnt"), h.read(kind, "pidns"));
+        if matches!(kind, "createContainer" | "startContainer") {
+            assert_eq!(mnt.trim(), container_mnt, "{kind} runs in the container");
+            assert_eq!(
+                pidns.trim(),
+                container_pidns,
+                "{kind} runs in the container"
+            );
+        } else {
+            assert_eq!(mnt.trim(), host_mnt, "{kind} runs in the runtime namespace");
+            assert_eq!(
+                pidns.trim(),
+                host_pidns,
+                "{kind} runs in the runtime namespace"
+            );
+        }
+    }
+}
+
+/// In a new user namespace too: the init's hooks run as its root (an unprivileged host
+/// id), the others as the runtime's user.
+#[test]
+fn hooks_run_in_a_user_namespace_container() {
+    let mut c = Container::new("hooks-userns");
+    c.args(&["true"]);
+    crate::userns::user_ns(&mut c, 100000);
+    let h = HookDir::new(&mut c);
+    // The mount point must exist (the rootfs is the host root's, unmapped inside), and
+    // the init's hooks write as uid 100000.
+    fs::create_dir(c.rootfs().join("out")).unwrap();
+    fs::write(h.out().join("order"), "").unwrap();
+    for p in [h.out(), h.out().join("order")] {
+        let uid = Some(nix::unistd::Uid::from_raw(100000));
+        nix::unistd::chown(&p, uid, None).unwrap();
+    }
+    let hooks: Vec<(&str, Value)> = ALL_KINDS.iter().map(|k| (*k, h.record(k))).collect();
+    set_hooks(&mut c, &hooks);
+    c.run_ok();
+    assert_eq!(h.order(), strings(&ALL_KINDS));
+    assert_ne!(
+        h.read("createContainer", "mnt").trim(),
+        ns_of("self", "mnt")
+    );
+    assert_eq!(h.read("createRuntime", "mnt").trim(), ns_of("self", "mnt"));
+    c.assert_no_leftovers();
+}
+
+/// `run` (create, start, wait, delete) runs all of them, in order.
+#[test]
+fn run_runs_every_hook() {
+    let mut c = Container::new("hooks-run");
+    c.args(&["true"]);
+    let h = HookDir::new(&mut c);
+    let hooks: Vec<(&str, Value)> = ALL_KINDS.iter().map(|k| (*k, h.record(k))).collect();
+    set_hooks(&mut c, &hooks);
+    c.run_ok();
+    assert_eq!(h.order(), strings(&ALL_KINDS));
+    c.assert_no_leftovers();
+}
+
+/// A failing prestart, createRuntime or createContainer hook fails `create` with an error
+/// naming it and quoting its stderr; the later hooks don't run, nothing is left, and the
+/// lifecycle goes on at delete: the poststop hooks run.
+#[test]
+fn a_failing_create_hook_fails_create_and_leaves_nothing() {
+    for (i, failing) in CREATE_KINDS.iter().enumerate() {
+        let mut c = sleeper("hooks-create-fail");
+        let h = HookDir::new(&mut c);
+        let mut hooks: Vec<(&str, Value)> = Vec::new();
+        for kind in &CREATE_KINDS[..i] {
+            hooks.push((kind, h.record(kind)));
+        }
+        hooks.push((failing, h.fail(failing)));
+        for kind in &ALL_KINDS[i + 1..] {
+            hooks.push((kind, h.record(kind)));
+        }
+        set_hooks(&mut c, &hooks);
+        let out = c.create();
+        let script = h.path("fail.sh");
+        assert_err(
+            &out,
+            &[
+                &format!("{failing} hook {script}"),
+                "exit status 1",
+                &format!("boom from {failing}"),
+            ],
+            &["hook", "exit status 1"],
+        );
+        c.assert_no_leftovers();
+        let mut want = strings(&CREATE_KINDS[..=i]);
+        want.push("poststop".into());
+        assert_eq!(h.order(), want, "{failing}");
+        assert_eq!(h.state("poststop")["status"], "stopped");
+    }
+}
+
+/// A hook that outlives its timeout is killed (with what it started) and named in the
+/// error; create fails long before the hook's 100 s.
+#[test]
+fn a_hook_past_its_timeout_is_killed() {
+    let mut c = sleeper("hooks-timeout");
+    let h = HookDir::new(&mut c);
+    let pidfile = h.out().join("sleep.pid");
+    let script = format!("sleep 100 & echo $! > {}; wait", pidfile.display());
+    let hook = json!({"path": "/bin/sh", "args": ["sh", "-c", script], "timeout": 1});
+    set_hooks(&mut c, &[("createRuntime", hook)]);
+    let started = Instant::now();
+    let out = c.create();
+    assert_err(
+        &out,
+        &["createRuntime hook /bin/sh", "timed out after 1s"],
+        &["timeout"],
+    );
+    assert!(started.elapsed() < Duration::from_secs(30), "{out}");
+    c.assert_no_leftovers();
+    let sleep_pid = fs::read_to_string(&pidfile).unwrap();
+    let gone = poll_until(Duration::from_secs(5), || {
+        fs::read_to_string(format!("/proc/{}/stat", sleep_pid.trim()))
+            .map(|s| s.contains(") Z ") || !s.contains("(sleep)"))
+            .unwrap_or(true)
+    });
+    assert!(gone, "the hook's sleep {sleep_pid} survived the timeout");
+}
+
+/// The init's own hook (createContainer) obeys its timeout too.
+#[test]
+fn a_create_container_hook_past_its_timeout_is_killed() {
+    let mut c = sleeper("hooks-timeout-cc");
+    let hook = json!({"path": "/bin/sh", "args": ["sh", "-c", "sleep 100"], "timeout": 1});
+    set_hooks(&mut c, &[("createContainer", hook)]);
+    let out = c.create();
+    assert_err(
+        &out,
+        &["createContainer hook /bin/sh", "timed out after 1s"],
+        &["timeout"],
+    );
+    c.assert_no_leftovers();
+}
+
+/// `start_container`, then recording poststart and poststop hooks.
+fn set_start_hooks(c: &mut Container, h: &HookDir, start_container: Value) {
+    let hooks = [
+        ("startContainer", start_container),
+        ("poststart", h.record("poststart")),
+        ("poststop", h.record("poststop")),
+    ];
+    set_hooks(c, &hooks);
+}
+
+/// A failing startContainer hook fails `start`; the user program never runs, the
+/// container is stopped, and delete (with the poststop hooks) works.
+#[test]
+fn a_failing_start_container_hook_fails_start() {
+    let mut c = Container::new("hooks-start-fail");
+    c.sh("touch /out/program-ran; sleep 100");
+    let h = HookDir::new(&mut c);
+    set_start_hooks(&mut c, &h, h.fail("startContainer"));
+    c.create_ok();
+    let out = c.start();
+    if is_runc() {
+        // runc reports success before its init runs the hook, which then fails.
+        out.ok();
+    } else {
+        assert_err(
+            &out,
+            &[
+                "startContainer hook /fail.sh",
+                "exit status 1",
+                "boom from startContainer",
+            ],
+            &[],
+        );
+    }
+    c.wait_status("stopped", STATE_TIMEOUT);
+    assert!(!h.out().join("program-ran").exists());
+    c.delete().ok();
+    assert_eq!(h.order(), strings(&["startContainer", "poststop"]));
+    c.assert_no_leftovers();
+}
+
+/// A created sleeper whose `kind` hooks are one that fails, then one that records.
+fn failing_then_recording(kind: &str) -> (Container, HookDir) {
+    let mut c = sleeper(&format!("hooks-{kind}-fail"));
+    let h = HookDir::new(&mut c);
+    set_hooks(&mut c, &[(kind, h.fail(kind)), (kind, h.record(kind))]);
+    c.create_ok();
+    (c, h)
+}
+
+/// `out` succeeded with a warning quoting the failing `kind` hook, and both hooks ran.
+fn assert_warned(out: &Out, h: &HookDir, kind: &str) {
+    out.ok();
+    if !is_runc() {
+        for want in [
+            "warning",
+            &format!("{kind} hook"),
+            &format!("boom from {kind}"),
+        ] {
+            assert!(out.stderr.contains(want), "{want:?} missing:\n{out}");
+        }
+    }
+    assert_eq!(h.order(), strings(&[kind, kind]));
+}
+
+/// Spec 1.3 (and runc): a failing poststart hook fails `start` with its error and stops
+/// the container; the poststart hooks after it don't run.
+#[test]
+fn a_failing_poststart_hook_fails_start_and_stops_the_container() {
+    let (c, h) = failing_then_recording("poststart");
+    let out = c.start();
+    out.fails();
+    if !is_runc() {
+        for want in ["poststart hook", "boom from poststart"] {
+            assert!(out.stderr.contains(want), "{want:?} missing:\n{out}");
+        }
+    }
+    assert_eq!(h.order(), strings(&["poststart"]));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while c.state()["status"] != "stopped" {
+        assert!(std::time::Instant::now() < deadline, "{}", c.state());
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    c.rt(&["delete", &c.id]).ok();
+    c.assert_no_leftovers();
+}
+
+/// A failing poststop hook is a warning: delete succeeds, the next poststop hook runs.
+#[test]
+fn a_failing_poststop_hook_is_a_warning() {
+    let (c, h) = failing_then_recording("poststop");
+    c.start_ok();
+    assert_warned(&c.rt(&["delete", "-f", &c.id]), &h, "poststop");
+    c.assert_no_leftovers();
+}
+
+/// Deleting a container that was created but never started still runs poststop, and
+/// only that.
+#[test]
+fn deleting_a_created_container_runs_poststop() {
+    let mut c = sleeper("hooks-created-delete");
+    let h = HookDir::new(&mut c);
+    set_start_hooks(&mut c, &h, h.record("startContainer"));
+    c.create_ok();
+    c.delete().ok();
+    assert_eq!(h.order(), strings(&["poststop"]));
+    assert_eq!(h.state("poststop")["status"], "stopped");
+    c.assert_no_leftovers();
+}
+
+/// Hooks get fds 0-2 only: not the fd the caller preserved for the container, not the
+/// runtime's sockets, locks or pipes.
+#[test]
+fn hooks_get_only_stdio() {
+    let mut c = sleeper("hooks-fds");
+    let h = HookDir::new(&mut c);
+    let marker = h.dir.join("preserved-marker");
+    fs::write(&marker, "x").unwrap();
+    let list = |kind: &str, out: &str| json!({"path": "/bin/sh", "args": ["sh", "-c", format!("exec ls -l /proc/self/fd > {out}/{kind}.fds")]});
+    let out_dir = h.out().to_string_lossy().into_owned();
+    set_hooks(
+        &mut c,
+        &[
+            ("createRuntime", list("createRuntime", &out_dir)),
+            ("createContainer", list("createContainer", &out_dir)),
+            ("startContainer", list("startContainer", "/out")),
+            ("poststart", list("poststart", &out_dir)),
+        ],
+    );
+    c.write_config();
+    let bundle = c.bundle_str();
+    rt_with_fd3(
+        &c,
+        &["create", "--preserve-fds", "1", "--bundle", &bundle, &c.id],
+        &marker,
+        false,
+    )
+    .ok();
+    c.start_ok();
+    for kind in [
+        "createRuntime",
+        "createContainer",
+        "startContainer",
+        "poststart",
+    ] {
+        let text = h.read(kind, "fds");
+        let fds: Vec<u32> = text
+            .lines()
+            .filter_map(|l| l.split_whitespace().nth(8)?.parse().ok())
+            .collect();
+        // 0-2, and 3: ls's own handle on /proc/self/fd.
+        assert_eq!(fds, [0, 1, 2, 3], "{kind}:\n{text}");
+        assert!(!text.contains("preserved-marker"), "{kind}:\n{text}");
+    }
+    c.rt(&["delete", "-f", &c.id]).ok();
+    c.assert_no_leftovers();
+}
+
+/// Hooks are checked before anything is made: absolute paths, positive timeouts.
+#[test]
+fn invalid_hooks_are_refused() {
+    for (hook, want) in [
+        (json!({"path": "relative/hook"}), "not an absolute path"),
+        (
+            json!({"path": "/bin/true", "timeout": 0}),
+            "greater than zero",
+        ),
+    ] {
+        let mut c = sleeper("hooks-invalid");
+        set_hooks(&mut c, &[("createRuntime", hook)]);
+        let out = c.create();
+        if is_runc() {
+            out.fails();
+        } else {
+            assert_err(&out, &["hooks.createRuntime[0]", want], &[]);
+        }
+        c.assert_no_leftovers();
+    }
+}

@@ -1,0 +1,805 @@
+//! OCI hooks (config.md "POSIX-platform Hooks", runtime.md "Lifecycle").
+//!
+//! Where each kind runs:
+//! - `prestart` (deprecated) and `createRuntime`: by `corten create`, in the runtime
+//!   namespace, once the init has built its mounts (before pivot_root). The init asks for
+//!   them with [`Msg::RunHooks`] and waits for [`Msg::HooksDone`], which carries its pid.
+//! - `createContainer`: by the init, in the container's namespaces, right after that (the
+//!   path resolves in the runtime namespace: the old root is still there).
+//! - `startContainer`: by the init once `start` woke it, just before it execs (the path
+//!   resolves in the container).
+//! - `poststart`: by `corten start`, in the runtime namespace, after the exec; a failure
+//!   fails `start` and kills the container (spec 1.3).
+//! - `poststop`: by `corten delete` after everything is removed, and by a failed `create`
+//!   after its roll-back (the lifecycle continues at delete, as runc does).
+//!
+//! A config without hooks costs nothing: no round trip with the init, nothing saved.
+
+use std::cell::OnceCell;
+use std::collections::HashMap;
+use std::ffi::CString;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use nix::errno::Errno;
+use nix::fcntl::{FcntlArg, OFlag, fcntl};
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::signal::SigSet;
+use nix::sys::wait::{WaitStatus, waitpid};
+use nix::unistd::ForkResult;
+use oci_spec::runtime::{Hook, Hooks, Spec};
+use serde::{Deserialize, Serialize};
+
+use crate::config::OCI_VERSION;
+use crate::container::{State, Status};
+use crate::sync::{Channel, Msg};
+
+/// How much of a hook's output is kept, and how much of it an error message quotes.
+const OUTPUT_KEEP: usize = 4096;
+const MESSAGE_TAIL: usize = 512;
+
+/// The kinds of hook, in the order the lifecycle runs them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Prestart,
+    CreateRuntime,
+    CreateContainer,
+    StartContainer,
+    Poststart,
+    Poststop,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 6] = [
+        Kind::Prestart,
+        Kind::CreateRuntime,
+        Kind::CreateContainer,
+        Kind::StartContainer,
+        Kind::Poststart,
+        Kind::Poststop,
+    ];
+
+    /// The name config.json (and the features document) use.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Prestart => "prestart",
+            Kind::CreateRuntime => "createRuntime",
+            Kind::CreateContainer => "createContainer",
+            Kind::StartContainer => "startContainer",
+            Kind::Poststart => "poststart",
+            Kind::Poststop => "poststop",
+        }
+    }
+
+    /// The hooks of this kind in `hooks`.
+    pub fn of(self, hooks: &Hooks) -> &[Hook] {
+        #[allow(deprecated)] // prestart is deprecated, but still to be run
+        let list = match self {
+            Kind::Prestart => hooks.prestart(),
+            Kind::CreateRuntime => hooks.create_runtime(),
+            Kind::CreateContainer => hooks.create_container(),
+            Kind::StartContainer => hooks.start_container(),
+            Kind::Poststart => hooks.poststart(),
+            Kind::Poststop => hooks.poststop(),
+        };
+        list.as_deref().unwrap_or(&[])
+    }
+
+    fn in_spec(self, spec: &Spec) -> &[Hook] {
+        spec.hooks().as_ref().map_or(&[], |h| self.of(h))
+    }
+}
+
+/// Checks the hooks before anything is created: absolute paths, positive timeouts.
+pub fn validate(spec: &Spec) -> Result<()> {
+    for kind in Kind::ALL {
+        for (i, hook) in kind.in_spec(spec).iter().enumerate() {
+            if !hook.path().is_absolute() {
+                bail!(
+                    "hooks.{}[{i}].path {:?} is not an absolute path",
+                    kind.name(),
+                    hook.path()
+                );
+            }
+            if let Some(t) = hook.timeout().filter(|&t| t <= 0) {
+                bail!(
+                    "hooks.{}[{i}].timeout must be greater than zero, not {t}",
+                    kind.name()
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The hooks `start` and `delete` still need, kept in state.json (None without any).
+pub fn persisted(spec: &Spec) -> Option<Hooks> {
+    let poststart = Kind::Poststart.in_spec(spec);
+    let poststop = Kind::Poststop.in_spec(spec);
+    if poststart.is_empty() && poststop.is_empty() {
+        return None;
+    }
+    let mut kept = Hooks::default();
+    kept.set_poststart(Some(poststart.to_vec()).filter(|v| !v.is_empty()));
+    kept.set_poststop(Some(poststop.to_vec()).filter(|v| !v.is_empty()));
+    Some(kept)
+}
+
+/// The state a hook reads on stdin: the spec's state, nothing more.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct HookState {
+    pub oci_version: String,
+    pub id: String,
+    pub status: String,
+    /// Required while created or running; left out once stopped (runc leaves it out too).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<i32>,
+    pub bundle: PathBuf,
+    #[serde(default)]
+    pub annotations: HashMap<String, String>,
+}
+
+impl HookState {
+    pub fn new(state: &State, status: Status) -> HookState {
+        HookState {
+            oci_version: OCI_VERSION.to_string(),
+            id: state.id.clone(),
+            status: status.as_str().to_string(),
+            pid: (status != Status::Stopped).then_some(state.pid),
+            bundle: state.bundle.clone(),
+            annotations: state.annotations.clone(),
+        }
+    }
+
+    fn with_status(&self, status: Status) -> HookState {
+        HookState {
+            status: status.as_str().to_string(),
+            ..self.clone()
+        }
+    }
+}
+
+/// Runs `hooks` in order; the first failure stops there and is the error.
+pub fn run_all(kind: Kind, hooks: &[Hook], state: &HookState) -> Result<()> {
+    if hooks.is_empty() {
+        return Ok(());
+    }
+    let input = serde_json::to_vec(state).context("serialize the hook state")?;
+    for hook in hooks {
+        run_one(kind, hook, &input)?;
+    }
+    Ok(())
+}
+
+/// Runs every hook of `hooks`; a failure is logged as a warning and the others still run.
+pub fn run_all_warn(kind: Kind, hooks: &[Hook], state: &HookState) {
+    if hooks.is_empty() {
+        return;
+    }
+    let input = match serde_json::to_vec(state) {
+        Ok(i) => i,
+        Err(e) => return crate::log::warn(&format!("{} hooks: {e}", kind.name())),
+    };
+    for hook in hooks {
+        if let Err(e) = run_one(kind, hook, &input) {
+            crate::log::warn(&format!("{e:#}"));
+        }
+    }
+}
+
+fn run_one(kind: Kind, hook: &Hook, input: &[u8]) -> Result<()> {
+    let path = hook.path().display();
+    crate::log::debug(&format!("running {} hook {path}", kind.name()));
+    run_hook(hook, input).with_context(|| format!("{} hook {path}", kind.name()))
+}
+
+/// `create`'s side of the round trip: the init has its namespaces and mounts; run
+/// prestart and createRuntime here (status "creating"), then let it go on.
+pub fn create_runtime(spec: &Spec, state: &State, ch: &Channel) -> Result<()> {
+    let hs = HookState::new(state, Status::Creating);
+    run_all(Kind::Prestart, Kind::Prestart.in_spec(spec), &hs)?;
+    run_all(Kind::CreateRuntime, Kind::CreateRuntime.in_spec(spec), &hs)?;
+    ch.send(&Msg::HooksDone { pid: state.pid })
+}
+
+/// The init's hooks: createContainer before pivot_root, startContainer before exec.
+pub struct InitHooks<'a> {
+    /// Set only when the config has a hook the init takes part in.
+    hooks: Option<&'a Hooks>,
+    /// The state for our hooks, once `create` told us our pid as the host sees it.
+    state: OnceCell<HookState>,
+}
+
+impl<'a> InitHooks<'a> {
+    pub fn new(spec: &'a Spec) -> InitHooks<'a> {
+        let involved = [
+            Kind::Prestart,
+            Kind::CreateRuntime,
+            Kind::CreateContainer,
+            Kind::StartContainer,
+        ];
+        let hooks = spec
+            .hooks()
+            .as_ref()
+            .filter(|h| involved.iter().any(|k| !k.of(h).is_empty()));
+        InitHooks {
+            hooks,
+            state: OnceCell::new(),
+        }
+    }
+
+    /// Before pivot_root: once placed (`await_go`), has `create` run prestart and
+    /// createRuntime, then runs createContainer here. `state` is create's (without our pid).
+    pub fn before_pivot(
+        &self,
+        ch: &Channel,
+        state: &State,
+        await_go: impl FnOnce() -> Result<()>,
+    ) -> Result<()> {
+        let Some(hooks) = self.hooks else {
+            return Ok(());
+        };
+        await_go()?;
+        ch.send(&Msg::RunHooks)?;
+        let pid = match ch.recv("corten create")? {
+            Msg::HooksDone { pid } => pid,
+            other => bail!("unexpected message {other:?} while waiting for the hooks"),
+        };
+        let state = HookState {
+            pid: Some(pid),
+            ..HookState::new(state, Status::Creating)
+        };
+        let kind = Kind::CreateContainer;
+        run_all(kind, kind.of(hooks), &state)?;
+        let _ = self.state.set(state);
+        Ok(())
+    }
+
+    /// Once `start` has woken the init: the startContainer hooks (status "created").
+    pub fn start_container(&self) -> Result<()> {
+        let (Some(hooks), Some(state)) = (self.hooks, self.state.get()) else {
+            return Ok(());
+        };
+        let kind = Kind::StartContainer;
+        run_all(kind, kind.of(hooks), &state.with_status(Status::Created))
+    }
+}
+
+/// `start`'s poststart hooks (status "running"), once the process has been exec'd.
+pub fn poststart(state: &State) -> Result<()> {
+    let hooks = state
+        .hooks
+        .as_ref()
+        .map_or(&[][..], |h| Kind::Poststart.of(h));
+    if hooks.is_empty() {
+        return Ok(());
+    }
+    let hs = HookState::new(state, Status::Running);
+    // Spec 1.3.0 (and runc): a failing poststart hook is an error that stops the
+    // container; 1.2 made it a warning, which let a half-set-up container run on.
+    run_all(Kind::Poststart, hooks, &hs).inspect_err(|_| {
+        let _ = crate::runtime::kill::signal_init(state.pid, state.pid_start, libc::SIGKILL);
+    })
+}
+
+/// The poststop hooks (status "stopped") of a container that is gone: failures are
+/// warnings.
+pub fn poststop(state: &State) {
+    if let Some(hooks) = &state.hooks {
+        let hs = HookState::new(state, Status::Stopped);
+        run_all_warn(Kind::Poststop, Kind::Poststop.of(hooks), &hs);
+    }
+}
+
+/// Runs one hook: the state on stdin, stdout and stderr captured together, killed (its
+/// whole process group) at its timeout.
+fn run_hook(hook: &Hook, input: &[u8]) -> Result<()> {
+    let (out_r, out_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).context("pipe")?;
+    set_nonblocking(&out_r)?;
+    let (pid, stdin) = spawn(hook, out_w)?;
+    let result = supervise(pid, stdin, &out_r, input, hook.timeout());
+    if result.is_err() {
+        kill_group(pid);
+    }
+    let status = reap(pid);
+    let (outcome, mut output) = result?;
+    let status = status?;
+    drain(&out_r, &mut output);
+    let tail = one_line_tail(&output, MESSAGE_TAIL);
+    let tail = if tail.is_empty() {
+        String::new()
+    } else {
+        format!(": {tail}")
+    };
+    match (outcome, status) {
+        (Outcome::TimedOut(secs), _) => bail!("timed out after {secs}s, killed{tail}"),
+        (Outcome::Exited, WaitStatus::Exited(_, 0)) => {
+            if !tail.is_empty() {
+                crate::log::debug(&format!("hook {} said{tail}", hook.path().display()));
+            }
+            Ok(())
+        }
+        (Outcome::Exited, status) => bail!("{}{tail}", describe(status)),
+    }
+}
+
+/// Forks and execs the hook with exactly its argv (args[0] as argv[0]; the path when
+/// there are no args) and env, in a process group of its own, with a pipe on stdin and
+/// `out` on stdout and stderr. Only fds 0-2 reach it. Returns its pid and the stdin pipe.
+fn spawn(hook: &Hook, out: OwnedFd) -> Result<(i32, OwnedFd)> {
+    let cstr = |s: &[u8], what: &str| {
+        CString::new(s).with_context(|| {
+            format!(
+                "{what} {:?} contains a NUL byte",
+                String::from_utf8_lossy(s)
+            )
+        })
+    };
+    let path = cstr(hook.path().as_os_str().as_bytes(), "path")?;
+    let args = match hook.args().as_deref() {
+        Some(a) if !a.is_empty() => a
+            .iter()
+            .map(|a| cstr(a.as_bytes(), "argument"))
+            .collect::<Result<Vec<_>>>()?,
+        _ => vec![path.clone()],
+    };
+    let env = hook
+        .env()
+        .iter()
+        .flatten()
+        .map(|e| cstr(e.as_bytes(), "env entry"))
+        .collect::<Result<Vec<_>>>()?;
+    // Everything the child needs is made before the fork: it must not allocate.
+    let argv = nul_terminated(&args);
+    let envp = nul_terminated(&env);
+    let (in_r, in_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).context("pipe")?;
+    // The child reports a failed execve here; a successful one closes it (close-on-exec).
+    let (err_r, err_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).context("pipe")?;
+    // SAFETY: corten is single-threaded, so the child may run any code; it only makes
+    // syscalls on what was prepared above, then execs or _exits.
+    match unsafe { nix::unistd::fork() }.context("fork")? {
+        ForkResult::Child => {
+            let errno = exec_child(&path, &argv, &envp, &in_r, &out);
+            let _ = nix::unistd::write(&err_w, &(errno as i32).to_ne_bytes());
+            // SAFETY: _exit skips the atexit handlers and buffers that belong to the parent.
+            unsafe { libc::_exit(127) }
+        }
+        ForkResult::Parent { child } => {
+            drop((in_r, out, err_w));
+            let mut buf = [0u8; 4];
+            let n = loop {
+                match nix::unistd::read(&err_r, &mut buf) {
+                    Err(Errno::EINTR) => continue,
+                    r => break r.unwrap_or(0),
+                }
+            };
+            if n == buf.len() {
+                let _ = reap(child.as_raw());
+                let err = std::io::Error::from_raw_os_error(i32::from_ne_bytes(buf));
+                return Err(err).context("exec");
+            }
+            Ok((child.as_raw(), in_w))
+        }
+    }
+}
+
+/// In the forked child: stdio, process group, signal state, fds; then execve. Returns
+/// only with the error.
+fn exec_child(
+    path: &CString,
+    argv: &[*const libc::c_char],
+    envp: &[*const libc::c_char],
+    stdin: &OwnedFd,
+    out: &OwnedFd,
+) -> Errno {
+    let r = (|| -> nix::Result<std::convert::Infallible> {
+        // Copies above 2 first, so that no dup2 below overwrites a source.
+        let i = fcntl(stdin, FcntlArg::F_DUPFD_CLOEXEC(3))?;
+        let o = fcntl(out, FcntlArg::F_DUPFD_CLOEXEC(3))?;
+        for (from, to) in [(i, 0), (o, 1), (o, 2)] {
+            // SAFETY: dup2 on fd numbers (the copies just made); no memory is touched.
+            Errno::result(unsafe { libc::dup2(from, to) })?;
+        }
+        nix::unistd::setpgid(nix::unistd::Pid::from_raw(0), nix::unistd::Pid::from_raw(0))?;
+        // The Rust runtime ignores SIGPIPE and `run` blocks signals: neither is the hook's.
+        // SAFETY: setting a disposition to SIG_DFL installs no handler.
+        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+        SigSet::empty().thread_set_mask()?;
+        crate::sys::cloexec_from(3).map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(0)))?;
+        // SAFETY: path is NUL-terminated; argv and envp are NULL-terminated arrays of
+        // pointers to NUL-terminated strings that outlive the call.
+        unsafe { libc::execve(path.as_ptr(), argv.as_ptr(), envp.as_ptr()) };
+        Err(Errno::last())
+    })();
+    match r {
+        Err(e) => e,
+        Ok(never) => match never {},
+    }
+}
+
+/// The NULL-terminated array of pointers execve takes (valid while `strings` lives).
+fn nul_terminated(strings: &[CString]) -> Vec<*const libc::c_char> {
+    strings
+        .iter()
+        .map(|s| s.as_ptr())
+        .chain([std::ptr::null()])
+        .collect()
+}
+
+/// waitpid for the hook, retried on EINTR.
+fn reap(pid: i32) -> Result<WaitStatus> {
+    loop {
+        match waitpid(nix::unistd::Pid::from_raw(pid), None) {
+            Err(Errno::EINTR) => continue,
+            r => return r.context("wait for the hook"),
+        }
+    }
+}
+
+enum Outcome {
+    Exited,
+    TimedOut(i64),
+}
+
+/// Feeds `input` to the hook's stdin and collects its output until it exits or its
+/// timeout passes (then it is killed, not reaped).
+fn supervise(
+    pid: i32,
+    stdin: OwnedFd,
+    out: &OwnedFd,
+    input: &[u8],
+    timeout: Option<i64>,
+) -> Result<(Outcome, Vec<u8>)> {
+    let pidfd = crate::sys::pidfd_open(pid).context("pidfd_open")?;
+    set_nonblocking(&stdin)?;
+    let mut stdin = Some(stdin);
+    // A timeout too large for the clock is no timeout.
+    let deadline =
+        timeout.and_then(|t| Instant::now().checked_add(Duration::from_secs(t.max(0) as u64)));
+    let mut output = Vec::new();
+    let mut out_open = true;
+    let mut written = 0;
+    loop {
+        let wait = match deadline {
+            None => PollTimeout::NONE,
+            Some(d) => {
+                let left = d.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    kill_group(pid);
+                    return Ok((Outcome::TimedOut(timeout.unwrap_or(0)), output));
+                }
+                // Rounded up, so that we never wake just before the deadline.
+                PollTimeout::try_from(left + Duration::from_millis(1)).unwrap_or(PollTimeout::MAX)
+            }
+        };
+        let mut fds = vec![PollFd::new(pidfd.as_fd(), PollFlags::POLLIN)];
+        if out_open {
+            fds.push(PollFd::new(out.as_fd(), PollFlags::POLLIN));
+        }
+        if let Some(s) = &stdin {
+            fds.push(PollFd::new(s.as_fd(), PollFlags::POLLOUT));
+        }
+        match poll(&mut fds, wait) {
+            Err(Errno::EINTR) => continue,
+            Err(e) => return Err(e).context("poll"),
+            Ok(_) => {}
+        }
+        let ready: Vec<bool> = fds
+            .iter()
+            .map(|f| f.revents().is_some_and(|r| !r.is_empty()))
+            .collect();
+        drop(fds);
+        if out_open && ready[1] {
+            out_open = drain(out, &mut output);
+        }
+        if let Some(s) = stdin.as_ref().filter(|_| ready[ready.len() - 1]) {
+            written += match nix::unistd::write(s, &input[written..]) {
+                Ok(n) => n,
+                Err(Errno::EAGAIN | Errno::EINTR) => 0,
+                // EPIPE: the hook does not read its stdin (SIGPIPE is ignored by us).
+                Err(_) => input.len() - written,
+            };
+            if written >= input.len() {
+                // Closed: the hook sees end of file.
+                stdin = None;
+            }
+        }
+        if ready[0] {
+            return Ok((Outcome::Exited, output));
+        }
+    }
+}
+
+/// Reads what the pipe holds now (bounded, so a writer that never stops can't hold us),
+/// keeping the last OUTPUT_KEEP bytes. Returns false at end of file.
+fn drain(fd: &OwnedFd, keep: &mut Vec<u8>) -> bool {
+    let mut buf = [0u8; 4096];
+    for _ in 0..64 {
+        match nix::unistd::read(fd, &mut buf) {
+            Ok(0) => return false,
+            Ok(n) => {
+                keep.extend_from_slice(&buf[..n]);
+                if keep.len() > OUTPUT_KEEP {
+                    keep.drain(..keep.len() - OUTPUT_KEEP);
+                }
+            }
+            Err(Errno::EINTR) => {}
+            Err(_) => return true,
+        }
+    }
+    true
+}
+
+/// SIGKILL to the hook's process group (it leads one) and so to what it started there.
+fn kill_group(pid: i32) {
+    // SAFETY: kill(2) has no memory effects; the hook is not reaped yet, so its pid still
+    // names its own group and no other.
+    unsafe { libc::kill(-pid, libc::SIGKILL) };
+    // SAFETY: as above; in case it left its group.
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+}
+
+fn set_nonblocking(fd: &impl AsFd) -> Result<()> {
+    let flags = fcntl(fd.as_fd(), FcntlArg::F_GETFL).context("fcntl F_GETFL")?;
+    fcntl(
+        fd.as_fd(),
+        FcntlArg::F_SETFL(OFlag::from_bits_retain(flags) | OFlag::O_NONBLOCK),
+    )
+    .with_context(|| format!("fcntl F_SETFL O_NONBLOCK on fd {}", fd.as_fd().as_raw_fd()))?;
+    Ok(())
+}
+
+/// "exit status 1", "killed by signal SIGKILL".
+fn describe(status: WaitStatus) -> String {
+    match status {
+        WaitStatus::Exited(_, code) => format!("exit status {code}"),
+        WaitStatus::Signaled(_, sig, _) => format!("killed by signal {}", sig.as_str()),
+        other => format!("{other:?}"),
+    }
+}
+
+/// The end of a hook's output as one line: lines trimmed and joined with "; ", control
+/// characters blanked, at most `max` characters (then starting with "…").
+fn one_line_tail(output: &[u8], max: usize) -> String {
+    let text = String::from_utf8_lossy(output);
+    let joined = text
+        .lines()
+        .map(|l| {
+            l.chars()
+                .map(|c| if c.is_control() { ' ' } else { c })
+                .collect::<String>()
+        })
+        .map(|l| l.trim().to_string())
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join("; ");
+    let count = joined.chars().count();
+    if count <= max {
+        return joined;
+    }
+    let start = joined
+        .char_indices()
+        .nth(count - (max - 1))
+        .map_or(0, |(i, _)| i);
+    format!("…{}", &joined[start..])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn hook(v: serde_json::Value) -> Hook {
+        serde_json::from_value(v).unwrap()
+    }
+
+    fn spec_with_hooks(hooks: serde_json::Value) -> Spec {
+        let mut spec = Spec::default();
+        spec.set_hooks(Some(serde_json::from_value(hooks).unwrap()));
+        spec
+    }
+
+    fn state(status: &str) -> HookState {
+        HookState {
+            oci_version: OCI_VERSION.into(),
+            id: "c1".into(),
+            status: status.into(),
+            pid: Some(42),
+            bundle: "/b".into(),
+            annotations: HashMap::new(),
+        }
+    }
+
+    fn sh(script: &str, timeout: Option<i64>) -> Hook {
+        hook(serde_json::json!({
+            "path": "/bin/sh", "args": ["sh", "-c", script],
+            "env": ["B=2", "A=1", "PATH=/usr/bin:/bin"], "timeout": timeout
+        }))
+    }
+
+    fn run_err(h: &Hook) -> String {
+        let e = run_all(
+            Kind::CreateRuntime,
+            std::slice::from_ref(h),
+            &state("creating"),
+        );
+        format!("{:#}", e.unwrap_err())
+    }
+
+    #[test]
+    fn kind_names_are_the_config_keys() {
+        for kind in Kind::ALL {
+            let spec = spec_with_hooks(serde_json::json!({ kind.name(): [{"path": "/x"}] }));
+            for other in Kind::ALL {
+                assert_eq!(other.in_spec(&spec).len(), usize::from(other == kind));
+            }
+        }
+    }
+
+    #[test]
+    fn validation() {
+        let ok = spec_with_hooks(serde_json::json!({"poststop": [{"path": "/x", "timeout": 3}]}));
+        validate(&ok).unwrap();
+        let rel = spec_with_hooks(serde_json::json!({"prestart": [{"path": "/x"}, {"path": "x"}]}));
+        let e = validate(&rel).unwrap_err().to_string();
+        assert!(
+            e.contains("hooks.prestart[1].path") && e.contains("absolute"),
+            "{e}"
+        );
+        for t in [0, -1] {
+            let bad = spec_with_hooks(
+                serde_json::json!({"startContainer": [{"path": "/x", "timeout": t}]}),
+            );
+            let e = validate(&bad).unwrap_err().to_string();
+            assert!(e.contains("hooks.startContainer[0].timeout"), "{e}");
+        }
+    }
+
+    #[test]
+    fn only_poststart_and_poststop_are_persisted() {
+        let none = spec_with_hooks(serde_json::json!({"createRuntime": [{"path": "/x"}]}));
+        assert!(persisted(&none).is_none());
+        assert!(persisted(&Spec::default()).is_none());
+        let some = spec_with_hooks(
+            serde_json::json!({"createRuntime": [{"path": "/x"}], "poststop": [{"path": "/y"}]}),
+        );
+        let kept = persisted(&some).unwrap();
+        assert!(Kind::CreateRuntime.of(&kept).is_empty());
+        assert!(Kind::Poststart.of(&kept).is_empty());
+        assert_eq!(Kind::Poststop.of(&kept)[0].path(), Path::new("/y"));
+        // Nothing of the other kinds reaches state.json.
+        let json = serde_json::to_value(&kept).unwrap();
+        assert_eq!(json, serde_json::json!({"poststop": [{"path": "/y"}]}));
+    }
+
+    #[test]
+    fn the_state_is_the_specs() {
+        let v = serde_json::to_value(state("created")).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"ociVersion": OCI_VERSION, "id": "c1", "status": "created",
+                "pid": 42, "bundle": "/b", "annotations": {}})
+        );
+        let stopped = HookState {
+            pid: None,
+            ..state("stopped")
+        };
+        let v = serde_json::to_value(stopped).unwrap();
+        assert!(v.get("pid").is_none(), "{v}");
+        assert_eq!(
+            state("creating").with_status(Status::Created).status,
+            "created"
+        );
+    }
+
+    #[test]
+    fn output_tail_is_one_bounded_line() {
+        assert_eq!(one_line_tail(b"", 10), "");
+        assert_eq!(
+            one_line_tail(b"  a \n\n b\r\n\tc\x1b[0m\n", 100),
+            "a; b; c [0m"
+        );
+        let long = "x".repeat(20) + "\nend";
+        let t = one_line_tail(long.as_bytes(), 10);
+        assert_eq!(t, "…xxxx; end");
+        assert_eq!(t.chars().count(), 10);
+        // A cut through a multi-byte character is no panic.
+        assert_eq!(one_line_tail("ééé".as_bytes(), 2), "…é");
+        assert_eq!(one_line_tail(&[0xff, b'a'], 10), "\u{fffd}a");
+    }
+
+    #[test]
+    fn a_hook_gets_the_state_argv_and_exactly_its_env() {
+        let dir = std::env::temp_dir().join(format!("corten-hook-unit-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let out = dir.join("seen");
+        let script = format!(
+            "cat > {o}.stdin; tr '\\0' ' ' < /proc/$$/environ > {o}.env; \
+             tr '\\0' ' ' < /proc/$$/cmdline > {o}.cmdline; echo \"$0 $1\" > {o}.argv",
+            o = out.display()
+        );
+        let h = hook(serde_json::json!({
+            "path": "/bin/sh", "args": ["my-argv0", "-c", script, "zero", "one"],
+            "env": ["B=2", "A=1", "B=3"]
+        }));
+        run_all(Kind::Poststart, &[h], &state("running")).unwrap();
+        let read = |ext: &str| std::fs::read_to_string(format!("{}.{ext}", out.display())).unwrap();
+        let seen: HookState = serde_json::from_str(&read("stdin")).unwrap();
+        assert_eq!(seen, state("running"));
+        // In the order given, duplicates kept: execve gets the list as it is.
+        assert_eq!(read("env"), "B=2 A=1 B=3 ");
+        assert_eq!(read("argv").trim(), "zero one");
+        assert!(
+            read("cmdline").starts_with("my-argv0 -c cat"),
+            "{}",
+            read("cmdline")
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn failures_name_the_cause_and_quote_the_output() {
+        let e = run_err(&sh("echo to-stdout; echo to-stderr >&2; exit 3", None));
+        assert_eq!(
+            e,
+            "createRuntime hook /bin/sh: exit status 3: to-stdout; to-stderr"
+        );
+        let e = run_err(&sh("kill -9 $$", None));
+        assert_eq!(e, "createRuntime hook /bin/sh: killed by signal SIGKILL");
+        let e = run_err(&hook(serde_json::json!({"path": "/nonexistent/hook"})));
+        assert!(
+            e.starts_with("createRuntime hook /nonexistent/hook: exec: No such file"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_hook_that_does_not_read_stdin_is_fine() {
+        // More state than a pipe holds: the hook exits without reading it.
+        let mut big = state("creating");
+        big.annotations.insert("k".into(), "v".repeat(256 * 1024));
+        run_all(Kind::CreateRuntime, &[sh("exit 0", None)], &big).unwrap();
+    }
+
+    #[test]
+    fn a_hook_is_killed_at_its_timeout_with_its_children() {
+        let started = Instant::now();
+        let e = run_err(&sh("echo waiting; sleep 100 & wait", Some(1)));
+        assert_eq!(
+            e,
+            "createRuntime hook /bin/sh: timed out after 1s, killed: waiting"
+        );
+        assert!(started.elapsed() < Duration::from_secs(10));
+    }
+
+    #[test]
+    fn a_hook_leaving_a_child_behind_does_not_hold_us() {
+        // The background child keeps the output pipe open; the hook itself has exited.
+        let started = Instant::now();
+        run_all(
+            Kind::Poststop,
+            &[sh(
+                "sleep 3 >/dev/null 2>&1 </dev/null & sleep 3 & exit 0",
+                None,
+            )],
+            &state("stopped"),
+        )
+        .unwrap();
+        assert!(started.elapsed() < Duration::from_secs(3));
+    }
+
+    #[test]
+    fn hooks_see_only_stdio() {
+        // An fd of ours that is not close-on-exec (as a caller's leaked fd would be).
+        let null = std::fs::File::open("/dev/null").unwrap();
+        let leaked = nix::unistd::dup(&null).unwrap();
+        // The glob lists the shell's fds while it reads the directory (one more fd).
+        let e = run_err(&sh("cd /proc/$$/fd && echo *; exit 1", None));
+        assert_eq!(e, "createRuntime hook /bin/sh: exit status 1: 0 1 2 3");
+        drop(leaked);
+    }
+}
