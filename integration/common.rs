@@ -844,10 +844,10 @@ impl Container {
                 continue;
             }
             for link in ["cwd", "root"] {
-                if let Ok(t) = fs::read_link(format!("/proc/{pid}/{link}")) {
-                    if t.to_string_lossy().starts_with(&bundle) {
-                        problems.push(format!("process {pid} has {link} {}", t.display()));
-                    }
+                if let Ok(t) = fs::read_link(format!("/proc/{pid}/{link}"))
+                    && t.to_string_lossy().starts_with(&bundle)
+                {
+                    problems.push(format!("process {pid} has {link} {}", t.display()));
                 }
             }
         }

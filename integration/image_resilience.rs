@@ -442,7 +442,8 @@ fn prune_waits_for_a_pull_in_progress() {
         std::thread::spawn(move || {
             let store = tmp_path.join("store");
             let bundle = tmp_path.join("bundle");
-            let out = image_cmd(
+
+            image_cmd(
                 &[
                     "pull",
                     "--store",
@@ -451,8 +452,7 @@ fn prune_waits_for_a_pull_in_progress() {
                     bundle.to_str().unwrap(),
                 ],
                 &[],
-            );
-            out
+            )
         })
     };
     let deadline = Instant::now() + Duration::from_secs(20);

@@ -94,18 +94,18 @@ pub fn validate(r: &LinuxResources) -> Result<()> {
             ("reservation", m.reservation()),
             ("swap", m.swap()),
         ] {
-            if let Some(v) = v {
-                if v < -1 {
-                    bail!("memory.{name} {v} is invalid: use a positive byte count or -1");
-                }
+            if let Some(v) = v
+                && v < -1
+            {
+                bail!("memory.{name} {v} is invalid: use a positive byte count or -1");
             }
         }
-        if let (Some(limit), Some(swap)) = (m.limit(), m.swap()) {
-            if limit > 0 && swap > 0 && swap < limit {
-                bail!(
-                    "memory.swap {swap} must not be below memory.limit {limit} (it is memory+swap)"
-                );
-            }
+        if let (Some(limit), Some(swap)) = (m.limit(), m.swap())
+            && limit > 0
+            && swap > 0
+            && swap < limit
+        {
+            bail!("memory.swap {swap} must not be below memory.limit {limit} (it is memory+swap)");
         }
         if m.swappiness().is_some_and(|s| s > 100) {
             bail!(
@@ -115,15 +115,17 @@ pub fn validate(r: &LinuxResources) -> Result<()> {
         }
     }
     if let Some(c) = r.cpu() {
-        if let Some(p) = c.period() {
-            if !(1000..=1_000_000).contains(&p) {
-                bail!("cpu.period {p} is out of range 1000-1000000");
-            }
+        if let Some(p) = c.period()
+            && !(1000..=1_000_000).contains(&p)
+        {
+            bail!("cpu.period {p} is out of range 1000-1000000");
         }
-        if let Some(q) = c.quota() {
-            if q != -1 && q != 0 && q < 1000 {
-                bail!("cpu.quota {q} is invalid: at least 1000, or -1 for no limit");
-            }
+        if let Some(q) = c.quota()
+            && q != -1
+            && q != 0
+            && q < 1000
+        {
+            bail!("cpu.quota {q} is invalid: at least 1000, or -1 for no limit");
         }
         if c.shares()
             .is_some_and(|s| s != 0 && !(2..=262_144).contains(&s))
@@ -136,10 +138,11 @@ pub fn validate(r: &LinuxResources) -> Result<()> {
     }
     if let Some(b) = r.block_io() {
         for (name, v) in [("weight", b.weight()), ("leafWeight", b.leaf_weight())] {
-            if let Some(v) = v {
-                if v != 0 && !(10..=1000).contains(&v) {
-                    bail!("blockIO.{name} {v} is out of range 10-1000");
-                }
+            if let Some(v) = v
+                && v != 0
+                && !(10..=1000).contains(&v)
+            {
+                bail!("blockIO.{name} {v} is out of range 10-1000");
             }
         }
     }
@@ -587,8 +590,7 @@ mod tests {
         assert!(f.contains(&("memory.limit_in_bytes".into(), "104857600".into())));
         assert_eq!(
             f.iter()
-                .filter(|(k, _)| k == "memory.memsw.limit_in_bytes")
-                .last()
+                .rfind(|(k, _)| k == "memory.memsw.limit_in_bytes")
                 .unwrap()
                 .1,
             "209715200"

@@ -28,10 +28,10 @@ pub fn mount_cgroup(
         | MsFlags::MS_NODEV
         | MsFlags::MS_NOEXEC;
     let target = ensure_in_root(root, dest, true)?;
-    if let [only] = cgroup.dirs.as_slice() {
-        if only.hierarchy.v2 {
-            return mount_one(&target, only, flags, cgroupns, dest);
-        }
+    if let [only] = cgroup.dirs.as_slice()
+        && only.hierarchy.v2
+    {
+        return mount_one(&target, only, flags, cgroupns, dest);
     }
     // v1/hybrid: a tmpfs to hold one directory per hierarchy, read-only once filled.
     mount(
