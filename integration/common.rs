@@ -1250,3 +1250,131 @@ pub fn on_terminal(cmd: &str, input: &str) -> (Option<i32>, String) {
     assert!(exited, "timed out on a terminal: {cmd}\n{text}");
     (status.code(), text)
 }
+
+// ---------------------------------------------------------------------------
+// Terminals: shell command lines, tmux
+// ---------------------------------------------------------------------------
+
+/// How long a terminal session may take to show what a test waits for.
+const TMUX_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// `arg` quoted for sh.
+pub fn sh_quote(arg: &str) -> String {
+    format!("'{}'", arg.replace('\'', r"'\''"))
+}
+
+/// A detached tmux server of a test's own (socket in its dir), running one command in a
+/// window of a given size; killed on drop.
+pub struct Tmux {
+    socket: PathBuf,
+}
+
+impl Tmux {
+    /// Runs `line` (then `echo exit=$?` and a wait, so its end stays readable) in a
+    /// `cols`x`rows` window.
+    pub fn start(dir: &Path, line: &str, cols: u16, rows: u16) -> Tmux {
+        let t = Tmux {
+            socket: dir.join("tmux.sock"),
+        };
+        let script = format!("{line}; echo exit=$?; sleep 60");
+        let (x, y) = (cols.to_string(), rows.to_string());
+        let out = t
+            .cmd()
+            .args(["new-session", "-d", "-s", "t", "-x", &x, "-y", &y, &script])
+            .output()
+            .expect("these tests need tmux");
+        assert!(
+            out.status.success(),
+            "tmux: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        t
+    }
+
+    fn cmd(&self) -> Command {
+        let mut c = Command::new("tmux");
+        c.env("TERM", "xterm")
+            .arg("-S")
+            .arg(&self.socket)
+            .args(["-f", "/dev/null"]);
+        c
+    }
+
+    /// Types `keys` and Enter.
+    pub fn type_line(&self, keys: &str) {
+        let ok = self
+            .cmd()
+            .args(["send-keys", "-t", "t", "-l", keys])
+            .status()
+            .is_ok_and(|s| s.success())
+            && self
+                .cmd()
+                .args(["send-keys", "-t", "t", "Enter"])
+                .status()
+                .is_ok_and(|s| s.success());
+        assert!(ok, "tmux send-keys failed");
+    }
+
+    pub fn screen(&self) -> String {
+        let out = self.cmd().args(["capture-pane", "-p", "-t", "t"]).output();
+        out.map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default()
+    }
+
+    /// Waits until the screen contains `text`; returns the screen.
+    pub fn wait_for_text(&self, text: &str) -> String {
+        let mut screen = String::new();
+        let seen = poll_until(TMUX_TIMEOUT, || {
+            screen = self.screen();
+            screen.contains(text)
+        });
+        assert!(seen, "{text:?} never showed on the terminal:\n{screen}");
+        screen
+    }
+
+    /// (rows, columns) of the pane.
+    pub fn size(&self) -> (u32, u32) {
+        let out = self
+            .cmd()
+            .args([
+                "display-message",
+                "-p",
+                "-t",
+                "t",
+                "#{pane_height} #{pane_width}",
+            ])
+            .output()
+            .expect("tmux display-message");
+        let s = String::from_utf8_lossy(&out.stdout);
+        let v: Vec<u32> = s.split_whitespace().map(|v| v.parse().unwrap()).collect();
+        (v[0], v[1])
+    }
+
+    /// Resizes the window (the program on it gets SIGWINCH).
+    pub fn resize(&self, cols: u16, rows: u16) {
+        let (x, y) = (cols.to_string(), rows.to_string());
+        let ok = self
+            .cmd()
+            .args(["resize-window", "-t", "t", "-x", &x, "-y", &y])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "tmux resize-window failed");
+    }
+
+    /// Waits until the screen has a line that is exactly `line` (trimmed).
+    pub fn wait_for_line(&self, line: &str) -> String {
+        let mut screen = String::new();
+        let seen = poll_until(TMUX_TIMEOUT, || {
+            screen = self.screen();
+            screen.lines().any(|l| l.trim() == line)
+        });
+        assert!(seen, "no line {line:?} on the terminal:\n{screen}");
+        screen
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = self.cmd().arg("kill-server").output();
+    }
+}

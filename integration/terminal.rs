@@ -5,8 +5,7 @@
 use std::fs;
 use std::os::fd::OwnedFd;
 use std::os::unix::fs::symlink;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 
 use serde_json::json;
 
@@ -55,7 +54,7 @@ fn command_line(c: &Container, args: &[&str]) -> String {
     words.extend(args.iter().map(|a| a.to_string()));
     words
         .iter()
-        .map(|w| format!("'{}'", w.replace('\'', r"'\''")))
+        .map(|w| sh_quote(w))
         .collect::<Vec<_>>()
         .join(" ")
 }
@@ -209,97 +208,23 @@ fn run_relays_the_terminal_and_the_exit_status() {
     c.assert_no_leftovers();
 }
 
-/// A tmux server of its own, killed on drop.
-struct Tmux {
-    dir: TempDir,
-}
-
-impl Tmux {
-    fn new() -> Tmux {
-        Tmux {
-            dir: TempDir::new("tmux"),
-        }
-    }
-
-    fn cmd(&self, args: &[&str]) -> String {
-        let out = Command::new("tmux")
-            .arg("-S")
-            .arg(self.dir.join("sock"))
-            .args(["-f", "/dev/null"])
-            .args(args)
-            .env("TERM", "xterm")
-            .output()
-            .expect("this test needs tmux");
-        assert!(out.status.success(), "tmux {args:?}: {out:?}");
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    /// (rows, columns) of the pane.
-    fn size(&self) -> (u32, u32) {
-        let s = self.cmd(&[
-            "display-message",
-            "-p",
-            "-t",
-            "t",
-            "#{pane_height} #{pane_width}",
-        ]);
-        let v: Vec<u32> = s.split_whitespace().map(|v| v.parse().unwrap()).collect();
-        (v[0], v[1])
-    }
-
-    /// Types `line` and waits until the pane shows a line that is exactly `want`.
-    fn type_until(&self, line: &str, want: &str) {
-        self.cmd(&["send-keys", "-t", "t", line, "Enter"]);
-        let mut screen = String::new();
-        let shown = poll_until(STATE_TIMEOUT, || {
-            screen = self.cmd(&["capture-pane", "-p", "-t", "t"]);
-            screen.lines().any(|l| l.trim() == want)
-        });
-        assert!(shown, "{line:?} did not show {want:?}:\n{screen}");
-    }
-}
-
-impl Drop for Tmux {
-    fn drop(&mut self) {
-        let _ = Command::new("tmux")
-            .arg("-S")
-            .arg(self.dir.join("sock"))
-            .arg("kill-server")
-            .output();
-    }
-}
-
 #[test]
 fn run_follows_the_window_size() {
     let (c, run) = interactive_shell("tty-winch");
-    let tmux = Tmux::new();
-    let status: PathBuf = tmux.dir.join("status");
-    let cmd = format!("{run}; echo $? > '{}'", status.display());
-    tmux.cmd(&[
-        "new-session",
-        "-d",
-        "-s",
-        "t",
-        "-x",
-        "100",
-        "-y",
-        "30",
-        &cmd,
-    ]);
+    let dir = TempDir::new("tmux");
+    let tmux = Tmux::start(dir.path(), &run, 100, 30);
     let (rows, cols) = tmux.size();
-    tmux.type_until("stty size", &format!("{rows} {cols}"));
+    tmux.type_line("stty size");
+    tmux.wait_for_line(&format!("{rows} {cols}"));
     // SIGWINCH: corten copies the new size to the container's terminal.
-    tmux.cmd(&["resize-window", "-t", "t", "-x", "73", "-y", "21"]);
+    tmux.resize(73, 21);
     let (rows2, cols2) = tmux.size();
     assert_ne!((rows, cols), (rows2, cols2), "tmux did not resize");
-    tmux.type_until("clear; stty size", &format!("{rows2} {cols2}"));
-    tmux.cmd(&["send-keys", "-t", "t", "exit 3", "Enter"]);
-    assert!(
-        poll_until(STATE_TIMEOUT, || fs::read_to_string(&status)
-            .is_ok_and(|s| s.ends_with('\n'))),
-        "run did not exit"
-    );
-    assert_eq!(fs::read_to_string(&status).unwrap().trim(), "3");
+    tmux.type_line("clear; stty size");
+    tmux.wait_for_line(&format!("{rows2} {cols2}"));
+    tmux.type_line("exit 3");
+    tmux.wait_for_line("exit=3");
+    drop(tmux);
     c.assert_no_leftovers();
 }
 

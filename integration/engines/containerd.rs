@@ -67,7 +67,7 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.b
             ids: Mutex::new(Vec::new()),
             _shared: shared,
         };
-        let up = wait_for(Duration::from_secs(20), || {
+        let up = poll_until(Duration::from_secs(20), || {
             Command::new("ctr")
                 .args(["--address", &c.address, "version"])
                 .stdout(Stdio::null())
@@ -300,7 +300,7 @@ fn containerd_detached_exec_ps_pause_resume_kill() {
     c.ctr(&["task", "kill", "--all", "--signal", "KILL", &id])
         .ok();
     assert!(
-        wait_for(Duration::from_secs(10), || c.task_status(&id) == "STOPPED"),
+        poll_until(Duration::from_secs(10), || c.task_status(&id) == "STOPPED"),
         "the task did not stop"
     );
     // A kill of a stopped task: corten says "container not running", the shim maps it.

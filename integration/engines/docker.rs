@@ -64,7 +64,7 @@ impl Dockerd {
             cgroup_parent,
             _shared: shared,
         };
-        let up = wait_for(Duration::from_secs(60), || {
+        let up = poll_until(Duration::from_secs(60), || {
             d.cmd(&["version"])
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())

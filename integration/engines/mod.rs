@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::common::{Out, TempDir, assert_no_panic, runtime};
+use crate::common::{Out, TempDir, Tmux, assert_no_panic, poll_until, runtime, sh_quote};
 use crate::image_support::{Comp, E, base_entries, image, layer_tar, layout_of, sha256_hex};
 
 /// The longest any one engine command may take.
@@ -341,26 +341,9 @@ pub fn delete_all_in(root: &Path) {
     }
 }
 
-/// Polls `f` every 50 ms until it is true or `timeout` passes.
-pub fn wait_for(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let start = Instant::now();
-    while start.elapsed() < timeout {
-        if f() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    f()
-}
-
 // ---------------------------------------------------------------------------
 // Terminals
 // ---------------------------------------------------------------------------
-
-/// `arg` quoted for sh.
-pub fn sh_quote(arg: &str) -> String {
-    format!("'{}'", arg.replace('\'', r"'\''"))
-}
 
 /// A command line for sh: `env K=V ... PROGRAM ARGS...`, all quoted.
 pub fn sh_line(cmd: &Command) -> String {
@@ -385,77 +368,4 @@ pub fn under_script(dir: &Path, line: &str) -> Out {
     let mut cmd = Command::new("script");
     cmd.args(["-q", "-e", "-c", line, "/dev/null"]);
     run_cmd(dir, &mut cmd, None, CMD_TIMEOUT)
-}
-
-/// A detached tmux server of a test's own (socket in its dir), running one command in a
-/// window of a given size; killed on drop.
-pub struct Tmux {
-    socket: PathBuf,
-}
-
-impl Tmux {
-    /// Runs `line` (then `echo exit=$?` and a wait, so its end stays readable) in a
-    /// `cols`x`rows` window.
-    pub fn start(dir: &Path, line: &str, cols: u16, rows: u16) -> Tmux {
-        let t = Tmux {
-            socket: dir.join("tmux.sock"),
-        };
-        let script = format!("{line}; echo exit=$?; sleep 60");
-        let (x, y) = (cols.to_string(), rows.to_string());
-        let out = t
-            .cmd()
-            .args(["new-session", "-d", "-s", "t", "-x", &x, "-y", &y, &script])
-            .output()
-            .expect("these tests need tmux");
-        assert!(
-            out.status.success(),
-            "tmux: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        t
-    }
-
-    fn cmd(&self) -> Command {
-        let mut c = Command::new("tmux");
-        c.env("TERM", "xterm").arg("-S").arg(&self.socket);
-        c
-    }
-
-    /// Types `keys` and Enter.
-    pub fn type_line(&self, keys: &str) {
-        let ok = self
-            .cmd()
-            .args(["send-keys", "-t", "t", "-l", keys])
-            .status()
-            .is_ok_and(|s| s.success())
-            && self
-                .cmd()
-                .args(["send-keys", "-t", "t", "Enter"])
-                .status()
-                .is_ok_and(|s| s.success());
-        assert!(ok, "tmux send-keys failed");
-    }
-
-    pub fn screen(&self) -> String {
-        let out = self.cmd().args(["capture-pane", "-p", "-t", "t"]).output();
-        out.map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-            .unwrap_or_default()
-    }
-
-    /// Waits until the screen contains `text`; returns the screen.
-    pub fn wait_for_text(&self, text: &str) -> String {
-        let mut screen = String::new();
-        let seen = wait_for(CMD_TIMEOUT, || {
-            screen = self.screen();
-            screen.contains(text)
-        });
-        assert!(seen, "{text:?} never showed on the terminal:\n{screen}");
-        screen
-    }
-}
-
-impl Drop for Tmux {
-    fn drop(&mut self) {
-        quietly(self.cmd().arg("kill-server"));
-    }
 }

@@ -398,7 +398,7 @@ fn podman_pid_host_stop_kills_all() {
     let procs = cgroup_v1_file("pids", &libpod_cgroup(&id), "cgroup.procs");
     let mut pids: Vec<i32> = Vec::new();
     assert!(
-        wait_for(Duration::from_secs(10), || {
+        poll_until(Duration::from_secs(10), || {
             pids = fs::read_to_string(&procs)
                 .unwrap_or_default()
                 .lines()
@@ -412,7 +412,7 @@ fn podman_pid_host_stop_kills_all() {
     assert_eq!(p.inspect(&name, "{{.State.ExitCode}}"), "143");
     for pid in pids {
         assert!(
-            wait_for(Duration::from_secs(5), || !PathBuf::from(format!(
+            poll_until(Duration::from_secs(5), || !PathBuf::from(format!(
                 "/proc/{pid}"
             ))
             .exists()),
