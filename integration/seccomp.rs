@@ -413,7 +413,7 @@ fn exec_processes_get_the_filter() {
 }
 
 #[test]
-fn exec_refuses_a_notify_profile() {
+fn exec_notify_agent_gets_the_exec_process_fd() {
     let dir = TempDir::new("agent");
     let sock = dir.join("agent.sock");
     let listener = UnixListener::bind(&sock).unwrap();
@@ -424,13 +424,36 @@ fn exec_refuses_a_notify_profile() {
     );
     c.config["linux"]["seccomp"]["listenerPath"] = json!(sock);
     c.args(&["sleep", "100"]);
-    // The init connects at create; the test only needs the connection accepted.
     c.create_ok();
-    drop(listener);
-    assert_err(
-        &c.rt(&["exec", &c.id, "true"]),
-        &["SCMP_ACT_NOTIFY", "not supported by exec"],
-        &["seccomp"],
+    c.start_ok();
+    // The init's connection, made at create; its filter (and fd) came right before execve.
+    let (conn, _) = listener.accept().unwrap();
+    let (init_msg, _init_fd) = recv_state(conn.as_raw_fd()).unwrap();
+    assert_eq!(init_msg["state"]["status"], "creating", "{init_msg}");
+    // The next one is the exec's.
+    let agent = spawn_agent(listener);
+    let out = c.rt(&[
+        "exec",
+        &c.id,
+        "sh",
+        "-c",
+        "mkdir /dev/shm/e && echo made; test -d /dev/shm/e && echo exists || echo absent",
+    ]);
+    assert_eq!(out.ok().stdout, "made\nabsent\n");
+    let r = agent.join().unwrap().unwrap();
+    let msg = &r.msg;
+    assert_eq!(msg["fds"], json!(["seccompFd"]), "{msg}");
+    assert_eq!(msg["state"]["id"], c.id.as_str(), "{msg}");
+    assert_eq!(msg["state"]["status"], "running", "{msg}");
+    assert_eq!(msg["state"]["pid"], msg["pid"], "{msg}");
+    // The pid is the exec'd process's as the host sees it, not the init's.
+    assert_ne!(msg["pid"], init_msg["pid"], "{msg}");
+    let host_pid = r.nspid.split('\t').next().unwrap_or_default();
+    assert_eq!(host_pid, msg["pid"].to_string(), "{msg} {}", r.nspid);
+    assert!(
+        !r.answered.is_empty() && r.answered.iter().all(|n| n.starts_with("mkdir")),
+        "{:?}",
+        r.answered
     );
 }
 

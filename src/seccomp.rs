@@ -452,9 +452,14 @@ impl Program {
     }
 
     /// Connects to the SCMP_ACT_NOTIFY agent at listenerPath, if the filter has one; call
-    /// it while listenerPath and /proc are still the host's. The message is rendered
-    /// now: `state` (the container's) with the init's host pid.
-    pub fn connect_agent(&self, state: &crate::container::State) -> Result<Option<Agent>> {
+    /// it while listenerPath is still reachable (the host's mount namespace). The agent
+    /// will get `state` (the container's) with `status` and the filtered process's host
+    /// pid: this process's own unless `set_pid` names another.
+    pub fn connect_agent(
+        &self,
+        state: &crate::container::State,
+        status: crate::container::Status,
+    ) -> Result<Option<Agent>> {
         let Some(l) = &self.listener else {
             return Ok(None);
         };
@@ -464,9 +469,14 @@ impl Program {
         let pid: i32 = std::fs::read_link("/proc/self")
             .ok()
             .and_then(|p| p.to_str()?.parse().ok())
-            .context("read the init's pid from /proc/self")?;
-        let msg = agent_message(state, pid, l.metadata.as_deref());
-        Ok(Some(Agent { sock, msg }))
+            .context("read our pid from /proc/self")?;
+        Ok(Some(Agent {
+            sock,
+            state: state.clone(),
+            status,
+            metadata: l.metadata.clone(),
+            pid,
+        }))
     }
 
     /// Loads the program into this process (seccomp(2)); the SCMP_ACT_NOTIFY listener fd
@@ -496,18 +506,33 @@ impl Program {
             // SAFETY: with NEW_LISTENER, seccomp returned a new fd (close-on-exec) we own.
             let fd = unsafe { OwnedFd::from_raw_fd(r as RawFd) };
             let agent = agent.context("no seccomp agent to send the listener fd to")?;
-            send_fd(&agent.sock, &agent.msg, fd.as_raw_fd())
+            send_fd(&agent.sock, &agent.message(), fd.as_raw_fd())
                 .context("send the seccomp listener fd to the agent")?;
         }
         Ok(())
     }
 }
 
-/// The connection to the seccomp agent and the message it gets with the listener fd. Keep
-/// it until execve: dropping it closes the socket, a syscall the filter would see.
+/// The connection to the seccomp agent and what its message says. Keep it until execve:
+/// dropping it closes the socket, a syscall the filter would see.
 pub struct Agent {
     sock: UnixStream,
-    msg: Vec<u8>,
+    state: crate::container::State,
+    status: crate::container::Status,
+    metadata: Option<String>,
+    /// The filtered process, as the host sees it.
+    pid: i32,
+}
+
+impl Agent {
+    /// The filtered process is `pid` (host pid namespace), not the one that connected.
+    pub fn set_pid(&mut self, pid: i32) {
+        self.pid = pid;
+    }
+
+    fn message(&self) -> Vec<u8> {
+        agent_message(&self.state, self.status, self.pid, self.metadata.as_deref())
+    }
 }
 
 /// For a config.json oci-spec could not parse: a precise error when the cause is in
@@ -538,14 +563,19 @@ pub fn load_before_exec(process: &Process) -> bool {
 }
 
 /// The runtime-spec's container process state for the agent (runc's format).
-fn agent_message(state: &crate::container::State, pid: i32, metadata: Option<&str>) -> Vec<u8> {
+fn agent_message(
+    state: &crate::container::State,
+    status: crate::container::Status,
+    pid: i32,
+    metadata: Option<&str>,
+) -> Vec<u8> {
     let mut st = state.clone();
     st.pid = pid;
     let mut msg = serde_json::json!({
         "ociVersion": crate::config::OCI_VERSION,
         "fds": [SECCOMP_FD_NAME],
         "pid": pid,
-        "state": crate::container::spec_state(&st, crate::container::Status::Creating),
+        "state": crate::container::spec_state(&st, status),
     });
     if let Some(m) = metadata.filter(|m| !m.is_empty()) {
         msg["metadata"] = m.into();

@@ -16,7 +16,8 @@ pub enum Msg {
     Ready,
     /// init -> parent: setup failed; `msg` is the full cause chain.
     Error { msg: String },
-    /// exec's joiner -> `corten exec`: the pid of the process it cloned.
+    /// exec's joiner -> `corten exec`: the pid of the process it cloned; `corten exec` ->
+    /// that process, when a seccomp agent is told its pid: the same pid.
     Pid { pid: i32 },
     /// init -> parent: mounts are made; run the prestart and createRuntime hooks.
     RunHooks,

@@ -119,7 +119,7 @@ fn prepare(cfg: &InitConfig) -> Result<ExecPlan> {
     }
     // The SCMP_ACT_NOTIFY agent is reached while listenerPath and /proc are the host's.
     let agent = match cfg.seccomp {
-        Some(p) => p.connect_agent(cfg.state)?,
+        Some(p) => p.connect_agent(cfg.state, crate::container::Status::Creating)?,
         None => None,
     };
     for (flag, fd) in &cfg.join {

@@ -53,7 +53,8 @@ pub struct ExecOpts<'a> {
 pub fn exec(o: &ExecOpts) -> Result<i32> {
     let dir = ContainerDir::open(o.root, o.id, false)?;
     let state = dir.load_existing()?;
-    match dir.status(&state) {
+    let status = dir.status(&state);
+    match status {
         Status::Created | Status::Running => {}
         Status::Paused if o.ignore_paused => {}
         Status::Paused => {
@@ -83,10 +84,12 @@ pub fn exec(o: &ExecOpts) -> Result<i32> {
         init::sched::set_affinity(initial, "initial")?;
     }
     let seccomp = bundle.seccomp.as_ref();
-    if seccomp.is_some_and(seccomp::Program::notifies) {
-        // Its notifications would wait for an agent that never gets the listener fd.
-        bail!("exec: a seccomp profile with SCMP_ACT_NOTIFY is not supported by exec yet");
-    }
+    // Connected here, where listenerPath is the host's; the process sends the listener.
+    let agent = match seccomp {
+        Some(p) => p.connect_agent(&state, status)?,
+        None => None,
+    };
+    let notifies = agent.is_some();
     // Connected here, in our mount namespace, before anything is cloned.
     let console = crate::console::plan(
         process.terminal().unwrap_or(false),
@@ -114,6 +117,7 @@ pub fn exec(o: &ExecOpts) -> Result<i32> {
                     preserve_fds: o.preserve_fds,
                     console: std::cell::Cell::new(console_child),
                     userns: targets.flags.contains(CloneFlags::CLONE_NEWUSER),
+                    agent: std::cell::RefCell::new(agent),
                 },
             )
         }
@@ -121,6 +125,7 @@ pub fn exec(o: &ExecOpts) -> Result<i32> {
             drop(child_ch);
             // Only the process may hold it: a failure before it sends closes the socket.
             drop(console_child);
+            drop(agent);
             let joiner = child;
             let pid = match parent_ch.recv("the exec joiner") {
                 Ok(Msg::Pid { pid }) => pid,
@@ -136,7 +141,7 @@ pub fn exec(o: &ExecOpts) -> Result<i32> {
             };
             let _ = nix::sys::wait::waitpid(joiner, None);
             // The process sent its terminal before it exec'd.
-            let started = place_and_go(&parent_ch, pid, cgroup.as_ref())
+            let started = place_and_go(&parent_ch, pid, cgroup.as_ref(), notifies)
                 .and_then(|()| relay.as_ref().map(crate::console::recv_master).transpose());
             let master = match started {
                 Ok(m) => m,
@@ -164,10 +169,14 @@ pub fn exec(o: &ExecOpts) -> Result<i32> {
 }
 
 /// Puts the new process in the container's cgroup, lets it exec, and waits for the exec
-/// (EOF on the sync socket) or its error.
-fn place_and_go(ch: &Channel, pid: i32, cgroup: Option<&Cgroup>) -> Result<()> {
+/// (EOF on the sync socket) or its error. A process with a seccomp agent first learns its
+/// host pid, which the agent is told.
+fn place_and_go(ch: &Channel, pid: i32, cgroup: Option<&Cgroup>, notifies: bool) -> Result<()> {
     if let Some(cg) = cgroup {
         cg.add(pid).context("join the container's cgroup")?;
+    }
+    if notifies {
+        ch.send(&Msg::Pid { pid })?;
     }
     ch.send(&Msg::Go)?;
     match ch.recv_or_eof()? {
@@ -359,6 +368,8 @@ struct Child<'a> {
     console: std::cell::Cell<Option<OwnedFd>>,
     /// The container has a user namespace of its own (joined).
     userns: bool,
+    /// The SCMP_ACT_NOTIFY agent, connected by `corten exec`.
+    agent: std::cell::RefCell<Option<seccomp::Agent>>,
 }
 
 /// The joiner (A): enter the namespaces, clone the process with CLONE_PARENT, report its
@@ -403,6 +414,13 @@ fn join_and_clone(pidfd: &OwnedFd, t: &Targets, ch: &Channel, child: &Child) -> 
 fn become_process(ch: &Channel, child: &Child) -> anyhow::Error {
     let (process, seccomp) = (child.process, child.seccomp);
     let r = (|| -> Result<std::convert::Infallible> {
+        let mut agent = child.agent.borrow_mut();
+        if let Some(a) = agent.as_mut() {
+            match ch.recv("corten exec")? {
+                Msg::Pid { pid } => a.set_pid(pid),
+                other => bail!("unexpected message {other:?}"),
+            }
+        }
         match ch.recv("corten exec")? {
             Msg::Go => {}
             other => bail!("unexpected message {other:?}"),
@@ -434,7 +452,7 @@ fn become_process(ch: &Channel, child: &Child) -> anyhow::Error {
         // The container's filter, loaded when the init's is (see init::prepare).
         let seccomp_at_exec = seccomp::load_before_exec(process);
         if let Some(p) = seccomp.filter(|_| !seccomp_at_exec) {
-            p.load(None)?;
+            p.load(agent.as_ref())?;
         }
         identity::apply(process)?;
         let args = process.args().clone().unwrap_or_default();
@@ -451,7 +469,7 @@ fn become_process(ch: &Channel, child: &Child) -> anyhow::Error {
         crate::sys::cloexec_from(3 + child.preserve_fds as i32)
             .context("mark fds close-on-exec")?;
         if let Some(p) = seccomp.filter(|_| seccomp_at_exec) {
-            p.load(None)?;
+            p.load(agent.as_ref())?;
         }
         // Our end of the sync socket is close-on-exec: EOF tells `corten exec` we made it.
         init::exec::exec(&path, &args, &env)
