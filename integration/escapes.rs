@@ -493,7 +493,8 @@ fn cve_2021_30465_racing_destination_symlinks_never_reach_the_host() {
 fn cve_2019_16884_proc_or_sys_symlink_is_refused() {
     let host = shared_host_dir("procsym-host");
     for dir in ["proc", "sys"] {
-        for link in ["/tmp".to_string(), climbing(host.path())] {
+        // Into the rootfs, climbing out of it, and dangling.
+        for link in ["/tmp".to_string(), climbing(host.path()), "/nowhere".into()] {
             let mut c = sleeper("procsym");
             let rootfs = c.rootfs();
             fs::remove_dir(rootfs.join(dir)).unwrap();
@@ -504,7 +505,7 @@ fn cve_2019_16884_proc_or_sys_symlink_is_refused() {
             let out = c.create();
             assert_err(
                 &out,
-                &[&format!("/{dir}")],
+                &[&format!("/{dir}"), "must be mounted on ordinary directory"],
                 &["symlink", "must be mounted on"],
             );
             c.assert_no_leftovers();

@@ -325,6 +325,7 @@ fn do_mount(root: BorrowedFd, bundle: &Path, m: &Mount, opts: &Options, typ: &st
     }
     // proc and sysfs must land on a real directory, never through a symlink (CVE-2019-16884).
     let target = if matches!(typ, "proc" | "sysfs") {
+        refuse_symlink_leaf(root, dest, typ)?;
         safepath::mkdir_all_in_root(root, dest, 0o755).and_then(|_| {
             open_in_root_with(
                 root,
@@ -503,6 +504,27 @@ const PROC_MOUNTABLE: &[&str] = &[
     "/proc/pressure/io",
     "/proc/pressure/memory",
 ];
+
+/// An image's symlink (dangling or not) where proc or sysfs goes is refused with runc's
+/// words; a symlink higher up fails the RESOLVE_NO_SYMLINKS lookup after.
+fn refuse_symlink_leaf(root: BorrowedFd, dest: &Path, typ: &str) -> Result<()> {
+    let leaf = open_in_root_with(
+        root,
+        dest,
+        OFlag::O_PATH | OFlag::O_NOFOLLOW,
+        ResolveFlag::empty(),
+    );
+    if let Ok(fd) = leaf
+        && nix::sys::stat::fstat(fd.as_fd())
+            .is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFLNK)
+    {
+        bail!(
+            "{} is a symlink in the rootfs: {typ} must be mounted on ordinary directory",
+            dest.display()
+        );
+    }
+    Ok(())
+}
 
 /// CVE-2019-19921 / CVE-2023-27561: the runtime later writes to the container's /proc
 /// (oom_score_adj, sysctls, LSM attributes), so nothing may be mounted over it or inside it
