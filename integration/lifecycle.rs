@@ -271,6 +271,25 @@ fn list_json_and_quiet() {
     assert_eq!(entry["status"], "created", "{entry}");
     assert!(entry["pid"].as_i64().is_some_and(|p| p > 0), "{entry}");
     assert_eq!(entry["bundle"], c.bundle_str().as_str(), "{entry}");
+    // runc's key order (scripts match on it), for list and for state.
+    let order = [
+        "ociVersion",
+        "id",
+        "pid",
+        "status",
+        "bundle",
+        "rootfs",
+        "created",
+        "owner",
+    ];
+    let state = c.state_out();
+    for text in [&out.stdout, &state.ok().stdout] {
+        let at: Vec<usize> = order
+            .iter()
+            .map(|k| text.find(&format!("\"{k}\":")).expect(k))
+            .collect();
+        assert!(at.is_sorted(), "keys out of runc's order:\n{text}");
+    }
 
     let out = c.rt(&["list", "-q"]);
     out.ok();

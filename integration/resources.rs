@@ -37,20 +37,21 @@ fn cpu_ticks(pid: i64) -> u64 {
 fn limits_land_in_the_v1_files_the_container_sees() {
     let mut c = Container::new("res-files");
     c.config["linux"]["resources"] = json!({
-        "memory": {"limit": 67108864, "reservation": 33554432, "swappiness": 5},
+        "memory": {"limit": 67108864, "reservation": 33554432, "swappiness": 5, "kernelTCP": 50593792},
         "cpu": {"shares": 512, "quota": 20000, "period": 100000, "cpus": "0", "mems": "0"},
         "pids": {"limit": 20}
     });
     let out = c.run_sh(
         "cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/memory/memory.soft_limit_in_bytes \
-         /sys/fs/cgroup/memory/memory.swappiness /sys/fs/cgroup/cpu/cpu.shares /sys/fs/cgroup/cpu/cpu.cfs_quota_us \
+         /sys/fs/cgroup/memory/memory.swappiness /sys/fs/cgroup/memory/memory.kmem.tcp.limit_in_bytes \
+         /sys/fs/cgroup/cpu/cpu.shares /sys/fs/cgroup/cpu/cpu.cfs_quota_us \
          /sys/fs/cgroup/cpu/cpu.cfs_period_us /sys/fs/cgroup/cpuset/cpuset.cpus /sys/fs/cgroup/pids/pids.max",
     );
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(
         lines,
         [
-            "67108864", "33554432", "5", "512", "20000", "100000", "0", "20"
+            "67108864", "33554432", "5", "50593792", "512", "20000", "100000", "0", "20"
         ],
         "{out}"
     );
@@ -118,13 +119,17 @@ fn device_rules_deny_what_is_not_allowed() {
         .unwrap()
         .push(json!("CAP_MKNOD"));
     c.config["root"]["readonly"] = json!(false);
+    // A FIFO in linux.devices is made, and needs no device-cgroup rule (there is none).
+    c.config["linux"]["devices"] =
+        json!([{"path": "/dev/fifo", "type": "p", "major": 8, "minor": 666}]);
     // mknod is allowed ("c *:* m"), opening an unlisted device is not; /dev/null is listed.
-    let out = c.run_sh("mknod /tmp/mem c 1 1; head -c1 /tmp/mem 2>&1; echo rc=$?; head -c1 /dev/null; echo null=$?");
+    let out = c.run_sh("mknod /tmp/mem c 1 1; head -c1 /tmp/mem 2>&1; echo rc=$?; head -c1 /dev/null; echo null=$?; test -p /dev/fifo && echo fifo");
     assert!(
         out.contains("Operation not permitted"),
         "opening c 1:1 was not denied:\n{out}"
     );
     assert!(out.contains("null=0"), "/dev/null must stay usable:\n{out}");
+    assert!(out.contains("fifo"), "/dev/fifo missing:\n{out}");
 }
 
 #[test]
@@ -429,7 +434,11 @@ fn events_stream_reports_an_oom_kill() {
     let mut seen = Vec::new();
     let found = loop {
         match rx.recv_timeout(Duration::from_secs(20)) {
-            Ok(line) if line.contains(r#""type":"oom""#) => break true,
+            Ok(line) if line.contains(r#""type":"oom""#) => {
+                // Exactly runc's line.
+                assert_eq!(line, format!(r#"{{"type":"oom","id":"{}"}}"#, c.id));
+                break true;
+            }
             Ok(line) => seen.push(line),
             Err(_) => break false,
         }

@@ -138,6 +138,31 @@ fn time_namespace_offsets() {
 // Mounts
 // ---------------------------------------------------------------------------
 
+/// Each rootfsPropagation value starts a container whose root mount has it (mountinfo's
+/// optional fields for "/"); unbindable must not stop the rootfs being bound first.
+#[test]
+fn rootfs_propagation_values_hold_for_the_root() {
+    for (value, want) in [
+        ("unbindable", "unbindable"),
+        ("runbindable", "unbindable"),
+        ("shared", "shared:"),
+        ("private", ""),
+    ] {
+        let mut c = Container::new("rootprop");
+        c.config["linux"]["rootfsPropagation"] = json!(value);
+        let out = c.run_sh("awk '$5 == \"/\" {print $7}' /proc/self/mountinfo");
+        let fields = out.trim();
+        if want.is_empty() {
+            assert!(
+                !fields.contains("shared:") && !fields.contains("master:"),
+                "{value}: {fields:?}"
+            );
+        } else {
+            assert!(fields.contains(want), "{value}: {fields:?}");
+        }
+    }
+}
+
 #[test]
 fn rootfs_propagation_and_bind_propagation() {
     let out_dir = TempDir::new("prop-out");

@@ -201,11 +201,18 @@ fn run_relays_the_terminal_and_the_exit_status() {
     if is_runc() {
         return;
     }
+    // Newlines come out as written: the relayed terminal has ONLCR cleared, as runc's.
     let c = with_terminal("tty-run-plain", "tty; echo done; exit 4");
     let out = c.run(&[]);
     assert_eq!(out.code, Some(4), "{out}");
-    assert_eq!(out.stdout, "/dev/pts/0\r\ndone\r\n", "{out}");
+    assert_eq!(out.stdout, "/dev/pts/0\ndone\n", "{out}");
     c.assert_no_leftovers();
+    let c = sleeper("tty-exec-plain");
+    c.create_ok();
+    c.start_ok();
+    let out = c.rt(&["exec", "-t", &c.id, "sh", "-c", "echo a; echo b; exit 6"]);
+    assert_eq!(out.code, Some(6), "{out}");
+    assert_eq!(out.stdout, "a\nb\n", "{out}");
 }
 
 #[test]

@@ -41,9 +41,16 @@ nix::ioctl_write_int_bad!(tiocgptpeer, libc::TIOCGPTPEER);
 /// The console socket of a process about to be started.
 pub struct Plan {
     /// The child's end: it sends the master there.
-    pub child: OwnedFd,
+    pub child: Target,
     /// corten's own end, when corten relays the terminal itself.
     pub relay: Option<OwnedFd>,
+}
+
+/// Where a process sends the master of its terminal.
+pub struct Target {
+    pub sock: OwnedFd,
+    /// corten relays the terminal on its own stdio (attached `run`, `exec -t`).
+    pub relayed: bool,
 }
 
 /// Where the master of a process's terminal goes, by runc's rules: `detach` is true for
@@ -58,7 +65,10 @@ pub fn plan(terminal: bool, socket: Option<&Path>, detach: bool) -> Result<Optio
             let stream = UnixStream::connect(path)
                 .with_context(|| format!("connect to --console-socket {}", path.display()))?;
             Plan {
-                child: stream.into(),
+                child: Target {
+                    sock: stream.into(),
+                    relayed: false,
+                },
                 relay: None,
             }
         }
@@ -71,7 +81,10 @@ pub fn plan(terminal: bool, socket: Option<&Path>, detach: bool) -> Result<Optio
             )
             .context("socketpair for the terminal")?;
             Plan {
-                child: theirs,
+                child: Target {
+                    sock: theirs,
+                    relayed: true,
+                },
                 relay: Some(ours),
             }
         }
@@ -133,7 +146,11 @@ pub fn recv_master(socket: &OwnedFd) -> Result<OwnedFd> {
 /// user, sends the master over `socket`, and makes the slave our stdio and controlling
 /// terminal (we must be a session leader). With `mount_console` (the container's init),
 /// the slave is bind-mounted over /dev/console too.
-pub fn setup(socket: OwnedFd, process: &Process, mount_console: bool) -> Result<()> {
+pub fn setup(target: Target, process: &Process, mount_console: bool) -> Result<()> {
+    let Target {
+        sock: socket,
+        relayed,
+    } = target;
     let root = nix::fcntl::open(
         "/",
         OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
@@ -157,6 +174,9 @@ pub fn setup(socket: OwnedFd, process: &Process, mount_console: bool) -> Result<
         set_size(master.as_fd(), rows, cols).context("set the terminal's size")?;
     }
     give_to_user(&slave, process.user().uid())?;
+    if relayed {
+        clear_onlcr(&slave)?;
+    }
     if mount_console {
         bind_console(root.as_fd(), &slave)?;
     }
@@ -171,6 +191,15 @@ pub fn setup(socket: OwnedFd, process: &Process, mount_console: bool) -> Result<
     // SAFETY: TIOCSCTTY on fd 0 with an integer argument (0: don't steal it from others).
     unsafe { tiocsctty(0, 0) }.context("make the terminal our controlling terminal")?;
     Ok(())
+}
+
+/// Output newlines stay "\n" (runc clears ONLCR on the terminals it relays): a terminal on
+/// our side translates them itself, and piped output is what the process wrote.
+fn clear_onlcr(slave: &OwnedFd) -> Result<()> {
+    use nix::sys::termios::{OutputFlags, SetArg, tcgetattr, tcsetattr};
+    let mut t = tcgetattr(slave).context("read the terminal's settings")?;
+    t.output_flags.remove(OutputFlags::ONLCR);
+    tcsetattr(slave, SetArg::TCSANOW, &t).context("clear ONLCR on the terminal")
 }
 
 /// Opens /dev/pts/ptmx of the container's devpts. /dev/ptmx is not used: the container may

@@ -16,7 +16,6 @@
 //! A config without hooks costs nothing: no round trip with the init, nothing saved.
 
 use std::cell::OnceCell;
-use std::collections::HashMap;
 use std::ffi::CString;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
@@ -140,7 +139,7 @@ pub struct HookState {
     pub pid: Option<i32>,
     pub bundle: PathBuf,
     #[serde(default)]
-    pub annotations: HashMap<String, String>,
+    pub annotations: std::collections::BTreeMap<String, String>,
 }
 
 impl HookState {
@@ -610,7 +609,7 @@ mod tests {
             status: status.into(),
             pid: Some(42),
             bundle: "/b".into(),
-            annotations: HashMap::new(),
+            annotations: Default::default(),
         }
     }
 

@@ -80,7 +80,10 @@ pub fn effective(spec: &oci_spec::runtime::Spec) -> LinuxResources {
         .into_iter()
         .flatten()
     {
-        devices.push(rule(d.typ(), Some(d.major()), Some(d.minor()), "rwm"));
+        // FIFOs are not device-cgroup controlled (devices.allow takes a, b and c only).
+        if d.typ() != LinuxDeviceType::P {
+            devices.push(rule(d.typ(), Some(d.major()), Some(d.minor()), "rwm"));
+        }
     }
     r.set_devices(Some(devices));
     r
@@ -238,6 +241,10 @@ fn memory_v1(m: &LinuxMemory, out: &mut Vec<Write>) {
     }
     if m.disable_oom_killer() == Some(true) {
         out.push(w("memory", "memory.oom_control", 1));
+    }
+    // memory.kernel is deprecated and ignored, as runc does; kernelTCP still works on v1.
+    if let Some(v) = m.kernel_tcp() {
+        out.push(w("memory", "memory.kmem.tcp.limit_in_bytes", v));
     }
 }
 
@@ -582,7 +589,7 @@ mod tests {
     #[test]
     fn memory_and_cpu_v1() {
         let r = res(serde_json::json!({
-            "memory": {"limit": 104857600, "reservation": 52428800, "swap": 209715200, "swappiness": 10, "disableOOMKiller": true},
+            "memory": {"limit": 104857600, "reservation": 52428800, "swap": 209715200, "swappiness": 10, "disableOOMKiller": true, "kernelTCP": 50593792},
             "cpu": {"shares": 512, "quota": 50000, "period": 100000, "cpus": "0", "mems": "0"},
             "pids": {"limit": 0}
         }));
@@ -598,6 +605,7 @@ mod tests {
         assert!(f.contains(&("memory.soft_limit_in_bytes".into(), "52428800".into())));
         assert!(f.contains(&("memory.swappiness".into(), "10".into())));
         assert!(f.contains(&("memory.oom_control".into(), "1".into())));
+        assert!(f.contains(&("memory.kmem.tcp.limit_in_bytes".into(), "50593792".into())));
         assert!(f.contains(&("cpu.shares".into(), "512".into())));
         assert!(f.contains(&("cpu.cfs_quota_us".into(), "50000".into())));
         assert!(f.contains(&("cpuset.cpus".into(), "0".into())));
@@ -662,6 +670,30 @@ mod tests {
         let u = v1(&res(serde_json::json!({"unified": {"memory.high": "1"}}))).unwrap();
         assert!(u[0].unsupported.is_some(), "unified is not a v1 write");
         assert!(v2(&res(serde_json::json!({"unified": {"../x": "1"}}))).is_err());
+    }
+
+    #[test]
+    fn fifos_in_linux_devices_get_no_cgroup_rule() {
+        let spec: oci_spec::runtime::Spec = serde_json::from_value(serde_json::json!({
+            "ociVersion": "1.0.2",
+            "linux": {
+                "devices": [
+                    {"path": "/dev/fifo", "type": "p", "major": 8, "minor": 666},
+                    {"path": "/dev/fuse", "type": "c", "major": 10, "minor": 229}
+                ],
+                "resources": {"devices": [{"allow": false, "access": "rwm"}]}
+            }
+        }))
+        .unwrap();
+        let rules: Vec<_> = effective(&spec)
+            .devices()
+            .clone()
+            .unwrap_or_default()
+            .iter()
+            .map(|d| device_rule(d.typ(), d.major(), d.minor(), d.access().as_deref()))
+            .collect();
+        assert!(rules.contains(&"c 10:229 rwm".to_string()), "{rules:?}");
+        assert!(!rules.iter().any(|r| r.starts_with('p')), "{rules:?}");
     }
 
     #[test]

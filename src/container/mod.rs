@@ -2,7 +2,6 @@
 //! `start.sock` (the socket the parked init accepts on; it exists until `start`).
 //! An flock on the directory serialises commands that change one container.
 
-use std::collections::HashMap;
 use std::fs::{self, File};
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
@@ -38,7 +37,7 @@ pub struct State {
     pub created: String,
     pub owner: String,
     #[serde(default)]
-    pub annotations: HashMap<String, String>,
+    pub annotations: std::collections::BTreeMap<String, String>,
     pub phase: Phase,
     #[serde(default)]
     pub cgroup: Option<Cgroup>,
@@ -238,14 +237,15 @@ impl ContainerDir {
     }
 }
 
-/// The spec's state JSON for `state`, with runc's extra `owner` and `created` fields.
+/// The spec's state JSON for `state`, with runc's extra `created` and `owner` fields, in
+/// runc's key order (annotations only when there are some).
 pub fn spec_state(state: &State, status: Status) -> serde_json::Value {
     let pid = if status == Status::Stopped {
         0
     } else {
         state.pid
     };
-    serde_json::json!({
+    let mut v = serde_json::json!({
         "ociVersion": OCI_VERSION,
         "id": state.id,
         "pid": pid,
@@ -253,9 +253,12 @@ pub fn spec_state(state: &State, status: Status) -> serde_json::Value {
         "bundle": state.bundle,
         "rootfs": state.rootfs,
         "created": state.created,
-        "owner": state.owner,
-        "annotations": state.annotations,
-    })
+    });
+    if !state.annotations.is_empty() {
+        v["annotations"] = serde_json::json!(state.annotations);
+    }
+    v["owner"] = state.owner.clone().into();
+    v
 }
 
 /// Writes `data` to `path` through a temp file in the same directory and a rename, so a

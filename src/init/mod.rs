@@ -59,7 +59,7 @@ pub struct InitConfig<'a> {
     pub start_listener: OwnedFd,
     pub sync: Channel,
     /// process.terminal: where to send the pty's master (taken once it is sent).
-    pub console: Cell<Option<OwnedFd>>,
+    pub console: Cell<Option<crate::console::Target>>,
     /// The parent's fds the init inherits but must not keep: the state-dir lock and the
     /// parent's end of the sync socket (holding it, the init would never see EOF).
     pub parent_only_fds: Vec<std::os::fd::RawFd>,

@@ -43,12 +43,19 @@ pub struct RootfsPlan<'a> {
 pub fn setup(plan: &RootfsPlan) -> Result<()> {
     let spec = plan.spec;
     let linux = spec.linux().as_ref();
-    // Nothing we mount may propagate back to the host.
+    // Nothing we mount may propagate back to the host. Unbindable mounts could not be
+    // bound to make the rootfs: those start as slaves, the new root is made unbindable
+    // after the pivot.
     let prop = match linux.and_then(|l| l.rootfs_propagation().as_deref()) {
         Some(p) => {
             propagation_option(p).with_context(|| format!("unknown rootfsPropagation {p:?}"))?
         }
         None => MsFlags::MS_SLAVE | MsFlags::MS_REC,
+    };
+    let prop = if prop.contains(MsFlags::MS_UNBINDABLE) {
+        MsFlags::MS_SLAVE
+    } else {
+        prop
     };
     mount(
         None::<&str>,

@@ -114,7 +114,7 @@ fn spawn(
     bundle: &Bundle,
     rootfs: &Path,
     dir: &ContainerDir,
-    console: Option<OwnedFd>,
+    console: Option<crate::console::Target>,
     relay: Option<&OwnedFd>,
     undo: &mut Undo,
 ) -> Result<i32> {
@@ -197,7 +197,12 @@ fn spawn(
         rootfs: rootfs.to_path_buf(),
         created: crate::log::rfc3339_now(),
         owner,
-        annotations: spec.annotations().clone().unwrap_or_default(),
+        annotations: spec
+            .annotations()
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .collect(),
         phase: Phase::Creating,
         cgroup: Some(cgroup.clone()),
         hooks: crate::hooks::persisted(spec),

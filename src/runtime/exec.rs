@@ -365,7 +365,7 @@ struct Child<'a> {
     seccomp: Option<&'a seccomp::Program>,
     preserve_fds: u32,
     /// process.terminal: where to send the pty's master (taken once it is sent).
-    console: std::cell::Cell<Option<OwnedFd>>,
+    console: std::cell::Cell<Option<crate::console::Target>>,
     /// The container has a user namespace of its own (joined).
     userns: bool,
     /// The SCMP_ACT_NOTIFY agent, connected by `corten exec`.

@@ -209,6 +209,9 @@ impl RawMode {
         let saved = tcgetattr(&stdin).context("read the settings of our terminal")?;
         let mut raw = saved.clone();
         cfmakeraw(&mut raw);
+        // Output processing stays on (as runc keeps it): the container's terminal sends
+        // bare "\n" (ONLCR cleared), which ours turns into "\r\n".
+        raw.output_flags |= nix::sys::termios::OutputFlags::OPOST;
         tcsetattr(&stdin, SetArg::TCSANOW, &raw).context("put our terminal in raw mode")?;
         Ok(Some(RawMode(saved)))
     }
