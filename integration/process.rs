@@ -50,6 +50,19 @@ fn env_is_applied() {
     }
 }
 
+/// A variable set twice keeps its last value, once; an empty HOME is filled from the
+/// image's /etc/passwd (runc's rules).
+#[test]
+fn env_duplicates_and_empty_home() {
+    let mut c = Container::new("env-dup");
+    c.config["process"]["env"] = json!([DEFAULT_PATH, "ONE=two", "HOME=", "ONE=three"]);
+    c.args(&["env"]);
+    let out = c.run_ok();
+    let mut lines: Vec<&str> = out.lines().collect();
+    lines.sort();
+    assert_eq!(lines, ["HOME=/root", "ONE=three", DEFAULT_PATH], "{out}");
+}
+
 #[test]
 fn user_uid_gid_and_additional_groups() {
     let mut c = Container::new("user");

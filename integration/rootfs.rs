@@ -290,6 +290,24 @@ fn tmpfs_mount_with_size_and_mode() {
     assert!(m.has_opt("nosuid") && m.has_opt("nodev"), "{m:?}");
 }
 
+/// A tmpfs without mode= over an image directory takes that directory's mode, special bits
+/// included (runc's rule); over a new directory it keeps tmpfs's 1777.
+#[test]
+fn tmpfs_without_mode_keeps_the_covered_directorys_mode() {
+    let mut c = Container::new("tmpfs-mode");
+    let dir = c.rootfs().join("data");
+    fs::create_dir(&dir).unwrap();
+    fs::set_permissions(&dir, fs::Permissions::from_mode(0o7777)).unwrap();
+    for dest in ["/data", "/fresh"] {
+        c.add_mount(
+            json!({"destination": dest, "type": "tmpfs", "source": "tmpfs",
+                           "options": ["nosuid", "nodev"]}),
+        );
+    }
+    let out = c.run_sh("stat -c %A /data /fresh");
+    assert_eq!(out, "drwsrwsrwt\ndrwxrwxrwt\n");
+}
+
 /// `tmpcopyup` (podman's --read-only and --tmpfs): the tmpfs starts with a copy of the
 /// directory it covers (files, subdirectories, symlinks, fifos, modes and owners), the
 /// image's files stay untouched, and `ro` applies after the copy.

@@ -53,11 +53,25 @@ fn io_text(e: &std::io::Error) -> String {
     s.to_lowercase()
 }
 
-/// Adds HOME from the container's /etc/passwd when the config doesn't set it (runc does),
-/// and LISTEN_FDS/LISTEN_PID when socket-activation fds are passed through.
+/// The process's environment as runc makes it: a variable set twice keeps its last value
+/// (in the last one's place), HOME comes from the container's /etc/passwd when the config
+/// leaves it unset or empty, and LISTEN_FDS/LISTEN_PID are set when socket-activation fds
+/// are passed through.
 pub fn complete_env(env: &[String], uid: u32, listen_fds: u32) -> Vec<String> {
-    let mut out: Vec<String> = env.to_vec();
-    if !out.iter().any(|e| e.starts_with("HOME=")) {
+    let name = |e: &str| e.split('=').next().unwrap_or_default().to_string();
+    let mut seen = std::collections::HashSet::new();
+    let mut out: Vec<String> = env
+        .iter()
+        .rev()
+        .filter(|e| seen.insert(name(e)))
+        .cloned()
+        .collect();
+    out.reverse();
+    if !out
+        .iter()
+        .any(|e| e.strip_prefix("HOME=").is_some_and(|v| !v.is_empty()))
+    {
+        out.retain(|e| !e.starts_with("HOME="));
         out.push(format!(
             "HOME={}",
             home_of(uid).unwrap_or_else(|| "/".into())
@@ -92,6 +106,19 @@ pub fn exec(path: &Path, args: &[String], env: &[String]) -> Result<std::convert
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn env_last_value_wins_and_empty_home_is_filled() {
+        let env = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let out = complete_env(&env(&["ONE=two", "HOME=", "PATH=/bin", "ONE=three"]), 0, 0);
+        assert_eq!(out[..2], env(&["PATH=/bin", "ONE=three"]));
+        assert_eq!(out.len(), 3);
+        assert!(out[2].starts_with("HOME=") && out[2].len() > 5, "{out:?}");
+        let out = complete_env(&env(&["HOME=/override", "HOME="]), 0, 0);
+        assert!(out.len() == 1 && out[0] != "HOME=", "{out:?}");
+        let out = complete_env(&env(&["HOME=", "HOME=/set"]), 0, 0);
+        assert_eq!(out, env(&["HOME=/set"]));
+    }
 
     #[test]
     fn resolves_on_path() {

@@ -323,6 +323,13 @@ fn do_mount(root: BorrowedFd, bundle: &Path, m: &Mount, opts: &Options, typ: &st
         finish(root, dest, &target, set, clr, opts)?;
         return Ok(());
     }
+    // The mode of the directory a tmpfs without mode= covers, when the image has one.
+    let existing_mode = (typ == "tmpfs" && !opts.data.iter().any(|d| d.starts_with("mode=")))
+        .then(|| open_in_root_with(root, dest, OFlag::O_PATH, ResolveFlag::empty()).ok())
+        .flatten()
+        .and_then(|fd| nix::sys::stat::fstat(fd.as_fd()).ok())
+        .filter(|st| st.st_mode & libc::S_IFMT == libc::S_IFDIR)
+        .map(|st| st.st_mode & 0o7777);
     // proc and sysfs must land on a real directory, never through a symlink (CVE-2019-16884).
     let target = if matches!(typ, "proc" | "sysfs") {
         refuse_symlink_leaf(root, dest, typ)?;
@@ -344,7 +351,15 @@ fn do_mount(root: BorrowedFd, bundle: &Path, m: &Mount, opts: &Options, typ: &st
         .as_ref()
         .map(|s| s.as_os_str())
         .unwrap_or(typ.as_ref());
-    let data = opts.data.join(",");
+    let mut data = opts.data.join(",");
+    if let Some(mode) = existing_mode {
+        // A tmpfs over an image directory keeps that directory's mode (runc's rule).
+        data = [data, format!("mode={mode:o}")]
+            .into_iter()
+            .filter(|d| !d.is_empty())
+            .collect::<Vec<_>>()
+            .join(",");
+    }
     let mut flags = opts.flags & !(MsFlags::MS_REMOUNT);
     // tmpcopyup: keep a readable fd of the covered directory; the copy is made writable
     // and made read-only (if asked) once filled.

@@ -18,7 +18,7 @@ pub fn default_spec(rootless: bool) -> Value {
             "args": ["sh"],
             "env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "TERM=xterm"],
             "cwd": "/",
-            "capabilities": {"bounding": caps, "effective": caps, "permitted": caps, "ambient": caps},
+            "capabilities": {"bounding": caps, "effective": caps, "permitted": caps},
             "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024}],
             "noNewPrivileges": true
         },
@@ -42,17 +42,30 @@ pub fn default_spec(rootless: bool) -> Value {
         "linux": {
             "resources": {"devices": [{"allow": false, "access": "rwm"}]},
             "namespaces": [{"type": "pid"}, {"type": "network"}, {"type": "ipc"},
-                           {"type": "uts"}, {"type": "mount"}, {"type": "cgroup"}],
+                           {"type": "uts"}, {"type": "mount"}],
             "maskedPaths": ["/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys",
                             "/proc/latency_stats", "/proc/timer_list", "/proc/timer_stats",
-                            "/proc/sched_debug", "/sys/firmware", "/proc/scsi"],
+                            "/proc/sched_debug", "/sys/firmware", "/proc/scsi",
+                            "/sys/devices/virtual/tpm"],
             "readonlyPaths": ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]
         }
     });
+    // As runc: a cgroup namespace only where the container would see a cgroup2 tree.
+    if unified_host()
+        && let Some(ns) = spec["linux"]["namespaces"].as_array_mut()
+    {
+        ns.push(json!({"type": "cgroup"}));
+    }
     if rootless {
         make_rootless(&mut spec);
     }
     spec
+}
+
+/// Is /sys/fs/cgroup a cgroup2 mount (a v2-only host)?
+fn unified_host() -> bool {
+    nix::sys::statfs::statfs("/sys/fs/cgroup")
+        .is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::CGROUP2_SUPER_MAGIC)
 }
 
 /// runc's rootless changes: a user namespace mapping the caller to root, no network or
