@@ -197,9 +197,11 @@ fn run_one(kind: Kind, hook: &Hook, input: &[u8]) -> Result<()> {
 }
 
 /// `create`'s side of the round trip: the init has its namespaces and mounts; run
-/// prestart and createRuntime here (status "creating"), then let it go on.
+/// prestart and createRuntime here, then let it go on. The status these and createContainer
+/// see is "created": the spec's lifecycle runs them after step 2, where the environment is
+/// made (runc says "creating"; runtime-tools' conformance suite and crun say "created").
 pub fn create_runtime(spec: &Spec, state: &State, ch: &Channel) -> Result<()> {
-    let hs = HookState::new(state, Status::Creating);
+    let hs = HookState::new(state, Status::Created);
     run_all(Kind::Prestart, Kind::Prestart.in_spec(spec), &hs)?;
     run_all(Kind::CreateRuntime, Kind::CreateRuntime.in_spec(spec), &hs)?;
     ch.send(&Msg::HooksDone { pid: state.pid })
@@ -250,7 +252,7 @@ impl<'a> InitHooks<'a> {
         };
         let state = HookState {
             pid: Some(pid),
-            ..HookState::new(state, Status::Creating)
+            ..HookState::new(state, Status::Created)
         };
         let kind = Kind::CreateContainer;
         run_all(kind, kind.of(hooks), &state)?;
