@@ -722,6 +722,11 @@ impl Container {
         self.rt(&["delete", &self.id])
     }
 
+    /// Raw `exec ID sh -c SCRIPT`.
+    pub fn exec_sh(&self, script: &str) -> Out {
+        self.rt(&["exec", &self.id, "sh", "-c", script])
+    }
+
     /// Raw `state ID`.
     pub fn state_out(&self) -> Out {
         self.rt(&["state", &self.id])

@@ -399,13 +399,7 @@ fn exec_processes_get_the_filter() {
         c.args(&["sleep", "100"]);
         c.create_ok();
         c.start_ok();
-        let out = c.rt(&[
-            "exec",
-            &c.id,
-            "sh",
-            "-c",
-            &format!("{TRY_MKDIR}; grep Seccomp: /proc/self/status"),
-        ]);
+        let out = c.exec_sh(&format!("{TRY_MKDIR}; grep Seccomp: /proc/self/status"));
         out.ok();
         assert!(out.stdout.contains("Operation not permitted"), "{out}");
         assert!(out.stdout.contains("Seccomp:\t2"), "{out}");
@@ -432,13 +426,8 @@ fn exec_notify_agent_gets_the_exec_process_fd() {
     assert_eq!(init_msg["state"]["status"], "creating", "{init_msg}");
     // The next one is the exec's.
     let agent = spawn_agent(listener);
-    let out = c.rt(&[
-        "exec",
-        &c.id,
-        "sh",
-        "-c",
-        "mkdir /dev/shm/e && echo made; test -d /dev/shm/e && echo exists || echo absent",
-    ]);
+    let out = c
+        .exec_sh("mkdir /dev/shm/e && echo made; test -d /dev/shm/e && echo exists || echo absent");
     assert_eq!(out.ok().stdout, "made\nabsent\n");
     let r = agent.join().unwrap().unwrap();
     let msg = &r.msg;

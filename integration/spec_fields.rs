@@ -86,6 +86,46 @@ fn joins_namespaces_by_path() {
     );
 }
 
+/// A namespace type not listed is inherited (config-linux.md), the mount namespace too: the
+/// container's mounts are made in the runtime's, under its rootfs (as runc and crun do),
+/// and `delete` (or a failed create) detaches every one of them.
+#[test]
+fn no_mount_namespace_inherits_the_hosts_and_delete_detaches_the_mounts() {
+    let mut c = sleeper("no-mntns");
+    c.remove_namespace("mount");
+    c.create_ok();
+    let st = c.state();
+    let pid = pid_of(&st);
+    assert_eq!(ns_link(pid, "mnt"), ns_link("self", "mnt"));
+    let rootfs = c.rootfs().to_string_lossy().into_owned();
+    let mi = fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let ours: Vec<&str> = mi
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .filter(|mp| mp.starts_with(&rootfs))
+        .collect();
+    for want in ["", "/proc", "/dev", "/dev/pts", "/sys"] {
+        assert!(
+            ours.contains(&format!("{rootfs}{want}").as_str()),
+            "{rootfs}{want} not mounted: {ours:?}"
+        );
+    }
+    c.start_ok();
+    let out = c.exec_sh(
+        "ls /proc/self/fd >/dev/null && echo procfs; ls /sys/kernel >/dev/null && echo sysfs",
+    );
+    assert_eq!(out.ok().stdout, "procfs\nsysfs\n");
+    c.rt(&["delete", "-f", &c.id]).ok();
+    c.assert_no_leftovers();
+
+    // A create that fails after its mounts (a hook) leaves none of them.
+    let mut c = sleeper("no-mntns-fail");
+    c.remove_namespace("mount");
+    c.config["hooks"] = json!({"createContainer": [{"path": "/bin/false"}]});
+    assert!(c.create().code != Some(0));
+    c.assert_no_leftovers();
+}
+
 #[test]
 fn time_namespace_offsets() {
     const YEAR: f64 = 86400.0 * 365.0;

@@ -92,9 +92,6 @@ pub fn validate(spec: &Spec) -> Result<()> {
     if spec.domainname().as_ref().is_some_and(|h| !h.is_empty()) && !has(LinuxNamespaceType::Uts) {
         bail!("domainname requires a new uts namespace");
     }
-    if spec.mounts().as_ref().is_some_and(|m| !m.is_empty()) && !has(LinuxNamespaceType::Mount) {
-        bail!("mounts require a new mount namespace");
-    }
     for m in spec.mounts().iter().flatten() {
         if !m.destination().is_absolute() {
             bail!(

@@ -219,3 +219,29 @@ pub fn cloexec_from(first: RawFd) -> io::Result<()> {
     }
     Ok(())
 }
+
+/// The id of the mount `fd` is on (statx STATX_MNT_ID, Linux 5.8), as /proc/*/mountinfo
+/// numbers mounts.
+pub fn mount_id(fd: BorrowedFd) -> io::Result<u64> {
+    const STATX_MNT_ID: u32 = 0x1000;
+    // SAFETY: an all-zero statx is a valid value of this plain C struct.
+    let mut st: libc::statx = unsafe { std::mem::zeroed() };
+    // SAFETY: `fd` is open, the path is a NUL-terminated empty string with AT_EMPTY_PATH,
+    // and `st` is a writable statx for the call.
+    let r = unsafe {
+        libc::statx(
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_EMPTY_PATH,
+            STATX_MNT_ID,
+            &mut st,
+        )
+    };
+    if r != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if st.stx_mask & STATX_MNT_ID == 0 {
+        return Err(io::Error::from_raw_os_error(libc::ENOSYS));
+    }
+    Ok(st.stx_mnt_id)
+}

@@ -4,6 +4,7 @@
 
 use std::fs::{self, File};
 use std::io::Write;
+use std::os::fd::AsFd;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
@@ -44,6 +45,28 @@ pub struct State {
     /// The poststart and poststop hooks, which `start` and `delete` run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hooks: Option<oci_spec::runtime::Hooks>,
+    /// Without a mount namespace of its own, the container's mounts are in the host's,
+    /// on a bind of the rootfs: the id of the mount the rootfs was on before, so `delete`
+    /// detaches whatever was put over it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rootfs_mount_before: Option<u64>,
+}
+
+/// Detaches what was mounted over `rootfs` since it was on mount `before` (the container's
+/// rootfs bind, with every mount under it). Nothing else is touched.
+pub fn detach_rootfs_mounts(rootfs: &Path, before: u64) {
+    for _ in 0..16 {
+        let now = fs::File::open(rootfs)
+            .ok()
+            .and_then(|f| crate::sys::mount_id(f.as_fd()).ok());
+        if now.is_none_or(|id| id == before) {
+            return;
+        }
+        if let Err(e) = nix::mount::umount2(rootfs, nix::mount::MntFlags::MNT_DETACH) {
+            crate::log::warn(&format!("detach the mounts on {}: {e}", rootfs.display()));
+            return;
+        }
+    }
 }
 
 /// The status the runtime-spec defines (plus runc's `paused`).

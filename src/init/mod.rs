@@ -164,26 +164,27 @@ fn prepare(cfg: &InitConfig) -> Result<ExecPlan> {
         cfg.hooks
             .before_pivot(&cfg.sync, cfg.state, || await_go(cfg))
     };
-    if cfg.has_mount_ns {
+    if !cfg.has_mount_ns {
+        // Mounts made in the host's namespace: only once `create` recorded how to undo them.
+        await_go(cfg)?;
+    }
+    {
         rootfs::setup(&rootfs::RootfsPlan {
             spec,
             bundle: cfg.bundle,
             rootfs: cfg.rootfs,
             no_pivot: cfg.no_pivot,
+            host_ns: !cfg.has_mount_ns,
             cgroupns: cfg.new_cgroupns || has_ns(spec, LinuxNamespaceType::Cgroup),
             cgroup: cfg.cgroup,
             cwd: process.cwd(),
             userns: in_userns,
             before_cgroup_mount: &|| await_go(cfg),
             before_pivot: &hooks,
-            after_pivot: &|| setup_console(cfg, true),
+            // Without a mount namespace, /dev/console is not mounted over (the host's
+            // namespace would show it).
+            after_pivot: &|| setup_console(cfg, cfg.has_mount_ns),
         })?;
-    } else {
-        hooks()?;
-        nix::unistd::chroot(cfg.rootfs)
-            .with_context(|| format!("chroot {}", cfg.rootfs.display()))?;
-        // No mount namespace of our own: /dev/console would be mounted over on the host.
-        setup_console(cfg, false)?;
     }
     enter_cwd(process.cwd())?;
     if let Some(adj) = process.oom_score_adj() {

@@ -22,6 +22,10 @@ pub struct RootfsPlan<'a> {
     pub bundle: &'a Path,
     pub rootfs: &'a Path,
     pub no_pivot: bool,
+    /// No mount namespace of our own: the mounts are made in the runtime's (under a bind
+    /// of the rootfs that `delete` detaches), the root entered by chroot, and nothing
+    /// changes the propagation of the host's mounts.
+    pub host_ns: bool,
     pub cgroupns: bool,
     /// The container's cgroup, for the `cgroup` mount.
     pub cgroup: &'a crate::cgroups::Cgroup,
@@ -57,17 +61,20 @@ pub fn setup(plan: &RootfsPlan) -> Result<()> {
     } else {
         prop
     };
-    mount(
-        None::<&str>,
-        "/",
-        None::<&str>,
-        prop | MsFlags::MS_REC,
-        None::<&str>,
-    )
-    .context("make / a slave mount")?;
-    parent_mount_slave(plan.rootfs)?;
+    if !plan.host_ns {
+        mount(
+            None::<&str>,
+            "/",
+            None::<&str>,
+            prop | MsFlags::MS_REC,
+            None::<&str>,
+        )
+        .context("make / a slave mount")?;
+        parent_mount_slave(plan.rootfs)?;
+    }
 
-    // The rootfs must be a mount point of its own for pivot_root.
+    // The rootfs must be a mount point of its own for pivot_root (and, in the host's
+    // namespace, to be detached with everything on it at delete).
     mount(
         Some(plan.rootfs),
         plan.rootfs,
@@ -121,7 +128,9 @@ pub fn setup(plan: &RootfsPlan) -> Result<()> {
     }
     mkdir_all_in_root(root, plan.cwd, 0o755)
         .with_context(|| format!("create cwd {} in the rootfs", plan.cwd.display()))?;
-    if plan.no_pivot {
+    if plan.host_ns {
+        enter_by_chroot(root)?;
+    } else if plan.no_pivot {
         enter_by_move(root)?;
     } else {
         pivot(root)?;
@@ -140,7 +149,10 @@ pub fn setup(plan: &RootfsPlan) -> Result<()> {
     // Shared or unbindable must also hold for the new root mount itself (slave and private
     // were set before the pivot and carried over). Only "/", never recursively: each
     // mount's own propagation option stays as the config gave it.
-    if let Some(p) = linux.and_then(|l| l.rootfs_propagation().as_deref()) {
+    if let Some(p) = linux
+        .and_then(|l| l.rootfs_propagation().as_deref())
+        .filter(|_| !plan.host_ns)
+    {
         let flag = propagation_option(p).unwrap_or(MsFlags::MS_SLAVE) & !MsFlags::MS_REC;
         if flag == MsFlags::MS_SHARED || flag == MsFlags::MS_UNBINDABLE {
             mount(None::<&str>, "/", None::<&str>, flag, None::<&str>)
@@ -220,6 +232,13 @@ fn pivot(root: BorrowedFd) -> Result<()> {
 
 /// --no-pivot: move the rootfs over / and chroot (the old root stays reachable to
 /// CAP_SYS_CHROOT holders, which is why it is not the default).
+fn enter_by_chroot(root: BorrowedFd) -> Result<()> {
+    nix::unistd::fchdir(root).context("chdir to rootfs")?;
+    nix::unistd::chroot(".").context("chroot")?;
+    nix::unistd::chdir("/").context("chdir /")?;
+    Ok(())
+}
+
 fn enter_by_move(root: BorrowedFd) -> Result<()> {
     nix::unistd::fchdir(root).context("chdir to rootfs")?;
     mount(Some("."), "/", None::<&str>, MsFlags::MS_MOVE, None::<&str>)

@@ -2,7 +2,7 @@
 //! place it in its cgroup, and return once it is parked waiting for `start`.
 //! Any failure undoes everything: no state dir, cgroup or process is left.
 
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 
@@ -83,6 +83,7 @@ pub fn create_with(opts: &CreateOpts, detach: bool) -> Result<Created> {
         pid: None,
         cgroup: None,
         poststop: None,
+        rootfs_mount: None,
     };
     let (console_child, relay) = match console {
         Some(p) => (Some(p.child), p.relay),
@@ -206,7 +207,16 @@ fn spawn(
         phase: Phase::Creating,
         cgroup: Some(cgroup.clone()),
         hooks: crate::hooks::persisted(spec),
+        rootfs_mount_before: None,
     };
+    if !has_mount_ns {
+        let f = std::fs::File::open(rootfs)
+            .with_context(|| format!("open rootfs {}", rootfs.display()))?;
+        let id = crate::sys::mount_id(f.as_fd())
+            .with_context(|| format!("statx the mount of {}", rootfs.display()))?;
+        state.rootfs_mount_before = Some(id);
+        undo.rootfs_mount = Some((rootfs.to_path_buf(), id));
+    }
     let cfg = InitConfig {
         spec,
         bundle: &bundle.dir,
@@ -461,6 +471,8 @@ struct Undo<'a> {
     pid: Option<i32>,
     cgroup: Option<Cgroup>,
     poststop: Option<State>,
+    /// The rootfs and the mount it was on before (no mount namespace).
+    rootfs_mount: Option<(PathBuf, u64)>,
 }
 
 impl Undo<'_> {
@@ -469,6 +481,7 @@ impl Undo<'_> {
         self.pid = None;
         self.cgroup = None;
         self.poststop = None;
+        self.rootfs_mount = None;
     }
 }
 
@@ -480,6 +493,9 @@ impl Drop for Undo<'_> {
         }
         if let Some(cg) = &self.cgroup {
             cg.destroy();
+        }
+        if let Some((rootfs, before)) = &self.rootfs_mount {
+            container::detach_rootfs_mounts(rootfs, *before);
         }
         if let Some(dir) = self.dir {
             let _ = dir.remove();

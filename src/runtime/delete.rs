@@ -32,6 +32,9 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<()> {
             status.as_str()
         ),
     }
+    if let Some(before) = state.rootfs_mount_before {
+        crate::container::detach_rootfs_mounts(&state.rootfs, before);
+    }
     if let Some(cg) = &state.cgroup {
         let left = cg.destroy();
         if !left.is_empty() {
