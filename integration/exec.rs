@@ -202,6 +202,39 @@ fn exec_in_a_created_container_and_refusals() {
     c.assert_no_leftovers();
 }
 
+/// runc's exec fails with 255 (fatalWithCode), apart from the statuses its process passes
+/// through; the other commands keep 1. A pid file that can't be written fails the exec,
+/// and the process does not stay behind.
+#[test]
+fn exec_failures_exit_255() {
+    let c = running("exec-255");
+    let unknown = c.rt(&["exec", "no-such-container", "true"]);
+    assert_err(&unknown, &["does not exist"], &["does not exist"]);
+    assert_eq!(unknown.code, Some(255), "{unknown}");
+    let missing = exec(&c, &[&c.id, "no-such-program"]);
+    assert_err(&missing, &["executable file not found"], &["not found"]);
+    assert_eq!(missing.code, Some(255), "{missing}");
+    let pid_file = exec(
+        &c,
+        &["--pid-file", "/non-existent/dir/file", &c.id, "sleep", "30"],
+    );
+    assert_err(&pid_file, &["/non-existent/dir/file"], &["no such file"]);
+    assert_eq!(pid_file.code, Some(255), "{pid_file}");
+    let init = c.state()["pid"].as_i64().unwrap().to_string();
+    let procs = format!("/sys/fs/cgroup/pids/{}/cgroup.procs", c.id);
+    let only_init = crate::common::poll_until(Duration::from_secs(5), || {
+        fs::read_to_string(&procs).is_ok_and(|p| p.lines().eq([init.as_str()]))
+    });
+    assert!(
+        only_init,
+        "the process was killed: {:?}",
+        fs::read_to_string(&procs)
+    );
+    assert_eq!(exec(&c, &[&c.id, "sh", "-c", "exit 7"]).code, Some(7));
+    let kill = c.rt(&["kill", "no-such-container"]);
+    assert_eq!(kill.code, Some(1), "not exec: 1 {kill}");
+}
+
 #[test]
 fn exec_preserves_fds_when_asked() {
     use crate::common::rt_with_fd3;

@@ -269,7 +269,13 @@ fn main() -> ExitCode {
             let msg = format!("{e:#}");
             log::error(&msg);
             eprintln!("corten: {msg}");
-            ExitCode::FAILURE
+            // runc's exec fails with 255, out of the range of its process's exit statuses
+            // (which pass through); every other command with 1.
+            if matches!(cli.command, Some(Command::Exec(_))) {
+                ExitCode::from(255)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }

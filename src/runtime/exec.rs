@@ -140,9 +140,11 @@ pub fn exec(o: &ExecOpts) -> Result<i32> {
                 }
             };
             let _ = nix::sys::wait::waitpid(joiner, None);
-            // The process sent its terminal before it exec'd.
+            // The process sent its terminal before it exec'd. A pid file that can't be
+            // written is a failed exec too: the process must not run on unaccounted for.
             let started = place_and_go(&parent_ch, pid, cgroup.as_ref(), notifies)
-                .and_then(|()| relay.as_ref().map(crate::console::recv_master).transpose());
+                .and_then(|()| relay.as_ref().map(crate::console::recv_master).transpose())
+                .and_then(|m| write_pid_file(o.pid_file, pid).map(|()| m));
             let master = match started {
                 Ok(m) => m,
                 Err(e) => {
@@ -152,11 +154,6 @@ pub fn exec(o: &ExecOpts) -> Result<i32> {
                     return Err(e);
                 }
             };
-            if let Some(f) = o.pid_file {
-                let f = std::path::absolute(f).context("--pid-file")?;
-                container::write_atomic(&f, pid.to_string().as_bytes(), 0o644)
-                    .with_context(|| format!("write pid file {}", f.display()))?;
-            }
             if o.detach {
                 return Ok(0);
             }
@@ -166,6 +163,14 @@ pub fn exec(o: &ExecOpts) -> Result<i32> {
             }
         }
     }
+}
+
+/// `--pid-file`: the process's host pid.
+fn write_pid_file(file: Option<&Path>, pid: i32) -> Result<()> {
+    let Some(f) = file else { return Ok(()) };
+    let f = std::path::absolute(f).context("--pid-file")?;
+    container::write_atomic(&f, pid.to_string().as_bytes(), 0o644)
+        .with_context(|| format!("write pid file {}", f.display()))
 }
 
 /// Puts the new process in the container's cgroup, lets it exec, and waits for the exec
