@@ -235,6 +235,32 @@ fn exec_failures_exit_255() {
     assert_eq!(kill.code, Some(1), "not exec: 1 {kill}");
 }
 
+/// `--log` with a relative path is the caller's cwd's, even for the lines written inside
+/// the container (after it changed root and cwd), and debug lines stay out of the output.
+#[test]
+fn exec_debug_log_relative_to_the_callers_cwd() {
+    let c = running("exec-log");
+    let cwd = TempDir::new("exec-log");
+    let root = c.root().to_string_lossy().into_owned();
+    let out = crate::common::rt_in(
+        cwd.path(),
+        &[
+            "--root", &root, "--debug", "--log", "log.out", "exec", &c.id, "true",
+        ],
+    );
+    out.ok();
+    assert!(!out.stderr.contains("level=debug"), "{out}");
+    assert!(!out.stdout.contains("level=debug"), "{out}");
+    let log = fs::read_to_string(cwd.join("log.out"))
+        .unwrap_or_else(|e| panic!("log.out in the caller's cwd: {e}\n{out}"));
+    assert!(log.contains("level=debug"), "{log}");
+    assert!(
+        log.contains("setns_init: about to exec"),
+        "from inside: {log}"
+    );
+    assert!(!c.rootfs().join("log.out").exists(), "not the container's");
+}
+
 #[test]
 fn exec_preserves_fds_when_asked() {
     use crate::common::rt_with_fd3;

@@ -256,7 +256,10 @@ fn main() -> ExitCode {
         LogFormat::Text => Format::Text,
         LogFormat::Json => Format::Json,
     };
-    log::init(cli.log.clone(), format, cli.debug);
+    if let Err(e) = log::init(cli.log.clone(), format, cli.debug) {
+        eprintln!("corten: {e:#}");
+        return ExitCode::FAILURE;
+    }
     if cli.version {
         corten::outln!("corten version {}", env!("CARGO_PKG_VERSION"));
         corten::outln!("commit: {}", env!("CORTEN_COMMIT"));

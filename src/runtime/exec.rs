@@ -101,6 +101,10 @@ pub fn exec(o: &ExecOpts) -> Result<i32> {
         None => (None, None),
     };
     let (parent_ch, child_ch) = sync::pair()?;
+    crate::log::debug(&format!(
+        "nsexec container setup: exec in container {} (init pid {})",
+        o.id, state.pid
+    ));
 
     // SAFETY: corten is single-threaded, so the forked child may run arbitrary code.
     match unsafe { nix::unistd::fork() }.context("fork")? {
@@ -430,6 +434,7 @@ fn become_process(ch: &Channel, child: &Child) -> anyhow::Error {
             Msg::Go => {}
             other => bail!("unexpected message {other:?}"),
         }
+        crate::log::debug("child process in init(): in the container's cgroup");
         if let Some(list) = process
             .exec_cpu_affinity()
             .as_ref()
@@ -454,6 +459,13 @@ fn become_process(ch: &Channel, child: &Child) -> anyhow::Error {
         }
         let cwd: PathBuf = process.cwd().clone();
         init::enter_cwd(&cwd)?;
+        // In the container's namespaces, root and cwd: the log file is the one opened at
+        // start-up.
+        crate::log::debug(&format!(
+            "setns_init: about to exec {:?} in {}",
+            process.args().as_deref().unwrap_or_default().first(),
+            cwd.display()
+        ));
         // The container's filter, loaded when the init's is (see init::prepare).
         let seccomp_at_exec = seccomp::load_before_exec(process);
         if let Some(p) = seccomp.filter(|_| !seccomp_at_exec) {
