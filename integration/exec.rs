@@ -261,6 +261,65 @@ fn exec_debug_log_relative_to_the_callers_cwd() {
     assert!(!c.rootfs().join("log.out").exists(), "not the container's");
 }
 
+/// `--cgroup`, as runc's "exec --cgroup sub-cgroups [v1]": a path for every hierarchy or,
+/// repeatable, per controller; the sub-cgroups must exist below the container's.
+#[test]
+fn exec_cgroup_sub_cgroups() {
+    let c = running("exec-subcg");
+    let cg = |args: &[&str]| {
+        let mut full = vec!["exec"];
+        for a in args {
+            full.extend(["--cgroup", a]);
+        }
+        full.extend([c.id.as_str(), "cat", "/proc/self/cgroup"]);
+        c.rt(&full)
+    };
+    let failed = |out: &crate::common::Out, want: &[&str]| {
+        assert_err(out, want, want);
+        assert_eq!(out.code, Some(255), "{out}");
+    };
+    failed(&cg(&[".."]), &[" .. is not a sub cgroup path"]);
+    let missing = [
+        "adding pid",
+        "/nonexistent/cgroup.procs: no such file or directory",
+    ];
+    failed(&cg(&["nonexistent"]), &missing);
+    failed(&cg(&["cpu:nonexistent"]), &missing);
+    failed(&cg(&["whaaat:/"]), &["unknown controller whaaat"]);
+    failed(
+        &cg(&["memory:/", "plain"]),
+        &["missing <controller>: prefix"],
+    );
+
+    // The container's own cgroup, implicitly and explicitly ("/"): its cgroup namespace's
+    // root.
+    for args in [&[][..], &["/"]] {
+        let out = cg(args);
+        let lines: Vec<&str> = out.ok().stdout.lines().collect();
+        assert!(lines.iter().all(|l| l.ends_with(":/")), "{args:?}: {out}");
+    }
+    for (ctrl, sub) in [
+        ("memory", "submem"),
+        ("cpu", "subcpu"),
+        ("cpuacct", "subcpu"),
+    ] {
+        fs::create_dir(format!("/sys/fs/cgroup/{ctrl}/{}/{sub}", c.id)).unwrap();
+    }
+    let out = cg(&["memory:submem", "cpu,cpuacct:subcpu"]);
+    let lines: Vec<&str> = out.ok().stdout.lines().collect();
+    for want in [
+        ":memory:/submem",
+        ":cpu:/subcpu",
+        ":cpuacct:/subcpu",
+        ":pids:/",
+    ] {
+        assert!(lines.iter().any(|l| l.ends_with(want)), "{want}: {out}");
+    }
+    // Delete removes the sub-cgroups with the container's.
+    c.rt(&["delete", "-f", &c.id]).ok();
+    c.assert_no_leftovers();
+}
+
 #[test]
 fn exec_preserves_fds_when_asked() {
     use crate::common::rt_with_fd3;

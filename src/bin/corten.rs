@@ -116,9 +116,10 @@ struct ExecArgs {
     /// Pass N extra fds (3..3+N) to the process
     #[arg(long = "preserve-fds", default_value_t = 0)]
     preserve_fds: u32,
-    /// Sub-cgroup of the container's to run in ([CONTROLLER:]PATH)
-    #[arg(long)]
-    cgroup: Option<String>,
+    /// Existing sub-cgroup of the container's to run in: PATH, or CONTROLLER[,CONTROLLER]:PATH
+    /// (cgroup v1; repeatable)
+    #[arg(long, action = clap::ArgAction::Append)]
+    cgroup: Vec<String>,
     /// Allow exec in a paused container
     #[arg(long = "ignore-paused")]
     ignore_paused: bool,
@@ -351,7 +352,7 @@ fn dispatch(cli: &Cli) -> Result<u8> {
                 pid_file: a.pid_file.as_deref(),
                 console_socket: a.console_socket.as_deref(),
                 preserve_fds: a.preserve_fds,
-                cgroup: a.cgroup.as_deref(),
+                cgroup: &a.cgroup,
                 ignore_paused: a.ignore_paused,
             })?;
             return Ok(u8::try_from(code).unwrap_or(255));

@@ -44,8 +44,9 @@ pub struct ExecOpts<'a> {
     pub pid_file: Option<&'a Path>,
     pub console_socket: Option<&'a Path>,
     pub preserve_fds: u32,
-    /// `--cgroup PATH`: a sub-cgroup of the container's to put the process in.
-    pub cgroup: Option<&'a str>,
+    /// `--cgroup [CONTROLLER[,CONTROLLER]:]PATH` (repeatable): existing sub-cgroups of the
+    /// container's to put the process in.
+    pub cgroup: &'a [String],
     pub ignore_paused: bool,
 }
 
@@ -65,11 +66,11 @@ pub fn exec(o: &ExecOpts) -> Result<i32> {
     }
     let bundle = Bundle::load(&state.bundle)?;
     let process = build_process(&bundle.spec, o)?;
-    let cgroup = match (&state.cgroup, o.cgroup) {
-        (Some(cg), Some(sub)) => Some(sub_cgroup(cg, sub)?),
-        (Some(cg), None) => Some(cg.clone()),
-        (None, Some(_)) => bail!("--cgroup: container {} has no cgroup", o.id),
-        (None, None) => None,
+    let cgroup = match &state.cgroup {
+        Some(cg) if !o.cgroup.is_empty() => Some(sub_cgroup(cg, o.cgroup)?),
+        Some(cg) => Some(cg.clone()),
+        None if !o.cgroup.is_empty() => bail!("--cgroup: container {} has no cgroup", o.id),
+        None => None,
     };
 
     // The init, pinned by a pidfd once we know it is still the same process.
@@ -182,7 +183,7 @@ fn write_pid_file(file: Option<&Path>, pid: i32) -> Result<()> {
 /// host pid, which the agent is told.
 fn place_and_go(ch: &Channel, pid: i32, cgroup: Option<&Cgroup>, notifies: bool) -> Result<()> {
     if let Some(cg) = cgroup {
-        cg.add(pid).context("join the container's cgroup")?;
+        cg.add(pid)?;
     }
     if notifies {
         ch.send(&Msg::Pid { pid })?;
@@ -303,22 +304,64 @@ fn add_caps(caps: Option<LinuxCapabilities>, add: &[String]) -> Result<LinuxCapa
     Ok(caps)
 }
 
-/// `--cgroup PATH` (runc also takes `CONTROLLER:PATH`; the controller part is accepted and
-/// the path applied to every hierarchy): an existing sub-cgroup of the container's.
-fn sub_cgroup(cg: &Cgroup, sub: &str) -> Result<Cgroup> {
-    let rel = sub.rsplit_once(':').map_or(sub, |(_, p)| p);
-    let rel = Path::new(rel.trim_start_matches('/'));
-    if rel
-        .components()
-        .any(|c| !matches!(c, std::path::Component::Normal(_)))
-    {
-        bail!("--cgroup {sub:?}: must be a plain path below the container's cgroup");
+/// `--cgroup` arguments, as runc's getSubCgroupPaths: a single `PATH` for every hierarchy
+/// (keyed ""), or any number of `CONTROLLER[,CONTROLLER]:PATH` (cgroup v1).
+fn parse_sub_cgroups(args: &[String]) -> Result<Vec<(&str, &str)>> {
+    let mut out: Vec<(&str, &str)> = Vec::new();
+    for arg in args {
+        let Some((ctrls, path)) = arg.split_once(':') else {
+            if args.len() != 1 {
+                bail!("invalid --cgroup argument: {arg} (missing <controller>: prefix)");
+            }
+            out.push(("", arg));
+            continue;
+        };
+        for ctrl in ctrls.split(',') {
+            if ctrl.is_empty() {
+                bail!("invalid --cgroup argument: {arg} (empty <controller> prefix)");
+            }
+            if out.iter().any(|(c, _)| *c == ctrl) {
+                bail!("invalid --cgroup argument(s): controller {ctrl} specified multiple times");
+            }
+            out.push((ctrl, path));
+        }
     }
+    Ok(out)
+}
+
+/// `sub` below a cgroup directory, resolved lexically ("/" is the directory itself); it
+/// must not climb out of it.
+fn sub_cgroup_path(sub: &str) -> Result<PathBuf> {
+    use std::path::Component;
+    let mut parts = Vec::new();
+    for c in Path::new(sub).components() {
+        match c {
+            Component::Normal(p) => parts.push(p),
+            Component::ParentDir if parts.pop().is_some() => {}
+            Component::ParentDir | Component::Prefix(_) => {
+                bail!("{sub} is not a sub cgroup path")
+            }
+            Component::RootDir | Component::CurDir => {}
+        }
+    }
+    Ok(parts.iter().collect())
+}
+
+/// The container's cgroup with the `--cgroup` sub-cgroups: in every hierarchy, or in the
+/// ones of the controllers named. Whether they exist shows when the process is added.
+fn sub_cgroup(cg: &Cgroup, args: &[String]) -> Result<Cgroup> {
     let mut out = cg.clone();
-    for d in &mut out.dirs {
-        d.path = d.path.join(rel);
-        if !d.path.is_dir() {
-            bail!("--cgroup {sub:?}: {} does not exist", d.path.display());
+    for (ctrl, sub) in parse_sub_cgroups(args)? {
+        let rel = sub_cgroup_path(sub)?;
+        let mut known = false;
+        for (d, base) in out.dirs.iter_mut().zip(&cg.dirs) {
+            if ctrl.is_empty() || d.hierarchy.controllers.iter().any(|c| c == ctrl) {
+                d.path = base.path.join(&rel);
+                known = true;
+            }
+        }
+        if !known {
+            bail!("--cgroup {ctrl}:{sub}: unknown controller {ctrl}");
         }
     }
     Ok(out)
@@ -514,6 +557,35 @@ mod tests {
         assert_eq!(parse_user("1000:100").unwrap(), (1000, 100));
         assert!(parse_user("bob").is_err());
         assert!(parse_user("1:x").is_err());
+    }
+
+    #[test]
+    fn sub_cgroup_arguments() {
+        let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let a = args(&["memory:m", "cpu,cpuacct:c"]);
+        assert_eq!(
+            parse_sub_cgroups(&a).unwrap(),
+            [("memory", "m"), ("cpu", "c"), ("cpuacct", "c")]
+        );
+        let a = args(&["/x/y"]);
+        assert_eq!(parse_sub_cgroups(&a).unwrap(), [("", "/x/y")]);
+        for (bad, want) in [
+            (&["a:x", "plain"][..], "missing <controller>: prefix"),
+            (&[",cpu:x"][..], "empty <controller> prefix"),
+            (
+                &["cpu:x", "cpu,memory:y"][..],
+                "controller cpu specified multiple times",
+            ),
+        ] {
+            let e = parse_sub_cgroups(&args(bad)).unwrap_err().to_string();
+            assert!(e.contains(want), "{bad:?}: {e}");
+        }
+        assert_eq!(sub_cgroup_path("/").unwrap(), PathBuf::new());
+        assert_eq!(sub_cgroup_path("a/../b/./c").unwrap(), PathBuf::from("b/c"));
+        for bad in ["..", "a/../..", "/../x"] {
+            let e = sub_cgroup_path(bad).unwrap_err().to_string();
+            assert_eq!(e, format!("{bad} is not a sub cgroup path"));
+        }
     }
 
     #[test]
