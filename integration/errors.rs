@@ -111,11 +111,16 @@ fn kill_stopped_container_fails() {
     c.start_ok();
     c.kill(Some("KILL")).ok();
     c.wait_status("stopped", STATE_TIMEOUT);
-    assert_err(
-        &c.kill(Some("KILL")),
-        &["container not running"],
-        &["container not running"],
-    );
+    for sig in ["KILL", "0"] {
+        assert_err(
+            &c.kill(Some(sig)),
+            &["container not running"],
+            &["container not running"],
+        );
+    }
+    // runc: -a (obsolete) makes a stopped container no error.
+    c.rt(&["kill", "-a", &c.id]).ok();
+    c.rt(&["kill", "--all", &c.id, "KILL"]).ok();
 }
 
 #[test]

@@ -45,6 +45,10 @@ pub struct State {
     /// The poststart and poststop hooks, which `start` and `delete` run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hooks: Option<oci_spec::runtime::Hooks>,
+    /// No pid namespace of its own (none, or one joined by path): the init's death does
+    /// not take the other processes along, so `kill KILL` signals the whole cgroup.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub shared_pid_ns: bool,
 }
 
 /// The status the runtime-spec defines (plus runc's `paused`).

@@ -201,6 +201,7 @@ fn spawn(
         phase: Phase::Creating,
         cgroup: Some(cgroup.clone()),
         hooks: crate::hooks::persisted(spec),
+        shared_pid_ns: !clone_flags.contains(CloneFlags::CLONE_NEWPID),
     };
     let cfg = InitConfig {
         spec,
