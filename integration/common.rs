@@ -257,8 +257,20 @@ pub fn rt(args: &[&str]) -> Out {
     }
 }
 
+/// `rt` run from the working directory `cwd` (for relative paths in the arguments).
+pub fn rt_in(cwd: &Path, args: &[&str]) -> Out {
+    match try_rt_in(Some(cwd), args, RUNTIME_TIMEOUT) {
+        Ok(out) => out,
+        Err(e) => panic!("{e}"),
+    }
+}
+
 /// Like `rt` but never panics (for use in Drop).
 pub fn try_rt(args: &[&str], timeout: Duration) -> Result<Out, String> {
+    try_rt_in(None, args, timeout)
+}
+
+fn try_rt_in(cwd: Option<&Path>, args: &[&str], timeout: Duration) -> Result<Out, String> {
     let bin = runtime();
     let cmd = format!("{} {}", bin.display(), shell_join(args));
     let base = temp_base().join(format!(
@@ -272,7 +284,11 @@ pub fn try_rt(args: &[&str], timeout: Duration) -> Result<Out, String> {
     let result = (|| {
         let out_file = fs::File::create(&out_path).map_err(|e| format!("{cmd}: {e}"))?;
         let err_file = fs::File::create(&err_path).map_err(|e| format!("{cmd}: {e}"))?;
-        let mut child = Command::new(&bin)
+        let mut command = Command::new(&bin);
+        if let Some(dir) = cwd {
+            command.current_dir(dir);
+        }
+        let mut child = command
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::from(out_file))

@@ -111,11 +111,16 @@ fn kill_stopped_container_fails() {
     c.start_ok();
     c.kill(Some("KILL")).ok();
     c.wait_status("stopped", STATE_TIMEOUT);
-    assert_err(
-        &c.kill(Some("KILL")),
-        &["container not running"],
-        &["container not running"],
-    );
+    for sig in ["KILL", "0"] {
+        assert_err(
+            &c.kill(Some(sig)),
+            &["container not running"],
+            &["container not running"],
+        );
+    }
+    // runc: -a (obsolete) makes a stopped container no error.
+    c.rt(&["kill", "-a", &c.id]).ok();
+    c.rt(&["kill", "--all", &c.id, "KILL"]).ok();
 }
 
 #[test]
@@ -311,6 +316,27 @@ fn raising_hard_rlimit_fails() {
     c.assert_no_leftovers();
 }
 
+/// `--log LOG --log-format json create --bundle B ID`, run from `cwd`.
+fn create_with_json_log(c: &Container, cwd: &std::path::Path, log: &str) -> Out {
+    let root = c.root().to_string_lossy().into_owned();
+    let bundle = c.bundle_str();
+    rt_in(
+        cwd,
+        &[
+            "--root",
+            &root,
+            "--log",
+            log,
+            "--log-format",
+            "json",
+            "create",
+            "--bundle",
+            &bundle,
+            &c.id,
+        ],
+    )
+}
+
 #[test]
 fn failed_create_writes_json_log() {
     let mut c = Container::new("jsonlog");
@@ -325,17 +351,7 @@ fn failed_create_writes_json_log() {
     }
     let _rm = RmOnDrop(log.clone());
     let log_s = log.to_string_lossy().into_owned();
-    let bundle = c.bundle_str();
-    let out = c.rt(&[
-        "--log",
-        &log_s,
-        "--log-format",
-        "json",
-        "create",
-        "--bundle",
-        &bundle,
-        &c.id,
-    ]);
+    let out = create_with_json_log(&c, c.bundle(), &log_s);
     out.fails();
     let text = fs::read_to_string(&log).unwrap_or_else(|e| panic!("log file {log_s}: {e}\n{out}"));
     let entries: Vec<Value> = text
@@ -393,6 +409,51 @@ fn json_log_holds_only_the_last_error() {
             "{text}"
         );
     }
+}
+
+/// `create` and `run` with a relative `--log`: the file is the caller's cwd's, also for
+/// the init's lines written after it entered the rootfs; in JSON format a failure leaves
+/// its error as the file's only content there too.
+#[test]
+fn relative_log_is_the_callers_cwds() {
+    let cwd = TempDir::new("relative-log");
+    let mut c = Container::new("relative-log");
+    c.args(&["true"]);
+    c.write_config();
+    let root = c.root().to_string_lossy().into_owned();
+    let bundle = c.bundle_str();
+    let out = rt_in(
+        cwd.path(),
+        &[
+            "--root", &root, "--debug", "--log", "run.log", "run", "--bundle", &bundle, &c.id,
+        ],
+    );
+    out.ok();
+    let log = fs::read_to_string(cwd.join("run.log"))
+        .unwrap_or_else(|e| panic!("run.log in the caller's cwd: {e}\n{out}"));
+    assert!(log.contains("level=debug"), "{log}");
+    if !is_runc() {
+        assert!(log.contains("init: in the container's root"), "{log}");
+    }
+    assert!(!c.rootfs().join("run.log").exists(), "not the container's");
+
+    c.args(&["no-such-command-xyz"]);
+    c.write_config();
+    fs::write(
+        cwd.join("create.json"),
+        "{\"level\":\"warning\",\"msg\":\"earlier\"}\n",
+    )
+    .unwrap();
+    let out = create_with_json_log(&c, cwd.path(), "create.json");
+    out.fails();
+    let text = fs::read_to_string(cwd.join("create.json")).unwrap();
+    let last: Value = serde_json::from_str(text.lines().last().unwrap_or_default())
+        .unwrap_or_else(|e| panic!("not JSON ({e}):\n{text}"));
+    assert_eq!(last["level"], "error", "{text}");
+    if !is_runc() {
+        assert_eq!(text.lines().count(), 1, "only the error: {text}");
+    }
+    c.assert_no_leftovers();
 }
 
 #[test]

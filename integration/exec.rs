@@ -202,6 +202,124 @@ fn exec_in_a_created_container_and_refusals() {
     c.assert_no_leftovers();
 }
 
+/// runc's exec fails with 255 (fatalWithCode), apart from the statuses its process passes
+/// through; the other commands keep 1. A pid file that can't be written fails the exec,
+/// and the process does not stay behind.
+#[test]
+fn exec_failures_exit_255() {
+    let c = running("exec-255");
+    let unknown = c.rt(&["exec", "no-such-container", "true"]);
+    assert_err(&unknown, &["does not exist"], &["does not exist"]);
+    assert_eq!(unknown.code, Some(255), "{unknown}");
+    let missing = exec(&c, &[&c.id, "no-such-program"]);
+    assert_err(&missing, &["executable file not found"], &["not found"]);
+    assert_eq!(missing.code, Some(255), "{missing}");
+    let pid_file = exec(
+        &c,
+        &["--pid-file", "/non-existent/dir/file", &c.id, "sleep", "30"],
+    );
+    assert_err(&pid_file, &["/non-existent/dir/file"], &["no such file"]);
+    assert_eq!(pid_file.code, Some(255), "{pid_file}");
+    let init = c.state()["pid"].as_i64().unwrap().to_string();
+    let procs = format!("/sys/fs/cgroup/pids/{}/cgroup.procs", c.id);
+    let only_init = crate::common::poll_until(Duration::from_secs(5), || {
+        fs::read_to_string(&procs).is_ok_and(|p| p.lines().eq([init.as_str()]))
+    });
+    assert!(
+        only_init,
+        "the process was killed: {:?}",
+        fs::read_to_string(&procs)
+    );
+    assert_eq!(exec(&c, &[&c.id, "sh", "-c", "exit 7"]).code, Some(7));
+    let kill = c.rt(&["kill", "no-such-container"]);
+    assert_eq!(kill.code, Some(1), "not exec: 1 {kill}");
+}
+
+/// `--log` with a relative path is the caller's cwd's, even for the lines written inside
+/// the container (after it changed root and cwd), and debug lines stay out of the output.
+#[test]
+fn exec_debug_log_relative_to_the_callers_cwd() {
+    let c = running("exec-log");
+    let cwd = TempDir::new("exec-log");
+    let root = c.root().to_string_lossy().into_owned();
+    let out = crate::common::rt_in(
+        cwd.path(),
+        &[
+            "--root", &root, "--debug", "--log", "log.out", "exec", &c.id, "true",
+        ],
+    );
+    out.ok();
+    assert!(!out.stderr.contains("level=debug"), "{out}");
+    assert!(!out.stdout.contains("level=debug"), "{out}");
+    let log = fs::read_to_string(cwd.join("log.out"))
+        .unwrap_or_else(|e| panic!("log.out in the caller's cwd: {e}\n{out}"));
+    assert!(log.contains("level=debug"), "{log}");
+    assert!(
+        log.contains("setns_init: about to exec"),
+        "from inside: {log}"
+    );
+    assert!(!c.rootfs().join("log.out").exists(), "not the container's");
+}
+
+/// `--cgroup`, as runc's "exec --cgroup sub-cgroups [v1]": a path for every hierarchy or,
+/// repeatable, per controller; the sub-cgroups must exist below the container's.
+#[test]
+fn exec_cgroup_sub_cgroups() {
+    let c = running("exec-subcg");
+    let cg = |args: &[&str]| {
+        let mut full = vec!["exec"];
+        for a in args {
+            full.extend(["--cgroup", a]);
+        }
+        full.extend([c.id.as_str(), "cat", "/proc/self/cgroup"]);
+        c.rt(&full)
+    };
+    let failed = |out: &crate::common::Out, want: &[&str]| {
+        assert_err(out, want, want);
+        assert_eq!(out.code, Some(255), "{out}");
+    };
+    failed(&cg(&[".."]), &[" .. is not a sub cgroup path"]);
+    let missing = [
+        "adding pid",
+        "/nonexistent/cgroup.procs: no such file or directory",
+    ];
+    failed(&cg(&["nonexistent"]), &missing);
+    failed(&cg(&["cpu:nonexistent"]), &missing);
+    failed(&cg(&["whaaat:/"]), &["unknown controller whaaat"]);
+    failed(
+        &cg(&["memory:/", "plain"]),
+        &["missing <controller>: prefix"],
+    );
+
+    // The container's own cgroup, implicitly and explicitly ("/"): its cgroup namespace's
+    // root.
+    for args in [&[][..], &["/"]] {
+        let out = cg(args);
+        let lines: Vec<&str> = out.ok().stdout.lines().collect();
+        assert!(lines.iter().all(|l| l.ends_with(":/")), "{args:?}: {out}");
+    }
+    for (ctrl, sub) in [
+        ("memory", "submem"),
+        ("cpu", "subcpu"),
+        ("cpuacct", "subcpu"),
+    ] {
+        fs::create_dir(format!("/sys/fs/cgroup/{ctrl}/{}/{sub}", c.id)).unwrap();
+    }
+    let out = cg(&["memory:submem", "cpu,cpuacct:subcpu"]);
+    let lines: Vec<&str> = out.ok().stdout.lines().collect();
+    for want in [
+        ":memory:/submem",
+        ":cpu:/subcpu",
+        ":cpuacct:/subcpu",
+        ":pids:/",
+    ] {
+        assert!(lines.iter().any(|l| l.ends_with(want)), "{want}: {out}");
+    }
+    // Delete removes the sub-cgroups with the container's.
+    c.rt(&["delete", "-f", &c.id]).ok();
+    c.assert_no_leftovers();
+}
+
 #[test]
 fn exec_preserves_fds_when_asked() {
     use crate::common::rt_with_fd3;

@@ -300,7 +300,7 @@ fn a_failing_create_hook_fails_create_and_leaves_nothing() {
         assert_err(
             &out,
             &[
-                &format!("{failing} hook {script}"),
+                &format!("error running {failing} hook #0: {script}"),
                 "exit status 1",
                 &format!("boom from {failing}"),
             ],
@@ -328,7 +328,10 @@ fn a_hook_past_its_timeout_is_killed() {
     let out = c.create();
     assert_err(
         &out,
-        &["createRuntime hook /bin/sh", "timed out after 1s"],
+        &[
+            "error running createRuntime hook #0: /bin/sh",
+            "timed out after 1s",
+        ],
         &["timeout"],
     );
     assert!(started.elapsed() < Duration::from_secs(30), "{out}");
@@ -351,7 +354,10 @@ fn a_create_container_hook_past_its_timeout_is_killed() {
     let out = c.create();
     assert_err(
         &out,
-        &["createContainer hook /bin/sh", "timed out after 1s"],
+        &[
+            "error running createContainer hook #0: /bin/sh",
+            "timed out after 1s",
+        ],
         &["timeout"],
     );
     c.assert_no_leftovers();
@@ -384,7 +390,7 @@ fn a_failing_start_container_hook_fails_start() {
         assert_err(
             &out,
             &[
-                "startContainer hook /fail.sh",
+                "error running startContainer hook #0: /fail.sh",
                 "exit status 1",
                 "boom from startContainer",
             ],
@@ -413,7 +419,7 @@ fn assert_warned(out: &Out, h: &HookDir, kind: &str) {
     if !is_runc() {
         for want in [
             "warning",
-            &format!("{kind} hook"),
+            &format!("error running {kind} hook #0: "),
             &format!("boom from {kind}"),
         ] {
             assert!(out.stderr.contains(want), "{want:?} missing:\n{out}");
@@ -430,7 +436,7 @@ fn a_failing_poststart_hook_fails_start_and_stops_the_container() {
     let out = c.start();
     out.fails();
     if !is_runc() {
-        for want in ["poststart hook", "boom from poststart"] {
+        for want in ["error running poststart hook #0: ", "boom from poststart"] {
             assert!(out.stderr.contains(want), "{want:?} missing:\n{out}");
         }
     }

@@ -129,6 +129,9 @@ fn kill_by_name_kill() {
     c.create_ok();
     c.start_ok();
     c.wait_status("running", STATE_TIMEOUT);
+    // Signal 0 only checks that the init is alive (kill(2)'s meaning).
+    c.kill(Some("0")).ok();
+    assert_eq!(c.state()["status"], "running");
     c.kill(Some("KILL")).ok();
     c.wait_status("stopped", STATE_TIMEOUT);
 }
@@ -186,6 +189,29 @@ fn kill_all_stops_container() {
     c.wait_status("running", STATE_TIMEOUT);
     c.rt(&["kill", "--all", &c.id, "KILL"]).ok();
     c.wait_status("stopped", STATE_TIMEOUT);
+}
+
+/// Without a pid namespace of its own the init's death takes nothing along: SIGKILL goes
+/// to every process of the container's cgroup (runc's Signal), none survives.
+#[test]
+fn kill_without_a_pid_namespace_kills_the_whole_cgroup() {
+    let mut c = Container::new("kill-shared-pidns");
+    c.remove_namespace("pid");
+    c.sh("sleep 1001 & sleep 1002 & wait");
+    c.create_ok();
+    c.start_ok();
+    let procs = format!("/sys/fs/cgroup/pids/{}/cgroup.procs", c.id);
+    let count = || fs::read_to_string(&procs).map_or(0, |p| p.lines().count());
+    assert!(poll_until(STATE_TIMEOUT, || count() == 3), "{}", count());
+    c.kill(Some("KILL")).ok();
+    assert!(
+        poll_until(STATE_TIMEOUT, || count() == 0),
+        "left in the cgroup: {:?}",
+        fs::read_to_string(&procs)
+    );
+    c.wait_status("stopped", STATE_TIMEOUT);
+    c.delete().ok();
+    c.assert_no_leftovers();
 }
 
 #[test]

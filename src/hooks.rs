@@ -168,8 +168,8 @@ pub fn run_all(kind: Kind, hooks: &[Hook], state: &HookState) -> Result<()> {
         return Ok(());
     }
     let input = serde_json::to_vec(state).context("serialize the hook state")?;
-    for hook in hooks {
-        run_one(kind, hook, &input)?;
+    for (i, hook) in hooks.iter().enumerate() {
+        run_one(kind, i, hook, &input)?;
     }
     Ok(())
 }
@@ -183,17 +183,20 @@ pub fn run_all_warn(kind: Kind, hooks: &[Hook], state: &HookState) {
         Ok(i) => i,
         Err(e) => return crate::log::warn(&format!("{} hooks: {e}", kind.name())),
     };
-    for hook in hooks {
-        if let Err(e) = run_one(kind, hook, &input) {
+    for (i, hook) in hooks.iter().enumerate() {
+        if let Err(e) = run_one(kind, i, hook, &input) {
             crate::log::warn(&format!("{e:#}"));
         }
     }
 }
 
-fn run_one(kind: Kind, hook: &Hook, input: &[u8]) -> Result<()> {
+/// Runs the `i`th hook of `kind`; an error reads as runc's, "error running createRuntime
+/// hook #0: ", then the path and what went wrong.
+fn run_one(kind: Kind, i: usize, hook: &Hook, input: &[u8]) -> Result<()> {
     let path = hook.path().display();
-    crate::log::debug(&format!("running {} hook {path}", kind.name()));
-    run_hook(hook, input).with_context(|| format!("{} hook {path}", kind.name()))
+    crate::log::debug(&format!("running {} hook #{i} {path}", kind.name()));
+    run_hook(hook, input)
+        .with_context(|| format!("error running {} hook #{i}: {path}", kind.name()))
 }
 
 /// `create`'s side of the round trip: the init has its namespaces and mounts; run
@@ -747,14 +750,30 @@ mod tests {
         let e = run_err(&sh("echo to-stdout; echo to-stderr >&2; exit 3", None));
         assert_eq!(
             e,
-            "createRuntime hook /bin/sh: exit status 3: to-stdout; to-stderr"
+            "error running createRuntime hook #0: /bin/sh: exit status 3: to-stdout; to-stderr"
         );
         let e = run_err(&sh("kill -9 $$", None));
-        assert_eq!(e, "createRuntime hook /bin/sh: killed by signal SIGKILL");
+        assert_eq!(
+            e,
+            "error running createRuntime hook #0: /bin/sh: killed by signal SIGKILL"
+        );
         let e = run_err(&hook(serde_json::json!({"path": "/nonexistent/hook"})));
         assert!(
-            e.starts_with("createRuntime hook /nonexistent/hook: exec: No such file"),
+            e.starts_with(
+                "error running createRuntime hook #0: /nonexistent/hook: exec: No such file"
+            ),
             "{e}"
+        );
+        // The index is the hook's place in its list.
+        let e = run_all(
+            Kind::Poststart,
+            &[sh("exit 0", None), sh("exit 4", None)],
+            &state("running"),
+        )
+        .unwrap_err();
+        assert_eq!(
+            format!("{e:#}"),
+            "error running poststart hook #1: /bin/sh: exit status 4"
         );
     }
 
@@ -772,7 +791,7 @@ mod tests {
         let e = run_err(&sh("echo waiting; sleep 100 & wait", Some(1)));
         assert_eq!(
             e,
-            "createRuntime hook /bin/sh: timed out after 1s, killed: waiting"
+            "error running createRuntime hook #0: /bin/sh: timed out after 1s, killed: waiting"
         );
         assert!(started.elapsed() < Duration::from_secs(10));
     }
@@ -800,7 +819,10 @@ mod tests {
         let leaked = nix::unistd::dup(&null).unwrap();
         // The glob lists the shell's fds while it reads the directory (one more fd).
         let e = run_err(&sh("cd /proc/$$/fd && echo *; exit 1", None));
-        assert_eq!(e, "createRuntime hook /bin/sh: exit status 1: 0 1 2 3");
+        assert_eq!(
+            e,
+            "error running createRuntime hook #0: /bin/sh: exit status 1: 0 1 2 3"
+        );
         drop(leaked);
     }
 }

@@ -5,11 +5,14 @@
 //! in JSON format, unless --debug, the error that ends a command replaces what the file
 //! held and is its only line.
 
-use std::fs::OpenOptions;
+use std::fs::{File, OpenOptions};
 use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result};
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Format {
@@ -18,20 +21,38 @@ pub enum Format {
 }
 
 struct Logger {
-    file: Option<PathBuf>,
+    /// Opened once, at start-up (close-on-exec, O_APPEND): the forks that write debug lines
+    /// later (the init, exec's process) may have changed root and cwd by then.
+    file: Option<File>,
     format: Format,
     debug: bool,
 }
 
 static LOGGER: OnceLock<Logger> = OnceLock::new();
 
-/// Sets the log destination once, at start-up.
-pub fn init(file: Option<PathBuf>, format: Format, debug: bool) {
+/// Sets the log destination once, at start-up: a relative `file` is taken from the cwd
+/// corten was started in, and the file is opened (created) now, as runc does.
+pub fn init(file: Option<PathBuf>, format: Format, debug: bool) -> Result<()> {
+    let file = match file.filter(|f| !f.as_os_str().is_empty()) {
+        Some(path) => {
+            let path =
+                std::path::absolute(&path).with_context(|| format!("--log {}", path.display()))?;
+            let f = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .mode(0o644)
+                .open(&path)
+                .with_context(|| format!("open log file {}", path.display()))?;
+            Some(f)
+        }
+        None => None,
+    };
     let _ = LOGGER.set(Logger {
         file,
         format,
         debug,
     });
+    Ok(())
 }
 
 pub fn debug_enabled() -> bool {
@@ -64,18 +85,14 @@ fn write(level: &str, msg: &str) {
         Format::Text => format!("time={:?} level={level} msg={msg:?}", rfc3339_now()),
     };
     match &logger.file {
-        Some(path) => {
-            let only = level == "error" && logger.format == Format::Json && !logger.debug;
-            let mut opts = OpenOptions::new();
-            opts.create(true);
-            if only {
-                opts.write(true).truncate(true);
-            } else {
-                opts.append(true);
+        Some(f) => {
+            let mut f: &File = f;
+            if level == "error" && logger.format == Format::Json && !logger.debug {
+                // Appending to an emptied file writes from its start.
+                let _ = f.set_len(0);
             }
-            if let Ok(mut f) = opts.open(path) {
-                let _ = writeln!(f, "{line}");
-            }
+            // One write per line: processes sharing the file don't interleave.
+            let _ = f.write_all(format!("{line}\n").as_bytes());
         }
         // Without --log, warnings and debug lines go to stderr; the final error is printed
         // by the CLI itself.

@@ -245,3 +245,15 @@ pub fn mount_id(fd: BorrowedFd) -> io::Result<u64> {
     }
     Ok(st.stx_mnt_id)
 }
+
+/// "no such file or directory": strerror text without the "(os error 2)" suffix and in
+/// lower case, the form engines match on (podman maps it to exit 127, "permission denied"
+/// to 126).
+pub fn io_text(e: &std::io::Error) -> String {
+    let s = e.to_string();
+    let s = match s.find(" (os error") {
+        Some(i) => &s[..i],
+        None => &s,
+    };
+    s.to_lowercase()
+}

@@ -116,9 +116,10 @@ struct ExecArgs {
     /// Pass N extra fds (3..3+N) to the process
     #[arg(long = "preserve-fds", default_value_t = 0)]
     preserve_fds: u32,
-    /// Sub-cgroup of the container's to run in ([CONTROLLER:]PATH)
-    #[arg(long)]
-    cgroup: Option<String>,
+    /// Existing sub-cgroup of the container's to run in: PATH, or CONTROLLER[,CONTROLLER]:PATH
+    /// (cgroup v1; repeatable)
+    #[arg(long, action = clap::ArgAction::Append)]
+    cgroup: Vec<String>,
     /// Allow exec in a paused container
     #[arg(long = "ignore-paused")]
     ignore_paused: bool,
@@ -256,7 +257,10 @@ fn main() -> ExitCode {
         LogFormat::Text => Format::Text,
         LogFormat::Json => Format::Json,
     };
-    log::init(cli.log.clone(), format, cli.debug);
+    if let Err(e) = log::init(cli.log.clone(), format, cli.debug) {
+        eprintln!("corten: {e:#}");
+        return ExitCode::FAILURE;
+    }
     if cli.version {
         corten::outln!("corten version {}", env!("CARGO_PKG_VERSION"));
         corten::outln!("commit: {}", env!("CORTEN_COMMIT"));
@@ -269,7 +273,13 @@ fn main() -> ExitCode {
             let msg = format!("{e:#}");
             log::error(&msg);
             eprintln!("corten: {msg}");
-            ExitCode::FAILURE
+            // runc's exec fails with 255, out of the range of its process's exit statuses
+            // (which pass through); every other command with 1.
+            if matches!(cli.command, Some(Command::Exec(_))) {
+                ExitCode::from(255)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }
@@ -342,7 +352,7 @@ fn dispatch(cli: &Cli) -> Result<u8> {
                 pid_file: a.pid_file.as_deref(),
                 console_socket: a.console_socket.as_deref(),
                 preserve_fds: a.preserve_fds,
-                cgroup: a.cgroup.as_deref(),
+                cgroup: &a.cgroup,
                 ignore_paused: a.ignore_paused,
             })?;
             return Ok(u8::try_from(code).unwrap_or(255));

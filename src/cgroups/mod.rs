@@ -246,12 +246,18 @@ impl Cgroup {
         Ok(())
     }
 
-    /// Moves `pid` into the cgroup in every hierarchy.
+    /// Moves `pid` into the cgroup in every hierarchy. The error is runc's: "adding pid N to
+    /// cgroups: open …/cgroup.procs: no such file or directory".
     pub fn add(&self, pid: i32) -> Result<()> {
         for dir in self.paths() {
             let procs = dir.join("cgroup.procs");
-            fs::write(&procs, pid.to_string())
-                .with_context(|| format!("add pid {pid} to {}", procs.display()))?;
+            if let Err(e) = fs::write(&procs, pid.to_string()) {
+                bail!(
+                    "adding pid {pid} to cgroups: open {}: {}",
+                    procs.display(),
+                    crate::sys::io_text(&e)
+                );
+            }
         }
         Ok(())
     }

@@ -50,6 +50,10 @@ pub struct State {
     /// detaches whatever was put over it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rootfs_mount_before: Option<u64>,
+    /// No pid namespace of its own (none, or one joined by path): the init's death does
+    /// not take the other processes along, so `kill KILL` signals the whole cgroup.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub shared_pid_ns: bool,
 }
 
 /// Detaches what was mounted over `rootfs` since it was on mount `before` (the container's

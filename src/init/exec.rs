@@ -21,7 +21,7 @@ pub fn resolve(arg0: &str, env: &[String]) -> Result<PathBuf> {
                 bail!("exec {arg0:?}: permission denied")
             }
             Ok(_) => Ok(p.to_path_buf()),
-            Err(e) => bail!("exec {arg0:?}: {}", io_text(&e)),
+            Err(e) => bail!("exec {arg0:?}: {}", crate::sys::io_text(&e)),
         };
     }
     let path = env
@@ -39,18 +39,6 @@ pub fn resolve(arg0: &str, env: &[String]) -> Result<PathBuf> {
         }
     }
     bail!("exec {arg0:?}: executable file not found in $PATH")
-}
-
-/// "no such file or directory": strerror text without the "(os error 2)" suffix and in
-/// lower case, the form engines match on (podman maps it to exit 127, "permission denied"
-/// to 126).
-fn io_text(e: &std::io::Error) -> String {
-    let s = e.to_string();
-    let s = match s.find(" (os error") {
-        Some(i) => &s[..i],
-        None => &s,
-    };
-    s.to_lowercase()
 }
 
 /// The process's environment as runc makes it: a variable set twice keeps its last value
@@ -100,7 +88,11 @@ pub fn exec(path: &Path, args: &[String], env: &[String]) -> Result<std::convert
     let cargs = args.iter().map(|a| to_c(a)).collect::<Result<Vec<_>>>()?;
     let cenv = env.iter().map(|e| to_c(e)).collect::<Result<Vec<_>>>()?;
     let err = nix::unistd::execve(&cpath, &cargs, &cenv).unwrap_err();
-    bail!("exec {:?}: {}", path, io_text(&std::io::Error::from(err)))
+    bail!(
+        "exec {:?}: {}",
+        path,
+        crate::sys::io_text(&std::io::Error::from(err))
+    )
 }
 
 #[cfg(test)]

@@ -187,6 +187,10 @@ fn prepare(cfg: &InitConfig) -> Result<ExecPlan> {
         })?;
     }
     enter_cwd(process.cwd())?;
+    crate::log::debug(&format!(
+        "init: in the container's root, cwd {}",
+        process.cwd().display()
+    ));
     if let Some(adj) = process.oom_score_adj() {
         write_proc("/proc/self/oom_score_adj", &adj.to_string()).context("set oomScoreAdj")?;
     }

@@ -208,6 +208,7 @@ fn spawn(
         cgroup: Some(cgroup.clone()),
         hooks: crate::hooks::persisted(spec),
         rootfs_mount_before: None,
+        shared_pid_ns: !clone_flags.contains(CloneFlags::CLONE_NEWPID),
     };
     if !has_mount_ns {
         let f = std::fs::File::open(rootfs)

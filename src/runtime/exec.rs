@@ -44,8 +44,9 @@ pub struct ExecOpts<'a> {
     pub pid_file: Option<&'a Path>,
     pub console_socket: Option<&'a Path>,
     pub preserve_fds: u32,
-    /// `--cgroup PATH`: a sub-cgroup of the container's to put the process in.
-    pub cgroup: Option<&'a str>,
+    /// `--cgroup [CONTROLLER[,CONTROLLER]:]PATH` (repeatable): existing sub-cgroups of the
+    /// container's to put the process in.
+    pub cgroup: &'a [String],
     pub ignore_paused: bool,
 }
 
@@ -65,11 +66,11 @@ pub fn exec(o: &ExecOpts) -> Result<i32> {
     }
     let bundle = Bundle::load(&state.bundle)?;
     let process = build_process(&bundle.spec, o)?;
-    let cgroup = match (&state.cgroup, o.cgroup) {
-        (Some(cg), Some(sub)) => Some(sub_cgroup(cg, sub)?),
-        (Some(cg), None) => Some(cg.clone()),
-        (None, Some(_)) => bail!("--cgroup: container {} has no cgroup", o.id),
-        (None, None) => None,
+    let cgroup = match &state.cgroup {
+        Some(cg) if !o.cgroup.is_empty() => Some(sub_cgroup(cg, o.cgroup)?),
+        Some(cg) => Some(cg.clone()),
+        None if !o.cgroup.is_empty() => bail!("--cgroup: container {} has no cgroup", o.id),
+        None => None,
     };
 
     // The init, pinned by a pidfd once we know it is still the same process.
@@ -101,6 +102,10 @@ pub fn exec(o: &ExecOpts) -> Result<i32> {
         None => (None, None),
     };
     let (parent_ch, child_ch) = sync::pair()?;
+    crate::log::debug(&format!(
+        "nsexec container setup: exec in container {} (init pid {})",
+        o.id, state.pid
+    ));
 
     // SAFETY: corten is single-threaded, so the forked child may run arbitrary code.
     match unsafe { nix::unistd::fork() }.context("fork")? {
@@ -140,9 +145,11 @@ pub fn exec(o: &ExecOpts) -> Result<i32> {
                 }
             };
             let _ = nix::sys::wait::waitpid(joiner, None);
-            // The process sent its terminal before it exec'd.
+            // The process sent its terminal before it exec'd. A pid file that can't be
+            // written is a failed exec too: the process must not run on unaccounted for.
             let started = place_and_go(&parent_ch, pid, cgroup.as_ref(), notifies)
-                .and_then(|()| relay.as_ref().map(crate::console::recv_master).transpose());
+                .and_then(|()| relay.as_ref().map(crate::console::recv_master).transpose())
+                .and_then(|m| write_pid_file(o.pid_file, pid).map(|()| m));
             let master = match started {
                 Ok(m) => m,
                 Err(e) => {
@@ -152,11 +159,6 @@ pub fn exec(o: &ExecOpts) -> Result<i32> {
                     return Err(e);
                 }
             };
-            if let Some(f) = o.pid_file {
-                let f = std::path::absolute(f).context("--pid-file")?;
-                container::write_atomic(&f, pid.to_string().as_bytes(), 0o644)
-                    .with_context(|| format!("write pid file {}", f.display()))?;
-            }
             if o.detach {
                 return Ok(0);
             }
@@ -168,12 +170,20 @@ pub fn exec(o: &ExecOpts) -> Result<i32> {
     }
 }
 
+/// `--pid-file`: the process's host pid.
+fn write_pid_file(file: Option<&Path>, pid: i32) -> Result<()> {
+    let Some(f) = file else { return Ok(()) };
+    let f = std::path::absolute(f).context("--pid-file")?;
+    container::write_atomic(&f, pid.to_string().as_bytes(), 0o644)
+        .with_context(|| format!("write pid file {}", f.display()))
+}
+
 /// Puts the new process in the container's cgroup, lets it exec, and waits for the exec
 /// (EOF on the sync socket) or its error. A process with a seccomp agent first learns its
 /// host pid, which the agent is told.
 fn place_and_go(ch: &Channel, pid: i32, cgroup: Option<&Cgroup>, notifies: bool) -> Result<()> {
     if let Some(cg) = cgroup {
-        cg.add(pid).context("join the container's cgroup")?;
+        cg.add(pid)?;
     }
     if notifies {
         ch.send(&Msg::Pid { pid })?;
@@ -294,22 +304,64 @@ fn add_caps(caps: Option<LinuxCapabilities>, add: &[String]) -> Result<LinuxCapa
     Ok(caps)
 }
 
-/// `--cgroup PATH` (runc also takes `CONTROLLER:PATH`; the controller part is accepted and
-/// the path applied to every hierarchy): an existing sub-cgroup of the container's.
-fn sub_cgroup(cg: &Cgroup, sub: &str) -> Result<Cgroup> {
-    let rel = sub.rsplit_once(':').map_or(sub, |(_, p)| p);
-    let rel = Path::new(rel.trim_start_matches('/'));
-    if rel
-        .components()
-        .any(|c| !matches!(c, std::path::Component::Normal(_)))
-    {
-        bail!("--cgroup {sub:?}: must be a plain path below the container's cgroup");
+/// `--cgroup` arguments, as runc's getSubCgroupPaths: a single `PATH` for every hierarchy
+/// (keyed ""), or any number of `CONTROLLER[,CONTROLLER]:PATH` (cgroup v1).
+fn parse_sub_cgroups(args: &[String]) -> Result<Vec<(&str, &str)>> {
+    let mut out: Vec<(&str, &str)> = Vec::new();
+    for arg in args {
+        let Some((ctrls, path)) = arg.split_once(':') else {
+            if args.len() != 1 {
+                bail!("invalid --cgroup argument: {arg} (missing <controller>: prefix)");
+            }
+            out.push(("", arg));
+            continue;
+        };
+        for ctrl in ctrls.split(',') {
+            if ctrl.is_empty() {
+                bail!("invalid --cgroup argument: {arg} (empty <controller> prefix)");
+            }
+            if out.iter().any(|(c, _)| *c == ctrl) {
+                bail!("invalid --cgroup argument(s): controller {ctrl} specified multiple times");
+            }
+            out.push((ctrl, path));
+        }
     }
+    Ok(out)
+}
+
+/// `sub` below a cgroup directory, resolved lexically ("/" is the directory itself); it
+/// must not climb out of it.
+fn sub_cgroup_path(sub: &str) -> Result<PathBuf> {
+    use std::path::Component;
+    let mut parts = Vec::new();
+    for c in Path::new(sub).components() {
+        match c {
+            Component::Normal(p) => parts.push(p),
+            Component::ParentDir if parts.pop().is_some() => {}
+            Component::ParentDir | Component::Prefix(_) => {
+                bail!("{sub} is not a sub cgroup path")
+            }
+            Component::RootDir | Component::CurDir => {}
+        }
+    }
+    Ok(parts.iter().collect())
+}
+
+/// The container's cgroup with the `--cgroup` sub-cgroups: in every hierarchy, or in the
+/// ones of the controllers named. Whether they exist shows when the process is added.
+fn sub_cgroup(cg: &Cgroup, args: &[String]) -> Result<Cgroup> {
     let mut out = cg.clone();
-    for d in &mut out.dirs {
-        d.path = d.path.join(rel);
-        if !d.path.is_dir() {
-            bail!("--cgroup {sub:?}: {} does not exist", d.path.display());
+    for (ctrl, sub) in parse_sub_cgroups(args)? {
+        let rel = sub_cgroup_path(sub)?;
+        let mut known = false;
+        for (d, base) in out.dirs.iter_mut().zip(&cg.dirs) {
+            if ctrl.is_empty() || d.hierarchy.controllers.iter().any(|c| c == ctrl) {
+                d.path = base.path.join(&rel);
+                known = true;
+            }
+        }
+        if !known {
+            bail!("--cgroup {ctrl}:{sub}: unknown controller {ctrl}");
         }
     }
     Ok(out)
@@ -425,6 +477,7 @@ fn become_process(ch: &Channel, child: &Child) -> anyhow::Error {
             Msg::Go => {}
             other => bail!("unexpected message {other:?}"),
         }
+        crate::log::debug("child process in init(): in the container's cgroup");
         if let Some(list) = process
             .exec_cpu_affinity()
             .as_ref()
@@ -449,6 +502,13 @@ fn become_process(ch: &Channel, child: &Child) -> anyhow::Error {
         }
         let cwd: PathBuf = process.cwd().clone();
         init::enter_cwd(&cwd)?;
+        // In the container's namespaces, root and cwd: the log file is the one opened at
+        // start-up.
+        crate::log::debug(&format!(
+            "setns_init: about to exec {:?} in {}",
+            process.args().as_deref().unwrap_or_default().first(),
+            cwd.display()
+        ));
         // The container's filter, loaded when the init's is (see init::prepare).
         let seccomp_at_exec = seccomp::load_before_exec(process);
         if let Some(p) = seccomp.filter(|_| !seccomp_at_exec) {
@@ -497,6 +557,35 @@ mod tests {
         assert_eq!(parse_user("1000:100").unwrap(), (1000, 100));
         assert!(parse_user("bob").is_err());
         assert!(parse_user("1:x").is_err());
+    }
+
+    #[test]
+    fn sub_cgroup_arguments() {
+        let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let a = args(&["memory:m", "cpu,cpuacct:c"]);
+        assert_eq!(
+            parse_sub_cgroups(&a).unwrap(),
+            [("memory", "m"), ("cpu", "c"), ("cpuacct", "c")]
+        );
+        let a = args(&["/x/y"]);
+        assert_eq!(parse_sub_cgroups(&a).unwrap(), [("", "/x/y")]);
+        for (bad, want) in [
+            (&["a:x", "plain"][..], "missing <controller>: prefix"),
+            (&[",cpu:x"][..], "empty <controller> prefix"),
+            (
+                &["cpu:x", "cpu,memory:y"][..],
+                "controller cpu specified multiple times",
+            ),
+        ] {
+            let e = parse_sub_cgroups(&args(bad)).unwrap_err().to_string();
+            assert!(e.contains(want), "{bad:?}: {e}");
+        }
+        assert_eq!(sub_cgroup_path("/").unwrap(), PathBuf::new());
+        assert_eq!(sub_cgroup_path("a/../b/./c").unwrap(), PathBuf::from("b/c"));
+        for bad in ["..", "a/../..", "/../x"] {
+            let e = sub_cgroup_path(bad).unwrap_err().to_string();
+            assert_eq!(e, format!("{bad} is not a sub cgroup path"));
+        }
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! `kill`: send a signal to the init (or, with --all, to every process in its cgroup).
+//! `kill`: send a signal to the init (or, with --all, to every process in its cgroup; so
+//! does SIGKILL to a container without a pid namespace of its own).
 //! The pid is pinned with a pidfd and re-checked, so a recycled pid is never signalled.
 
 use std::os::fd::AsFd;
@@ -12,7 +13,8 @@ use crate::sys;
 /// Parses "KILL", "SIGKILL", "kill", "9".
 pub fn parse_signal(s: &str) -> Result<i32> {
     if let Ok(n) = s.parse::<i32>() {
-        if (1..=64).contains(&n) {
+        // 0 checks that the init is alive, as kill(2)'s.
+        if (0..=64).contains(&n) {
             return Ok(n);
         }
         bail!("invalid signal {s:?}");
@@ -44,34 +46,82 @@ pub fn kill(root: &Path, id: &str, signal: &str, all: bool) -> Result<()> {
     let dir = ContainerDir::open(root, id, false)?;
     let state = dir.load_existing()?;
     let status = dir.status(&state);
+    if sig == libc::SIGKILL
+        && state.shared_pid_ns
+        && let Some(cg) = &state.cgroup
+    {
+        // As runc: without a pid namespace of its own, the init's death leaves the others
+        // running; they all go, even once the init is gone.
+        if status != Status::Stopped {
+            signal_init_if_alive(state.pid, state.pid_start, sig)?;
+        }
+        signal_cgroup(cg, state.pid, sig);
+        return Ok(());
+    }
+    // runc: -a (obsolete) makes a container that is no longer running no error.
     if status == Status::Stopped {
+        if all {
+            return Ok(());
+        }
         bail!("container not running");
     }
     // The init first (through its pidfd); with --all then every other pid of the cgroup,
     // where one that has exited meanwhile is no error.
-    signal_init(state.pid, state.pid_start, sig)?;
-    if all && let Some(cg) = &state.cgroup {
-        for pid in cg.pids().into_iter().filter(|&p| p != state.pid) {
-            // SAFETY: kill(2) has no memory effects; a pid that just exited is ESRCH.
-            unsafe { libc::kill(pid, sig) };
+    if !signal_init_if_alive(state.pid, state.pid_start, sig)? {
+        if all {
+            return Ok(());
         }
+        bail!("container not running");
+    }
+    if all && let Some(cg) = &state.cgroup {
+        signal_cgroup(cg, state.pid, sig);
     }
     Ok(())
 }
 
+/// Signals every pid of the cgroup but the init's, again for those forked meanwhile.
+fn signal_cgroup(cg: &crate::cgroups::Cgroup, init: i32, sig: i32) {
+    let mut done = vec![init];
+    for _ in 0..10 {
+        let new: Vec<i32> = cg
+            .pids()
+            .into_iter()
+            .filter(|p| !done.contains(p))
+            .collect();
+        if new.is_empty() {
+            break;
+        }
+        for &pid in &new {
+            // SAFETY: kill(2) has no memory effects; a pid that just exited is ESRCH.
+            unsafe { libc::kill(pid, sig) };
+        }
+        done.extend(new);
+    }
+}
+
 /// Signals the init through a pidfd after checking it is still the same process.
 pub fn signal_init(pid: i32, start: u64, sig: i32) -> Result<()> {
+    if !signal_init_if_alive(pid, start, sig)? {
+        bail!("container not running");
+    }
+    Ok(())
+}
+
+/// `signal_init`; false when the init is gone.
+fn signal_init_if_alive(pid: i32, start: u64, sig: i32) -> Result<bool> {
     let pidfd = match sys::pidfd_open(pid) {
         Ok(fd) => fd,
-        Err(e) if e.raw_os_error() == Some(libc::ESRCH) => bail!("container not running"),
+        Err(e) if e.raw_os_error() == Some(libc::ESRCH) => return Ok(false),
         Err(e) => return Err(e).context("pidfd_open"),
     };
     if !container::process_alive(pid, start) {
-        bail!("container not running");
+        return Ok(false);
     }
     match sys::pidfd_send_signal(pidfd.as_fd(), sig) {
-        Err(e) if e.raw_os_error() == Some(libc::ESRCH) => bail!("container not running"),
-        r => r.with_context(|| format!("send signal {sig} to pid {pid}")),
+        Err(e) if e.raw_os_error() == Some(libc::ESRCH) => Ok(false),
+        r => r
+            .map(|()| true)
+            .with_context(|| format!("send signal {sig} to pid {pid}")),
     }
 }
 
@@ -87,7 +137,8 @@ mod tests {
         assert_eq!(parse_signal("9").unwrap(), 9);
         assert_eq!(parse_signal("RTMIN+1").unwrap(), libc::SIGRTMIN() + 1);
         assert!(parse_signal("NOPE").is_err());
-        assert!(parse_signal("0").is_err());
+        assert_eq!(parse_signal("0").unwrap(), 0);
+        assert!(parse_signal("-1").is_err());
         assert!(parse_signal("65").is_err());
     }
 }
