@@ -240,7 +240,15 @@ fn failed_create_from_an_unavailable_controller_leaves_nothing() {
     c.args(&["true"]);
     c.config["linux"]["resources"] = json!({"blockIO": {"weight": 500}});
     let out = c.create();
-    assert_err(&out, &["blkio"], &["blkio"]);
+    if std::path::Path::new("/sys/fs/cgroup/blkio/blkio.weight").exists() {
+        out.ok();
+        return;
+    }
+    assert_err(
+        &out,
+        &["this kernel's blkio controller has no blkio.weight"],
+        &["blkio"],
+    );
     c.assert_no_leftovers();
 }
 

@@ -235,6 +235,7 @@ impl Cgroup {
                 .iter()
                 .find(|w| w.controller == c)
                 .and_then(|w| w.unsupported)
+                .filter(|_| self.dirs.iter().all(|d| d.hierarchy.v2))
             {
                 bail!("{why}");
             } else {
@@ -351,8 +352,21 @@ fn write_controller(d: &Dir, c: &str, writes: &[resources::Write]) -> Result<()>
             bail!("{why}");
         }
         let path = d.path.join(&w.file);
-        fs::write(&path, &w.value)
-            .with_context(|| format!("{c} cgroup: write {:?} to {}", w.value, path.display()))?;
+        // Never O_CREAT: a file this kernel's controller lacks is ENOENT, named as such.
+        let r = fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .and_then(|mut f| std::io::Write::write_all(&mut f, w.value.as_bytes()));
+        match r {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => bail!(
+                "{c} cgroup: this kernel's {c} controller has no {} (needed to apply {:?})",
+                w.file,
+                w.value
+            ),
+            r => {
+                r.with_context(|| format!("{c} cgroup: write {:?} to {}", w.value, path.display()))?
+            }
+        }
     }
     Ok(())
 }
