@@ -164,6 +164,14 @@ fn console_socket_rules_are_runcs() {
         &["--console-socket", "terminal"],
         &["cannot use console socket"],
     );
+    // An id already in use: refused before the socket is reached.
+    let busy = sleeper("tty-busy");
+    busy.create_ok();
+    let mut again = Container::with_root("tty-busy-again", busy.root_arc());
+    again.config["process"]["terminal"] = json!(true);
+    again.id = busy.id.clone();
+    let out = create_on(&again, &path);
+    assert_err(&out, &["already exists"], &["already exists"]);
     assert!(!socket.was_connected(), "a refused create connected");
     c.assert_no_leftovers();
     plain.assert_no_leftovers();

@@ -91,7 +91,7 @@ pub fn plan(terminal: bool, socket: Option<&Path>, detach: bool) -> Result<Optio
     }))
 }
 
-fn check(terminal: bool, socket: bool, detach: bool) -> Result<()> {
+pub fn check(terminal: bool, socket: bool, detach: bool) -> Result<()> {
     if terminal && detach && !socket {
         bail!(
             "process.terminal needs --console-socket when corten does not stay attached \

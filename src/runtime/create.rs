@@ -71,12 +71,12 @@ pub fn create_with(opts: &CreateOpts, detach: bool) -> Result<Created> {
         .as_ref()
         .and_then(|p| p.terminal())
         .unwrap_or(false);
-    // Connected here, in the caller's mount namespace, before the init exists.
-    let console = crate::console::plan(terminal, opts.console_socket, detach)?;
     // What the host must offer, checked before anything exists.
     crate::init::lsm::check_host(&bundle.spec, crate::init::lsm::Host::detect())?;
     crate::runtime::intelrdt::check_host(&bundle.spec)?;
     crate::runtime::netdev::check_host(&bundle.spec)?;
+    // runc's flag rules first: they need nothing made.
+    crate::console::check(terminal, opts.console_socket.is_some(), detach)?;
     let dir = ContainerDir::create(opts.root, opts.id)?;
     let mut undo = Undo {
         dir: Some(&dir),
@@ -85,6 +85,9 @@ pub fn create_with(opts: &CreateOpts, detach: bool) -> Result<Created> {
         poststop: None,
         rootfs_mount: None,
     };
+    // Connected here, in the caller's mount namespace, before the init exists; only for an
+    // id that is free, so a refused create never reaches the console socket.
+    let console = crate::console::plan(terminal, opts.console_socket, detach)?;
     let (console_child, relay) = match console {
         Some(p) => (Some(p.child), p.relay),
         None => (None, None),
