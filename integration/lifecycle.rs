@@ -630,6 +630,9 @@ fn features_document_is_valid_and_truthful() {
         ])
     );
     assert_eq!(v["linux"]["seccomp"]["enabled"], true);
+    assert_eq!(v["linux"]["mountExtensions"]["idmap"]["enabled"], true);
+    let opts = v["mountOptions"].as_array().unwrap();
+    assert!(opts.iter().any(|o| o == "idmap") && opts.iter().any(|o| o == "ridmap"));
 }
 
 /// A state root deeper than a unix socket address can name (108 bytes) still works: the

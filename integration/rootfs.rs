@@ -290,6 +290,58 @@ fn tmpfs_mount_with_size_and_mode() {
     assert!(m.has_opt("nosuid") && m.has_opt("nodev"), "{m:?}");
 }
 
+/// An id-mapped bind (mounts[].uidMappings/gidMappings): on-disk ids `containerID + n` show
+/// as `hostID + n` inside, what the container writes lands on disk mapped back, and the
+/// source keeps its owners. Both maps and a bind are required.
+#[test]
+fn idmapped_bind_mount_maps_owners_both_ways() {
+    use std::os::unix::fs::MetadataExt;
+    let src = TempDir::new("idmap-src");
+    fs::write(src.join("rootfile"), "r").unwrap();
+    fs::write(src.join("userfile"), "u").unwrap();
+    std::os::unix::fs::chown(src.join("userfile"), Some(1000), Some(1000)).unwrap();
+    fs::set_permissions(src.path(), fs::Permissions::from_mode(0o777)).unwrap();
+    let map = json!([{"containerID": 0, "hostID": 1000, "size": 1}]);
+    let mount = json!({"destination": "/mnt/id", "type": "bind", "source": src.path(),
+                       "options": ["bind", "rw", "idmap"],
+                       "uidMappings": map, "gidMappings": map});
+    let mut c = Container::new("idmap");
+    c.add_mount(mount.clone());
+    c.config["process"]["user"] = json!({"uid": 1000, "gid": 1000});
+    let out = c.run_sh(
+        "stat -c '%n %u:%g' /mnt/id/rootfile /mnt/id/userfile; touch /mnt/id/made; \
+         stat -c '%n %u:%g' /mnt/id/made",
+    );
+    assert_eq!(
+        out,
+        "/mnt/id/rootfile 1000:1000\n/mnt/id/userfile 65534:65534\n/mnt/id/made 1000:1000\n"
+    );
+    let made = fs::metadata(src.join("made")).unwrap();
+    assert_eq!((made.uid(), made.gid()), (0, 0), "written through the map");
+    let user = fs::metadata(src.join("userfile")).unwrap();
+    assert_eq!(
+        (user.uid(), user.gid()),
+        (1000, 1000),
+        "the source is untouched"
+    );
+    c.assert_no_leftovers();
+
+    let mut only_uids = mount.clone();
+    only_uids.as_object_mut().unwrap().remove("gidMappings");
+    let mut tmpfs = mount;
+    tmpfs["type"] = json!("tmpfs");
+    tmpfs["options"] = json!(["idmap"]);
+    for (m, why) in [
+        (only_uids, "needs both uidMappings and gidMappings"),
+        (tmpfs, "only bind mounts can be id-mapped"),
+    ] {
+        let mut c = Container::new("idmap-bad");
+        c.add_mount(m);
+        assert_err(&c.create(), &["/mnt/id", why], &["mapping"]);
+        c.assert_no_leftovers();
+    }
+}
+
 /// A tmpfs without mode= over an image directory takes that directory's mode, special bits
 /// included (runc's rule); over a new directory it keeps tmpfs's 1777.
 #[test]

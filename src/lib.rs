@@ -8,6 +8,7 @@ pub mod config;
 pub mod console;
 pub mod container;
 pub mod hooks;
+pub mod idmap;
 pub mod image;
 pub mod init;
 pub mod log;

@@ -531,6 +531,23 @@ mod tests {
         )
         .unwrap();
         fs::write(base.join("cgroup.subtree_control"), "").unwrap();
+        // The interface files the kernel would have made (writes never create files).
+        for f in [
+            "memory.max",
+            "memory.swap.max",
+            "memory.low",
+            "cpu.weight",
+            "cpu.max",
+            "cpuset.cpus",
+            "pids.max",
+            "io.weight",
+            "io.max",
+            "hugetlb.1GB.max",
+            "rdma.max",
+            "memory.oom.group",
+        ] {
+            fs::write(leaf.join(f), "").unwrap();
+        }
         let h = Hierarchy {
             mount: base.clone(),
             controllers: vec![],

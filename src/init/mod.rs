@@ -51,6 +51,8 @@ pub struct InitConfig<'a> {
     /// unshare(CLONE_NEWCGROUP) once placed in the cgroup.
     pub new_cgroupns: bool,
     pub has_mount_ns: bool,
+    /// The config's id-mapped mounts, made by `create`.
+    pub idmapped: &'a [crate::idmap::Prepared],
     /// The container's cgroup (planned by the parent; made and joined while we work).
     pub cgroup: &'a crate::cgroups::Cgroup,
     /// Join a new session keyring named `_ses.<id>` (unless --no-new-keyring), so the
@@ -175,6 +177,7 @@ fn prepare(cfg: &InitConfig) -> Result<ExecPlan> {
             rootfs: cfg.rootfs,
             no_pivot: cfg.no_pivot,
             host_ns: !cfg.has_mount_ns,
+            idmapped: cfg.idmapped,
             cgroupns: cfg.new_cgroupns || has_ns(spec, LinuxNamespaceType::Cgroup),
             cgroup: cfg.cgroup,
             cwd: process.cwd(),

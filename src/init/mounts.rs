@@ -67,7 +67,7 @@ impl Options {
                     o.rec_clr |= sys::MOUNT_ATTR__ATIME;
                 }
             } else if matches!(opt, "idmap" | "ridmap") {
-                bail!("mount option {opt:?} is not supported yet");
+                // `create` made the mount id-mapped (crate::idmap).
             } else if opt == "tmpcopyup" {
                 o.copyup = true;
             } else {
@@ -179,6 +179,8 @@ pub const KNOWN_OPTIONS: &[&str] = &[
     "rnosymfollow",
     "rsymfollow",
     "tmpcopyup",
+    "idmap",
+    "ridmap",
 ];
 
 /// `name` → (sets?, flag) for plain mount(2) flags.
@@ -245,7 +247,7 @@ pub fn supported_options() -> Vec<&'static str> {
     KNOWN_OPTIONS
         .iter()
         .copied()
-        .filter(|o| recursive || recursive_option(o).is_none())
+        .filter(|o| recursive || (recursive_option(o).is_none() && !o.ends_with("idmap")))
         .collect()
 }
 
@@ -291,6 +293,22 @@ pub fn mount_entry(
     };
     do_mount(root, bundle, m, &opts, typ)
         .with_context(|| format!("mount {what} on {}", dest.display()))
+}
+
+/// Moves a detached mount made by `create` (an id-mapped bind) onto `m`'s destination,
+/// then applies its other options.
+pub fn mount_detached(root: BorrowedFd, m: &Mount, mount: &OwnedFd) -> Result<()> {
+    let dest = m.destination();
+    let r = (|| -> Result<()> {
+        let opts = Options::parse(m.options().as_deref().unwrap_or(&[]))?;
+        let is_dir = nix::sys::stat::fstat(mount.as_fd())
+            .is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFDIR);
+        let target = ensure_in_root(root, dest, is_dir)?;
+        sys::move_mount_onto(mount.as_fd(), target.as_fd()).context("move_mount")?;
+        let (set, clr) = opts.attrs();
+        finish(root, dest, &target, set, clr, &opts)
+    })();
+    r.with_context(|| format!("mount id-mapped bind on {}", dest.display()))
 }
 
 fn do_mount(root: BorrowedFd, bundle: &Path, m: &Mount, opts: &Options, typ: &str) -> Result<()> {
@@ -705,8 +723,10 @@ mod tests {
     }
 
     #[test]
-    fn unsupported_options_are_errors() {
-        assert!(Options::parse(&["idmap".to_string()]).is_err());
+    fn idmap_options_are_not_filesystem_data() {
+        // create makes the mount id-mapped (crate::idmap); nothing reaches mount(2).
+        let o = parse(&["rbind", "idmap", "ridmap"]);
+        assert!(o.data.is_empty());
     }
 
     #[test]

@@ -27,6 +27,8 @@ pub struct RootfsPlan<'a> {
     /// changes the propagation of the host's mounts.
     pub host_ns: bool,
     pub cgroupns: bool,
+    /// The config's id-mapped mounts, made by `create` (detached).
+    pub idmapped: &'a [crate::idmap::Prepared],
     /// The container's cgroup, for the `cgroup` mount.
     pub cgroup: &'a crate::cgroups::Cgroup,
     /// process.cwd, created inside the rootfs when missing (as runc does).
@@ -89,9 +91,13 @@ pub fn setup(plan: &RootfsPlan) -> Result<()> {
 
     let mount_list = spec.mounts().as_deref().unwrap_or(&[]);
     let label = super::lsm::mount_label(spec, super::lsm::Host::detect());
-    for m in mount_list {
+    for (i, m) in mount_list.iter().enumerate() {
         if matches!(m.typ().as_deref(), Some("cgroup" | "cgroup2")) {
             (plan.before_cgroup_mount)()?;
+        }
+        if let Some(p) = plan.idmapped.iter().find(|p| p.index == i) {
+            mounts::mount_detached(root, m, &p.mount)?;
+            continue;
         }
         let m = super::lsm::label_mount(m, label);
         mounts::mount_entry(root, plan.bundle, &m, plan.cgroupns, plan.cgroup)?;

@@ -221,6 +221,8 @@ fn spawn(
         state.rootfs_mount_before = Some(id);
         undo.rootfs_mount = Some((rootfs.to_path_buf(), id));
     }
+    // Made here, with the host's privileges; the init moves them into place.
+    let idmapped = crate::idmap::prepare(spec, &bundle.dir)?;
     let cfg = InitConfig {
         spec,
         bundle: &bundle.dir,
@@ -233,6 +235,7 @@ fn spawn(
         go_first: user_ns,
         new_cgroupns,
         has_mount_ns,
+        idmapped: &idmapped,
         cgroup: &cgroup,
         keyring: (!opts.no_new_keyring).then(|| opts.id.to_string()),
         start_listener: listener.into(),

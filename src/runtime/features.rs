@@ -41,7 +41,7 @@ pub fn features() -> Value {
                 "flags": ["MPOL_F_NUMA_BALANCING", "MPOL_F_RELATIVE_NODES", "MPOL_F_STATIC_NODES"]
             },
             "netDevices": {"enabled": true},
-            "mountExtensions": {"idmap": {"enabled": false}}
+            "mountExtensions": {"idmap": {"enabled": crate::sys::has_mount_setattr()}}
         },
         "annotations": {
             "io.github.corten.version": env!("CARGO_PKG_VERSION"),
