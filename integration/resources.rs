@@ -163,6 +163,33 @@ fn update_changes_a_running_containers_limits() {
     assert_eq!(v1_file("pids", &c.id, "pids.max"), "11");
     let out = c.rt(&["update", "--cpu-period", "5", &c.id]);
     assert_err(&out, &["cpu.period"], &["period"]);
+
+    // A swap limit, then -1 (a value clap must not take for a flag) lifts both.
+    c.rt(&["update", "--memory", "32m", "--memory-swap", "64m", &c.id])
+        .ok();
+    assert_eq!(
+        v1_file("memory", &c.id, "memory.memsw.limit_in_bytes"),
+        "67108864"
+    );
+    c.rt(&["update", "--memory", "-1", &c.id]).ok();
+    let unlimited = v1_file("memory", &c.id, "memory.limit_in_bytes");
+    assert!(unlimited.parse::<u64>().unwrap() > 1 << 60, "{unlimited}");
+    assert_eq!(
+        v1_file("memory", &c.id, "memory.memsw.limit_in_bytes"),
+        unlimited
+    );
+    // runc's realtime flags.
+    c.rt(&[
+        "update",
+        "--cpu-rt-period",
+        "900000",
+        "--cpu-rt-runtime",
+        "0",
+        &c.id,
+    ])
+    .ok();
+    assert_eq!(v1_file("cpu", &c.id, "cpu.rt_period_us"), "900000");
+    assert_eq!(v1_file("cpu", &c.id, "cpu.rt_runtime_us"), "0");
 }
 
 #[test]
@@ -264,7 +291,7 @@ fn invalid_values_are_refused_before_anything_exists() {
     c.args(&["true"]);
     c.config["linux"]["resources"] = json!({"unified": {"memory.high": "1000000"}});
     let out = c.create();
-    assert_err(&out, &["needs cgroup v2"], &["v2"]);
+    assert_err(&out, &["invalid configuration", "needs cgroup v2"], &["v2"]);
     c.assert_no_leftovers();
 }
 

@@ -218,12 +218,12 @@ struct UpdateArgs {
     #[arg(short = 'r', long)]
     resources: Option<String>,
     /// Memory limit (e.g. 512m, 1g, -1)
-    #[arg(short = 'm', long)]
+    #[arg(short = 'm', long, allow_hyphen_values = true)]
     memory: Option<String>,
-    #[arg(long = "memory-reservation")]
+    #[arg(long = "memory-reservation", allow_hyphen_values = true)]
     memory_reservation: Option<String>,
     /// Memory plus swap limit
-    #[arg(long = "memory-swap")]
+    #[arg(long = "memory-swap", allow_hyphen_values = true)]
     memory_swap: Option<String>,
     #[arg(long = "cpu-quota", allow_hyphen_values = true)]
     cpu_quota: Option<i64>,
@@ -231,6 +231,12 @@ struct UpdateArgs {
     cpu_period: Option<u64>,
     #[arg(long = "cpu-share")]
     cpu_share: Option<u64>,
+    /// CPU realtime period (microseconds)
+    #[arg(long = "cpu-rt-period")]
+    cpu_rt_period: Option<u64>,
+    /// CPU realtime runtime (microseconds)
+    #[arg(long = "cpu-rt-runtime", allow_hyphen_values = true)]
+    cpu_rt_runtime: Option<i64>,
     #[arg(long = "cpuset-cpus")]
     cpuset_cpus: Option<String>,
     #[arg(long = "cpuset-mems")]
@@ -417,6 +423,8 @@ fn dispatch(cli: &Cli) -> Result<u8> {
                 cpu_quota: u.cpu_quota,
                 cpu_period: u.cpu_period,
                 cpu_share: u.cpu_share,
+                cpu_rt_period: u.cpu_rt_period,
+                cpu_rt_runtime: u.cpu_rt_runtime,
                 cpuset_cpus: u.cpuset_cpus.clone(),
                 cpuset_mems: u.cpuset_mems.clone(),
                 pids_limit: u.pids_limit,

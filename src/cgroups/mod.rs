@@ -358,6 +358,7 @@ fn write_controller(d: &Dir, c: &str, writes: &[resources::Write]) -> Result<()>
             .open(&path)
             .and_then(|mut f| std::io::Write::write_all(&mut f, w.value.as_bytes()));
         match r {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && w.optional => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => bail!(
                 "{c} cgroup: this kernel's {c} controller has no {} (needed to apply {:?})",
                 w.file,

@@ -16,6 +16,8 @@ pub struct Write {
     pub file: String,
     pub value: String,
     pub unsupported: Option<&'static str>,
+    /// Skipped where the kernel has no such file (memsw without swap accounting).
+    pub optional: bool,
 }
 
 fn w(controller: &'static str, file: impl Into<String>, value: impl ToString) -> Write {
@@ -24,6 +26,15 @@ fn w(controller: &'static str, file: impl Into<String>, value: impl ToString) ->
         file: file.into(),
         value: value.to_string(),
         unsupported: None,
+        optional: false,
+    }
+}
+
+/// A write skipped where the file does not exist.
+fn w_opt(controller: &'static str, file: impl Into<String>, value: impl ToString) -> Write {
+    Write {
+        optional: true,
+        ..w(controller, file, value)
     }
 }
 
@@ -33,6 +44,7 @@ fn unsupported(controller: &'static str, what: &'static str) -> Write {
         file: String::new(),
         value: String::new(),
         unsupported: Some(what),
+        optional: false,
     }
 }
 
@@ -214,7 +226,7 @@ pub fn v1(r: &LinuxResources) -> Result<Vec<Write>> {
     for key in r.unified().iter().flatten().map(|(k, _)| k) {
         out.push(unsupported(
             unified_controller(key)?,
-            "linux.resources.unified needs cgroup v2",
+            "invalid configuration: cannot use unified on cgroup v1 (linux.resources.unified needs cgroup v2)",
         ));
     }
     Ok(out)
@@ -231,6 +243,12 @@ fn memory_v1(m: &LinuxMemory, out: &mut Vec<Write>) {
             out.push(w("memory", "memory.memsw.limit_in_bytes", -1));
             out.push(w("memory", "memory.limit_in_bytes", limit));
             out.push(w("memory", "memory.memsw.limit_in_bytes", swap));
+        }
+        (Some(-1), None) => {
+            // Unlimited memory lifts an old memsw limit first, which must stay >= it
+            // (runc does the same).
+            out.push(w_opt("memory", "memory.memsw.limit_in_bytes", -1));
+            out.push(w("memory", "memory.limit_in_bytes", -1));
         }
         (Some(limit), None) => out.push(w("memory", "memory.limit_in_bytes", limit)),
         (None, Some(swap)) => out.push(w("memory", "memory.memsw.limit_in_bytes", swap)),

@@ -20,6 +20,8 @@ pub struct Flags {
     pub cpu_quota: Option<i64>,
     pub cpu_period: Option<u64>,
     pub cpu_share: Option<u64>,
+    pub cpu_rt_period: Option<u64>,
+    pub cpu_rt_runtime: Option<i64>,
     pub cpuset_cpus: Option<String>,
     pub cpuset_mems: Option<String>,
     pub pids_limit: Option<i64>,
@@ -94,6 +96,12 @@ fn merge(f: &Flags) -> Result<LinuxResources> {
     }
     if let Some(s) = f.cpu_share {
         set("cpu", "shares", json!(s));
+    }
+    if let Some(p) = f.cpu_rt_period {
+        set("cpu", "realtimePeriod", json!(p));
+    }
+    if let Some(r) = f.cpu_rt_runtime {
+        set("cpu", "realtimeRuntime", json!(r));
     }
     if let Some(c) = &f.cpuset_cpus {
         set("cpu", "cpus", json!(c));
