@@ -152,6 +152,17 @@ fn exec_flags_set_the_process() {
     .unwrap();
     let out = exec(&c, &["--process", p.to_str().unwrap(), &c.id]);
     assert_eq!(out.ok().stdout, "process.json\n/etc\n7\n", "{out}");
+    // No user is root (runc's default); an unknown capability is ignored with a warning.
+    fs::write(
+        &p,
+        json!({"args": ["id", "-u"], "cwd": "/",
+               "capabilities": {"bounding": ["CAP_KILL", "CAP_NOPE"]}})
+        .to_string(),
+    )
+    .unwrap();
+    let out = exec(&c, &["--process", p.to_str().unwrap(), &c.id]);
+    assert_eq!(out.ok().stdout, "0\n", "{out}");
+    assert!(out.stderr.contains("CAP_NOPE"), "{out}");
 }
 
 #[test]

@@ -63,6 +63,20 @@ fn env_duplicates_and_empty_home() {
     assert_eq!(lines, ["HOME=/root", "ONE=three", DEFAULT_PATH], "{out}");
 }
 
+/// Capability names the runtime doesn't know are dropped with a warning (runc 1.1), the
+/// rest apply.
+#[test]
+fn unknown_capabilities_are_ignored_with_a_warning() {
+    let mut c = Container::new("caps-unknown");
+    for set in ["bounding", "effective", "permitted"] {
+        c.config["process"]["capabilities"][set] = json!(["CAP_UNKNOWN", "CAP_KILL"]);
+    }
+    c.sh("grep CapBnd /proc/self/status");
+    let out = c.run(&[]);
+    assert_eq!(out.ok().stdout, "CapBnd:\t0000000000000020\n");
+    assert!(out.stderr.contains("CAP_UNKNOWN"), "{out}");
+}
+
 #[test]
 fn user_uid_gid_and_additional_groups() {
     let mut c = Container::new("user");

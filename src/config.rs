@@ -28,11 +28,21 @@ impl Bundle {
         let de = &mut serde_json::Deserializer::from_slice(&bytes);
         let spec: Spec = match serde_path_to_error::deserialize(de) {
             Ok(spec) => spec,
-            Err(e) => {
-                // A bad seccomp profile gets the message validation gives it.
-                crate::seccomp::explain_parse_error(&bytes).with_context(invalid)?;
-                return Err(e).with_context(|| format!("parse {}", path.display()));
-            }
+            Err(e) => match without_unknown_capabilities(&bytes) {
+                // runc ignores capability names it doesn't know, with a warning.
+                Some((config, dropped)) => {
+                    crate::log::warn(&format!(
+                        "ignoring unknown or unavailable capabilities: {dropped:?}"
+                    ));
+                    serde_path_to_error::deserialize(config)
+                        .with_context(|| format!("parse {}", path.display()))?
+                }
+                None => {
+                    // A bad seccomp profile gets the message validation gives it.
+                    crate::seccomp::explain_parse_error(&bytes).with_context(invalid)?;
+                    return Err(e).with_context(|| format!("parse {}", path.display()));
+                }
+            },
         };
         validate(&spec).with_context(invalid)?;
         // Compiled here, so that a bad profile fails before anything is made.
@@ -53,6 +63,38 @@ impl Bundle {
             .unwrap_or_default();
         self.dir.join(root)
     }
+}
+
+/// The config with the capability names oci-spec doesn't know removed from
+/// process.capabilities, and those names; None when there are none.
+fn without_unknown_capabilities(bytes: &[u8]) -> Option<(serde_json::Value, Vec<String>)> {
+    let mut v: serde_json::Value = serde_json::from_slice(bytes).ok()?;
+    let dropped = drop_unknown_capabilities(&mut v, "/process/capabilities");
+    (!dropped.is_empty()).then_some((v, dropped))
+}
+
+/// Removes the capability names oci-spec doesn't know from the capabilities object at
+/// `pointer` in `v` (runc ignores them); returns them.
+pub fn drop_unknown_capabilities(v: &mut serde_json::Value, pointer: &str) -> Vec<String> {
+    let mut dropped = Vec::new();
+    let Some(caps) = v.pointer_mut(pointer).and_then(|c| c.as_object_mut()) else {
+        return dropped;
+    };
+    for set in caps.values_mut() {
+        if let Some(list) = set.as_array_mut() {
+            list.retain(|c| {
+                let known =
+                    serde_json::from_value::<oci_spec::runtime::Capability>(c.clone()).is_ok();
+                if !known {
+                    dropped.push(c.as_str().unwrap_or_default().to_string());
+                }
+                known
+            });
+        }
+    }
+    dropped.sort();
+    dropped.dedup();
+    dropped
 }
 
 /// Checks what must hold before anything is created.

@@ -201,7 +201,20 @@ fn build_process(spec: &Spec, o: &ExecOpts) -> Result<Process> {
     if let Some(f) = o.process_file {
         let text = std::fs::read_to_string(f)
             .with_context(|| format!("read --process {}", f.display()))?;
-        let p: Process = serde_json::from_str(&text)
+        let mut v: serde_json::Value = serde_json::from_str(&text)
+            .with_context(|| format!("parse --process {}", f.display()))?;
+        // runc's defaults: no user is root; unknown capabilities are ignored.
+        if let Some(o) = v.as_object_mut() {
+            o.entry("user")
+                .or_insert_with(|| serde_json::json!({"uid": 0, "gid": 0}));
+        }
+        let dropped = crate::config::drop_unknown_capabilities(&mut v, "/capabilities");
+        if !dropped.is_empty() {
+            crate::log::warn(&format!(
+                "ignoring unknown or unavailable capabilities: {dropped:?}"
+            ));
+        }
+        let p: Process = serde_json::from_value(v)
             .with_context(|| format!("parse --process {}", f.display()))?;
         if p.args().as_ref().is_none_or(|a| a.is_empty()) {
             bail!("--process {}: args must not be empty", f.display());
