@@ -35,6 +35,30 @@ fn supported_flags() -> Value {
 /// Runs `mkdir DIR` in the shell; prints its error (if any) and `rc=N`.
 const TRY_MKDIR: &str = "mkdir /dev/shm/d 2>&1; echo rc=$?";
 
+/// startContainer hooks run in the container under its filter, as runc runs them: a hook
+/// making a filtered syscall fails `start`; without hooks the filter still comes last.
+#[test]
+fn start_container_hooks_run_under_the_filter() {
+    for nnp in [true, false] {
+        let mut c = with_profile(
+            "hook-filter",
+            "SCMP_ACT_ALLOW",
+            json!([mkdir_rule("SCMP_ACT_ERRNO")]),
+        );
+        c.config["process"]["noNewPrivileges"] = json!(nnp);
+        c.config["hooks"] = json!({"startContainer": [
+            {"path": "/bin/sh", "args": ["sh", "-c", "mkdir /dev/shm/hook"]}
+        ]});
+        c.args(&["sleep", "100"]);
+        c.create_ok();
+        assert_err(
+            &c.rt(&["start", &c.id]),
+            &["error running startContainer hook #0"],
+            &["startContainer"],
+        );
+    }
+}
+
 #[test]
 fn errno_ret_is_what_the_process_sees() {
     for (errno_ret, text) in [

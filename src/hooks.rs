@@ -263,6 +263,12 @@ impl<'a> InitHooks<'a> {
         Ok(())
     }
 
+    /// Does the config have startContainer hooks?
+    pub fn has_start_container(&self) -> bool {
+        self.hooks
+            .is_some_and(|h| !Kind::StartContainer.of(h).is_empty())
+    }
+
     /// Once `start` has woken the init: the startContainer hooks (status "created").
     pub fn start_container(&self) -> Result<()> {
         let (Some(hooks), Some(state)) = (self.hooks, self.state.get()) else {

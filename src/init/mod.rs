@@ -309,6 +309,16 @@ fn wait_and_exec(cfg: &InitConfig, plan: ExecPlan) -> anyhow::Error {
             Ok(fd) => break UnixStream::from(unsafe { OwnedFd::from_raw_fd(fd) }),
         }
     };
+    // startContainer hooks run in the container as its process will, under its seccomp
+    // filter (runc): then the filter comes before them, else as late as possible below.
+    let filter = cfg.seccomp.filter(|_| plan.seccomp_at_exec);
+    let filter_hooks = filter.is_some() && cfg.hooks.has_start_container();
+    if let Some(p) = filter.filter(|_| filter_hooks)
+        && let Err(e) = p.load(plan.agent.as_ref())
+    {
+        let _ = (&conn).write_all(format!("{e:#}").as_bytes());
+        return e;
+    }
     // While SIGPIPE is still ignored (the hooks' stdin is a pipe).
     if let Err(e) = cfg.hooks.start_container() {
         let _ = (&conn).write_all(format!("{e:#}").as_bytes());
@@ -324,7 +334,7 @@ fn wait_and_exec(cfg: &InitConfig, plan: ExecPlan) -> anyhow::Error {
         return e;
     }
     // The filter comes last, so that it filters nothing of ours but execve.
-    let loaded = match cfg.seccomp.filter(|_| plan.seccomp_at_exec) {
+    let loaded = match filter.filter(|_| !filter_hooks) {
         Some(p) => p.load(plan.agent.as_ref()),
         None => Ok(()),
     };
