@@ -21,6 +21,17 @@ fn with_profile(test: &str, default: &str, rules: Value) -> Container {
     c
 }
 
+/// A container whose filter fails mkdir with EPERM, with or without noNewPrivileges.
+fn mkdir_denied(test: &str, no_new_privileges: bool) -> Container {
+    let mut c = with_profile(
+        test,
+        "SCMP_ACT_ALLOW",
+        json!([mkdir_rule("SCMP_ACT_ERRNO")]),
+    );
+    c.config["process"]["noNewPrivileges"] = json!(no_new_privileges);
+    c
+}
+
 /// A rule for mkdir (busybox may call mkdir or mkdirat).
 fn mkdir_rule(action: &str) -> Value {
     json!({ "names": ["mkdir", "mkdirat"], "action": action })
@@ -40,12 +51,7 @@ const TRY_MKDIR: &str = "mkdir /dev/shm/d 2>&1; echo rc=$?";
 #[test]
 fn start_container_hooks_run_under_the_filter() {
     for nnp in [true, false] {
-        let mut c = with_profile(
-            "hook-filter",
-            "SCMP_ACT_ALLOW",
-            json!([mkdir_rule("SCMP_ACT_ERRNO")]),
-        );
-        c.config["process"]["noNewPrivileges"] = json!(nnp);
+        let mut c = mkdir_denied("hook-filter", nnp);
         c.config["hooks"] = json!({"startContainer": [
             {"path": "/bin/sh", "args": ["sh", "-c", "mkdir /dev/shm/hook"]}
         ]});
@@ -414,12 +420,7 @@ fn notify_agent_gets_the_fd_without_no_new_privileges() {
 #[test]
 fn exec_processes_get_the_filter() {
     for nnp in [true, false] {
-        let mut c = with_profile(
-            "exec",
-            "SCMP_ACT_ALLOW",
-            json!([mkdir_rule("SCMP_ACT_ERRNO")]),
-        );
-        c.config["process"]["noNewPrivileges"] = json!(nnp);
+        let mut c = mkdir_denied("exec", nnp);
         c.args(&["sleep", "100"]);
         c.create_ok();
         c.start_ok();
