@@ -174,6 +174,17 @@ fn time_namespace_offsets() {
     );
 }
 
+/// Offsets without a time namespace of the container's own are refused before anything
+/// is made (runc's check), not silently dropped.
+#[test]
+fn time_offsets_without_a_time_namespace_are_refused() {
+    let mut c = sleeper("timens-none");
+    c.config["linux"]["timeOffsets"] = json!({"monotonic": {"secs": 3600}});
+    let want = "time namespace offsets specified, but time namespace isn't enabled in the config";
+    assert_err(&c.create(), &[want], &[want]);
+    c.assert_no_leftovers();
+}
+
 // ---------------------------------------------------------------------------
 // Mounts
 // ---------------------------------------------------------------------------
