@@ -215,6 +215,96 @@ fn bad_memory_policies_are_refused() {
     );
 }
 
+/// A started sleeper container with `field` of the config section set.
+fn running_with(tag: &str, section: &str, field: &str, value: Value) -> Container {
+    let mut c = sleeper(tag);
+    c.config[section][field] = value;
+    c.create_ok();
+    c.start_ok();
+    c
+}
+
+/// `exec ID ARGS...` (or `exec --process FILE ID` for a process object), which must
+/// succeed; its stdout.
+fn exec_out(c: &Container, args: &[&str]) -> String {
+    let mut full = vec!["exec", c.id.as_str()];
+    full.extend_from_slice(args);
+    c.rt(&full).ok().stdout.clone()
+}
+
+fn exec_process(c: &Container, process: Value) -> Out {
+    let tmp = TempDir::new("process");
+    let f = tmp.join("process.json");
+    fs::write(&f, process.to_string()).unwrap();
+    c.rt(&["exec", "--process", f.to_str().unwrap(), &c.id])
+}
+
+fn exec_process_out(c: &Container, process: Value) -> String {
+    exec_process(c, process).ok().stdout.clone()
+}
+
+/// Field `n` of a /proc/PID/stat text (numbered as in proc(5)).
+fn stat_text_field(stat: &str, n: usize) -> String {
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    rest.split_whitespace().nth(n - 3).unwrap().to_string()
+}
+
+/// runc 1.2 applies the container's attributes to exec'd processes too.
+#[test]
+fn exec_gets_the_io_priority() {
+    let io = json!({"class": "IOPRIO_CLASS_BE", "priority": 4});
+    let c = running_with("exec-ioprio", "process", "ioPriority", io);
+    assert_eq!(exec_out(&c, &["ionice"]).trim(), "best-effort: prio 4");
+    // A --process object's own ioPriority wins; without one, the container's applies.
+    let own = json!({"args": ["ionice"], "cwd": "/", "ioPriority": {"class": "IOPRIO_CLASS_IDLE"}});
+    assert_eq!(exec_process_out(&c, own).trim(), "idle");
+    let none = json!({"args": ["ionice"], "cwd": "/"});
+    assert_eq!(exec_process_out(&c, none).trim(), "best-effort: prio 4");
+}
+
+#[test]
+fn exec_gets_the_scheduler() {
+    let s = json!({"policy": "SCHED_BATCH", "nice": 7});
+    let c = running_with("exec-sched", "process", "scheduler", s);
+    let stat = exec_out(&c, &["cat", "/proc/self/stat"]);
+    assert_eq!(
+        stat_text_field(&stat, 41),
+        "3",
+        "policy SCHED_BATCH: {stat}"
+    );
+    assert_eq!(stat_text_field(&stat, 19), "7", "nice: {stat}");
+    let own = json!({"args": ["cat", "/proc/self/stat"], "cwd": "/",
+        "scheduler": {"policy": "SCHED_IDLE"}});
+    let stat = exec_process_out(&c, own);
+    assert_eq!(stat_text_field(&stat, 41), "5", "policy SCHED_IDLE: {stat}");
+    // Checked as the config's is.
+    let bad = json!({"args": ["true"], "cwd": "/", "scheduler": {"policy": "SCHED_RR"}});
+    assert_err(
+        &exec_process(&c, bad),
+        &[
+            "--process",
+            "process.scheduler",
+            "SCHED_RR needs a priority",
+        ],
+        &[],
+    );
+}
+
+#[test]
+fn exec_gets_the_personality() {
+    let p = json!({"domain": "LINUX32"});
+    let c = running_with("exec-pers", "linux", "personality", p);
+    assert_eq!(exec_out(&c, &["uname", "-m"]).trim(), "i686");
+}
+
+#[test]
+fn exec_gets_the_memory_policy() {
+    let mp = json!({"mode": "MPOL_BIND", "nodes": "0"});
+    let c = running_with("exec-mempolicy", "linux", "memoryPolicy", mp);
+    let out = exec_out(&c, &["cat", "/proc/self/numa_maps"]);
+    assert!(out.lines().any(|l| l.contains(" bind:0 ")), "{out}");
+}
+
 #[test]
 fn intel_rdt_without_resctrl_is_a_clear_error() {
     let mut c = sleeper("rdt");

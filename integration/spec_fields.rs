@@ -174,6 +174,17 @@ fn time_namespace_offsets() {
     );
 }
 
+/// Offsets without a time namespace of the container's own are refused before anything
+/// is made (runc's check), not silently dropped.
+#[test]
+fn time_offsets_without_a_time_namespace_are_refused() {
+    let mut c = sleeper("timens-none");
+    c.config["linux"]["timeOffsets"] = json!({"monotonic": {"secs": 3600}});
+    let want = "time namespace offsets specified, but time namespace isn't enabled in the config";
+    assert_err(&c.create(), &[want], &[want]);
+    c.assert_no_leftovers();
+}
+
 // ---------------------------------------------------------------------------
 // Mounts
 // ---------------------------------------------------------------------------
@@ -400,6 +411,52 @@ fn no_pivot_still_confines_the_rootfs() {
         "{}",
         s["mountinfo"]
     );
+}
+
+/// runc's msMoveRoot: with --no-pivot the host's /proc and /sys stay in the mount
+/// namespace, outside the chroot, unless they are taken away first. A full, unmasked proc
+/// there would let a nested user namespace mount a fresh proc (the kernel only refuses
+/// when no fully visible proc exists: mnt_already_visible). With them gone, the container's
+/// own /proc, with its masked paths, is all there is: the mount is refused, as it is in a
+/// pivoted container.
+#[test]
+fn no_pivot_hides_the_hosts_proc_and_sysfs() {
+    let caps = ["CAP_SYS_ADMIN", "CAP_SETFCAP"];
+    let try_mount = |no_pivot: bool| {
+        let mut c = Container::new(if no_pivot {
+            "no-pivot-proc"
+        } else {
+            "pivot-proc"
+        });
+        c.config["root"]["readonly"] = json!(false);
+        for set in ["bounding", "effective", "permitted"] {
+            let list = c.config["process"]["capabilities"][set]
+                .as_array_mut()
+                .unwrap();
+            list.extend(caps.iter().map(|c| json!(c)));
+        }
+        c.sh(
+            "mkdir -p /p && unshare -mrpf sh -c 'mount -t proc proc /p && echo mounted'; \
+             echo rc=$?",
+        );
+        c.run(if no_pivot {
+            &["--no-pivot"][..]
+        } else {
+            &[][..]
+        })
+    };
+    for no_pivot in [true, false] {
+        let out = try_mount(no_pivot);
+        out.ok();
+        assert!(
+            !out.stdout.contains("mounted") && out.stdout.contains("rc=1"),
+            "no_pivot={no_pivot}: a new proc was mounted:\n{out}"
+        );
+        assert!(
+            out.stderr.contains("permission denied"),
+            "no_pivot={no_pivot}: {out}"
+        );
+    }
 }
 
 // ---------------------------------------------------------------------------

@@ -134,6 +134,14 @@ pub fn validate(spec: &Spec) -> Result<()> {
     if spec.domainname().as_ref().is_some_and(|h| !h.is_empty()) && !has(LinuxNamespaceType::Uts) {
         bail!("domainname requires a new uts namespace");
     }
+    if linux
+        .and_then(|l| l.time_offsets().as_ref())
+        .is_some_and(|o| !o.is_empty())
+        && !has(LinuxNamespaceType::Time)
+    {
+        // runc's wording.
+        bail!("time namespace offsets specified, but time namespace isn't enabled in the config");
+    }
     for m in spec.mounts().iter().flatten() {
         if !m.destination().is_absolute() {
             bail!(

@@ -197,15 +197,12 @@ fn prepare(cfg: &InitConfig) -> Result<ExecPlan> {
     if let Some(adj) = process.oom_score_adj() {
         write_proc("/proc/self/oom_score_adj", &adj.to_string()).context("set oomScoreAdj")?;
     }
-    // While the capabilities are still there (RT classes and policies need them).
-    if let Some(io) = process.io_priority() {
-        sched::set_io_priority(io)?;
-    }
-    if let Some(s) = process.scheduler() {
-        // In the cgroup first: a v1 cpu cgroup without RT runtime refuses an RT task.
+    // While the capabilities are still there (RT classes and policies need them); in the
+    // cgroup first: a v1 cpu cgroup without RT runtime refuses an RT task.
+    if process.scheduler().is_some() {
         await_go(cfg)?;
-        sched::set_scheduler(s)?;
     }
+    sched::apply(process)?;
     // Without no_new_privs, loading a filter needs CAP_SYS_ADMIN, which the process may be
     // about to lose: then load it now. Otherwise wait until right before execve.
     let seccomp_at_exec = seccomp::load_before_exec(process);
@@ -221,13 +218,7 @@ fn prepare(cfg: &InitConfig) -> Result<ExecPlan> {
     );
     let path = exec::resolve(&args[0], &env)?;
     await_go(cfg)?;
-    let linux = spec.linux().as_ref();
-    if let Some(mp) = linux.and_then(|l| l.memory_policy().as_ref()) {
-        numa::apply(mp)?;
-    }
-    if let Some(p) = linux.and_then(|l| l.personality().as_ref()) {
-        personality::apply(p)?;
-    }
+    apply_exec_domain(spec.linux().as_ref())?;
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(
         process.user().umask().unwrap_or(0o022),
     ));
@@ -239,6 +230,18 @@ fn prepare(cfg: &InitConfig) -> Result<ExecPlan> {
         seccomp_at_exec,
         agent,
     })
+}
+
+/// linux.memoryPolicy and linux.personality, which survive execve: set last, once the
+/// process has its identity (the init's and `exec`'s).
+pub fn apply_exec_domain(linux: Option<&oci_spec::runtime::Linux>) -> Result<()> {
+    if let Some(mp) = linux.and_then(|l| l.memory_policy().as_ref()) {
+        numa::apply(mp)?;
+    }
+    if let Some(p) = linux.and_then(|l| l.personality().as_ref()) {
+        personality::apply(p)?;
+    }
+    Ok(())
 }
 
 /// Waits for the parent's `Go` once; then, in its cgroup, unshares the cgroup namespace so

@@ -137,6 +137,7 @@ pub fn setup(plan: &RootfsPlan) -> Result<()> {
     if plan.host_ns {
         enter_by_chroot(root)?;
     } else if plan.no_pivot {
+        hide_host_pseudo_fs(root)?;
         enter_by_move(root)?;
     } else {
         pivot(root)?;
@@ -243,6 +244,68 @@ fn enter_by_chroot(root: BorrowedFd) -> Result<()> {
     nix::unistd::chroot(".").context("chroot")?;
     nix::unistd::chdir("/").context("chdir /")?;
     Ok(())
+}
+
+/// --no-pivot, before the move (runc's msMoveRoot): the host's full proc and sysfs mounts
+/// stay in our mount namespace, out of the chroot's sight yet counted by the kernel, which
+/// lets a nested user namespace mount a fresh, unmasked proc or sysfs as long as a fully
+/// visible one exists (mnt_already_visible). Each one outside the rootfs is detached (its
+/// propagation made slave first, so the host keeps its own), or covered with a tmpfs where
+/// it can't be (locked in a user namespace).
+fn hide_host_pseudo_fs(root: BorrowedFd) -> Result<()> {
+    use std::os::fd::AsRawFd;
+    let rootfs = std::fs::read_link(format!("/proc/self/fd/{}", root.as_raw_fd()))
+        .context("resolve the rootfs path")?;
+    let info =
+        std::fs::read_to_string("/proc/self/mountinfo").context("read /proc/self/mountinfo")?;
+    for p in full_pseudo_fs_mounts(&info)
+        .into_iter()
+        .filter(|p| !p.starts_with(&rootfs))
+    {
+        let slave = MsFlags::MS_SLAVE | MsFlags::MS_REC;
+        match mount(None::<&str>, &p, None::<&str>, slave, None::<&str>) {
+            Ok(()) => {}
+            // Gone with a mount detached before it, or no longer a mount point.
+            Err(nix::errno::Errno::ENOENT | nix::errno::Errno::EINVAL) => continue,
+            Err(e) => {
+                return Err(e).with_context(|| format!("make the host's {} a slave", p.display()));
+            }
+        }
+        match umount2(&p, MntFlags::MNT_DETACH) {
+            Ok(()) => {}
+            Err(nix::errno::Errno::EINVAL | nix::errno::Errno::EPERM) => {
+                mount(
+                    Some("tmpfs"),
+                    &p,
+                    Some("tmpfs"),
+                    MsFlags::empty(),
+                    None::<&str>,
+                )
+                .with_context(|| format!("cover the host's {} with a tmpfs", p.display()))?;
+            }
+            Err(e) => {
+                return Err(e).with_context(|| format!("unmount the host's {}", p.display()));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The mount points of the proc and sysfs mounts in `mountinfo` that show their file
+/// system's root (the ones that make a new mount of it "already visible").
+fn full_pseudo_fs_mounts(mountinfo: &str) -> Vec<PathBuf> {
+    mountinfo
+        .lines()
+        .filter_map(|line| {
+            // id parent major:minor root mountpoint opts [optional...] - fstype source ...
+            let (pre, post) = line.split_once(" - ")?;
+            let fstype = post.split(' ').next()?;
+            let fields: Vec<&str> = pre.split(' ').collect();
+            let full = fields.len() >= 5 && fields[3] == "/";
+            (full && matches!(fstype, "proc" | "sysfs"))
+                .then(|| PathBuf::from(crate::cgroups::unescape(fields[4])))
+        })
+        .collect()
 }
 
 fn enter_by_move(root: BorrowedFd) -> Result<()> {
@@ -479,4 +542,29 @@ fn readonly_path(root: BorrowedFd, path: &Path) -> Result<()> {
     bind_fd(&target, &target, true)?;
     let fresh = mounts::reopen(root, path, &target)?;
     mounts::setattr(&fresh, sys::MOUNT_ATTR_RDONLY, 0, true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn full_proc_and_sysfs_mounts() {
+        let info = "\
+22 1 0:21 / /proc rw,relatime shared:12 - proc proc rw
+23 1 0:22 / /sys rw,relatime shared:2 - sysfs sysfs rw
+30 23 0:26 / /sys/fs/cgroup ro shared:4 - tmpfs tmpfs ro
+40 1 0:21 /sys /mnt/proc\\040sys rw - proc proc rw
+41 1 0:22 / /srv/my\\040sys rw - sysfs sysfs rw
+50 1 8:1 / / rw - ext4 /dev/sda1 rw
+";
+        assert_eq!(
+            full_pseudo_fs_mounts(info),
+            [
+                PathBuf::from("/proc"),
+                PathBuf::from("/sys"),
+                PathBuf::from("/srv/my sys")
+            ]
+        );
+    }
 }

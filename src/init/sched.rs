@@ -87,6 +87,18 @@ fn validate_affinity(aff: &ExecCPUAffinity) -> Result<()> {
     Ok(())
 }
 
+/// process.ioPriority and process.scheduler, applied to the calling process (the init, or
+/// an `exec`'d process) while it has its capabilities and is in the container's cgroup.
+pub fn apply(process: &Process) -> Result<()> {
+    if let Some(io) = process.io_priority() {
+        set_io_priority(io)?;
+    }
+    if let Some(s) = process.scheduler() {
+        set_scheduler(s)?;
+    }
+    Ok(())
+}
+
 /// sched_setaffinity of the calling process to a cpu list ("0-1,3"): `exec` applies
 /// execCPUAffinity.initial before the process joins the container's cgroup and `final`
 /// after.
@@ -102,8 +114,8 @@ pub fn set_affinity(list: &str, field: &str) -> Result<()> {
         .with_context(|| format!("process.execCPUAffinity.{field} {list:?}: sched_setaffinity"))
 }
 
-/// ioprio_set for the init's process group (after setsid: just the init), as runc does;
-/// the class and priority are inherited by everything the container starts.
+/// ioprio_set for the caller's process group (after setsid: just the init or the exec'd
+/// process), as runc does; the class and priority are inherited by what it starts.
 pub fn set_io_priority(io: &LinuxIOPriority) -> Result<()> {
     const IOPRIO_WHO_PGRP: libc::c_long = 2;
     const IOPRIO_CLASS_SHIFT: i64 = 13;
@@ -169,7 +181,7 @@ fn flag_bits(flags: &[LinuxSchedulerFlag]) -> u64 {
         .fold(0, |a, b| a | b)
 }
 
-/// sched_setattr(2) on the init itself.
+/// sched_setattr(2) on the calling process (the init or an exec'd process).
 pub fn set_scheduler(s: &Scheduler) -> Result<()> {
     let attr = SchedAttr {
         size: std::mem::size_of::<SchedAttr>() as u32,

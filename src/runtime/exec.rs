@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use nix::sched::CloneFlags;
-use oci_spec::runtime::{Capability, LinuxCapabilities, Process, Spec, User};
+use oci_spec::runtime::{Capability, Linux, LinuxCapabilities, Process, Spec, User};
 
 use crate::cgroups::Cgroup;
 use crate::config::Bundle;
@@ -118,6 +118,7 @@ pub fn exec(o: &ExecOpts) -> Result<i32> {
                 &child_ch,
                 &Child {
                     process: &process,
+                    linux: bundle.spec.linux().as_ref(),
                     seccomp,
                     preserve_fds: o.preserve_fds,
                     console: std::cell::Cell::new(console_child),
@@ -201,11 +202,11 @@ fn build_process(spec: &Spec, o: &ExecOpts) -> Result<Process> {
     if let Some(f) = o.process_file {
         let text = std::fs::read_to_string(f)
             .with_context(|| format!("read --process {}", f.display()))?;
-        let mut v: serde_json::Value = serde_json::from_str(&text)
-            .with_context(|| format!("parse --process {}", f.display()))?;
-        // runc's defaults: no user is root; unknown capabilities are ignored.
-        if let Some(o) = v.as_object_mut() {
-            o.entry("user")
+        let parse = || format!("parse --process {}", f.display());
+        let mut v: serde_json::Value = serde_json::from_str(&text).with_context(parse)?;
+        // runc's defaults: no user is root (uid 0, gid 0); unknown capabilities are ignored.
+        if let Some(obj) = v.as_object_mut() {
+            obj.entry("user")
                 .or_insert_with(|| serde_json::json!({"uid": 0, "gid": 0}));
         }
         let dropped = crate::config::drop_unknown_capabilities(&mut v, "/capabilities");
@@ -214,11 +215,19 @@ fn build_process(spec: &Spec, o: &ExecOpts) -> Result<Process> {
                 "ignoring unknown or unavailable capabilities: {dropped:?}"
             ));
         }
-        let p: Process = serde_json::from_value(v)
-            .with_context(|| format!("parse --process {}", f.display()))?;
+        let mut p: Process = serde_json::from_value(v).with_context(parse)?;
         if p.args().as_ref().is_none_or(|a| a.is_empty()) {
             bail!("--process {}: args must not be empty", f.display());
         }
+        // runc's rule: the container's ioPriority and scheduler unless the file has its own.
+        let base = spec.process().as_ref();
+        if p.io_priority().is_none() {
+            p.set_io_priority(base.and_then(|b| *b.io_priority()));
+        }
+        if p.scheduler().is_none() {
+            p.set_scheduler(base.and_then(|b| b.scheduler().clone()));
+        }
+        init::sched::validate(&p).with_context(|| format!("--process {}", f.display()))?;
         return Ok(p);
     }
     if o.args.is_empty() {
@@ -427,6 +436,9 @@ fn namespaces(spec: &Spec, pid: i32) -> Result<Targets> {
 /// What the process (B) is made of.
 struct Child<'a> {
     process: &'a Process,
+    /// The container's linux section: its memoryPolicy and personality apply to every
+    /// process, as runc's do.
+    linux: Option<&'a Linux>,
     seccomp: Option<&'a seccomp::Program>,
     preserve_fds: u32,
     /// process.terminal: where to send the pty's master (taken once it is sent).
@@ -522,6 +534,8 @@ fn become_process(ch: &Channel, child: &Child) -> anyhow::Error {
             process.args().as_deref().unwrap_or_default().first(),
             cwd.display()
         ));
+        // As the init: in the cgroup, with the capabilities still there.
+        init::sched::apply(process)?;
         // The container's filter, loaded when the init's is (see init::prepare).
         let seccomp_at_exec = seccomp::load_before_exec(process);
         if let Some(p) = seccomp.filter(|_| !seccomp_at_exec) {
@@ -535,6 +549,7 @@ fn become_process(ch: &Channel, child: &Child) -> anyhow::Error {
             0,
         );
         let path = init::exec::resolve(&args[0], &env)?;
+        init::apply_exec_domain(child.linux)?;
         nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(
             process.user().umask().unwrap_or(0o022),
         ));
