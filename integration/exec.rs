@@ -152,7 +152,10 @@ fn exec_flags_set_the_process() {
     .unwrap();
     let out = exec(&c, &["--process", p.to_str().unwrap(), &c.id]);
     assert_eq!(out.ok().stdout, "process.json\n/etc\n7\n", "{out}");
-    // No user is root (runc's default); an unknown capability is ignored with a warning.
+    // No user is root (runc's default); an unknown capability is an error naming it.
+    fs::write(&p, json!({"args": ["id", "-u"], "cwd": "/"}).to_string()).unwrap();
+    let out = exec(&c, &["--process", p.to_str().unwrap(), &c.id]);
+    assert_eq!(out.ok().stdout, "0\n", "{out}");
     fs::write(
         &p,
         json!({"args": ["id", "-u"], "cwd": "/",
@@ -161,8 +164,10 @@ fn exec_flags_set_the_process() {
     )
     .unwrap();
     let out = exec(&c, &["--process", p.to_str().unwrap(), &c.id]);
-    assert_eq!(out.ok().stdout, "0\n", "{out}");
-    assert!(out.stderr.contains("CAP_NOPE"), "{out}");
+    assert!(
+        out.code == Some(255) && out.stderr.contains("CAP_NOPE"),
+        "{out}"
+    );
 }
 
 #[test]

@@ -29,13 +29,10 @@ impl Bundle {
         let spec: Spec = match serde_path_to_error::deserialize(de) {
             Ok(spec) => spec,
             Err(e) => match without_unknown_capabilities(&bytes) {
-                // runc ignores capability names it doesn't know, with a warning.
-                Some((config, dropped)) => {
-                    crate::log::warn(&format!(
-                        "ignoring unknown or unavailable capabilities: {dropped:?}"
-                    ));
-                    serde_path_to_error::deserialize(config)
-                        .with_context(|| format!("parse {}", path.display()))?
+                // The spec: a value that can't be mapped to the kernel MUST be an error
+                // (runc 1.1 only warns).
+                Some((_, unknown)) => {
+                    bail!("{}: unknown capabilities {unknown:?}", invalid());
                 }
                 None => {
                     // A bad seccomp profile gets the message validation gives it.
@@ -65,8 +62,8 @@ impl Bundle {
     }
 }
 
-/// The config with the capability names oci-spec doesn't know removed from
-/// process.capabilities, and those names; None when there are none.
+/// The config without the capability names oci-spec doesn't know in process.capabilities,
+/// and those names; None when there are none.
 fn without_unknown_capabilities(bytes: &[u8]) -> Option<(serde_json::Value, Vec<String>)> {
     let mut v: serde_json::Value = serde_json::from_slice(bytes).ok()?;
     let dropped = drop_unknown_capabilities(&mut v, "/process/capabilities");

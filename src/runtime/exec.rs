@@ -204,16 +204,17 @@ fn build_process(spec: &Spec, o: &ExecOpts) -> Result<Process> {
             .with_context(|| format!("read --process {}", f.display()))?;
         let parse = || format!("parse --process {}", f.display());
         let mut v: serde_json::Value = serde_json::from_str(&text).with_context(parse)?;
-        // runc's defaults: no user is root (uid 0, gid 0); unknown capabilities are ignored.
+        // runc's default: no user is root (uid 0, gid 0).
         if let Some(obj) = v.as_object_mut() {
             obj.entry("user")
                 .or_insert_with(|| serde_json::json!({"uid": 0, "gid": 0}));
         }
-        let dropped = crate::config::drop_unknown_capabilities(&mut v, "/capabilities");
-        if !dropped.is_empty() {
-            crate::log::warn(&format!(
-                "ignoring unknown or unavailable capabilities: {dropped:?}"
-            ));
+        let unknown = crate::config::drop_unknown_capabilities(&mut v, "/capabilities");
+        if !unknown.is_empty() {
+            bail!(
+                "--process {}: unknown capabilities {unknown:?}",
+                f.display()
+            );
         }
         let mut p: Process = serde_json::from_value(v).with_context(parse)?;
         if p.args().as_ref().is_none_or(|a| a.is_empty()) {
