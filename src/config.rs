@@ -28,18 +28,19 @@ impl Bundle {
         let de = &mut serde_json::Deserializer::from_slice(&bytes);
         let spec: Spec = match serde_path_to_error::deserialize(de) {
             Ok(spec) => spec,
-            Err(e) => match without_unknown_capabilities(&bytes) {
+            Err(e) => {
                 // The spec: a value that can't be mapped to the kernel MUST be an error
-                // (runc 1.1 only warns).
-                Some((_, unknown)) => {
+                // (runc 1.1 only warns); named as such.
+                let unknown = serde_json::from_slice(&bytes)
+                    .map(|v| unknown_capabilities(&v, "/process/capabilities"))
+                    .unwrap_or_default();
+                if !unknown.is_empty() {
                     bail!("{}: unknown capabilities {unknown:?}", invalid());
                 }
-                None => {
-                    // A bad seccomp profile gets the message validation gives it.
-                    crate::seccomp::explain_parse_error(&bytes).with_context(invalid)?;
-                    return Err(e).with_context(|| format!("parse {}", path.display()));
-                }
-            },
+                // A bad seccomp profile gets the message validation gives it.
+                crate::seccomp::explain_parse_error(&bytes).with_context(invalid)?;
+                return Err(e).with_context(|| format!("parse {}", path.display()));
+            }
         };
         validate(&spec).with_context(invalid)?;
         // Compiled here, so that a bad profile fails before anything is made.
@@ -62,36 +63,22 @@ impl Bundle {
     }
 }
 
-/// The config without the capability names oci-spec doesn't know in process.capabilities,
-/// and those names; None when there are none.
-fn without_unknown_capabilities(bytes: &[u8]) -> Option<(serde_json::Value, Vec<String>)> {
-    let mut v: serde_json::Value = serde_json::from_slice(bytes).ok()?;
-    let dropped = drop_unknown_capabilities(&mut v, "/process/capabilities");
-    (!dropped.is_empty()).then_some((v, dropped))
-}
-
-/// Removes the capability names oci-spec doesn't know from the capabilities object at
-/// `pointer` in `v` (runc ignores them); returns them.
-pub fn drop_unknown_capabilities(v: &mut serde_json::Value, pointer: &str) -> Vec<String> {
-    let mut dropped = Vec::new();
-    let Some(caps) = v.pointer_mut(pointer).and_then(|c| c.as_object_mut()) else {
-        return dropped;
-    };
-    for set in caps.values_mut() {
-        if let Some(list) = set.as_array_mut() {
-            list.retain(|c| {
-                let known =
-                    serde_json::from_value::<oci_spec::runtime::Capability>(c.clone()).is_ok();
-                if !known {
-                    dropped.push(c.as_str().unwrap_or_default().to_string());
-                }
-                known
-            });
-        }
-    }
-    dropped.sort();
-    dropped.dedup();
-    dropped
+/// The capability names oci-spec doesn't know in the capabilities object at `pointer` of
+/// `v` (sorted, once each).
+pub fn unknown_capabilities(v: &serde_json::Value, pointer: &str) -> Vec<String> {
+    let mut unknown: Vec<String> = v
+        .pointer(pointer)
+        .and_then(|c| c.as_object())
+        .into_iter()
+        .flat_map(|caps| caps.values())
+        .filter_map(|set| set.as_array())
+        .flatten()
+        .filter(|c| serde_json::from_value::<oci_spec::runtime::Capability>((*c).clone()).is_err())
+        .map(|c| c.as_str().unwrap_or_default().to_string())
+        .collect();
+    unknown.sort();
+    unknown.dedup();
+    unknown
 }
 
 /// Checks what must hold before anything is created.

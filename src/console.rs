@@ -313,7 +313,8 @@ fn bind_console(root: BorrowedFd, slave: &OwnedFd) -> Result<()> {
         }
     };
     // By fds alone (the container's /proc may not be there to name them).
-    let tree = crate::sys::open_tree_clone(slave.as_fd()).context("clone the terminal's mount")?;
+    let tree =
+        crate::sys::open_tree_clone(slave.as_fd(), false).context("clone the terminal's mount")?;
     crate::sys::move_mount_onto(tree.as_fd(), target.as_fd())
         .context("bind the terminal to /dev/console")
 }

@@ -4,7 +4,8 @@
 //! Each mapping line is `containerID hostID size` as the spec gives it: an on-disk id
 //! `containerID + n` of the source shows as `hostID + n` through the mount.
 
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
@@ -21,7 +22,7 @@ pub struct Prepared {
 }
 
 /// Does the config ask for an id-mapped mount here?
-pub fn wanted(m: &Mount) -> bool {
+fn wanted(m: &Mount) -> bool {
     let has = |v: &Option<Vec<LinuxIdMapping>>| v.as_ref().is_some_and(|v| !v.is_empty());
     has(m.uid_mappings())
         || has(m.gid_mappings())
@@ -65,7 +66,12 @@ fn prepare_one(m: &Mount, bundle: &Path) -> Result<OwnedFd> {
         bundle.join(src)
     };
     let userns = userns_with(uids, gids)?;
-    let tree = open_tree(&src, options(m).any(|o| o == "rbind"))
+    let at = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_PATH)
+        .open(&src)
+        .with_context(|| format!("open {}", src.display()))?;
+    let tree = sys::open_tree_clone(at.as_fd(), options(m).any(|o| o == "rbind"))
         .with_context(|| format!("open_tree {}", src.display()))?;
     let flags = libc::AT_EMPTY_PATH as u32
         | if options(m).any(|o| o == "ridmap") {
@@ -86,25 +92,6 @@ fn prepare_one(m: &Mount, bundle: &Path) -> Result<OwnedFd> {
         )
     })?;
     Ok(tree)
-}
-
-/// open_tree(2) OPEN_TREE_CLONE of `path`: a detached bind mount (with its submounts when
-/// `recursive`).
-fn open_tree(path: &Path, recursive: bool) -> std::io::Result<OwnedFd> {
-    const OPEN_TREE_CLONE: libc::c_uint = 1;
-    let cpath = std::ffi::CString::new(std::os::unix::ffi::OsStrExt::as_bytes(path.as_os_str()))
-        .map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))?;
-    let mut flags = OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint;
-    if recursive {
-        flags |= libc::AT_RECURSIVE as libc::c_uint;
-    }
-    // SAFETY: `cpath` is NUL-terminated and outlives the call.
-    let ret = unsafe { libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, cpath.as_ptr(), flags) };
-    if ret < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: the kernel just returned this fd and nothing else owns it.
-    Ok(unsafe { OwnedFd::from_raw_fd(ret as i32) })
 }
 
 /// A user namespace with these maps, held by its fd: a child is cloned into a new user

@@ -101,11 +101,14 @@ pub fn fsmount(fd: BorrowedFd, attr_flags: u64) -> io::Result<OwnedFd> {
 }
 
 /// open_tree(2) with OPEN_TREE_CLONE on `fd` itself: a detached bind mount of exactly the
-/// file `fd` is (no path lookup, no /proc needed).
-pub fn open_tree_clone(fd: BorrowedFd) -> io::Result<OwnedFd> {
+/// file `fd` is (no path lookup, no /proc needed), with its submounts when `recursive`.
+pub fn open_tree_clone(fd: BorrowedFd, recursive: bool) -> io::Result<OwnedFd> {
     const OPEN_TREE_CLONE: libc::c_uint = 1;
-    let flags =
+    let mut flags =
         OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint | libc::AT_EMPTY_PATH as libc::c_uint;
+    if recursive {
+        flags |= libc::AT_RECURSIVE as libc::c_uint;
+    }
     // SAFETY: an empty NUL-terminated path with AT_EMPTY_PATH names `fd` itself.
     owned(unsafe { libc::syscall(libc::SYS_open_tree, fd.as_raw_fd(), c"".as_ptr(), flags) })
 }

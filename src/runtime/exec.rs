@@ -209,7 +209,7 @@ fn build_process(spec: &Spec, o: &ExecOpts) -> Result<Process> {
             obj.entry("user")
                 .or_insert_with(|| serde_json::json!({"uid": 0, "gid": 0}));
         }
-        let unknown = crate::config::drop_unknown_capabilities(&mut v, "/capabilities");
+        let unknown = crate::config::unknown_capabilities(&v, "/capabilities");
         if !unknown.is_empty() {
             bail!(
                 "--process {}: unknown capabilities {unknown:?}",
