@@ -46,4 +46,17 @@ if ! command -v cargo >/dev/null; then
     echo "install-deps: cargo not found on PATH; install Rust (https://rustup.rs) first" >&2
     exit 1
 fi
+# hack/test.sh checks formatting and lints: rustfmt and clippy come with rustup's default
+# profile; add them where the toolchain lacks them.
+for component in rustfmt:fmt clippy:clippy; do
+    if ! cargo "${component#*:}" --version >/dev/null 2>&1; then
+        if command -v rustup >/dev/null; then
+            rustup component add "${component%%:*}"
+        else
+            echo "install-deps: 'cargo ${component#*:}' is missing; add ${component%%:*} to" \
+                "your Rust toolchain" >&2
+            exit 1
+        fi
+    fi
+done
 echo "install-deps: using $(cargo --version)"

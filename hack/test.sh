@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# The project's test command: installs dependencies, builds the release binaries and
-# runs all unit + integration tests (TEST_THREADS=4 by default). Must run as root,
-# because the integration tests create real containers.
+# The project's test command: installs dependencies, checks formatting and lints, builds
+# the release binaries and runs all unit + integration tests (TEST_THREADS=4 by default).
+# Must run as root, because the integration tests create real containers.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,6 +14,10 @@ bash hack/install-deps.sh
 # shellcheck source=hack/env.sh
 source hack/env.sh
 
+# The tree stays formatted and lint-free (clippy also denies unsafe blocks without a
+# SAFETY comment: see the crate attributes).
+cargo fmt --check
+cargo clippy --all-targets -- -D warnings
 cargo build --release --bins
 cargo test --release -- --test-threads="${TEST_THREADS:-4}"
 echo "test: all tests passed"

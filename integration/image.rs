@@ -91,6 +91,8 @@ fn lgetxattr(p: &Path, name: &str) -> Option<String> {
     let cp = CString::new(p.as_os_str().as_encoded_bytes()).unwrap();
     let cn = CString::new(name).unwrap();
     let mut buf = [0u8; 256];
+    // SAFETY: cp and cn are NUL-terminated C strings and buf a live buffer of buf.len()
+    // bytes, all borrowed for the call only.
     let n =
         unsafe { libc::lgetxattr(cp.as_ptr(), cn.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
     (n >= 0).then(|| String::from_utf8_lossy(&buf[..n as usize]).into_owned())

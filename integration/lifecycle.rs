@@ -550,11 +550,7 @@ fn init_is_left_to_the_callers_subreaper() {
 #[test]
 #[ignore = "run by init_is_left_to_the_callers_subreaper in its own process"]
 fn subreaper_child() {
-    // SAFETY: prctl with integer arguments.
-    assert_eq!(
-        unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) },
-        0
-    );
+    assert!(nix::sys::prctl::set_child_subreaper(true).is_ok());
     let c = sleeper("subreaper");
     c.create_ok();
     let pid = pid_of(&c.state());

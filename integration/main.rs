@@ -10,6 +10,8 @@
 //! directories, and a `Container` guard force-deletes the container and removes
 //! those directories even if the test panics, so the tests can run in parallel.
 
+#![deny(clippy::undocumented_unsafe_blocks)]
+
 mod common;
 mod engines;
 mod errors;

@@ -380,4 +380,158 @@ mod tests {
         check_sysctl("kernel.shmmax", &all).unwrap();
         check_sysctl("fs.mqueue.msg_max", &all).unwrap();
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+        use serde_json::{Value, json};
+
+        /// Where the hostile values go: every section of the spec a config can carry.
+        const POINTERS: &[&str] = &[
+            "/ociVersion",
+            "/hostname",
+            "/domainname",
+            "/root",
+            "/root/path",
+            "/mounts",
+            "/mounts/0",
+            "/mounts/0/destination",
+            "/mounts/0/options",
+            "/process",
+            "/process/args",
+            "/process/env",
+            "/process/cwd",
+            "/process/user/uid",
+            "/process/user/additionalGids",
+            "/process/rlimits",
+            "/process/capabilities",
+            "/process/capabilities/bounding",
+            "/process/oomScoreAdj",
+            "/process/scheduler",
+            "/process/ioPriority",
+            "/process/consoleSize",
+            "/process/terminal",
+            "/hooks",
+            "/hooks/prestart",
+            "/annotations",
+            "/linux",
+            "/linux/namespaces",
+            "/linux/namespaces/0",
+            "/linux/uidMappings",
+            "/linux/gidMappings",
+            "/linux/devices",
+            "/linux/cgroupsPath",
+            "/linux/resources",
+            "/linux/resources/memory",
+            "/linux/resources/memory/limit",
+            "/linux/resources/cpu",
+            "/linux/resources/devices",
+            "/linux/resources/pids",
+            "/linux/resources/unified",
+            "/linux/seccomp",
+            "/linux/seccomp/syscalls",
+            "/linux/sysctl",
+            "/linux/maskedPaths",
+            "/linux/readonlyPaths",
+            "/linux/rootfsPropagation",
+            "/linux/personality",
+            "/linux/timeOffsets",
+            "/linux/intelRdt",
+            "/linux/memoryPolicy",
+            "/linux/mountLabel",
+        ];
+
+        fn hostile() -> impl Strategy<Value = Value> {
+            let fixed = prop::sample::select(vec![
+                Value::Null,
+                json!(true),
+                json!(-1),
+                json!(0),
+                json!(u64::MAX),
+                json!(i64::MIN),
+                json!(1e300),
+                json!(""),
+                json!("\n"),
+                json!("a\u{0}b"),
+                json!("../../.."),
+                json!("/"),
+                json!([]),
+                json!([null]),
+                json!({}),
+                json!([{"type": "pid", "path": "/proc/1/ns/pid"}]),
+                json!([{"containerID": 0, "hostID": 4294967295u64, "size": 2}]),
+                json!({"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [{"names": ["x"]}]}),
+                json!([{"destination": "/proc/../..", "type": "bind", "source": "/"}]),
+                json!({"limit": -2, "swap": 0}),
+            ]);
+            let leaf = prop_oneof![
+                any::<i64>().prop_map(Value::from),
+                any::<u64>().prop_map(Value::from),
+                ".{0,12}".prop_map(Value::from),
+            ];
+            let nested = leaf.prop_recursive(3, 16, 4, |inner| {
+                prop_oneof![
+                    prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                    prop::collection::btree_map("[a-zA-Z]{1,8}", inner, 0..4)
+                        .prop_map(|m| Value::Object(m.into_iter().collect())),
+                ]
+            });
+            prop_oneof![fixed, nested]
+        }
+
+        /// Sets `pointer` in `v`, making the objects on the way.
+        fn set(v: &mut Value, pointer: &str, value: Value) {
+            let mut cur = v;
+            for key in pointer.split('/').skip(1) {
+                if !cur.is_object() && !cur.is_array() {
+                    *cur = json!({});
+                }
+                cur = match cur {
+                    Value::Array(a) => match key.parse::<usize>() {
+                        Ok(i) if i < a.len() => &mut a[i],
+                        _ => return,
+                    },
+                    other => other
+                        .as_object_mut()
+                        .expect("made an object above")
+                        .entry(key)
+                        .or_insert(Value::Null),
+                };
+            }
+            *cur = value;
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(192))]
+
+            /// A config with random hostile values in random places: loaded or refused
+            /// with an error, never a panic.
+            #[test]
+            fn random_configs_load_or_fail_cleanly(
+                edits in prop::collection::vec(
+                    (prop::sample::select(POINTERS), hostile()), 1..4),
+            ) {
+                let mut config = crate::runtime::spec::default_spec(false);
+                for (pointer, value) in edits {
+                    set(&mut config, pointer, value);
+                }
+                use std::sync::atomic::{AtomicUsize, Ordering};
+                static N: AtomicUsize = AtomicUsize::new(0);
+                let dir = std::env::temp_dir().join(format!(
+                    "corten-config-prop-{}-{}",
+                    std::process::id(),
+                    N.fetch_add(1, Ordering::Relaxed)
+                ));
+                std::fs::create_dir_all(&dir).unwrap();
+                std::fs::write(dir.join("config.json"), config.to_string()).unwrap();
+                let loaded = Bundle::load(&dir);
+                std::fs::remove_dir_all(&dir).unwrap();
+                if let Err(e) = loaded {
+                    // An error names what is wrong on one line.
+                    let msg = format!("{e:#}");
+                    prop_assert!(!msg.is_empty());
+                }
+            }
+        }
+    }
 }

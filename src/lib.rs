@@ -3,6 +3,8 @@
 //! The `corten` binary is a thin clap front end; every decision lives in these modules so
 //! that tests can reach it.
 
+#![deny(clippy::undocumented_unsafe_blocks)]
+
 pub mod cgroups;
 pub mod config;
 pub mod console;

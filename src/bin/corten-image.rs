@@ -2,6 +2,8 @@
 //! `docker save` tarball into an OCI bundle that `corten run` runs. A thin front end over
 //! `corten::image`.
 
+#![deny(clippy::undocumented_unsafe_blocks)]
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 

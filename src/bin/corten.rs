@@ -1,5 +1,7 @@
 //! The `corten` command line: runc's commands and flags, so engines can call it unchanged.
 
+#![deny(clippy::undocumented_unsafe_blocks)]
+
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 

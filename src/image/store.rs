@@ -5,10 +5,10 @@
 //! renames the file into `blobs/` only when digest and size match, so no partial or bad
 //! blob is ever visible there. An interrupted download stays in `ingest/` and is resumed.
 
+use nix::fcntl::{Flock, FlockArg};
 use std::collections::HashSet;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
@@ -82,7 +82,7 @@ impl Store {
             .root
             .join("ingest")
             .join(format!("{}.partial", d.hex()));
-        let mut file = OpenOptions::new()
+        let file = OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
@@ -90,15 +90,15 @@ impl Store {
             .open(&path)
             .with_context(|| format!("create {}", path.display()))?;
         // One writer per blob across processes; a second puller waits, then finds it done.
-        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
-            return Err(io::Error::last_os_error()).context("lock the ingest file");
-        }
+        let file = Flock::lock(file, FlockArg::LockExclusive)
+            .map_err(|(_, e)| e)
+            .with_context(|| format!("lock {}", path.display()))?;
         if self.has(d, Some(size)) {
             let _ = fs::remove_file(&path);
             return Ok(None);
         }
         let mut ingest = Ingest {
-            file: File::open("/dev/null")?,
+            file,
             path,
             dest: self.blob_path(d),
             digest: d.clone(),
@@ -107,11 +107,11 @@ impl Store {
             hasher: Sha256::new(),
         };
         // Resume: hash what an interrupted download left.
-        let have = file.metadata()?.len();
+        let have = ingest.file.metadata()?.len();
         if have > 0 && have <= size {
             let mut buf = vec![0u8; 1 << 20];
             loop {
-                let n = file.read(&mut buf)?;
+                let n = ingest.file.read(&mut buf)?;
                 if n == 0 {
                     break;
                 }
@@ -119,10 +119,9 @@ impl Store {
                 ingest.written += n as u64;
             }
         } else if have > size {
-            file.set_len(0)?;
+            ingest.file.set_len(0)?;
         }
-        file.seek(SeekFrom::End(0))?;
-        ingest.file = file;
+        ingest.file.seek(SeekFrom::End(0))?;
         Ok(Some(ingest))
     }
 
@@ -168,8 +167,8 @@ impl Store {
         }
     }
 
-    /// Takes flock(2) `op` on the store's file `name`; held until the File is dropped.
-    fn lock(&self, name: &str, op: libc::c_int) -> Result<File> {
+    /// Takes flock(2) `how` on the store's file `name`; held until the guard is dropped.
+    fn lock(&self, name: &str, how: FlockArg) -> Result<Flock<File>> {
         let path = self.root.join(name);
         let f = OpenOptions::new()
             .write(true)
@@ -177,23 +176,20 @@ impl Store {
             .truncate(false)
             .open(&path)
             .with_context(|| format!("create {}", path.display()))?;
-        // SAFETY: flock on an fd we own; no memory is involved.
-        if unsafe { libc::flock(f.as_raw_fd(), op) } != 0 {
-            return Err(io::Error::last_os_error())
-                .with_context(|| format!("lock {}", path.display()));
-        }
-        Ok(f)
+        Flock::lock(f, how)
+            .map_err(|(_, e)| e)
+            .with_context(|| format!("lock {}", path.display()))
     }
 
     /// Held shared by a pull from its first blob until its ref is recorded; `prune` takes
     /// it exclusively, so it never deletes the blobs of a pull still in progress.
-    pub fn pull_lock(&self) -> Result<File> {
-        self.lock("gc.lock", libc::LOCK_SH)
+    pub fn pull_lock(&self) -> Result<Flock<File>> {
+        self.lock("gc.lock", FlockArg::LockShared)
     }
 
     /// Read-modify-write index.json under a lock.
     fn update_refs<T>(&self, f: impl FnOnce(&mut Vec<Value>) -> T) -> Result<T> {
-        let _lock = self.lock("index.lock", libc::LOCK_EX)?;
+        let _lock = self.lock("index.lock", FlockArg::LockExclusive)?;
         let mut refs = self.refs()?;
         let out = f(&mut refs);
         let index = json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
@@ -227,8 +223,8 @@ impl Store {
 
     /// Deletes blobs no ref uses and stale ingest files; returns (blobs, bytes) removed.
     pub fn prune(&self) -> Result<(usize, u64)> {
-        let _pulls = self.lock("gc.lock", libc::LOCK_EX)?;
-        let _index = self.lock("index.lock", libc::LOCK_EX)?;
+        let _pulls = self.lock("gc.lock", FlockArg::LockExclusive)?;
+        let _index = self.lock("index.lock", FlockArg::LockExclusive)?;
         let mut keep: HashSet<String> = HashSet::new();
         for r in self.refs()? {
             let mut add = |v: &Value| {
@@ -272,7 +268,7 @@ impl Store {
         for e in fs::read_dir(self.root.join("ingest"))?.flatten() {
             // Skip files another pull is writing right now (it holds their lock).
             if let Ok(f) = File::open(e.path())
-                && unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0
+                && Flock::lock(f, FlockArg::LockExclusiveNonblock).is_ok()
             {
                 bytes += e.metadata().map(|m| m.len()).unwrap_or(0);
                 let _ = fs::remove_file(e.path());
@@ -285,7 +281,8 @@ impl Store {
 /// A blob being written: hashed and counted as it streams, moved into `blobs/` by
 /// [`Ingest::commit`] only if both match.
 pub struct Ingest {
-    file: File,
+    /// Locked while it lives: one writer per blob across processes.
+    file: Flock<File>,
     path: PathBuf,
     dest: PathBuf,
     digest: Digest,

@@ -7,13 +7,19 @@ use std::collections::HashSet;
 use std::ffi::{CString, OsStr};
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read, Write};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow, bail};
 use nix::errno::Errno;
-use nix::fcntl::{OFlag, OpenHow, ResolveFlag, openat2};
+use nix::fcntl::{AtFlags, OFlag, OpenHow, ResolveFlag, openat, openat2};
+use nix::sys::stat::{
+    FchmodatFlags, Mode, SFlag, UtimensatFlags, fchmod, fchmodat, fstatat, futimens, makedev,
+    mkdirat, mknodat, utimensat,
+};
+use nix::sys::time::TimeSpec;
+use nix::unistd::{Gid, Uid, UnlinkatFlags, fchown, fchownat, linkat, symlinkat, unlinkat};
 use sha2::{Digest as _, Sha256};
 
 use super::reference::Digest;
@@ -108,16 +114,19 @@ pub fn apply_unpacked(root: &File, tar: File) -> Result<()> {
     apply_tar(root, &mut BufReader::with_capacity(1 << 20, tar))
 }
 
-fn cstr(s: &OsStr) -> io::Result<CString> {
-    CString::new(s.as_bytes())
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in a name"))
+/// A timestamp pair (atime = mtime) of whole seconds, as tar records them.
+fn times(mtime: i64) -> TimeSpec {
+    TimeSpec::new(mtime, 0)
 }
 
-fn cvt(r: libc::c_int) -> io::Result<()> {
-    if r < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(())
+/// An owner id from a tar header: a u32 the kernel can store. Larger values (and -1,
+/// which chown reads as "leave unchanged") are refused, never truncated: uid 2^32 must not
+/// become root.
+fn owner_id(what: &str, raw: io::Result<u64>) -> Result<u32> {
+    let v = raw.with_context(|| format!("read the entry's {what}"))?;
+    match u32::try_from(v) {
+        Ok(id) if id != u32::MAX => Ok(id),
+        _ => bail!("{what} {v} is out of range (at most {})", u32::MAX - 1),
     }
 }
 
@@ -165,49 +174,32 @@ impl Stat {
 }
 
 fn lstat_at(dir: BorrowedFd, name: &OsStr) -> io::Result<Option<Stat>> {
-    let c = cstr(name)?;
-    let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    match cvt(unsafe {
-        libc::fstatat(
-            dir.as_raw_fd(),
-            c.as_ptr(),
-            &mut st,
-            libc::AT_SYMLINK_NOFOLLOW,
-        )
-    }) {
-        Ok(()) => Ok(Some(Stat { mode: st.st_mode })),
-        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(None),
-        Err(e) => Err(e),
+    match fstatat(dir, name, AtFlags::AT_SYMLINK_NOFOLLOW) {
+        Ok(st) => Ok(Some(Stat { mode: st.st_mode })),
+        Err(Errno::ENOENT) => Ok(None),
+        Err(e) => Err(e.into()),
     }
 }
 
-fn open_at(dir: RawFd, name: &CString, flags: libc::c_int, mode: u32) -> io::Result<OwnedFd> {
-    let fd = unsafe { libc::openat(dir, name.as_ptr(), flags | libc::O_CLOEXEC, mode) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+/// Opens the directory `name` in `dir` without following a symlink.
+fn open_subdir(dir: BorrowedFd, name: &OsStr) -> io::Result<OwnedFd> {
+    let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+    Ok(openat(dir, name, flags, Mode::empty())?)
 }
 
 /// Removes `name` in `dir`, recursively for a directory, never following symlinks.
 fn remove_all_at(dir: BorrowedFd, name: &OsStr) -> io::Result<()> {
-    let c = cstr(name)?;
     let Some(st) = lstat_at(dir, name)? else {
         return Ok(());
     };
     if st.is_dir() {
-        let sub = open_at(
-            dir.as_raw_fd(),
-            &c,
-            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW,
-            0,
-        )?;
+        let sub = open_subdir(dir, name)?;
         for child in list_dir(sub.as_fd())? {
             remove_all_at(sub.as_fd(), &child)?;
         }
-        cvt(unsafe { libc::unlinkat(dir.as_raw_fd(), c.as_ptr(), libc::AT_REMOVEDIR) })
+        Ok(unlinkat(dir, name, UnlinkatFlags::RemoveDir)?)
     } else {
-        cvt(unsafe { libc::unlinkat(dir.as_raw_fd(), c.as_ptr(), 0) })
+        Ok(unlinkat(dir, name, UnlinkatFlags::NoRemoveDir)?)
     }
 }
 
@@ -264,23 +256,23 @@ fn apply_tar(root: &File, reader: &mut dyn Read) -> Result<()> {
             path,
             OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW,
         ) {
-            let ts = [libc::timespec {
-                tv_sec: *mtime,
-                tv_nsec: 0,
-            }; 2];
-            unsafe { libc::futimens(fd.as_raw_fd(), ts.as_ptr()) };
+            // Best effort, as tar does: a directory keeps its content either way.
+            let _ = futimens(&fd, &times(*mtime), &times(*mtime));
         }
     }
     Ok(())
 }
 
 /// Sets the mtime (and atime) of `name` in `dir`, not following a symlink.
-fn set_mtime_at(dir: RawFd, name: &CString, mtime: i64) -> io::Result<()> {
-    let ts = [libc::timespec {
-        tv_sec: mtime,
-        tv_nsec: 0,
-    }; 2];
-    cvt(unsafe { libc::utimensat(dir, name.as_ptr(), ts.as_ptr(), libc::AT_SYMLINK_NOFOLLOW) })
+fn set_mtime_at(dir: BorrowedFd, name: &OsStr, mtime: i64) -> io::Result<()> {
+    let t = times(mtime);
+    Ok(utimensat(
+        dir,
+        name,
+        &t,
+        &t,
+        UtimensatFlags::NoFollowSymlink,
+    )?)
 }
 
 /// Map openat2's escape errors to a clear refusal.
@@ -309,8 +301,7 @@ impl Layer<'_> {
             match open_beneath(self.root, &cur, flags) {
                 Ok(f) => fd = f,
                 Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
-                    let name = cstr(c.as_os_str())?;
-                    cvt(unsafe { libc::mkdirat(fd.as_raw_fd(), name.as_ptr(), 0o755) })
+                    mkdirat(&fd, c.as_os_str(), Mode::from_bits_truncate(0o755))
                         .with_context(|| format!("mkdir {}", cur.display()))?;
                     fd = open_beneath(self.root, &cur, flags).map_err(|e| escape(e, &cur))?;
                 }
@@ -354,15 +345,15 @@ impl Layer<'_> {
         let kind = header.entry_type();
         let mode = header.mode().unwrap_or(0o644) & 0o7777;
         let (uid, gid) = (
-            header.uid().unwrap_or(0) as u32,
-            header.gid().unwrap_or(0) as u32,
+            owner_id("uid", header.uid())?,
+            owner_id("gid", header.gid())?,
         );
-        let mtime = header.mtime().unwrap_or(0) as i64;
+        // Times past i64 (a hostile header) are clamped, not wrapped into the past.
+        let mtime = i64::try_from(header.mtime().unwrap_or(0)).unwrap_or(i64::MAX);
         let major = header.device_major().ok().flatten().unwrap_or(0);
         let minor = header.device_minor().ok().flatten().unwrap_or(0);
         let dirfd = self.dir(&parent)?;
-        let dir = dirfd.as_raw_fd();
-        let cname = cstr(&name)?;
+        let dir = dirfd.as_fd();
         // Replace whatever is there, except a directory by a directory.
         let existing = lstat_at(dirfd.as_fd(), &name)?;
         let keep_dir = kind.is_dir() && existing.as_ref().is_some_and(Stat::is_dir);
@@ -371,32 +362,30 @@ impl Layer<'_> {
         }
         match kind {
             tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse => {
-                let fd = open_at(
+                let flags = OFlag::O_WRONLY
+                    | OFlag::O_CREAT
+                    | OFlag::O_EXCL
+                    | OFlag::O_NOFOLLOW
+                    | OFlag::O_CLOEXEC;
+                let fd = openat(
                     dir,
-                    &cname,
-                    libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW,
-                    0o600,
-                )?;
+                    name.as_os_str(),
+                    flags,
+                    Mode::from_bits_truncate(0o600),
+                )
+                .context("create the file")?;
                 let mut f = File::from(fd);
                 io::copy(entry, &mut f).context("write the file")?;
-                self.finish_fd(f.as_raw_fd(), uid, gid, mode, &xattrs)?;
-                let ts = [libc::timespec {
-                    tv_sec: mtime,
-                    tv_nsec: 0,
-                }; 2];
-                cvt(unsafe { libc::futimens(f.as_raw_fd(), ts.as_ptr()) })?;
+                self.finish_fd(f.as_fd(), uid, gid, mode, &xattrs)?;
+                futimens(&f, &times(mtime), &times(mtime)).context("set the mtime")?;
             }
             tar::EntryType::Directory => {
                 if !keep_dir {
-                    cvt(unsafe { libc::mkdirat(dir, cname.as_ptr(), 0o700) }).context("mkdir")?;
+                    mkdirat(dir, name.as_os_str(), Mode::from_bits_truncate(0o700))
+                        .context("mkdir")?;
                 }
-                let fd = open_at(
-                    dir,
-                    &cname,
-                    libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW,
-                    0,
-                )?;
-                self.finish_fd(fd.as_raw_fd(), uid, gid, mode, &xattrs)?;
+                let fd = open_subdir(dir, &name)?;
+                self.finish_fd(fd.as_fd(), uid, gid, mode, &xattrs)?;
                 self.dir_times.push((path.clone(), mtime));
             }
             tar::EntryType::Symlink => {
@@ -405,17 +394,23 @@ impl Layer<'_> {
                     .ok_or_else(|| anyhow!("symlink without a target"))?;
                 let t = CString::new(target.into_owned())
                     .map_err(|_| anyhow!("NUL in a link target"))?;
-                cvt(unsafe { libc::symlinkat(t.as_ptr(), dir, cname.as_ptr()) })
-                    .context("symlink")?;
-                self.chown_at(dir, &cname, uid, gid)?;
-                for (k, v) in &xattrs {
-                    let p = CString::new(format!("/proc/self/fd/{dir}/{}", name.to_string_lossy()))
-                        .unwrap();
-                    unsafe {
-                        libc::lsetxattr(p.as_ptr(), k.as_ptr(), v.as_ptr().cast(), v.len(), 0)
-                    };
+                symlinkat(t.as_c_str(), dir, name.as_os_str()).context("symlink")?;
+                self.chown_at(dir, &name, uid, gid)?;
+                // Best effort, as before: xattrs on a symlink through its /proc path.
+                let link = format!("/proc/self/fd/{}/", dir.as_raw_fd());
+                let mut link = link.into_bytes();
+                link.extend_from_slice(name.as_bytes());
+                if let Ok(p) = CString::new(link) {
+                    for (k, v) in &xattrs {
+                        // SAFETY: p and k are NUL-terminated C strings and v a live buffer
+                        // of v.len() bytes, all borrowed for the call only (nix has no
+                        // xattr wrappers).
+                        unsafe {
+                            libc::lsetxattr(p.as_ptr(), k.as_ptr(), v.as_ptr().cast(), v.len(), 0)
+                        };
+                    }
                 }
-                set_mtime_at(dir, &cname, mtime)?;
+                set_mtime_at(dir, &name, mtime)?;
             }
             tar::EntryType::Link => {
                 let target = entry
@@ -432,33 +427,34 @@ impl Layer<'_> {
                 let tparent = tpath.parent().unwrap_or(Path::new(""));
                 let tdir = open_beneath(self.root, tparent, OFlag::O_PATH | OFlag::O_DIRECTORY)
                     .map_err(|e| escape(e, &tpath))?;
-                let ctname = cstr(tname)?;
                 if existing.is_some() {
                     remove_all_at(dirfd.as_fd(), &name).context("replace the existing entry")?;
                 }
-                cvt(unsafe {
-                    libc::linkat(tdir.as_raw_fd(), ctname.as_ptr(), dir, cname.as_ptr(), 0)
-                })
-                .with_context(|| format!("hardlink to {}", tpath.display()))?;
+                linkat(&tdir, tname, dir, name.as_os_str(), AtFlags::empty())
+                    .with_context(|| format!("hardlink to {}", tpath.display()))?;
             }
             tar::EntryType::Char | tar::EntryType::Block | tar::EntryType::Fifo => {
                 let fmt = match kind {
-                    tar::EntryType::Char => libc::S_IFCHR,
-                    tar::EntryType::Block => libc::S_IFBLK,
-                    _ => libc::S_IFIFO,
+                    tar::EntryType::Char => SFlag::S_IFCHR,
+                    tar::EntryType::Block => SFlag::S_IFBLK,
+                    _ => SFlag::S_IFIFO,
                 };
-                let dev = libc::makedev(major, minor);
-                match cvt(unsafe { libc::mknodat(dir, cname.as_ptr(), fmt | (mode & 0o777), dev) })
-                {
+                let dev = makedev(major.into(), minor.into());
+                let perm = Mode::from_bits_truncate(mode & 0o777);
+                match mknodat(dir, name.as_os_str(), fmt, perm, dev) {
                     // Unprivileged: device nodes can't be made; skip them as rootless tools do.
-                    Err(e) if e.raw_os_error() == Some(libc::EPERM) && !self.is_root => {
-                        return Ok(());
-                    }
+                    Err(Errno::EPERM) if !self.is_root => return Ok(()),
                     r => r.context("mknod")?,
                 }
-                self.chown_at(dir, &cname, uid, gid)?;
-                cvt(unsafe { libc::fchmodat(dir, cname.as_ptr(), mode, 0) })?;
-                set_mtime_at(dir, &cname, mtime)?;
+                self.chown_at(dir, &name, uid, gid)?;
+                fchmodat(
+                    dir,
+                    name.as_os_str(),
+                    Mode::from_bits_truncate(mode),
+                    FchmodatFlags::FollowSymlink,
+                )
+                .context("chmod")?;
+                set_mtime_at(dir, &name, mtime)?;
             }
             // PAX global headers and other metadata-only records carry nothing to create.
             _ => return Ok(()),
@@ -474,11 +470,10 @@ impl Layer<'_> {
         Ok(())
     }
 
-    fn chown_at(&self, dir: RawFd, name: &CString, uid: u32, gid: u32) -> Result<()> {
-        match cvt(unsafe {
-            libc::fchownat(dir, name.as_ptr(), uid, gid, libc::AT_SYMLINK_NOFOLLOW)
-        }) {
-            Err(e) if !self.is_root && e.raw_os_error() == Some(libc::EPERM) => Ok(()),
+    fn chown_at(&self, dir: BorrowedFd, name: &OsStr, uid: u32, gid: u32) -> Result<()> {
+        let (u, g) = (Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)));
+        match fchownat(dir, name, u, g, AtFlags::AT_SYMLINK_NOFOLLOW) {
+            Err(Errno::EPERM) if !self.is_root => Ok(()),
             r => r.context("chown"),
         }
     }
@@ -486,20 +481,24 @@ impl Layer<'_> {
     /// Ownership, then mode (chown clears setuid/setgid), then xattrs.
     fn finish_fd(
         &self,
-        fd: RawFd,
+        fd: BorrowedFd,
         uid: u32,
         gid: u32,
         mode: u32,
         xattrs: &[(CString, Vec<u8>)],
     ) -> Result<()> {
-        match cvt(unsafe { libc::fchown(fd, uid, gid) }) {
-            Err(e) if !self.is_root && e.raw_os_error() == Some(libc::EPERM) => {}
+        match fchown(fd, Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid))) {
+            Err(Errno::EPERM) if !self.is_root => {}
             r => r.context("chown")?,
         }
-        cvt(unsafe { libc::fchmod(fd, mode) }).context("chmod")?;
+        fchmod(fd, Mode::from_bits_truncate(mode)).context("chmod")?;
         for (k, v) in xattrs {
-            cvt(unsafe { libc::fsetxattr(fd, k.as_ptr(), v.as_ptr().cast(), v.len(), 0) })
-                .with_context(|| format!("set xattr {}", k.to_string_lossy()))?;
+            // SAFETY: fd is open for the call, k is a NUL-terminated C string and v a live
+            // buffer of v.len() bytes (nix has no xattr wrappers).
+            let r = unsafe {
+                libc::fsetxattr(fd.as_raw_fd(), k.as_ptr(), v.as_ptr().cast(), v.len(), 0)
+            };
+            Errno::result(r).with_context(|| format!("set xattr {}", k.to_string_lossy()))?;
         }
         Ok(())
     }
@@ -522,13 +521,7 @@ impl Layer<'_> {
             if !self.seen.contains(&p) {
                 remove_all_at(fd, &name)?;
             } else if lstat_at(fd, &name)?.is_some_and(|s| s.is_dir()) {
-                let c = cstr(&name)?;
-                let sub = open_at(
-                    fd.as_raw_fd(),
-                    &c,
-                    libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW,
-                    0,
-                )?;
+                let sub = open_subdir(fd, &name)?;
                 self.prune_lower(sub.as_fd(), &p)?;
             }
         }
@@ -563,5 +556,275 @@ mod tests {
         assert_eq!(clean(Path::new("./a/b/")).unwrap(), PathBuf::from("a/b"));
         assert!(clean(Path::new("a/../../b")).is_err());
         assert!(clean(Path::new("/etc/passwd")).is_err());
+    }
+
+    /// A scratch directory: `target` to unpack into and `outside` beside it holding a
+    /// sentinel that no layer may reach. Removed on drop.
+    struct Sandbox {
+        base: PathBuf,
+    }
+
+    impl Sandbox {
+        fn new(tag: &str) -> Sandbox {
+            use std::sync::atomic::{AtomicUsize, Ordering};
+            static N: AtomicUsize = AtomicUsize::new(0);
+            let n = N.fetch_add(1, Ordering::Relaxed);
+            let base = std::env::temp_dir()
+                .join(format!("corten-unpack-{tag}-{}-{n}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&base);
+            std::fs::create_dir_all(base.join("target")).unwrap();
+            std::fs::create_dir_all(base.join("outside")).unwrap();
+            std::fs::write(base.join("outside/sentinel"), "untouched").unwrap();
+            Sandbox { base }
+        }
+
+        fn target(&self) -> File {
+            File::open(self.base.join("target")).unwrap()
+        }
+
+        fn outside(&self) -> PathBuf {
+            self.base.join("outside")
+        }
+
+        /// Panics unless the sandbox holds exactly `target` and an untouched `outside`.
+        fn assert_confined(&self) {
+            let mut top: Vec<_> = std::fs::read_dir(&self.base)
+                .unwrap()
+                .map(|e| e.unwrap().file_name())
+                .collect();
+            top.sort();
+            assert_eq!(top, ["outside", "target"], "written beside the target");
+            let inside: Vec<_> = std::fs::read_dir(self.outside())
+                .unwrap()
+                .map(|e| e.unwrap().file_name())
+                .collect();
+            assert_eq!(inside, ["sentinel"], "written outside the target");
+            let meta = std::fs::symlink_metadata(self.outside().join("sentinel")).unwrap();
+            assert!(meta.is_file(), "sentinel replaced");
+            assert_eq!(
+                std::fs::read_to_string(self.outside().join("sentinel")).unwrap(),
+                "untouched"
+            );
+        }
+    }
+
+    impl Drop for Sandbox {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.base);
+        }
+    }
+
+    /// One tar entry with any name and link bytes (the tar crate's own setters refuse
+    /// `..`, and hostile layers are exactly what is tested).
+    #[derive(Debug, Clone)]
+    struct RawEntry {
+        kind: tar::EntryType,
+        name: Vec<u8>,
+        link: Vec<u8>,
+        uid: u64,
+        mode: u32,
+        data: Vec<u8>,
+    }
+
+    fn raw_tar(entries: &[RawEntry]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for e in entries {
+            let mut h = tar::Header::new_gnu();
+            h.set_entry_type(e.kind);
+            h.set_mode(e.mode);
+            h.set_uid(e.uid);
+            h.set_gid(e.uid);
+            h.set_mtime(1_600_000_000);
+            h.set_size(e.data.len() as u64);
+            let old = h.as_old_mut();
+            let n = e.name.len().min(99);
+            old.name[..n].copy_from_slice(&e.name[..n]);
+            let l = e.link.len().min(99);
+            old.linkname[..l].copy_from_slice(&e.link[..l]);
+            h.set_cksum();
+            out.extend_from_slice(h.as_bytes());
+            out.extend_from_slice(&e.data);
+            out.resize(out.len().next_multiple_of(512), 0);
+        }
+        out.resize(out.len() + 1024, 0);
+        out
+    }
+
+    fn file(name: &str, uid: u64) -> RawEntry {
+        RawEntry {
+            kind: tar::EntryType::Regular,
+            name: name.as_bytes().to_vec(),
+            link: Vec::new(),
+            uid,
+            mode: 0o644,
+            data: b"data".to_vec(),
+        }
+    }
+
+    /// A uid or gid the kernel can't store is refused, not truncated: 2^32 would become
+    /// uid 0, root, in the bundle. Nothing of the entry is written.
+    #[test]
+    fn owner_ids_past_u32_are_refused() {
+        for uid in [1u64 << 32, (1 << 32) + 1000, u64::from(u32::MAX)] {
+            let sb = Sandbox::new("uid");
+            let tar = raw_tar(&[file("f", uid)]);
+            let err = apply_tar(&sb.target(), &mut tar.as_slice()).unwrap_err();
+            let msg = format!("{err:#}");
+            assert!(msg.contains(&format!("uid {uid} is out of range")), "{msg}");
+            assert!(msg.starts_with("entry f:"), "names the entry: {msg}");
+            assert!(!sb.base.join("target/f").exists(), "entry written");
+        }
+        let sb = Sandbox::new("uid-ok");
+        let tar = raw_tar(&[file("f", 4_294_967_294)]);
+        apply_tar(&sb.target(), &mut tar.as_slice()).unwrap();
+        if nix::unistd::geteuid().is_root() {
+            use std::os::unix::fs::MetadataExt;
+            let m = std::fs::metadata(sb.base.join("target/f")).unwrap();
+            assert_eq!(m.uid(), 4_294_967_294);
+        }
+    }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        const PARTS: &[&str] = &["a", "b", "..", ".", "", ".wh.a", ".wh..wh..opq", "l"];
+
+        /// Paths that go through the links the other entries make (`l`, `a/l`), half the
+        /// time; any mix of the parts otherwise.
+        fn name() -> impl Strategy<Value = Vec<u8>> {
+            let through_links = prop::sample::select(vec![
+                "l",
+                "l/a",
+                "l/sentinel",
+                "l/.wh.sentinel",
+                "l/.wh..wh..opq",
+                "a/l",
+                "a/l/sentinel",
+                "a/l/x/y",
+                "a/.wh..wh..opq",
+                ".wh.l",
+                "l/../x",
+            ])
+            .prop_map(|s| s.as_bytes().to_vec());
+            let mixed = (
+                any::<bool>(),
+                prop::collection::vec(prop::sample::select(PARTS), 1..5),
+            )
+                .prop_map(|(abs, parts)| {
+                    let joined = parts.join("/");
+                    if abs { format!("/{joined}") } else { joined }.into_bytes()
+                });
+            prop_oneof![through_links, mixed]
+        }
+
+        /// Link targets: inside, climbing out, and absolute, the absolute one pointing at
+        /// the sandbox's `outside` (named by the `@OUT@` placeholder), so an escape shows
+        /// there rather than on the host.
+        fn link() -> impl Strategy<Value = Vec<u8>> {
+            prop::sample::select(vec![
+                "a",
+                "a/b",
+                "..",
+                "../..",
+                "../outside",
+                "../outside/sentinel",
+                "/",
+                "@OUT@",
+                "@OUT@/sentinel",
+                "l/x",
+                "/a",
+                "l/sentinel",
+            ])
+            .prop_map(|s| s.as_bytes().to_vec())
+        }
+
+        /// Links named where the other entries' paths lead (`l`, `a/l`, `a`).
+        fn link_entry() -> impl Strategy<Value = RawEntry> {
+            let kind = prop::sample::select(vec![tar::EntryType::Symlink, tar::EntryType::Link]);
+            let name = prop::sample::select(vec!["l", "a/l", "a"]);
+            (kind, name, link()).prop_map(|(kind, name, link)| RawEntry {
+                kind,
+                name: name.as_bytes().to_vec(),
+                link,
+                uid: 0,
+                mode: 0o777,
+                data: Vec::new(),
+            })
+        }
+
+        fn entry() -> impl Strategy<Value = RawEntry> {
+            prop_oneof![link_entry(), any_entry()]
+        }
+
+        fn any_entry() -> impl Strategy<Value = RawEntry> {
+            let kind = prop::sample::select(vec![
+                tar::EntryType::Regular,
+                tar::EntryType::Directory,
+                tar::EntryType::Symlink,
+                tar::EntryType::Link,
+                tar::EntryType::Fifo,
+            ]);
+            let uid = prop::sample::select(vec![0u64, 1000, 1 << 32, u64::from(u32::MAX)]);
+            (
+                kind,
+                name(),
+                link(),
+                uid,
+                0u32..0o7777,
+                prop::collection::vec(any::<u8>(), 0..8),
+            )
+                .prop_map(|(kind, name, link, uid, mode, data)| RawEntry {
+                    kind,
+                    name,
+                    link,
+                    uid,
+                    mode,
+                    data: if kind == tar::EntryType::Regular {
+                        data
+                    } else {
+                        Vec::new()
+                    },
+                })
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(96))]
+
+            /// Random layers, applied one after another: each is applied or refused,
+            /// never panics, and nothing appears or changes outside the target.
+            #[test]
+            fn random_layers_stay_inside(
+                layers in prop::collection::vec(prop::collection::vec(entry(), 1..12), 1..3),
+                flips in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..3),
+            ) {
+                let sb = Sandbox::new("prop");
+                let out = sb.outside();
+                for (i, layer) in layers.iter().enumerate() {
+                    let layer: Vec<RawEntry> = layer
+                        .iter()
+                        .cloned()
+                        .map(|mut e| {
+                            if e.link.starts_with(b"@OUT@") {
+                                let mut l = out.as_os_str().as_bytes().to_vec();
+                                l.extend_from_slice(&e.link[5..]);
+                                e.link = l;
+                            }
+                            e
+                        })
+                        .collect();
+                    let mut bytes = raw_tar(&layer);
+                    // The first layer also gets a few corrupted bytes.
+                    if i == 0 {
+                        for (at, v) in &flips {
+                            let n = bytes.len();
+                            bytes[at.index(n)] = *v;
+                        }
+                    }
+                    let _ = apply_tar(&sb.target(), &mut bytes.as_slice());
+                    sb.assert_confined();
+                }
+            }
+        }
     }
 }
