@@ -12,6 +12,7 @@
 
 #![deny(clippy::undocumented_unsafe_blocks)]
 
+mod cgroup_confinement;
 mod common;
 mod engines;
 mod errors;

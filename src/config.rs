@@ -138,6 +138,9 @@ pub fn validate(spec: &Spec) -> Result<()> {
     if let Some(r) = linux.and_then(|l| l.resources().as_ref()) {
         crate::cgroups::resources::validate(r).context("linux.resources")?;
     }
+    if let Some(p) = linux.and_then(|l| l.cgroups_path().as_ref()) {
+        crate::cgroups::validate_path(p)?;
+    }
     let user_ns = namespaces
         .iter()
         .find(|n| n.typ() == LinuxNamespaceType::User);

@@ -1,6 +1,14 @@
 //! Cgroup placement: find the host's hierarchies (v1, v2 or hybrid), make the container's
 //! directory in each, put the init there, and remove it all again.
 //!
+//! Confinement (runc's rules, and stricter where runc kills or removes what it did not
+//! make): linux.cgroupsPath is cleaned lexically as an absolute path and always joined to
+//! a hierarchy's mount, so `..` can't leave it; the root cgroup is refused; every directory
+//! is checked to be on a cgroup filesystem before a pid is written or read there. corten
+//! records which levels it made: only those are removed, and only the members of a cgroup
+//! it made are the container's. A cgroup that existed before `create` is joined and left
+//! as it was, its other processes untouched.
+//!
 //! `resources` translates linux.resources into the files written here.
 
 pub mod devices_bpf;
@@ -8,7 +16,8 @@ pub mod resources;
 
 use std::fs;
 use std::io::ErrorKind;
-use std::path::{Path, PathBuf};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
@@ -103,6 +112,12 @@ pub fn unescape(s: &str) -> String {
 #[derive(Serialize, Deserialize, Clone, Debug, Default)]
 pub struct Cgroup {
     pub dirs: Vec<Dir>,
+    /// `make` has run: each `Dir::created` lists exactly the levels corten made. Before,
+    /// it lists the levels that were missing when planned (recorded first, so that a
+    /// create killed midway is still cleaned up): those are removed, but their members are
+    /// never taken for the container's.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub made: bool,
 }
 
 /// The container's directory in one hierarchy.
@@ -110,15 +125,71 @@ pub struct Cgroup {
 pub struct Dir {
     pub path: PathBuf,
     pub hierarchy: Hierarchy,
+    /// The levels of `path` that corten made, shallowest first (the last is `path` itself
+    /// when the container's cgroup is its own). Only these are removed. State files from
+    /// before it was recorded have none: nothing is removed for them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub created: Vec<PathBuf>,
 }
 
-/// The path inside each hierarchy: runc's rule. Absolute paths are taken from the
-/// hierarchy's root; relative ones are under the runtime's own cgroup; none gives `/<id>`.
+impl Dir {
+    /// corten made the container's directory itself (not joined an existing one).
+    fn owned(&self) -> bool {
+        self.created.last() == Some(&self.path)
+    }
+}
+
+/// `p` as an absolute path, cleaned lexically (runc's CleanPath): empty and "." parts are
+/// dropped, ".." takes the part before it away and stops at "/". Joined to a hierarchy's
+/// mount, the result can't leave it.
+fn clean(p: &Path) -> PathBuf {
+    let mut out = PathBuf::from("/");
+    for c in p.components() {
+        match c {
+            Component::Normal(n) => out.push(n),
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
+        }
+    }
+    out
+}
+
+/// The path inside each hierarchy, cleaned: an absolute cgroupsPath is taken from the
+/// hierarchy's root; a relative one is under the runtime's own cgroup (cleaned on its own
+/// first, so "../x" is "x" there, as runc's); none gives `/<id>`.
 pub fn container_path(cgroups_path: Option<&Path>, id: &str) -> PathBuf {
     match cgroups_path {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        Some(p) if p.is_absolute() => clean(p),
+        Some(p) if !p.as_os_str().is_empty() => {
+            let c = clean(p);
+            c.strip_prefix("/").unwrap_or(&c).to_path_buf()
+        }
         _ => PathBuf::from("/").join(id),
     }
+}
+
+/// Checks linux.cgroupsPath before anything is made: names the kernel can't take (a NUL
+/// byte, a newline, more than 255 bytes) and the root cgroup are refused at once.
+pub fn validate_path(p: &Path) -> Result<()> {
+    if p.as_os_str().as_bytes().contains(&0) {
+        bail!("linux.cgroupsPath {p:?}: contains a NUL byte");
+    }
+    for c in p.components() {
+        if let Component::Normal(name) = c {
+            if name.as_bytes().contains(&b'\n') {
+                bail!("linux.cgroupsPath {p:?}: a cgroup name can't contain a newline");
+            }
+            if name.len() > 255 {
+                bail!("linux.cgroupsPath {p:?}: a cgroup name is longer than 255 bytes");
+            }
+        }
+    }
+    if p.is_absolute() && clean(p) == Path::new("/") {
+        bail!("linux.cgroupsPath {p:?} is the root cgroup, which can't be a container's cgroup");
+    }
+    Ok(())
 }
 
 /// Our own cgroup in the hierarchy with `controllers` (v1) or the unified one, from
@@ -145,26 +216,70 @@ fn own_cgroup(h: &Hierarchy, proc_cgroup: &str) -> PathBuf {
     PathBuf::from("/")
 }
 
+/// The levels of `path` below `mount` (which it is under), shallowest first, `path` last.
+fn levels<'a>(mount: &Path, path: &'a Path) -> Vec<&'a Path> {
+    let mut v: Vec<&Path> = path
+        .ancestors()
+        .take_while(|a| *a != mount && a.starts_with(mount))
+        .collect();
+    v.reverse();
+    v
+}
+
+/// Is `p` on a cgroup filesystem (v1 or v2)?
+fn on_cgroupfs(p: &Path) -> nix::Result<bool> {
+    use nix::sys::statfs::{CGROUP_SUPER_MAGIC, CGROUP2_SUPER_MAGIC, statfs};
+    let t = statfs(p)?.filesystem_type();
+    Ok(t == CGROUP_SUPER_MAGIC || t == CGROUP2_SUPER_MAGIC)
+}
+
+/// Refuses a directory that is not on a cgroup filesystem (something mounted over a
+/// cgroup, or a path that never led into one).
+fn check_cgroupfs(p: &Path) -> Result<()> {
+    match on_cgroupfs(p) {
+        Ok(true) => Ok(()),
+        Ok(false) => bail!("{} is not on a cgroup filesystem", p.display()),
+        Err(e) => Err(e).with_context(|| format!("statfs {}", p.display())),
+    }
+}
+
 impl Cgroup {
-    /// Where the container's directory goes in every hierarchy (nothing is made yet, so
-    /// the paths can be recorded first and a crash later still knows what to clean up).
+    /// Where the container's directory goes in every hierarchy, and which of its levels
+    /// are missing (nothing is made yet, so the plan can be recorded first and a crash
+    /// later still knows what to clean up).
     pub fn plan(cgroups_path: Option<&Path>, id: &str) -> Result<Cgroup> {
-        let rel = container_path(cgroups_path, id);
-        let proc_cgroup = if rel.is_absolute() {
+        let want = container_path(cgroups_path, id);
+        let proc_cgroup = if want.is_absolute() {
             String::new()
         } else {
             fs::read_to_string("/proc/self/cgroup").context("read /proc/self/cgroup")?
         };
         let mut cg = Cgroup::default();
         for h in hierarchies()? {
-            let base = if rel.is_absolute() {
-                PathBuf::from("/")
+            let inner = if want.is_absolute() {
+                want.clone()
             } else {
-                own_cgroup(&h, &proc_cgroup)
+                clean(&own_cgroup(&h, &proc_cgroup).join(&want))
             };
-            let inner = base.join(&rel);
-            let path = h.mount.join(inner.strip_prefix("/").unwrap_or(&inner));
-            cg.dirs.push(Dir { path, hierarchy: h });
+            let rel = inner.strip_prefix("/").unwrap_or(&inner);
+            if rel.as_os_str().is_empty() {
+                bail!(
+                    "linux.cgroupsPath {:?} resolves to the root cgroup of {}, which can't be a container's cgroup",
+                    cgroups_path.unwrap_or(Path::new("")),
+                    h.mount.display()
+                );
+            }
+            let path = h.mount.join(rel);
+            let created = levels(&h.mount, &path)
+                .into_iter()
+                .filter(|l| fs::symlink_metadata(l).is_err())
+                .map(Path::to_path_buf)
+                .collect();
+            cg.dirs.push(Dir {
+                path,
+                hierarchy: h,
+                created,
+            });
         }
         Ok(cg)
     }
@@ -173,33 +288,45 @@ impl Cgroup {
         self.dirs.iter().map(|d| d.path.as_path())
     }
 
-    /// Makes the planned directories. On error, whatever was made is removed.
     /// For an unprivileged caller: makes the directories it can (where cgroups are
     /// delegated to it) and drops the others. Returns the hierarchies dropped.
     pub fn keep_delegated(&mut self) -> Vec<PathBuf> {
         let mut dropped = Vec::new();
-        self.dirs.retain(|d| {
-            let ok = make_dir(&d.hierarchy, &d.path).is_ok()
+        self.dirs.retain_mut(|d| {
+            let ok = make_dir(d).is_ok()
                 && nix::unistd::access(
                     &d.path.join("cgroup.procs"),
                     nix::unistd::AccessFlags::W_OK,
                 )
                 .is_ok();
             if !ok {
+                let _ = remove_created(d);
                 dropped.push(d.hierarchy.mount.clone());
             }
             ok
         });
+        self.made = true;
         dropped
     }
 
-    pub fn make(&self) -> Result<()> {
-        for dir in &self.dirs {
-            if let Err(e) = make_dir(&dir.hierarchy, &dir.path) {
-                self.destroy();
-                return Err(e);
+    /// Makes the planned directories, level by level, and records which ones corten made;
+    /// a level that exists already is joined and left as it is. On error, `created` still
+    /// lists exactly what was made, for `destroy`.
+    pub fn make(&mut self) -> Result<()> {
+        if self.made {
+            return Ok(());
+        }
+        let mut r = Ok(());
+        for d in &mut self.dirs {
+            if r.is_ok() {
+                r = make_dir(d);
+            } else {
+                // Never reached: nothing of it is corten's.
+                d.created.clear();
             }
         }
+        r?;
+        self.made = true;
         Ok(())
     }
 
@@ -251,6 +378,12 @@ impl Cgroup {
     /// cgroups: open …/cgroup.procs: no such file or directory".
     pub fn add(&self, pid: i32) -> Result<()> {
         for dir in self.paths() {
+            if on_cgroupfs(dir) == Ok(false) {
+                bail!(
+                    "adding pid {pid} to cgroups: {} is not on a cgroup filesystem",
+                    dir.display()
+                );
+            }
             let procs = dir.join("cgroup.procs");
             if let Err(e) = fs::write(&procs, pid.to_string()) {
                 bail!(
@@ -266,11 +399,50 @@ impl Cgroup {
     /// The pids in the cgroup (from the first hierarchy that answers).
     pub fn pids(&self) -> Vec<i32> {
         for dir in self.paths() {
-            if let Ok(s) = fs::read_to_string(dir.join("cgroup.procs")) {
-                return s.lines().filter_map(|l| l.trim().parse().ok()).collect();
+            if let Some(pids) = read_procs(dir) {
+                return pids;
             }
         }
         Vec::new()
+    }
+
+    /// The container's own processes as far as its cgroup tells: the members of the
+    /// directories corten made (not of their sub-cgroups). A cgroup that existed before
+    /// `create` is shared with processes that are not the container's: none from there.
+    pub fn own_pids(&self) -> Vec<i32> {
+        let mut pids: Vec<i32> = self
+            .dirs
+            .iter()
+            .filter(|d| self.made && d.owned())
+            .filter_map(|d| read_procs(&d.path))
+            .flatten()
+            .collect();
+        pids.sort_unstable();
+        pids.dedup();
+        pids
+    }
+
+    /// Sends `sig` to the container's own processes (`own_pids`) but `except`, again to
+    /// those forked meanwhile. For a container without a pid namespace of its own, whose
+    /// init's death takes nothing along (runc's signalAllProcesses, minus sub-cgroups and
+    /// cgroups it did not make).
+    pub fn signal_own(&self, sig: i32, except: i32) {
+        let mut done = vec![except];
+        for _ in 0..10 {
+            let new: Vec<i32> = self
+                .own_pids()
+                .into_iter()
+                .filter(|p| !done.contains(p))
+                .collect();
+            if new.is_empty() {
+                break;
+            }
+            for &pid in &new {
+                // SAFETY: kill(2) has no memory effects; a pid that just exited is ESRCH.
+                unsafe { libc::kill(pid, sig) };
+            }
+            done.extend(new);
+        }
     }
 
     /// Frozen by `pause` (v1 freezer.state or v2 cgroup.freeze)?
@@ -332,17 +504,44 @@ impl Cgroup {
         }
     }
 
-    /// Kills whatever is left and removes the directories (deepest first), retrying while
-    /// the kernel still counts exiting tasks. Best effort: never fails, reports leftovers.
+    /// Removes the directories corten made, deepest first: the container's own with the
+    /// sub-cgroups made in it (from inside, through its cgroup namespace; their processes
+    /// died with its pid namespace), then the levels above it that nothing else uses.
+    /// Kills nothing; a cgroup that existed before `create` is left as it is. Retries while
+    /// the kernel still counts exiting tasks. Best effort: never fails, returns the
+    /// container directories left.
     pub fn destroy(&self) -> Vec<PathBuf> {
         let mut left = Vec::new();
-        for dir in self.paths() {
-            if !remove_dir(dir) {
-                left.push(dir.to_path_buf());
+        let mut pending: Vec<&Dir> = self.dirs.iter().collect();
+        // About 5 s: processes killed with the container (an exec'd one, whose parent is
+        // outside the pid namespace) can take a while to leave under load.
+        for attempt in 0..260 {
+            let mut busy = Vec::new();
+            for d in pending {
+                match remove_created(d) {
+                    Ok(()) => {}
+                    Err(nix::errno::Errno::EBUSY) => busy.push(d),
+                    Err(_) => left.push(d.path.clone()),
+                }
             }
+            pending = busy;
+            if pending.is_empty() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(if attempt < 10 { 2 } else { 20 }));
         }
+        left.extend(pending.iter().map(|d| d.path.clone()));
         left
     }
+}
+
+/// The pids listed in `dir`/cgroup.procs, if `dir` is a cgroup.
+fn read_procs(dir: &Path) -> Option<Vec<i32>> {
+    if !on_cgroupfs(dir).ok()? {
+        return None;
+    }
+    let s = fs::read_to_string(dir.join("cgroup.procs")).ok()?;
+    Some(s.lines().filter_map(|l| l.trim().parse().ok()).collect())
 }
 
 /// Writes controller `c`'s entries of `writes` into `d`.
@@ -409,33 +608,35 @@ fn enable_v2_controller(d: &Dir, c: &str) -> Result<()> {
     Ok(())
 }
 
-fn make_dir(h: &Hierarchy, dir: &Path) -> Result<()> {
-    // Create level by level: a new v1 cpuset cgroup starts with no cpus/mems, and a pid
-    // can't join it until they are copied from the parent.
-    let mut missing = Vec::new();
-    let mut p = dir;
-    while !p.exists() {
-        missing.push(p.to_path_buf());
-        match p.parent() {
-            Some(parent) if parent != h.mount => p = parent,
-            _ => break,
+/// Makes `d`'s levels that are missing, recording each one made in `d.created`.
+fn make_dir(d: &mut Dir) -> Result<()> {
+    let h = &d.hierarchy;
+    d.created.clear();
+    check_cgroupfs(&h.mount)?;
+    for level in levels(&h.mount, &d.path) {
+        // Level by level: a new v1 cpuset cgroup starts with no cpus/mems, and a pid
+        // can't join it until they are copied from the parent.
+        match fs::create_dir(level) {
+            Ok(()) => d.created.push(level.to_path_buf()),
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => {
+                if !fs::symlink_metadata(level).is_ok_and(|m| m.is_dir()) {
+                    bail!("cgroup {} exists and is not a directory", level.display());
+                }
+                check_cgroupfs(level)?;
+                continue;
+            }
+            Err(e) => return Err(e).with_context(|| format!("create cgroup {}", level.display())),
         }
-    }
-    for d in missing.iter().rev() {
-        match fs::create_dir(d) {
-            Ok(()) => {}
-            Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
-            Err(e) => return Err(e).with_context(|| format!("create cgroup {}", d.display())),
-        }
+        check_cgroupfs(level)?;
         if h.controllers.iter().any(|c| c == "cpuset") {
             for file in ["cpuset.cpus", "cpuset.mems"] {
-                let own = fs::read_to_string(d.join(file)).unwrap_or_default();
+                let own = fs::read_to_string(level.join(file)).unwrap_or_default();
                 if own.trim().is_empty() {
-                    let parent = d.parent().unwrap_or(d);
+                    let parent = level.parent().unwrap_or(level);
                     let value = fs::read_to_string(parent.join(file))
                         .with_context(|| format!("read {}", parent.join(file).display()))?;
-                    fs::write(d.join(file), value.trim())
-                        .with_context(|| format!("write {}", d.join(file).display()))?;
+                    fs::write(level.join(file), value.trim())
+                        .with_context(|| format!("write {}", level.join(file).display()))?;
                 }
             }
         }
@@ -443,33 +644,54 @@ fn make_dir(h: &Hierarchy, dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Kills the tasks in `dir` and removes it; true when it is gone.
-fn remove_dir(dir: &Path) -> bool {
-    // About 5 s: processes killed with the container (an exec'd one, whose parent is
-    // outside the pid namespace) can take a while to leave under load.
-    for attempt in 0..260 {
-        match fs::remove_dir(dir) {
-            Ok(()) => return true,
-            Err(e) if e.kind() == ErrorKind::NotFound => return true,
-            Err(_) => {}
+/// Removes what corten made of `d`, deepest first. Ok once the container's directory is
+/// gone (or was never corten's); the errno that keeps it otherwise. A level above it that
+/// others use now is left without complaint.
+fn remove_created(d: &Dir) -> Result<(), nix::errno::Errno> {
+    for level in d.created.iter().rev() {
+        match on_cgroupfs(level) {
+            Ok(true) => {}
+            Err(nix::errno::Errno::ENOENT) => continue,
+            // Not a cgroup (or not reachable): never ours to remove.
+            _ => return Ok(()),
         }
-        // Subdirectories made inside the container (nested cgroups) go first.
-        if let Ok(entries) = fs::read_dir(dir) {
-            for e in entries.flatten() {
-                if e.file_type().is_ok_and(|t| t.is_dir()) {
-                    remove_dir(&e.path());
-                }
-            }
+        let r = if *level == d.path {
+            remove_tree(level)
+        } else {
+            rmdir(level)
+        };
+        match r {
+            Ok(()) => {}
+            Err(e) if *level == d.path => return Err(e),
+            Err(_) => return Ok(()),
         }
-        if let Ok(procs) = fs::read_to_string(dir.join("cgroup.procs")) {
-            for pid in procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
-                // SAFETY: kill(2) has no memory effects.
-                unsafe { libc::kill(pid, libc::SIGKILL) };
-            }
-        }
-        std::thread::sleep(Duration::from_millis(if attempt < 10 { 2 } else { 20 }));
     }
-    false
+    Ok(())
+}
+
+/// rmdir(2); a directory already gone is no error.
+fn rmdir(dir: &Path) -> Result<(), nix::errno::Errno> {
+    match fs::remove_dir(dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(0))),
+    }
+}
+
+/// Removes the cgroup `dir` with its sub-cgroups, deepest first (runc's RemovePath). Only
+/// directories: a cgroup with processes stays (EBUSY).
+fn remove_tree(dir: &Path) -> Result<(), nix::errno::Errno> {
+    if rmdir(dir).is_ok() {
+        return Ok(());
+    }
+    if let Ok(entries) = fs::read_dir(dir) {
+        for e in entries.flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                let _ = remove_tree(&e.path());
+            }
+        }
+    }
+    rmdir(dir)
 }
 
 #[cfg(test)]
@@ -519,6 +741,64 @@ mod tests {
         assert_eq!(own_cgroup(&v2, pc), PathBuf::from("/unified"));
     }
 
+    /// cgroupsPath is cleaned lexically, as runc's CleanPath: ".." can't climb above the
+    /// hierarchy's root (absolute) or the runtime's own cgroup (relative).
+    #[test]
+    fn paths_are_cleaned_and_confined() {
+        for (given, want) in [
+            ("/../../../../tmp/x", "/tmp/x"),
+            ("/a/./b//c/../d", "/a/b/d"),
+            ("/a/b/", "/a/b"),
+            ("../../x", "x"),
+            ("a/../../b", "b"),
+            ("./a", "a"),
+        ] {
+            assert_eq!(
+                container_path(Some(Path::new(given)), "id"),
+                PathBuf::from(want),
+                "{given}"
+            );
+        }
+        assert_eq!(
+            container_path(Some(Path::new("")), "id"),
+            PathBuf::from("/id")
+        );
+        // Relative: under the own cgroup, whatever its ".." says (a cgroup namespace shows
+        // cgroups outside its root as "/..").
+        let own = Path::new("/user/1");
+        assert_eq!(
+            clean(&own.join(container_path(Some(Path::new("../../../x")), "id"))),
+            PathBuf::from("/user/1/x")
+        );
+        assert_eq!(
+            levels(Path::new("/m"), Path::new("/m/a/b")),
+            [Path::new("/m/a"), Path::new("/m/a/b")]
+        );
+    }
+
+    #[test]
+    fn invalid_cgroups_paths_are_refused() {
+        use std::ffi::OsStr;
+        let long = format!("/{}", "n".repeat(256));
+        for (p, why) in [
+            (OsStr::from_bytes(b"/a\0b"), "contains a NUL byte"),
+            (OsStr::new("/a\nb/c"), "can't contain a newline"),
+            (OsStr::new(long.as_str()), "longer than 255 bytes"),
+            (OsStr::new("/"), "is the root cgroup"),
+            (OsStr::new("/a/../.."), "is the root cgroup"),
+            (OsStr::new("//."), "is the root cgroup"),
+        ] {
+            let e = validate_path(Path::new(p)).unwrap_err().to_string();
+            assert!(
+                e.starts_with("linux.cgroupsPath ") && e.contains(why),
+                "{p:?}: {e}"
+            );
+        }
+        for ok in ["/a", "a/b", "/a/../b", ".", "x.slice"] {
+            validate_path(Path::new(ok)).unwrap();
+        }
+    }
+
     /// linux.resources applied to a scratch directory laid out like a cgroup2 hierarchy.
     #[test]
     fn applies_v2_files_to_a_scratch_hierarchy() {
@@ -558,7 +838,9 @@ mod tests {
             dirs: vec![Dir {
                 path: leaf.clone(),
                 hierarchy: h,
+                created: Vec::new(),
             }],
+            made: false,
         };
         let r: oci_spec::runtime::LinuxResources = serde_json::from_value(serde_json::json!({
             "memory": {"limit": 1048576, "swap": 3145728, "reservation": 524288},

@@ -82,6 +82,7 @@ pub fn create_with(opts: &CreateOpts, detach: bool) -> Result<Created> {
         dir: Some(&dir),
         pid: None,
         cgroup: None,
+        shared_pid_ns: false,
         poststop: None,
         rootfs_mount: None,
     };
@@ -223,6 +224,21 @@ fn spawn(
     }
     // Made here, with the host's privileges; the init moves them into place.
     let idmapped = crate::idmap::prepare(spec, &bundle.dir)?;
+    undo.shared_pid_ns = state.shared_pid_ns;
+    let resources = crate::cgroups::resources::effective(spec);
+    // On a cgroup2-only host the init is born in its cgroup (CLONE_INTO_CGROUP): no
+    // migration, and no moment outside it. The cgroup is made and limited first; the
+    // state (with the levels about to be made) is saved before, so `delete` can clean up
+    // after a create killed at any point.
+    let into = cgroup.dirs.len() == 1 && cgroup.dirs[0].hierarchy.v2;
+    let cgroup_fd = if into {
+        dir.save(&state)?;
+        make_cgroup(&mut cgroup, &mut state, undo)?;
+        apply_resources(&cgroup, &resources, rootless)?;
+        Some(std::fs::File::open(&cgroup.dirs[0].path).context("open the container's cgroup")?)
+    } else {
+        None
+    };
     let cfg = InitConfig {
         spec,
         bundle: &bundle.dir,
@@ -251,20 +267,6 @@ fn spawn(
         state: &state,
         hooks: crate::hooks::InitHooks::new(spec),
     };
-    let resources = crate::cgroups::resources::effective(spec);
-    // On a cgroup2-only host the init is born in its cgroup (CLONE_INTO_CGROUP): no
-    // migration, and no moment outside it. The cgroup is made and limited first; the
-    // state is saved before, so `delete` can clean up after a create killed at any point.
-    let into = cgroup.dirs.len() == 1 && cgroup.dirs[0].hierarchy.v2;
-    let cgroup_fd = if into {
-        dir.save(&state)?;
-        undo.cgroup = Some(cgroup.clone());
-        cgroup.make()?;
-        apply_resources(&cgroup, &resources, rootless)?;
-        Some(std::fs::File::open(&cgroup.dirs[0].path).context("open the container's cgroup")?)
-    } else {
-        None
-    };
     let (pid, placed) = clone_init(clone_flags, cgroup_fd.as_ref())?;
     if pid == 0 {
         init::run(cfg);
@@ -277,8 +279,8 @@ fn spawn(
     state.pid_start = container::process_start_time(pid)?;
     dir.save(&state)?;
     if !into {
-        undo.cgroup = Some(cgroup.clone());
-        cgroup.make()?;
+        // Recorded in the state by its next save; until then it lists the levels planned.
+        make_cgroup(&mut cgroup, &mut state, undo)?;
         apply_resources(&cgroup, &resources, rootless)?;
     }
     if placed {
@@ -308,6 +310,15 @@ fn spawn(
     state.phase = Phase::Created;
     dir.save(&state)?;
     Ok(pid)
+}
+
+/// Makes the cgroup; the undo's and the state's copies then list what was made (also
+/// when making fails midway).
+fn make_cgroup(cgroup: &mut Cgroup, state: &mut State, undo: &mut Undo) -> Result<()> {
+    let r = cgroup.make();
+    undo.cgroup = Some(cgroup.clone());
+    state.cgroup = Some(cgroup.clone());
+    r
 }
 
 /// Writes linux.resources; unprivileged, what can't be applied is a warning (runc's
@@ -471,12 +482,14 @@ fn absolute(p: &Path) -> Result<PathBuf> {
     })
 }
 
-/// Rolls a failed create back: kills and reaps the init, removes the cgroup and state dir,
-/// then runs the poststop hooks.
+/// Rolls a failed create back: kills and reaps the init (and, without a pid namespace of
+/// its own, the other members of a cgroup corten made), removes what corten made of the
+/// cgroup and the state dir, then runs the poststop hooks.
 struct Undo<'a> {
     dir: Option<&'a ContainerDir>,
     pid: Option<i32>,
     cgroup: Option<Cgroup>,
+    shared_pid_ns: bool,
     poststop: Option<State>,
     /// The rootfs and the mount it was on before (no mount namespace).
     rootfs_mount: Option<(PathBuf, u64)>,
@@ -499,6 +512,9 @@ impl Drop for Undo<'_> {
             let _ = waitpid(Pid::from_raw(pid), None);
         }
         if let Some(cg) = &self.cgroup {
+            if self.shared_pid_ns {
+                cg.signal_own(libc::SIGKILL, 0);
+            }
             cg.destroy();
         }
         if let Some((rootfs, before)) = &self.rootfs_mount {

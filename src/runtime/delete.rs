@@ -1,5 +1,7 @@
 //! `delete`: remove a stopped (or, with --force, any) container. Works on whatever a
 //! crashed `create` left: a state dir without state.json, a half-made cgroup.
+//! The init is killed (its pid namespace takes the rest); only what corten made of the
+//! cgroup is removed (see `cgroups`).
 
 use std::os::fd::AsFd;
 use std::path::Path;
@@ -36,6 +38,11 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<()> {
         crate::container::detach_rootfs_mounts(&state.rootfs, before);
     }
     if let Some(cg) = &state.cgroup {
+        if state.shared_pid_ns {
+            // As runc's destroy: without a pid namespace of its own, what the init left
+            // running goes too (only the members of a cgroup corten made).
+            cg.signal_own(libc::SIGKILL, 0);
+        }
         let left = cg.destroy();
         if !left.is_empty() {
             crate::log::warn(&format!("could not remove cgroup {}", left[0].display()));

@@ -1,5 +1,7 @@
-//! `kill`: send a signal to the init (or, with --all, to every process in its cgroup; so
-//! does SIGKILL to a container without a pid namespace of its own).
+//! `kill`: send a signal to the init (or, with --all, to every process of its cgroup; so
+//! does SIGKILL to a container without a pid namespace of its own). "Its cgroup" is one
+//! corten made, without its sub-cgroups: in a cgroup that existed before, only the init is
+//! signalled, since the other members need not be the container's.
 //! The pid is pinned with a pidfd and re-checked, so a recycled pid is never signalled.
 
 use std::os::fd::AsFd;
@@ -55,7 +57,7 @@ pub fn kill(root: &Path, id: &str, signal: &str, all: bool) -> Result<()> {
         if status != Status::Stopped {
             signal_init_if_alive(state.pid, state.pid_start, sig)?;
         }
-        signal_cgroup(cg, state.pid, sig);
+        cg.signal_own(sig, state.pid);
         return Ok(());
     }
     // runc: -a (obsolete) makes a container that is no longer running no error.
@@ -74,29 +76,9 @@ pub fn kill(root: &Path, id: &str, signal: &str, all: bool) -> Result<()> {
         bail!("container not running");
     }
     if all && let Some(cg) = &state.cgroup {
-        signal_cgroup(cg, state.pid, sig);
+        cg.signal_own(sig, state.pid);
     }
     Ok(())
-}
-
-/// Signals every pid of the cgroup but the init's, again for those forked meanwhile.
-fn signal_cgroup(cg: &crate::cgroups::Cgroup, init: i32, sig: i32) {
-    let mut done = vec![init];
-    for _ in 0..10 {
-        let new: Vec<i32> = cg
-            .pids()
-            .into_iter()
-            .filter(|p| !done.contains(p))
-            .collect();
-        if new.is_empty() {
-            break;
-        }
-        for &pid in &new {
-            // SAFETY: kill(2) has no memory effects; a pid that just exited is ESRCH.
-            unsafe { libc::kill(pid, sig) };
-        }
-        done.extend(new);
-    }
 }
 
 /// Signals the init through a pidfd after checking it is still the same process.
