@@ -278,6 +278,74 @@ fn run_runs_every_hook() {
     c.assert_no_leftovers();
 }
 
+/// Writes the shell's own environment, as execve gave it (NUL-separated), to
+/// `$out/$kind.environ`.
+const RECORD_ENVIRON: &str = r#"kind=$1; out=$2
+read -r me _ < /proc/self/stat
+cat /proc/$me/environ > "$out/$kind.environ"
+"#;
+
+/// The NUL-separated entries of an environ file, sorted.
+fn environ_entries(raw: &[u8]) -> Vec<String> {
+    let mut v: Vec<String> = raw
+        .split(|&b| b == 0)
+        .filter(|e| !e.is_empty())
+        .map(|e| String::from_utf8_lossy(e).into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+/// A hook without `env` inherits one, exactly as runc's do. runc runs hooks as Go
+/// exec.Cmds with `Env: c.Env` (libcontainer/configs: `func (c Command) Run`), and a nil
+/// Env means the environment of the process running the hook: runc's own for prestart,
+/// createRuntime, poststart and poststop; for createContainer and startContainer that of
+/// `runc init`, which has cleared its environment and set process.env
+/// (libcontainer/init_linux.go, populateProcessEnvironment), and which adds HOME from the
+/// container's /etc/passwd (setupUser) after createContainer and before startContainer.
+/// runc 1.1.5 (`CORTEN_TEST_RUNTIME=runc`) passes this test.
+#[test]
+fn hooks_without_env_inherit_as_runc_does() {
+    let mut c = Container::new("hooks-env-inherit");
+    c.args(&["true"]);
+    c.config["process"]["env"] = json!(["PATH=/bin:/usr/bin", "ONE=two", "FOO=bar", "ONE=three"]);
+    let h = HookDir::new(&mut c);
+    fs::write(h.dir.join("environ.sh"), RECORD_ENVIRON).unwrap();
+    fs::write(c.rootfs().join("environ.sh"), RECORD_ENVIRON).unwrap();
+    let hooks: Vec<(&str, Value)> = ALL_KINDS
+        .iter()
+        .map(|&kind| {
+            let hook = if kind == "startContainer" {
+                json!({"path": "/bin/sh", "args": ["sh", "/environ.sh", kind, "/out"]})
+            } else {
+                json!({"path": "/bin/sh", "args": ["sh", h.path("environ.sh"), kind, h.out()]})
+            };
+            (kind, hook)
+        })
+        .collect();
+    set_hooks(&mut c, &hooks);
+    c.run_ok();
+    c.assert_no_leftovers();
+    let seen = |kind: &str| {
+        let p = h.out().join(format!("{kind}.environ"));
+        environ_entries(&fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display())))
+    };
+    // The runtime ran with the test's own environment.
+    let mut ours: Vec<String> = std::env::vars_os()
+        .map(|(k, v)| format!("{}={}", k.to_string_lossy(), v.to_string_lossy()))
+        .collect();
+    ours.sort();
+    for kind in ["prestart", "createRuntime", "poststart", "poststop"] {
+        assert_eq!(seen(kind), ours, "{kind}: the runtime's environment");
+    }
+    // process.env with the last value of a variable set twice.
+    let process = strings(&["FOO=bar", "ONE=three", "PATH=/bin:/usr/bin"]);
+    assert_eq!(seen("createContainer"), process, "createContainer");
+    let mut with_home = process.clone();
+    with_home.insert(1, "HOME=/root".into());
+    assert_eq!(seen("startContainer"), with_home, "startContainer");
+}
+
 /// A failing prestart, createRuntime or createContainer hook fails `create` with an error
 /// naming it and quoting its stderr; the later hooks don't run, nothing is left, and the
 /// lifecycle goes on at delete: the poststop hooks run.

@@ -323,7 +323,7 @@ fn wait_and_exec(cfg: &InitConfig, plan: ExecPlan) -> anyhow::Error {
         return e;
     }
     // While SIGPIPE is still ignored (the hooks' stdin is a pipe).
-    if let Err(e) = cfg.hooks.start_container() {
+    if let Err(e) = cfg.hooks.start_container(&plan.env) {
         let _ = (&conn).write_all(format!("{e:#}").as_bytes());
         return e;
     }

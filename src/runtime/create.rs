@@ -249,7 +249,7 @@ fn spawn(
             .collect(),
         seccomp: bundle.seccomp.as_ref(),
         state: &state,
-        hooks: crate::hooks::InitHooks::new(spec),
+        hooks: crate::hooks::InitHooks::new(spec, listen_fds),
     };
     let resources = crate::cgroups::resources::effective(spec);
     // On a cgroup2-only host the init is born in its cgroup (CLONE_INTO_CGROUP): no
