@@ -9,7 +9,7 @@
 //! - `startContainer`: by the init once `start` woke it, just before it execs (the path
 //!   resolves in the container).
 //! - `poststart`: by `corten start`, in the runtime namespace, after the exec; a failure
-//!   fails `start` and kills the container (spec 1.3).
+//!   is `start`'s error (spec 1.3), and `start` stops the container.
 //! - `poststop`: by `corten delete` after everything is removed, and by a failed `create`
 //!   after its roll-back (the lifecycle continues at delete, as runc does).
 //!
@@ -329,11 +329,9 @@ pub fn poststart(state: &State) -> Result<()> {
         return Ok(());
     }
     let hs = HookState::new(state, Status::Running);
-    // Spec 1.3.0 (and runc): a failing poststart hook is an error that stops the
+    // Spec 1.3.0 (and runc): a failing poststart hook is an error, and `start` stops the
     // container; 1.2 made it a warning, which let a half-set-up container run on.
-    run_all(Kind::Poststart, hooks, &hs, Inherit::Runtime).inspect_err(|_| {
-        let _ = crate::runtime::kill::signal_init(state.pid, state.pid_start, libc::SIGKILL);
-    })
+    run_all(Kind::Poststart, hooks, &hs, Inherit::Runtime)
 }
 
 /// The poststop hooks (status "stopped") of a container that is gone: failures are
