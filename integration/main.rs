@@ -31,3 +31,4 @@ mod seccomp;
 mod spec_fields;
 mod terminal;
 mod userns;
+mod uts;

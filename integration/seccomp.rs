@@ -287,53 +287,71 @@ struct AgentReport {
 fn spawn_agent(listener: UnixListener) -> std::thread::JoinHandle<Result<AgentReport, String>> {
     std::thread::spawn(move || {
         let deadline = Instant::now() + Duration::from_secs(20);
-        if !wait_readable(listener.as_fd(), deadline) {
-            return Err("nobody connected to the agent".into());
-        }
-        let (conn, _) = listener.accept().map_err(|e| format!("accept: {e}"))?;
-        let (msg, fd) = recv_state(conn.as_raw_fd())?;
-        let pid = msg["pid"].as_i64().unwrap_or(0);
-        let mut report = AgentReport {
-            msg,
-            nspid: String::new(),
-            answered: Vec::new(),
-        };
-        while wait_readable(fd.as_fd(), deadline) {
-            let req = match libseccomp::ScmpNotifReq::receive(fd.as_raw_fd()) {
-                Ok(r) => r,
-                Err(_) => break, // the container is gone
-            };
-            let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-            report.nspid = status_field(&status, "NSpid").unwrap_or_default();
-            let name = req
-                .data
-                .syscall
-                .get_name_by_arch(req.data.arch)
-                .unwrap_or_default();
-            report.answered.push(name);
-            let resp = libseccomp::ScmpNotifResp::new_val(
-                req.id,
-                0,
-                libseccomp::ScmpNotifRespFlags::empty(),
-            );
-            resp.respond(fd.as_raw_fd())
-                .map_err(|e| format!("respond: {e}"))?;
-        }
-        Ok(report)
+        let (msg, fd) = agent_receive(&listener, deadline)?;
+        answer_notifications(msg, fd, deadline)
     })
+}
+
+/// The agent's side of the handoff: the first connection to `listener` and the message
+/// (state and listener fd) on it, if both come before `deadline`.
+fn agent_receive(listener: &UnixListener, deadline: Instant) -> Result<(Value, OwnedFd), String> {
+    if !wait_readable(listener.as_fd(), deadline) {
+        return Err("nobody connected to the agent".into());
+    }
+    let (conn, _) = listener.accept().map_err(|e| format!("accept: {e}"))?;
+    // The message may come with the hang-up of a process that has exec'd since.
+    if poll_in(conn.as_fd(), deadline).is_none() {
+        return Err("the agent got a connection but no listener fd".into());
+    }
+    recv_state(conn.as_raw_fd())
+}
+
+/// Answers every notification on `fd` with a fake success (0) until the container is gone
+/// (or `deadline`); `msg` is the handoff message.
+fn answer_notifications(msg: Value, fd: OwnedFd, deadline: Instant) -> Result<AgentReport, String> {
+    let pid = msg["pid"].as_i64().unwrap_or(0);
+    let mut report = AgentReport {
+        msg,
+        nspid: String::new(),
+        answered: Vec::new(),
+    };
+    while wait_readable(fd.as_fd(), deadline) {
+        let req = match libseccomp::ScmpNotifReq::receive(fd.as_raw_fd()) {
+            Ok(r) => r,
+            Err(_) => break, // the container is gone
+        };
+        let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        report.nspid = status_field(&status, "NSpid").unwrap_or_default();
+        let name = req
+            .data
+            .syscall
+            .get_name_by_arch(req.data.arch)
+            .unwrap_or_default();
+        report.answered.push(name);
+        let resp =
+            libseccomp::ScmpNotifResp::new_val(req.id, 0, libseccomp::ScmpNotifRespFlags::empty());
+        resp.respond(fd.as_raw_fd())
+            .map_err(|e| format!("respond: {e}"))?;
+    }
+    Ok(report)
 }
 
 /// Polls `fd` until it is readable (true) or hung up / the deadline passed (false).
 fn wait_readable(fd: BorrowedFd, deadline: Instant) -> bool {
+    poll_in(fd, deadline).is_some_and(|r| !r.contains(nix::poll::PollFlags::POLLHUP))
+}
+
+/// Polls `fd` until it has input, which may come with a hang-up; None by `deadline`.
+fn poll_in(fd: BorrowedFd, deadline: Instant) -> Option<nix::poll::PollFlags> {
     use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
     while Instant::now() < deadline {
         let mut fds = [PollFd::new(fd, PollFlags::POLLIN)];
         if poll(&mut fds, PollTimeout::from(100u16)).unwrap_or(0) > 0 {
             let r = fds[0].revents().unwrap_or(PollFlags::empty());
-            return r.contains(PollFlags::POLLIN) && !r.contains(PollFlags::POLLHUP);
+            return r.contains(PollFlags::POLLIN).then_some(r);
         }
     }
-    false
+    None
 }
 
 /// One message with one fd (SCM_RIGHTS): the state JSON and the seccomp listener.
@@ -364,16 +382,24 @@ fn recv_state(sock: RawFd) -> Result<(Value, OwnedFd), String> {
     Ok((msg, fd))
 }
 
-fn notify_case(no_new_privileges: bool) {
+/// A container whose mkdir is SCMP_ACT_NOTIFY, with listenerPath at a fresh socket: the
+/// socket's directory (to keep), the agent's listener and the container.
+fn notify_container(test: &str) -> (TempDir, UnixListener, Container) {
     let dir = TempDir::new("agent");
     let sock = dir.join("agent.sock");
-    let agent = spawn_agent(UnixListener::bind(&sock).unwrap());
+    let listener = UnixListener::bind(&sock).unwrap();
     let mut c = with_profile(
-        "notify",
+        test,
         "SCMP_ACT_ALLOW",
         json!([mkdir_rule("SCMP_ACT_NOTIFY")]),
     );
     c.config["linux"]["seccomp"]["listenerPath"] = json!(sock);
+    (dir, listener, c)
+}
+
+fn notify_case(no_new_privileges: bool) {
+    let (_dir, listener, mut c) = notify_container("notify");
+    let agent = spawn_agent(listener);
     c.config["linux"]["seccomp"]["listenerMetadata"] = json!("corten-test-metadata");
     c.config["annotations"] = json!({"org.corten.test": "seccomp"});
     c.config["process"]["noNewPrivileges"] = json!(no_new_privileges);
@@ -417,6 +443,62 @@ fn notify_agent_gets_the_fd_without_no_new_privileges() {
     notify_case(false);
 }
 
+/// runc sends the SCMP_ACT_NOTIFY listener during `create` (its init loads the filter
+/// before it reports ready, libcontainer/standard_init_linux.go; the parent passes the fd
+/// on, process_linux.go procSeccomp), so an agent is attached while the container is still
+/// `created`: also with noNewPrivileges, where the filter otherwise comes right before
+/// execve. The process's mkdir then goes to that agent.
+#[test]
+fn notify_agent_gets_the_fd_during_create() {
+    for nnp in [true, false] {
+        let (_dir, listener, mut c) = notify_container("notify-create");
+        c.config["process"]["noNewPrivileges"] = json!(nnp);
+        c.sh("mkdir /dev/shm/d");
+        c.create_ok();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let (msg, fd) = agent_receive(&listener, deadline)
+            .unwrap_or_else(|e| panic!("noNewPrivileges {nnp}: during create: {e}"));
+        assert_eq!(c.state()["status"], "created", "noNewPrivileges {nnp}");
+        assert_eq!(msg["fds"], json!(["seccompFd"]), "{msg}");
+        assert_eq!(msg["state"]["id"], c.id.as_str(), "{msg}");
+        let agent = std::thread::spawn(move || {
+            answer_notifications(msg, fd, Instant::now() + Duration::from_secs(20))
+        });
+        c.start_ok();
+        c.wait_status("stopped", STATE_TIMEOUT);
+        let r = agent.join().unwrap().unwrap();
+        assert!(
+            !r.answered.is_empty() && r.answered.iter().all(|n| n.starts_with("mkdir")),
+            "noNewPrivileges {nnp}: {:?}",
+            r.answered
+        );
+        c.delete().ok();
+    }
+}
+
+/// A listenerPath without a SCMP_ACT_NOTIFY rule is never contacted (runc makes no
+/// listener then, and sends nothing): create and start neither wait for an agent nor
+/// fail for lack of one, and the other rules apply.
+#[test]
+fn listener_path_without_notify_rules_is_not_contacted() {
+    let dir = TempDir::new("agent");
+    let sock = dir.join("agent.sock");
+    let listener = UnixListener::bind(&sock).unwrap();
+    listener.set_nonblocking(true).unwrap();
+    for (path, nnp) in [(sock.clone(), true), (dir.join("nobody-here.sock"), false)] {
+        let mut c = mkdir_denied("listener-no-notify", nnp);
+        c.config["linux"]["seccomp"]["listenerPath"] = json!(path);
+        c.config["linux"]["seccomp"]["listenerMetadata"] = json!("unused");
+        let out = c.run_sh(TRY_MKDIR);
+        assert!(out.contains("Operation not permitted"), "{out}");
+        assert!(out.contains("rc=1"), "{out}");
+    }
+    match listener.accept() {
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+        other => panic!("the agent was contacted: {other:?}"),
+    }
+}
+
 #[test]
 fn exec_processes_get_the_filter() {
     for nnp in [true, false] {
@@ -433,19 +515,11 @@ fn exec_processes_get_the_filter() {
 
 #[test]
 fn exec_notify_agent_gets_the_exec_process_fd() {
-    let dir = TempDir::new("agent");
-    let sock = dir.join("agent.sock");
-    let listener = UnixListener::bind(&sock).unwrap();
-    let mut c = with_profile(
-        "exec-notify",
-        "SCMP_ACT_ALLOW",
-        json!([mkdir_rule("SCMP_ACT_NOTIFY")]),
-    );
-    c.config["linux"]["seccomp"]["listenerPath"] = json!(sock);
+    let (_dir, listener, mut c) = notify_container("exec-notify");
     c.args(&["sleep", "100"]);
     c.create_ok();
     c.start_ok();
-    // The init's connection, made at create; its filter (and fd) came right before execve.
+    // The init's connection and its filter's fd, both during create.
     let (conn, _) = listener.accept().unwrap();
     let (init_msg, _init_fd) = recv_state(conn.as_raw_fd()).unwrap();
     assert_eq!(init_msg["state"]["status"], "creating", "{init_msg}");

@@ -204,7 +204,8 @@ fn check_version(version: &str) -> Result<()> {
 }
 
 /// A sysctl is only allowed when it is namespaced and the container has that namespace
-/// (runc's rule), so a container can never change the host's kernel settings.
+/// (runc's rule), so a container can never change the host's kernel settings; and, as
+/// with runc, never kernel.hostname, which the hostname field sets.
 fn check_sysctl(key: &str, has: &dyn Fn(LinuxNamespaceType) -> bool) -> Result<()> {
     use LinuxNamespaceType::*;
     const IPC: &[&str] = &[
@@ -228,6 +229,11 @@ fn check_sysctl(key: &str, has: &dyn Fn(LinuxNamespaceType) -> bool) -> Result<(
     };
     if !has(needs) {
         bail!("sysctl {key:?} requires a new {needs} namespace");
+    }
+    // runc's rule and words: the hostname field is the one way to set it (kernel.domainname
+    // stays allowed, also next to domainname: the sysctl, written later, wins).
+    if key == "kernel.hostname" {
+        bail!("sysctl {key:?} is not allowed as it conflicts with the OCI \"hostname\" field");
     }
     if key.contains("..") || key.contains('/') && key.split('/').any(|c| c == "..") {
         bail!("sysctl {key:?} is not a valid key");
@@ -382,6 +388,14 @@ mod tests {
         assert!(check_sysctl("kernel.panic", &all).is_err());
         check_sysctl("kernel.shmmax", &all).unwrap();
         check_sysctl("fs.mqueue.msg_max", &all).unwrap();
+        check_sysctl("kernel.domainname", &all).unwrap();
+        let e = check_sysctl("kernel.hostname", &all)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            r#"sysctl "kernel.hostname" is not allowed as it conflicts with the OCI "hostname" field"#
+        );
     }
 
     mod properties {

@@ -9,16 +9,20 @@
 //! - `startContainer`: by the init once `start` woke it, just before it execs (the path
 //!   resolves in the container).
 //! - `poststart`: by `corten start`, in the runtime namespace, after the exec; a failure
-//!   fails `start` and kills the container (spec 1.3).
+//!   is `start`'s error (spec 1.3), and `start` stops the container.
 //! - `poststop`: by `corten delete` after everything is removed, and by a failed `create`
 //!   after its roll-back (the lifecycle continues at delete, as runc does).
+//!
+//! A hook without an `env` of its own inherits one, as runc's do (Go's exec.Cmd with a nil
+//! Env): the runtime's environment for the hooks the runtime runs, the container process's
+//! for the two the init runs (see [`Inherit`]).
 //!
 //! A config without hooks costs nothing: no round trip with the init, nothing saved.
 
 use std::cell::OnceCell;
 use std::ffi::CString;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -162,20 +166,32 @@ impl HookState {
     }
 }
 
+/// The environment of a hook whose config has no `env` (an empty list is an empty
+/// environment). runc runs hooks as Go exec.Cmds, whose nil Env means the environment of
+/// the process running them: runc's own, or that of its init, which has set it to the
+/// container process's by then.
+#[derive(Clone, Copy, Debug)]
+pub enum Inherit<'a> {
+    /// corten's own environment: prestart, createRuntime, poststart and poststop.
+    Runtime,
+    /// The container process's: createContainer and startContainer.
+    Process(&'a [String]),
+}
+
 /// Runs `hooks` in order; the first failure stops there and is the error.
-pub fn run_all(kind: Kind, hooks: &[Hook], state: &HookState) -> Result<()> {
+pub fn run_all(kind: Kind, hooks: &[Hook], state: &HookState, inherit: Inherit) -> Result<()> {
     if hooks.is_empty() {
         return Ok(());
     }
     let input = serde_json::to_vec(state).context("serialize the hook state")?;
     for (i, hook) in hooks.iter().enumerate() {
-        run_one(kind, i, hook, &input)?;
+        run_one(kind, i, hook, &input, inherit)?;
     }
     Ok(())
 }
 
 /// Runs every hook of `hooks`; a failure is logged as a warning and the others still run.
-pub fn run_all_warn(kind: Kind, hooks: &[Hook], state: &HookState) {
+pub fn run_all_warn(kind: Kind, hooks: &[Hook], state: &HookState, inherit: Inherit) {
     if hooks.is_empty() {
         return;
     }
@@ -184,7 +200,7 @@ pub fn run_all_warn(kind: Kind, hooks: &[Hook], state: &HookState) {
         Err(e) => return crate::log::warn(&format!("{} hooks: {e}", kind.name())),
     };
     for (i, hook) in hooks.iter().enumerate() {
-        if let Err(e) = run_one(kind, i, hook, &input) {
+        if let Err(e) = run_one(kind, i, hook, &input, inherit) {
             crate::log::warn(&format!("{e:#}"));
         }
     }
@@ -192,10 +208,10 @@ pub fn run_all_warn(kind: Kind, hooks: &[Hook], state: &HookState) {
 
 /// Runs the `i`th hook of `kind`; an error reads as runc's, "error running createRuntime
 /// hook #0: ", then the path and what went wrong.
-fn run_one(kind: Kind, i: usize, hook: &Hook, input: &[u8]) -> Result<()> {
+fn run_one(kind: Kind, i: usize, hook: &Hook, input: &[u8], inherit: Inherit) -> Result<()> {
     let path = hook.path().display();
     crate::log::debug(&format!("running {} hook #{i} {path}", kind.name()));
-    run_hook(hook, input)
+    run_hook(hook, input, inherit)
         .with_context(|| format!("error running {} hook #{i}: {path}", kind.name()))
 }
 
@@ -205,8 +221,14 @@ fn run_one(kind: Kind, i: usize, hook: &Hook, input: &[u8]) -> Result<()> {
 /// made (runc says "creating"; runtime-tools' conformance suite and crun say "created").
 pub fn create_runtime(spec: &Spec, state: &State, ch: &Channel) -> Result<()> {
     let hs = HookState::new(state, Status::Created);
-    run_all(Kind::Prestart, Kind::Prestart.in_spec(spec), &hs)?;
-    run_all(Kind::CreateRuntime, Kind::CreateRuntime.in_spec(spec), &hs)?;
+    let runtime = Inherit::Runtime;
+    run_all(Kind::Prestart, Kind::Prestart.in_spec(spec), &hs, runtime)?;
+    run_all(
+        Kind::CreateRuntime,
+        Kind::CreateRuntime.in_spec(spec),
+        &hs,
+        runtime,
+    )?;
     ch.send(&Msg::HooksDone { pid: state.pid })
 }
 
@@ -216,10 +238,13 @@ pub struct InitHooks<'a> {
     hooks: Option<&'a Hooks>,
     /// The state for our hooks, once `create` told us our pid as the host sees it.
     state: OnceCell<HookState>,
+    /// What createContainer hooks inherit: process.env as the init has it before pivot_root.
+    early_env: Vec<String>,
 }
 
 impl<'a> InitHooks<'a> {
-    pub fn new(spec: &'a Spec) -> InitHooks<'a> {
+    /// `listen_fds`: the socket-activation fds passed to the process (LISTEN_FDS).
+    pub fn new(spec: &'a Spec, listen_fds: u32) -> InitHooks<'a> {
         let involved = [
             Kind::Prestart,
             Kind::CreateRuntime,
@@ -230,9 +255,17 @@ impl<'a> InitHooks<'a> {
             .hooks()
             .as_ref()
             .filter(|h| involved.iter().any(|k| !k.of(h).is_empty()));
+        let env = spec.process().as_ref().and_then(|p| p.env().as_deref());
+        let early_env = match hooks {
+            Some(h) if !Kind::CreateContainer.of(h).is_empty() => {
+                crate::init::exec::early_env(env.unwrap_or(&[]), listen_fds)
+            }
+            _ => Vec::new(),
+        };
         InitHooks {
             hooks,
             state: OnceCell::new(),
+            early_env,
         }
     }
 
@@ -258,7 +291,12 @@ impl<'a> InitHooks<'a> {
             ..HookState::new(state, Status::Created)
         };
         let kind = Kind::CreateContainer;
-        run_all(kind, kind.of(hooks), &state)?;
+        run_all(
+            kind,
+            kind.of(hooks),
+            &state,
+            Inherit::Process(&self.early_env),
+        )?;
         let _ = self.state.set(state);
         Ok(())
     }
@@ -269,13 +307,15 @@ impl<'a> InitHooks<'a> {
             .is_some_and(|h| !Kind::StartContainer.of(h).is_empty())
     }
 
-    /// Once `start` has woken the init: the startContainer hooks (status "created").
-    pub fn start_container(&self) -> Result<()> {
+    /// Once `start` has woken the init: the startContainer hooks (status "created"). `env`
+    /// is the environment the process will get, which they inherit.
+    pub fn start_container(&self, env: &[String]) -> Result<()> {
         let (Some(hooks), Some(state)) = (self.hooks, self.state.get()) else {
             return Ok(());
         };
         let kind = Kind::StartContainer;
-        run_all(kind, kind.of(hooks), &state.with_status(Status::Created))
+        let state = state.with_status(Status::Created);
+        run_all(kind, kind.of(hooks), &state, Inherit::Process(env))
     }
 }
 
@@ -289,11 +329,9 @@ pub fn poststart(state: &State) -> Result<()> {
         return Ok(());
     }
     let hs = HookState::new(state, Status::Running);
-    // Spec 1.3.0 (and runc): a failing poststart hook is an error that stops the
+    // Spec 1.3.0 (and runc): a failing poststart hook is an error, and `start` stops the
     // container; 1.2 made it a warning, which let a half-set-up container run on.
-    run_all(Kind::Poststart, hooks, &hs).inspect_err(|_| {
-        let _ = crate::runtime::kill::signal_init(state.pid, state.pid_start, libc::SIGKILL);
-    })
+    run_all(Kind::Poststart, hooks, &hs, Inherit::Runtime)
 }
 
 /// The poststop hooks (status "stopped") of a container that is gone: failures are
@@ -301,16 +339,21 @@ pub fn poststart(state: &State) -> Result<()> {
 pub fn poststop(state: &State) {
     if let Some(hooks) = &state.hooks {
         let hs = HookState::new(state, Status::Stopped);
-        run_all_warn(Kind::Poststop, Kind::Poststop.of(hooks), &hs);
+        run_all_warn(
+            Kind::Poststop,
+            Kind::Poststop.of(hooks),
+            &hs,
+            Inherit::Runtime,
+        );
     }
 }
 
 /// Runs one hook: the state on stdin, stdout and stderr captured together, killed (its
 /// whole process group) at its timeout.
-fn run_hook(hook: &Hook, input: &[u8]) -> Result<()> {
+fn run_hook(hook: &Hook, input: &[u8], inherit: Inherit) -> Result<()> {
     let (out_r, out_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).context("pipe")?;
     set_nonblocking(&out_r)?;
-    let (pid, stdin) = spawn(hook, out_w)?;
+    let (pid, stdin) = spawn(hook, out_w, inherit)?;
     let result = supervise(pid, stdin, &out_r, input, hook.timeout());
     if result.is_err() {
         kill_group(pid);
@@ -338,9 +381,10 @@ fn run_hook(hook: &Hook, input: &[u8]) -> Result<()> {
 }
 
 /// Forks and execs the hook with exactly its argv (args[0] as argv[0]; the path when
-/// there are no args) and env, in a process group of its own, with a pipe on stdin and
-/// `out` on stdout and stderr. Only fds 0-2 reach it. Returns its pid and the stdin pipe.
-fn spawn(hook: &Hook, out: OwnedFd) -> Result<(i32, OwnedFd)> {
+/// there are no args) and env (or the inherited one), in a process group of its own, with
+/// a pipe on stdin and `out` on stdout and stderr. Only fds 0-2 reach it. Returns its pid
+/// and the stdin pipe.
+fn spawn(hook: &Hook, out: OwnedFd, inherit: Inherit) -> Result<(i32, OwnedFd)> {
     let cstr = |s: &[u8], what: &str| {
         CString::new(s).with_context(|| {
             format!(
@@ -357,12 +401,20 @@ fn spawn(hook: &Hook, out: OwnedFd) -> Result<(i32, OwnedFd)> {
             .collect::<Result<Vec<_>>>()?,
         _ => vec![path.clone()],
     };
-    let env = hook
-        .env()
-        .iter()
-        .flatten()
-        .map(|e| cstr(e.as_bytes(), "env entry"))
-        .collect::<Result<Vec<_>>>()?;
+    let env = match (hook.env().as_deref(), inherit) {
+        (Some(env), _) | (None, Inherit::Process(env)) => env
+            .iter()
+            .map(|e| cstr(e.as_bytes(), "env entry"))
+            .collect::<Result<Vec<_>>>()?,
+        (None, Inherit::Runtime) => std::env::vars_os()
+            .map(|(k, v)| {
+                let mut e = k.into_vec();
+                e.push(b'=');
+                e.extend(v.into_vec());
+                cstr(&e, "env entry")
+            })
+            .collect::<Result<Vec<_>>>()?,
+    };
     // Everything the child needs is made before the fork: it must not allocate.
     let argv = nul_terminated(&args);
     let envp = nul_terminated(&env);
@@ -636,6 +688,7 @@ mod tests {
             Kind::CreateRuntime,
             std::slice::from_ref(h),
             &state("creating"),
+            Inherit::Runtime,
         );
         format!("{:#}", e.unwrap_err())
     }
@@ -736,7 +789,7 @@ mod tests {
             "path": "/bin/sh", "args": ["my-argv0", "-c", script, "zero", "one"],
             "env": ["B=2", "A=1", "B=3"]
         }));
-        run_all(Kind::Poststart, &[h], &state("running")).unwrap();
+        run_all(Kind::Poststart, &[h], &state("running"), Inherit::Runtime).unwrap();
         let read = |ext: &str| std::fs::read_to_string(format!("{}.{ext}", out.display())).unwrap();
         let seen: HookState = serde_json::from_str(&read("stdin")).unwrap();
         assert_eq!(seen, state("running"));
@@ -748,6 +801,46 @@ mod tests {
             "{}",
             read("cmdline")
         );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// The environment of a hook without `env`: inherited (runc's Go exec.Cmd with a nil
+    /// Env); with `env`, even an empty one, exactly that.
+    #[test]
+    fn a_hook_without_env_inherits_one() {
+        let dir = std::env::temp_dir().join(format!("corten-hook-env-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let seen = dir.join("environ");
+        let record = |env: serde_json::Value| {
+            let script = format!("cat /proc/$$/environ > {}", seen.display());
+            let mut h = serde_json::json!({"path": "/bin/sh", "args": ["sh", "-c", script]});
+            if !env.is_null() {
+                h["env"] = env;
+            }
+            hook(h)
+        };
+        let run = |h: Hook, inherit: Inherit| {
+            run_all(Kind::Poststart, &[h], &state("running"), inherit).unwrap();
+            let raw = std::fs::read(&seen).unwrap();
+            raw.split(|&b| b == 0)
+                .filter(|e| !e.is_empty())
+                .map(|e| String::from_utf8_lossy(e).into_owned())
+                .collect::<Vec<_>>()
+        };
+        let ours: Vec<String> = std::env::vars_os()
+            .map(|(k, v)| format!("{}={}", k.to_string_lossy(), v.to_string_lossy()))
+            .collect();
+        // /proc/PID/environ is what execve passed: exactly the inherited environment.
+        assert_eq!(run(record(serde_json::Value::Null), Inherit::Runtime), ours);
+        let process = ["PATH=/bin".to_string(), "ONE=1".to_string()];
+        let got = run(record(serde_json::Value::Null), Inherit::Process(&process));
+        assert_eq!(got, process);
+        let got = run(
+            record(serde_json::json!(["A=1"])),
+            Inherit::Process(&process),
+        );
+        assert_eq!(got, ["A=1"]);
+        assert!(run(record(serde_json::json!([])), Inherit::Runtime).is_empty());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
@@ -775,6 +868,7 @@ mod tests {
             Kind::Poststart,
             &[sh("exit 0", None), sh("exit 4", None)],
             &state("running"),
+            Inherit::Runtime,
         )
         .unwrap_err();
         assert_eq!(
@@ -788,7 +882,13 @@ mod tests {
         // More state than a pipe holds: the hook exits without reading it.
         let mut big = state("creating");
         big.annotations.insert("k".into(), "v".repeat(256 * 1024));
-        run_all(Kind::CreateRuntime, &[sh("exit 0", None)], &big).unwrap();
+        run_all(
+            Kind::CreateRuntime,
+            &[sh("exit 0", None)],
+            &big,
+            Inherit::Runtime,
+        )
+        .unwrap();
     }
 
     #[test]
@@ -813,6 +913,7 @@ mod tests {
                 None,
             )],
             &state("stopped"),
+            Inherit::Runtime,
         )
         .unwrap();
         assert!(started.elapsed() < Duration::from_secs(3));

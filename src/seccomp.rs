@@ -12,6 +12,10 @@
 //! (`linux.seccomp.syscalls[3].action "SCMP_ACT_FOO" is unknown`), and `start` only has a
 //! seccomp(2) call to make. corten loads the program itself, as runc does, so the filter
 //! flags only need the kernel's support, not libseccomp's.
+//!
+//! The `SCMP_ACT_NOTIFY` listener reaches the agent during `create`, as runc sends it (the
+//! agent is attached before the container starts): the init loads such a filter before it
+//! reports ready. A listenerPath without a NOTIFY rule is never contacted.
 
 use std::io::{IoSlice, Read, Seek};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -483,7 +487,14 @@ impl Program {
     /// goes to `agent`.
     pub fn load(&self, agent: Option<&Agent>) -> Result<()> {
         let mut flags = self.flags;
-        if self.listener.is_some() {
+        // The message is made before the filter exists: once it does, a syscall that waits
+        // for the agent (an allocation's mmap, say) would wait for an agent without its fd.
+        let handoff = match (&self.listener, agent) {
+            (None, _) => None,
+            (Some(_), Some(agent)) => Some((agent, agent.message())),
+            (Some(_), None) => bail!("no seccomp agent to send the listener fd to"),
+        };
+        if handoff.is_some() {
             flags |= libc::SECCOMP_FILTER_FLAG_NEW_LISTENER;
         }
         let prog = libc::sock_fprog {
@@ -502,11 +513,10 @@ impl Program {
         if r < 0 {
             return Err(std::io::Error::last_os_error()).context("load the seccomp filter");
         }
-        if self.listener.is_some() {
+        if let Some((agent, message)) = handoff {
             // SAFETY: with NEW_LISTENER, seccomp returned a new fd (close-on-exec) we own.
             let fd = unsafe { OwnedFd::from_raw_fd(r as RawFd) };
-            let agent = agent.context("no seccomp agent to send the listener fd to")?;
-            send_fd(&agent.sock, &agent.message(), fd.as_raw_fd())
+            send_fd(&agent.sock, &message, fd.as_raw_fd())
                 .context("send the seccomp listener fd to the agent")?;
         }
         Ok(())
@@ -551,8 +561,9 @@ pub fn explain_parse_error(config: &[u8]) -> Result<()> {
 }
 
 /// Loading a filter needs no_new_privs or CAP_SYS_ADMIN. With either, the filter is loaded
-/// right before execve, so that the runtime's own syscalls are not filtered; without,
-/// it must be loaded before the capabilities are dropped.
+/// right before execve, so that the runtime's own syscalls are not filtered (the init's
+/// notifying one once it is set up, before it reports ready); without, it must be loaded
+/// before the capabilities are dropped.
 pub fn load_before_exec(process: &Process) -> bool {
     process.no_new_privileges().unwrap_or(false)
         || process

@@ -46,15 +46,7 @@ pub fn resolve(arg0: &str, env: &[String]) -> Result<PathBuf> {
 /// leaves it unset or empty, and LISTEN_FDS/LISTEN_PID are set when socket-activation fds
 /// are passed through.
 pub fn complete_env(env: &[String], uid: u32, listen_fds: u32) -> Vec<String> {
-    let name = |e: &str| e.split('=').next().unwrap_or_default().to_string();
-    let mut seen = std::collections::HashSet::new();
-    let mut out: Vec<String> = env
-        .iter()
-        .rev()
-        .filter(|e| seen.insert(name(e)))
-        .cloned()
-        .collect();
-    out.reverse();
+    let mut out = last_wins(env);
     if !out
         .iter()
         .any(|e| e.strip_prefix("HOME=").is_some_and(|v| !v.is_empty()))
@@ -65,12 +57,40 @@ pub fn complete_env(env: &[String], uid: u32, listen_fds: u32) -> Vec<String> {
             home_of(uid).unwrap_or_else(|| "/".into())
         ));
     }
-    if listen_fds > 0 {
-        out.retain(|e| !e.starts_with("LISTEN_FDS=") && !e.starts_with("LISTEN_PID="));
-        out.push(format!("LISTEN_FDS={listen_fds}"));
-        out.push("LISTEN_PID=1".into());
-    }
+    add_listen_fds(&mut out, listen_fds);
     out
+}
+
+/// The environment before the container's /etc/passwd is reachable (no HOME default yet):
+/// runc's init sets its own environment to this first and adds HOME with the user, so
+/// that is what its createContainer hooks inherit.
+pub fn early_env(env: &[String], listen_fds: u32) -> Vec<String> {
+    let mut out = last_wins(env);
+    add_listen_fds(&mut out, listen_fds);
+    out
+}
+
+/// `env` where a variable set twice keeps its last value, in the last one's place.
+fn last_wins(env: &[String]) -> Vec<String> {
+    let name = |e: &str| e.split('=').next().unwrap_or_default().to_string();
+    let mut seen = std::collections::HashSet::new();
+    let mut out: Vec<String> = env
+        .iter()
+        .rev()
+        .filter(|e| seen.insert(name(e)))
+        .cloned()
+        .collect();
+    out.reverse();
+    out
+}
+
+/// LISTEN_FDS/LISTEN_PID for `listen_fds` socket-activation fds (replacing the config's).
+fn add_listen_fds(env: &mut Vec<String>, listen_fds: u32) {
+    if listen_fds > 0 {
+        env.retain(|e| !e.starts_with("LISTEN_FDS=") && !e.starts_with("LISTEN_PID="));
+        env.push(format!("LISTEN_FDS={listen_fds}"));
+        env.push("LISTEN_PID=1".into());
+    }
 }
 
 fn home_of(uid: u32) -> Option<String> {
@@ -110,6 +130,15 @@ mod tests {
         assert!(out.len() == 1 && out[0] != "HOME=", "{out:?}");
         let out = complete_env(&env(&["HOME=", "HOME=/set"]), 0, 0);
         assert_eq!(out, env(&["HOME=/set"]));
+    }
+
+    #[test]
+    fn early_env_has_no_home_default() {
+        let env = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let out = early_env(&env(&["ONE=two", "HOME=", "ONE=three"]), 0);
+        assert_eq!(out, env(&["HOME=", "ONE=three"]));
+        let out = early_env(&env(&["LISTEN_FDS=9", "A=1"]), 2);
+        assert_eq!(out, env(&["A=1", "LISTEN_FDS=2", "LISTEN_PID=1"]));
     }
 
     #[test]

@@ -222,12 +222,18 @@ fn prepare(cfg: &InitConfig) -> Result<ExecPlan> {
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(
         process.user().umask().unwrap_or(0o022),
     ));
+    // The SCMP_ACT_NOTIFY agent gets its fd during `create`, as runc sends it, so it is
+    // attached before the container starts: such a filter is loaded last, before Ready.
+    let notify_now = cfg.seccomp.filter(|p| seccomp_at_exec && p.notifies());
+    if let Some(p) = notify_now {
+        p.load(agent.as_ref())?;
+    }
     Ok(ExecPlan {
         path,
         args,
         env,
         labels,
-        seccomp_at_exec,
+        seccomp_at_exec: seccomp_at_exec && notify_now.is_none(),
         agent,
     })
 }
@@ -323,7 +329,7 @@ fn wait_and_exec(cfg: &InitConfig, plan: ExecPlan) -> anyhow::Error {
         return e;
     }
     // While SIGPIPE is still ignored (the hooks' stdin is a pipe).
-    if let Err(e) = cfg.hooks.start_container() {
+    if let Err(e) = cfg.hooks.start_container(&plan.env) {
         let _ = (&conn).write_all(format!("{e:#}").as_bytes());
         return e;
     }

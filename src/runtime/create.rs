@@ -265,7 +265,7 @@ fn spawn(
             .collect(),
         seccomp: bundle.seccomp.as_ref(),
         state: &state,
-        hooks: crate::hooks::InitHooks::new(spec),
+        hooks: crate::hooks::InitHooks::new(spec, listen_fds),
     };
     let (pid, placed) = clone_init(clone_flags, cgroup_fd.as_ref())?;
     if pid == 0 {

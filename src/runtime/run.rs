@@ -1,6 +1,6 @@
 //! `run`: create + start, then (unless detached) wait for the container, forwarding
 //! signals to it (or relaying its terminal), delete it, and exit with its status (128+N
-//! for a signal).
+//! for a signal). A failed start leaves nothing behind, unless --keep.
 
 use anyhow::{Context, Result};
 use nix::sys::signal::{SigSet, Signal};
@@ -19,11 +19,14 @@ pub fn run(opts: &CreateOpts, detach: bool, keep: bool) -> Result<i32> {
         .as_ref()
         .map(crate::console::recv_master)
         .transpose()
-        .and_then(|master| super::start::start(opts.root, opts.id).map(|()| master));
+        .and_then(|master| super::start::start_with(opts.root, opts.id, keep).map(|()| master));
     let master = match started {
         Ok(m) => m,
+        // As runc's: nothing is left after a failure, unless --keep.
         Err(e) => {
-            let _ = super::delete::delete(opts.root, opts.id, true);
+            if !keep {
+                let _ = super::delete::delete(opts.root, opts.id, true);
+            }
             return Err(e);
         }
     };

@@ -1,4 +1,7 @@
-//! `start`: wake the parked init; returns once the user program has been exec'd.
+//! `start`: wake the parked init; returns once the user program has been exec'd and the
+//! poststart hooks have run. A failing poststart hook is `start`'s error, and the container
+//! is stopped and removed, as `delete` removes it (spec 1.3 goes on at "destroyed"; runc
+//! destroys the container whose poststart hooks fail); `run --keep` keeps it, stopped.
 
 use std::io::Read;
 use std::os::unix::net::UnixStream;
@@ -9,6 +12,11 @@ use anyhow::{Context, Result, bail};
 use crate::container::{ContainerDir, Status};
 
 pub fn start(root: &Path, id: &str) -> Result<()> {
+    start_with(root, id, false)
+}
+
+/// `start`; after a failing poststart hook the container is only stopped with `keep`.
+pub fn start_with(root: &Path, id: &str, keep: bool) -> Result<()> {
     let dir = ContainerDir::open(root, id, true)?;
     let state = dir.load_existing()?;
     match dir.status(&state) {
@@ -31,5 +39,18 @@ pub fn start(root: &Path, id: &str) -> Result<()> {
     if !reply.is_empty() {
         bail!("{reply}");
     }
-    crate::hooks::poststart(&state)
+    let Err(err) = crate::hooks::poststart(&state) else {
+        return Ok(());
+    };
+    // `delete` takes the lock itself.
+    drop(dir);
+    let stopped = if keep {
+        super::kill::signal_init(state.pid, state.pid_start, libc::SIGKILL)
+    } else {
+        super::delete::delete(root, id, true)
+    };
+    if let Err(e) = stopped {
+        crate::log::warn(&format!("after the failed poststart hook: {e:#}"));
+    }
+    Err(err)
 }
