@@ -10,6 +10,7 @@
 //! directories, and a `Container` guard force-deletes the container and removes
 //! those directories even if the test panics, so the tests can run in parallel.
 
+mod cli_input;
 mod common;
 mod engines;
 mod errors;
