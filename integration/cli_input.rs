@@ -1,8 +1,11 @@
 //! Input checked at the edge: every command checks the container id before it builds a
-//! path (runc's rule, "invalid container ID format"), and `delete` removes nothing corten
-//! did not make.
+//! path (runc's rule, "invalid container ID format"), `delete` removes nothing corten did
+//! not make, and hostile argument values (huge, negative, empty, control characters,
+//! `..`) give one clear line, a non-zero exit and no panic, with nothing created or
+//! removed.
 
 use crate::common::*;
+use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::{FileTypeExt, symlink};
@@ -203,4 +206,284 @@ fn delete_removes_only_corten_state_dirs() {
         assert!(!root.join(id).exists(), "{id} was not removed");
     }
     assert_eq!(s.snapshot(), before);
+}
+
+/// The hostile values of the table test.
+fn hostile_values(s: &Scratch) -> Vec<String> {
+    vec![
+        "99999999999999999999999999".into(),
+        "18446744073709551616".into(),
+        "4294967295".into(),
+        "2147483647".into(),
+        "-1".into(),
+        "-9223372036854775809".into(),
+        "".into(),
+        "\u{1}".into(),
+        "\\0".into(),
+        "%00".into(),
+        "a\nb".into(),
+        "a\rb\u{1b}[2J".into(),
+        "..".into(),
+        "../victim".into(),
+        s.victim(),
+        "x".repeat(100_000),
+    ]
+}
+
+/// Every command, with `V` where a hostile value goes. The container `ghost` does not
+/// exist and `nobundle` is no bundle, so nothing may succeed.
+const TABLE: &[&[&str]] = &[
+    &["create", "--bundle", "nobundle", "V"],
+    &["create", "--bundle", "V", "ghost"],
+    &["create", "--pid-file", "V", "--bundle", "nobundle", "ghost"],
+    &[
+        "create",
+        "--console-socket",
+        "V",
+        "--bundle",
+        "nobundle",
+        "ghost",
+    ],
+    &[
+        "create",
+        "--preserve-fds",
+        "V",
+        "--bundle",
+        "nobundle",
+        "ghost",
+    ],
+    &["run", "-d", "--bundle", "nobundle", "V"],
+    &["run", "--bundle", "V", "ghost"],
+    &[
+        "run",
+        "--preserve-fds",
+        "V",
+        "--bundle",
+        "nobundle",
+        "ghost",
+    ],
+    &["start", "V"],
+    &["state", "V"],
+    &["kill", "V"],
+    &["kill", "ghost", "V"],
+    &["kill", "-a", "V", "KILL"],
+    &["delete", "V"],
+    &["pause", "V"],
+    &["resume", "V"],
+    &["ps", "V"],
+    &["ps", "-f", "V", "ghost"],
+    &["ps", "ghost", "V"],
+    &["events", "V"],
+    &["events", "--stats", "V"],
+    &["events", "--interval", "V", "ghost"],
+    &["update", "V"],
+    &["update", "-r", "V", "ghost"],
+    &["update", "-m", "V", "ghost"],
+    &["update", "--memory-reservation", "V", "ghost"],
+    &["update", "--memory-swap", "V", "ghost"],
+    &["update", "--cpu-quota", "V", "ghost"],
+    &["update", "--cpu-period", "V", "ghost"],
+    &["update", "--cpu-share", "V", "ghost"],
+    &["update", "--cpu-rt-period", "V", "ghost"],
+    &["update", "--cpu-rt-runtime", "V", "ghost"],
+    &["update", "--cpuset-cpus", "V", "ghost"],
+    &["update", "--cpuset-mems", "V", "ghost"],
+    &["update", "--pids-limit", "V", "ghost"],
+    &["update", "--blkio-weight", "V", "ghost"],
+    &["exec", "V", "true"],
+    &["exec", "ghost", "V"],
+    &["exec", "-p", "V", "ghost"],
+    &["exec", "--cwd", "V", "ghost", "true"],
+    &["exec", "-e", "V", "ghost", "true"],
+    &["exec", "-u", "V", "ghost", "true"],
+    &["exec", "-g", "V", "ghost", "true"],
+    &["exec", "-c", "V", "ghost", "true"],
+    &["exec", "--apparmor", "V", "ghost", "true"],
+    &["exec", "--process-label", "V", "ghost", "true"],
+    &["exec", "--pid-file", "V", "ghost", "true"],
+    &["exec", "--console-socket", "V", "ghost", "true"],
+    &["exec", "--preserve-fds", "V", "ghost", "true"],
+    &["exec", "--cgroup", "V", "ghost", "true"],
+    &["list", "-f", "V"],
+    &["spec", "--bundle", "V"],
+    &["features", "V"],
+    &["V"],
+    &["--log-format", "V", "state", "ghost"],
+    &["--rootless=V", "state", "ghost"],
+    &["--root", "V", "state", "ghost"],
+];
+
+#[test]
+fn hostile_values_give_one_line_and_touch_nothing() {
+    if is_runc() {
+        return;
+    }
+    let s = Scratch::new("hostile");
+    let before = s.snapshot();
+    for value in hostile_values(&s) {
+        for cmd in TABLE {
+            let args: Vec<String> = cmd.iter().map(|a| a.replace('V', &value)).collect();
+            // Only the placeholder is replaced: no other word of the table holds a 'V'.
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            let out = s.rt(&args);
+            one_clear_line(&out);
+            assert_eq!(s.snapshot(), before, "{args:?} changed the files:\n{out}");
+        }
+        // A valid id that names no container: `delete -f` is done (containerd relies on
+        // it) and touches nothing; any other value is one clear line.
+        let out = s.rt(&["delete", "-f", &value]);
+        if !out.success() {
+            one_clear_line(&out);
+        } else {
+            assert!(out.stderr.is_empty(), "{out}");
+        }
+        assert_eq!(
+            s.snapshot(),
+            before,
+            "delete -f {value:?} changed the files"
+        );
+    }
+}
+
+#[test]
+fn preserve_fds_is_bounded_by_the_fd_limit() {
+    if is_runc() {
+        return;
+    }
+    let (_, hard) =
+        nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE).unwrap();
+    let past = (hard - 2).to_string();
+    for n in ["4294967295", "2147483647", "2147483645", past.as_str()] {
+        for cmd in [&["create"][..], &["run", "-d"]] {
+            let c = sleeper("preserve-big");
+            c.write_config();
+            let bundle = c.bundle_str();
+            let mut args = cmd.to_vec();
+            args.extend(["--preserve-fds", n, "--bundle", &bundle, &c.id]);
+            let out = c.rt(&args);
+            one_clear_line(&out);
+            assert!(out.stderr.contains("--preserve-fds"), "{out}");
+            assert!(out.stderr.contains("RLIMIT_NOFILE"), "{out}");
+            c.assert_no_leftovers();
+        }
+    }
+    // exec: refused, and the container is not disturbed.
+    let c = sleeper("preserve-big-exec");
+    c.create_ok();
+    c.start_ok();
+    for n in ["4294967295", "2147483647", past.as_str()] {
+        let out = c.rt(&["exec", "--preserve-fds", n, &c.id, "true"]);
+        one_clear_line(&out);
+        assert!(out.stderr.contains("--preserve-fds"), "{out}");
+    }
+    assert_eq!(c.state()["status"], "running");
+    // The largest count that fits is accepted.
+    let max = (hard - 3).to_string();
+    c.rt(&["exec", "--preserve-fds", &max, &c.id, "true"]).ok();
+}
+
+#[test]
+fn events_interval_is_checked() {
+    if is_runc() {
+        return;
+    }
+    let s = Scratch::new("interval");
+    for bad in [
+        "100000000000000000000s",
+        "1e30s",
+        "0",
+        "0s",
+        "0ms",
+        "0.0s",
+        "-1s",
+        "",
+        "s",
+        "5x",
+        "NaN",
+        "inf",
+    ] {
+        let out = s.rt(&["events", &format!("--interval={bad}"), "ghost"]);
+        one_clear_line(&out);
+        assert!(out.stderr.contains("--interval"), "{out}");
+    }
+    for good in ["5s", "500ms", "1m", "2", "1.5s", "1h", "1m30s"] {
+        let out = s.rt(&["events", "--interval", good, "ghost"]);
+        one_clear_line(&out);
+        assert!(out.stderr.contains("does not exist"), "{good}: {out}");
+    }
+}
+
+/// An init error longer than a sync datagram reaches the user cut in the middle, with its
+/// start and its end.
+#[test]
+fn long_init_error_is_truncated_not_lost() {
+    if is_runc() {
+        return;
+    }
+    let mut c = Container::new("long-error");
+    let name = format!("start-{}-end", "x".repeat(100_000));
+    c.args(&[&name]);
+    let out = c.create();
+    let err = out.stderr.trim_end();
+    let ends = |e: &str| {
+        format!(
+            "{} ... {}",
+            &e[..e.len().min(100)],
+            &e[e.len().saturating_sub(100)..]
+        )
+    };
+    one_clear_line(&out);
+    assert!(!err.contains("malformed"), "{}", ends(err));
+    assert!(err.contains("exec \"start-xxx"), "{}", ends(err));
+    assert!(err.contains("bytes cut"), "{}", ends(err));
+    assert!(
+        err.ends_with("x-end\": executable file not found in $PATH"),
+        "{}",
+        ends(err)
+    );
+    c.assert_no_leftovers();
+}
+
+/// A newline in a user-supplied value stays inside one escaped line: on stderr and in
+/// the --log file, text and JSON.
+#[test]
+fn control_characters_in_errors_are_escaped() {
+    if is_runc() {
+        return;
+    }
+    let s = Scratch::new("escape");
+    let bundle = format!("{}/no\nsuch\r\u{1b}[2Jbundle", s.base.path().display());
+    let out = s.rt(&["create", "--bundle", &bundle, "ok-id"]);
+    one_clear_line(&out);
+    assert!(out.stderr.contains("no\\nsuch\\r"), "{out:?}");
+    for format in ["text", "json"] {
+        let log = s.base.join(format!("log.{format}"));
+        let log_s = log.to_string_lossy().into_owned();
+        let out = s.rt(&[
+            "--log",
+            &log_s,
+            "--log-format",
+            format,
+            "create",
+            "--bundle",
+            &bundle,
+            "ok-id",
+        ]);
+        one_clear_line(&out);
+        let text = fs::read_to_string(&log).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 1, "{text:?}");
+        let msg = if format == "json" {
+            let v: Value = serde_json::from_str(lines[0]).unwrap();
+            assert_eq!(v["level"], json!("error"), "{text}");
+            v["msg"].as_str().unwrap().to_string()
+        } else {
+            lines[0].to_string()
+        };
+        assert!(!msg.chars().any(|c| c.is_control()), "{msg:?}");
+        assert!(
+            msg.contains("no\\nsuch") || msg.contains("no\\\\nsuch"),
+            "{msg:?}"
+        );
+    }
 }

@@ -3,6 +3,7 @@
 //! The `corten` binary is a thin clap front end; every decision lives in these modules so
 //! that tests can reach it.
 
+pub mod args;
 pub mod cgroups;
 pub mod config;
 pub mod console;
