@@ -13,6 +13,7 @@
 #![deny(clippy::undocumented_unsafe_blocks)]
 
 mod cgroup_confinement;
+mod cli_input;
 mod common;
 mod engines;
 mod errors;

@@ -316,6 +316,8 @@ pub fn check_id_mappings(maps: &[IdRange], parent: &[IdRange]) -> Result<()> {
     Ok(())
 }
 
+/// runc's id rule: letters, digits and `_ + - .`, not `.` or `..` (so an id is one path
+/// component), and runc's words for the error. ContainerDir checks it for every command.
 pub fn validate_id(id: &str) -> Result<()> {
     let ok = !id.is_empty()
         && id.len() <= 1024
@@ -325,7 +327,11 @@ pub fn validate_id(id: &str) -> Result<()> {
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || "_+-.".contains(c));
     if !ok {
-        bail!("invalid container id {id:?}: use letters, digits and _ + - . only");
+        let shown: String = id.chars().take(64).collect();
+        let more = if shown.len() < id.len() { "..." } else { "" };
+        bail!(
+            "invalid container ID format: {shown:?}{more} (use letters, digits and _ + - . only)"
+        );
     }
     Ok(())
 }

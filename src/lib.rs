@@ -5,6 +5,7 @@
 
 #![deny(clippy::undocumented_unsafe_blocks)]
 
+pub mod args;
 pub mod cgroups;
 pub mod config;
 pub mod console;

@@ -4,6 +4,9 @@
 //! parses the file as one JSON object (and reuses a container's file across restarts), so
 //! in JSON format, unless --debug, the error that ends a command replaces what the file
 //! held and is its only line.
+//!
+//! Every message is one line: control characters (a newline in a user's value, a terminal
+//! escape) are escaped here, once, for stderr and for the file in both formats.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -76,8 +79,34 @@ pub fn error(msg: &str) {
     write("error", msg);
 }
 
+/// The error that ends the command: to the log file, and to stderr as `corten: MSG`,
+/// one line.
+pub fn fail(msg: &str) {
+    let msg = one_line(msg);
+    error(&msg);
+    eprintln!("corten: {msg}");
+}
+
+/// `msg` with its control characters escaped as Rust writes them (`\n`, `\r`,
+/// `\u{1b}`), so that it stays one line and can't drive a terminal.
+pub fn one_line(msg: &str) -> String {
+    if !msg.chars().any(char::is_control) {
+        return msg.to_string();
+    }
+    let mut out = String::with_capacity(msg.len() + 16);
+    for c in msg.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 fn write(level: &str, msg: &str) {
     let Some(logger) = LOGGER.get() else { return };
+    let msg = &one_line(msg);
     let line = match logger.format {
         Format::Json => {
             serde_json::json!({"level": level, "msg": msg, "time": rfc3339_now()}).to_string()
@@ -132,6 +161,15 @@ pub fn rfc3339(secs: i64, nanos: u32) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn one_line_escapes_control_characters() {
+        assert_eq!(super::one_line("plain: ünïcode"), "plain: ünïcode");
+        assert_eq!(
+            super::one_line("a\nb\r\tc\u{1b}[2J\u{7f}\u{85}"),
+            "a\\nb\\r\\tc\\u{1b}[2J\\u{7f}\\u{85}"
+        );
+    }
+
     #[test]
     fn rfc3339_known_dates() {
         assert_eq!(super::rfc3339(0, 0), "1970-01-01T00:00:00.000000000Z");

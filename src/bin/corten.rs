@@ -4,10 +4,12 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand, ValueEnum};
 
+use corten::args;
 use corten::log::{self, Format};
 use corten::runtime::{self, create::CreateOpts};
 
@@ -36,6 +38,7 @@ struct Cli {
     systemd_cgroup: bool,
     /// Accepted for runc compatibility (true, false or auto)
     #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    #[arg(value_parser = ["true", "false", "auto"])]
     rootless: Option<String>,
     /// Print the version
     #[arg(short = 'v', long = "version")]
@@ -68,7 +71,7 @@ struct CreateArgs {
     #[arg(long = "no-new-keyring")]
     no_new_keyring: bool,
     /// Pass N extra fds (3..3+N) to the process
-    #[arg(long = "preserve-fds", default_value_t = 0)]
+    #[arg(long = "preserve-fds", default_value = "0", value_parser = args::preserve_fds)]
     preserve_fds: u32,
     /// Container id
     id: String,
@@ -89,10 +92,10 @@ struct ExecArgs {
     #[arg(short = 't', long)]
     tty: bool,
     /// UID[:GID] to run as
-    #[arg(short = 'u', long)]
-    user: Option<String>,
+    #[arg(short = 'u', long, value_parser = args::user)]
+    user: Option<args::UserIds>,
     /// Additional gids (repeatable)
-    #[arg(short = 'g', long = "additional-gids")]
+    #[arg(short = 'g', long = "additional-gids", value_parser = args::id_number)]
     additional_gids: Vec<u32>,
     /// Add a capability (repeatable)
     #[arg(short = 'c', long = "cap")]
@@ -116,7 +119,7 @@ struct ExecArgs {
     #[arg(long = "console-socket")]
     console_socket: Option<PathBuf>,
     /// Pass N extra fds (3..3+N) to the process
-    #[arg(long = "preserve-fds", default_value_t = 0)]
+    #[arg(long = "preserve-fds", default_value = "0", value_parser = args::preserve_fds)]
     preserve_fds: u32,
     /// Existing sub-cgroup of the container's to run in: PATH, or CONTROLLER[,CONTROLLER]:PATH
     /// (cgroup v1; repeatable)
@@ -197,9 +200,9 @@ enum Command {
         /// Print the statistics once and exit
         #[arg(long)]
         stats: bool,
-        /// Time between statistics (e.g. 5s, 500ms)
-        #[arg(long, default_value = "5s")]
-        interval: String,
+        /// Time between statistics (e.g. 5s, 500ms, 1m30s)
+        #[arg(long, default_value = "5s", value_parser = args::duration)]
+        interval: Duration,
         id: String,
     },
     /// Print what this runtime implements (runtime-spec features JSON)
@@ -220,13 +223,13 @@ struct UpdateArgs {
     #[arg(short = 'r', long)]
     resources: Option<String>,
     /// Memory limit (e.g. 512m, 1g, -1)
-    #[arg(short = 'm', long, allow_hyphen_values = true)]
-    memory: Option<String>,
-    #[arg(long = "memory-reservation", allow_hyphen_values = true)]
-    memory_reservation: Option<String>,
+    #[arg(short = 'm', long, allow_hyphen_values = true, value_parser = args::bytes)]
+    memory: Option<i64>,
+    #[arg(long = "memory-reservation", allow_hyphen_values = true, value_parser = args::bytes)]
+    memory_reservation: Option<i64>,
     /// Memory plus swap limit
-    #[arg(long = "memory-swap", allow_hyphen_values = true)]
-    memory_swap: Option<String>,
+    #[arg(long = "memory-swap", allow_hyphen_values = true, value_parser = args::bytes)]
+    memory_swap: Option<i64>,
     #[arg(long = "cpu-quota", allow_hyphen_values = true)]
     cpu_quota: Option<i64>,
     #[arg(long = "cpu-period")]
@@ -266,7 +269,7 @@ fn main() -> ExitCode {
         LogFormat::Json => Format::Json,
     };
     if let Err(e) = log::init(cli.log.clone(), format, cli.debug) {
-        eprintln!("corten: {e:#}");
+        log::fail(&format!("{e:#}"));
         return ExitCode::FAILURE;
     }
     if cli.version {
@@ -278,9 +281,7 @@ fn main() -> ExitCode {
     match dispatch(&cli) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            let msg = format!("{e:#}");
-            log::error(&msg);
-            eprintln!("corten: {msg}");
+            log::fail(&format!("{e:#}"));
             // runc's exec fails with 255, out of the range of its process's exit statuses
             // (which pass through); every other command with 1.
             if matches!(cli.command, Some(Command::Exec(_))) {
@@ -309,7 +310,7 @@ fn usage_error(e: clap::Error) -> ExitCode {
         .map(str::trim)
         .collect();
     let line = first.join(" ");
-    eprintln!("corten: {}", line.strip_prefix("error: ").unwrap_or(&line));
+    log::fail(line.strip_prefix("error: ").unwrap_or(&line));
     ExitCode::from(2)
 }
 
@@ -350,7 +351,7 @@ fn dispatch(cli: &Cli) -> Result<u8> {
                 cwd: a.cwd.as_deref(),
                 env: &a.env,
                 tty: a.tty,
-                user: a.user.as_deref(),
+                user: a.user,
                 additional_gids: &a.additional_gids,
                 caps: &a.cap,
                 no_new_privs: a.no_new_privs,
@@ -400,7 +401,7 @@ fn dispatch(cli: &Cli) -> Result<u8> {
             if *stats {
                 corten::outln!("{}", runtime::events::stats(root, id)?);
             } else {
-                runtime::events::stream(root, id, parse_duration(interval)?)?;
+                runtime::events::stream(root, id, *interval)?;
             }
         }
         Command::Spec { .. } | Command::Features => unreachable!("handled above"),
@@ -419,9 +420,9 @@ fn dispatch(cli: &Cli) -> Result<u8> {
         Command::Update(u) => {
             let flags = runtime::update::Flags {
                 resources: u.resources.clone(),
-                memory: u.memory.clone(),
-                memory_reservation: u.memory_reservation.clone(),
-                memory_swap: u.memory_swap.clone(),
+                memory: u.memory,
+                memory_reservation: u.memory_reservation,
+                memory_swap: u.memory_swap,
                 cpu_quota: u.cpu_quota,
                 cpu_period: u.cpu_period,
                 cpu_share: u.cpu_share,
@@ -436,26 +437,6 @@ fn dispatch(cli: &Cli) -> Result<u8> {
         }
     }
     Ok(0)
-}
-
-/// "5s", "500ms", "1m", or plain seconds.
-fn parse_duration(s: &str) -> Result<std::time::Duration> {
-    use std::time::Duration;
-    let bad = || anyhow::anyhow!("invalid duration {s:?}");
-    let (num, unit) = s
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .map_or((s, "s"), |i| s.split_at(i));
-    let n: f64 = num.parse().map_err(|_| bad())?;
-    let secs = match unit {
-        "ms" => n / 1000.0,
-        "s" => n,
-        "m" => n * 60.0,
-        _ => return Err(bad()),
-    };
-    if secs <= 0.0 {
-        return Err(bad());
-    }
-    Ok(Duration::from_secs_f64(secs))
 }
 
 fn create_opts<'a>(cli: &'a Cli, root: &'a Path, a: &'a CreateArgs) -> CreateOpts<'a> {

@@ -1,11 +1,15 @@
 //! A container as stored on disk: `<root>/<id>/` holds `state.json` (written atomically) and
 //! `start.sock` (the socket the parked init accepts on; it exists until `start`).
 //! An flock on the directory serialises commands that change one container.
+//!
+//! Every command reaches a container through [`ContainerDir`], which checks the id (runc's
+//! rule) before it builds a path, and never follows a link out of the root: an id names a
+//! directory directly under the root, or nothing.
 
 use std::fs::{self, File};
 use std::io::Write;
 use std::os::fd::AsFd;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
@@ -126,6 +130,18 @@ pub fn process_start_time(pid: i32) -> Result<u64> {
     Ok(stat.starttime)
 }
 
+/// No container has this id (`delete --force` takes it as done).
+#[derive(Debug)]
+pub struct NoSuchContainer(pub String);
+
+impl std::fmt::Display for NoSuchContainer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "container {:?} does not exist", self.0)
+    }
+}
+
+impl std::error::Error for NoSuchContainer {}
+
 /// A container's state directory, opened (and, for mutating commands, locked).
 pub struct ContainerDir {
     pub id: String,
@@ -136,6 +152,7 @@ pub struct ContainerDir {
 impl ContainerDir {
     /// Makes `<root>/<id>` for a new container and locks it.
     pub fn create(root: &Path, id: &str) -> Result<ContainerDir> {
+        crate::config::validate_id(id)?;
         fs::DirBuilder::new()
             .recursive(true)
             .mode(0o711)
@@ -155,26 +172,32 @@ impl ContainerDir {
 
     /// Opens an existing container; `lock` takes the exclusive lock.
     pub fn open(root: &Path, id: &str, lock: bool) -> Result<ContainerDir> {
+        crate::config::validate_id(id)?;
         Self::open_at(root.join(id), id, lock)
     }
 
     fn open_at(path: PathBuf, id: &str, lock: bool) -> Result<ContainerDir> {
+        // Not through a link, and only a directory.
+        let f = match fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW)
+            .open(&path)
+        {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(NoSuchContainer(id.to_string()).into());
+            }
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ELOOP | libc::ENOTDIR)) => {
+                bail!("{} is not a container's state directory", path.display())
+            }
+            Err(e) => return Err(e).with_context(|| format!("open {}", path.display())),
+        };
         let lock = if lock {
-            let f = match File::open(&path) {
-                Ok(f) => f,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                    bail!("container {id:?} does not exist")
-                }
-                Err(e) => return Err(e).with_context(|| format!("open {}", path.display())),
-            };
             let lock = Flock::lock(f, FlockArg::LockExclusive)
                 .map_err(|(_, e)| e)
                 .with_context(|| format!("lock {}", path.display()))?;
             Some(lock)
         } else {
-            if !path.is_dir() {
-                bail!("container {id:?} does not exist");
-            }
             None
         };
         Ok(ContainerDir {
@@ -208,7 +231,7 @@ impl ContainerDir {
     pub fn load_existing(&self) -> Result<State> {
         match self.load()? {
             Some(s) => Ok(s),
-            None => bail!("container {:?} does not exist", self.id),
+            None => Err(NoSuchContainer(self.id.clone()).into()),
         }
     }
 
@@ -251,6 +274,31 @@ impl ContainerDir {
         } else {
             Status::Running
         }
+    }
+
+    /// Removes what a `create` killed before it wrote state.json left: only if the
+    /// directory holds nothing but what `create` puts there (the start socket, state.json
+    /// being written). Anything else means it is not corten's, and it stays.
+    pub fn remove_leftover(&self) -> Result<()> {
+        let entries =
+            fs::read_dir(&self.path).with_context(|| format!("read {}", self.path.display()))?;
+        for e in entries {
+            let e = e.with_context(|| format!("read {}", self.path.display()))?;
+            let name = e.file_name();
+            let t = e.file_type().ok();
+            let own = match name.to_str() {
+                Some(START_SOCKET) => t.is_some_and(|t| t.is_socket()),
+                Some(n) => is_temp_of(n, STATE_FILE) && t.is_some_and(|t| t.is_file()),
+                None => false,
+            };
+            if !own {
+                bail!(
+                    "{} is not a corten state directory (it holds {name:?}): not removed",
+                    self.path.display()
+                );
+            }
+        }
+        self.remove()
     }
 
     /// Removes the directory and everything in it.
@@ -307,6 +355,15 @@ pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<()> {
         .with_context(|| format!("rename {} to {}", tmp.display(), path.display()))
 }
 
+/// Is `file` a temp file of [`write_atomic`] for `name` (`.NAME.PID.tmp`)?
+fn is_temp_of(file: &str, name: &str) -> bool {
+    file.strip_prefix('.')
+        .and_then(|f| f.strip_prefix(name))
+        .and_then(|f| f.strip_prefix('.'))
+        .and_then(|f| f.strip_suffix(".tmp"))
+        .is_some_and(|pid| !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()))
+}
+
 /// The ids of all containers under `root` (directories only), sorted.
 pub fn list_ids(root: &Path) -> Result<Vec<String>> {
     let entries = match fs::read_dir(root) {
@@ -321,4 +378,33 @@ pub fn list_ids(root: &Path) -> Result<Vec<String>> {
         .collect();
     ids.sort();
     Ok(ids)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn temp_files_of_write_atomic_are_recognised() {
+        let dir = std::env::temp_dir().join(format!("corten-unit-atomic-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let tmp = dir.join(format!(".{STATE_FILE}.{}.tmp", std::process::id()));
+        // What write_atomic names its temp file, found while it exists.
+        fs::write(&tmp, "x").unwrap();
+        assert!(is_temp_of(
+            &tmp.file_name().unwrap().to_string_lossy(),
+            STATE_FILE
+        ));
+        write_atomic(&dir.join(STATE_FILE), b"{}", 0o600).unwrap();
+        assert!(!tmp.exists(), "write_atomic used another temp name");
+        fs::remove_dir_all(&dir).unwrap();
+        for bad in [
+            "state.json.1.tmp",
+            ".state.json..tmp",
+            ".state.json.1x.tmp",
+            ".other.1.tmp",
+        ] {
+            assert!(!is_temp_of(bad, STATE_FILE), "{bad}");
+        }
+    }
 }

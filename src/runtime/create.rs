@@ -49,8 +49,13 @@ pub fn create(opts: &CreateOpts) -> Result<Created> {
 /// to corten itself rather than to --console-socket.
 pub fn create_with(opts: &CreateOpts, detach: bool) -> Result<Created> {
     config::validate_id(opts.id)?;
-    crate::sys::close_inherited_from(3 + (opts.preserve_fds + listen_fds()) as i32)
-        .context("close inherited fds")?;
+    // --preserve-fds is bounded by its parser; with LISTEN_FDS the sum must fit too.
+    let passed =
+        crate::args::check_preserve_fds(u64::from(opts.preserve_fds) + u64::from(listen_fds()))
+            .map_err(|e| {
+                anyhow::anyhow!("--preserve-fds {} plus LISTEN_FDS: {e}", opts.preserve_fds)
+            })?;
+    crate::sys::close_inherited_from(3 + passed as i32).context("close inherited fds")?;
     let bundle = Bundle::load(opts.bundle)?;
     if opts.systemd_cgroup {
         // Never a silent fallback to cgroupfs: the caller asked for systemd's bookkeeping.

@@ -1,7 +1,7 @@
 //! `delete`: remove a stopped (or, with --force, any) container. Works on whatever a
-//! crashed `create` left: a state dir without state.json, a half-made cgroup.
-//! The init is killed (its pid namespace takes the rest); only what corten made of the
-//! cgroup is removed (see `cgroups`).
+//! crashed `create` left: a state dir without state.json (if it holds only what `create`
+//! makes), a half-made cgroup. The init is killed (its pid namespace takes the rest); only
+//! what corten made of the cgroup is removed (see `cgroups`).
 
 use std::os::fd::AsFd;
 use std::path::Path;
@@ -11,18 +11,18 @@ use anyhow::{Context, Result, bail};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 
 use crate::cgroups::Cgroup;
-use crate::container::{ContainerDir, Status};
+use crate::container::{ContainerDir, NoSuchContainer, Status};
 use crate::sys;
 
 pub fn delete(root: &Path, id: &str, force: bool) -> Result<()> {
     let dir = match ContainerDir::open(root, id, true) {
         Ok(d) => d,
         // containerd's shim calls `delete --force` on containers that are already gone.
-        Err(_) if force && !root.join(id).exists() => return Ok(()),
+        Err(e) if force && e.is::<NoSuchContainer>() => return Ok(()),
         Err(e) => return Err(e),
     };
     let Some(state) = dir.load()? else {
-        return dir.remove();
+        return dir.remove_leftover();
     };
     match dir.status(&state) {
         Status::Stopped => {}

@@ -33,8 +33,8 @@ pub struct ExecOpts<'a> {
     pub cwd: Option<&'a Path>,
     pub env: &'a [String],
     pub tty: bool,
-    /// `UID[:GID]`.
-    pub user: Option<&'a str>,
+    /// `-u UID[:GID]`.
+    pub user: Option<crate::args::UserIds>,
     pub additional_gids: &'a [u32],
     pub caps: &'a [String],
     pub no_new_privs: bool,
@@ -242,10 +242,9 @@ fn build_process(spec: &Spec, o: &ExecOpts) -> Result<Process> {
     }
     p.set_env(Some(merge_env(p.env().as_deref().unwrap_or(&[]), o.env)));
     if let Some(u) = o.user {
-        let (uid, gid) = parse_user(u)?;
         let mut user = User::default();
-        user.set_uid(uid);
-        user.set_gid(gid);
+        user.set_uid(u.uid);
+        user.set_gid(u.gid);
         user.set_umask(p.user().umask());
         p.set_user(user);
     }
@@ -279,18 +278,6 @@ fn merge_env(base: &[String], extra: &[String]) -> Vec<String> {
         .collect();
     out.extend(extra.iter().cloned());
     out
-}
-
-/// `UID[:GID]`, numeric as in runc.
-fn parse_user(s: &str) -> Result<(u32, u32)> {
-    let num = |v: &str| {
-        v.parse::<u32>()
-            .with_context(|| format!("--user {s:?}: expected UID[:GID], numbers"))
-    };
-    match s.split_once(':') {
-        Some((u, g)) => Ok((num(u)?, num(g)?)),
-        None => Ok((num(s)?, 0)),
-    }
 }
 
 /// `--cap CAP_X`: added to the bounding, effective and permitted sets (runc's rule).
@@ -578,14 +565,6 @@ mod tests {
         let base = vec!["PATH=/bin".to_string(), "A=1".to_string()];
         let out = merge_env(&base, &["A=2".to_string(), "B=3".to_string()]);
         assert_eq!(out, ["PATH=/bin", "A=2", "B=3"]);
-    }
-
-    #[test]
-    fn users() {
-        assert_eq!(parse_user("1000").unwrap(), (1000, 0));
-        assert_eq!(parse_user("1000:100").unwrap(), (1000, 100));
-        assert!(parse_user("bob").is_err());
-        assert!(parse_user("1:x").is_err());
     }
 
     #[test]

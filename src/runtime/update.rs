@@ -14,9 +14,10 @@ use crate::container::{ContainerDir, Status};
 #[derive(Default)]
 pub struct Flags {
     pub resources: Option<String>,
-    pub memory: Option<String>,
-    pub memory_reservation: Option<String>,
-    pub memory_swap: Option<String>,
+    /// Bytes, -1 for unlimited (parsed by `args::bytes`).
+    pub memory: Option<i64>,
+    pub memory_reservation: Option<i64>,
+    pub memory_swap: Option<i64>,
     pub cpu_quota: Option<i64>,
     pub cpu_period: Option<u64>,
     pub cpu_share: Option<u64>,
@@ -84,8 +85,8 @@ fn merge(f: &Flags) -> Result<LinuxResources> {
         ("reservation", &f.memory_reservation),
         ("swap", &f.memory_swap),
     ] {
-        if let Some(t) = text {
-            set("memory", key, json!(parse_bytes(t)?));
+        if let Some(n) = text {
+            set("memory", key, json!(n));
         }
     }
     if let Some(q) = f.cpu_quota {
@@ -118,42 +119,14 @@ fn merge(f: &Flags) -> Result<LinuxResources> {
     serde_json::from_value(v).context("invalid resources")
 }
 
-/// "512m", "1G", "1024", "-1" → bytes (docker's units, powers of 1024).
-pub fn parse_bytes(s: &str) -> Result<i64> {
-    let t = s.trim().to_ascii_lowercase();
-    if t == "-1" {
-        return Ok(-1);
-    }
-    let t = t.trim_end_matches('b');
-    let (num, mult) = match t.chars().last() {
-        Some('k') => (&t[..t.len() - 1], 1i64 << 10),
-        Some('m') => (&t[..t.len() - 1], 1 << 20),
-        Some('g') => (&t[..t.len() - 1], 1 << 30),
-        Some('t') => (&t[..t.len() - 1], 1 << 40),
-        _ => (t, 1),
-    };
-    let n: i64 = num.parse().with_context(|| format!("invalid size {s:?}"))?;
-    n.checked_mul(mult)
-        .with_context(|| format!("size {s:?} is too large"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn sizes() {
-        assert_eq!(parse_bytes("512m").unwrap(), 512 << 20);
-        assert_eq!(parse_bytes("1G").unwrap(), 1 << 30);
-        assert_eq!(parse_bytes("100").unwrap(), 100);
-        assert_eq!(parse_bytes("-1").unwrap(), -1);
-        assert!(parse_bytes("x").is_err());
-    }
-
-    #[test]
     fn flags_override_the_file() {
         let f = Flags {
-            memory: Some("64m".into()),
+            memory: Some(64 << 20),
             pids_limit: Some(5),
             cpu_quota: Some(20000),
             ..Default::default()
