@@ -453,3 +453,51 @@ fn exec_binary_is_not_writable_through_proc_exe() {
         "{err}"
     );
 }
+
+/// Serials of the keyrings named `_ses.<id>` in a /proc/keys text.
+fn session_keyrings(keys: &str, id: &str) -> Vec<String> {
+    let name = format!("_ses.{id}:");
+    keys.lines()
+        .filter(|l| l.split_whitespace().nth(8) == Some(name.as_str()))
+        .filter_map(|l| l.split_whitespace().next().map(str::to_string))
+        .collect()
+}
+
+/// A sleeper whose /proc/keys is not masked, created with `create_flags`, started.
+fn keyring_container(test: &str, create_flags: &[&str]) -> Container {
+    let mut c = sleeper(test);
+    let masked = c.config["linux"]["maskedPaths"].as_array_mut().unwrap();
+    masked.retain(|p| p != "/proc/keys");
+    c.write_config();
+    let bundle = c.bundle_str();
+    let mut args = vec!["create"];
+    args.extend_from_slice(create_flags);
+    args.extend_from_slice(&["--bundle", &bundle, &c.id]);
+    c.rt(&args).ok();
+    c.start_ok();
+    c
+}
+
+/// As runc's setns init: the exec'd process joins the container's session keyring, the
+/// very one its init made (a user sees only keyrings it possesses in /proc/keys); a
+/// container made with --no-new-keyring leaves the caller's.
+#[test]
+fn exec_joins_the_containers_session_keyring() {
+    let c = keyring_container("exec-keyring", &[]);
+    let host = session_keyrings(&fs::read_to_string("/proc/keys").unwrap(), &c.id);
+    assert_eq!(host.len(), 1, "the init's _ses.{} keyring", c.id);
+    let out = exec(&c, &["-u", "1000", &c.id, "cat", "/proc/keys"]);
+    assert_eq!(
+        session_keyrings(&out.ok().stdout, &c.id),
+        host,
+        "the exec'd process possesses the init's keyring: {out}"
+    );
+
+    let c = keyring_container("exec-nokeyring", &["--no-new-keyring"]);
+    let out = exec(&c, &["-u", "1000", &c.id, "cat", "/proc/keys"]);
+    assert_eq!(
+        session_keyrings(&out.ok().stdout, &c.id),
+        Vec::<String>::new(),
+        "{out}"
+    );
+}

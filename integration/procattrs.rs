@@ -290,6 +290,19 @@ fn exec_gets_the_scheduler() {
     );
 }
 
+/// runc hands the container's oomScoreAdj to exec'd processes too; a --process object's
+/// own wins.
+#[test]
+fn exec_gets_the_oom_score_adj() {
+    let c = running_with("exec-oom", "process", "oomScoreAdj", json!(500));
+    let read = ["cat", "/proc/self/oom_score_adj"];
+    assert_eq!(exec_out(&c, &read).trim(), "500");
+    let own = json!({"args": read, "cwd": "/", "oomScoreAdj": 600});
+    assert_eq!(exec_process_out(&c, own).trim(), "600");
+    let none = json!({"args": read, "cwd": "/"});
+    assert_eq!(exec_process_out(&c, none).trim(), "500");
+}
+
 #[test]
 fn exec_gets_the_personality() {
     let p = json!({"domain": "LINUX32"});
@@ -315,25 +328,72 @@ fn intel_rdt_without_resctrl_is_a_clear_error() {
     create_fails(&c, &["linux.intelRdt.closID"]);
 }
 
+const PROFILE: &str = "corten-test";
+const LABEL: &str = "system_u:system_r:container_t:s0";
+/// The one line `create` and `exec` print for a label this host can't apply.
+const NO_APPARMOR: &str = "corten: process.apparmorProfile \"corten-test\" is set but AppArmor is not enabled on this host";
+const NO_SELINUX: &str = "corten: process.selinuxLabel \"system_u:system_r:container_t:s0\" is set but SELinux is not enabled on this host";
+
+/// True (after a SKIP line) when this host has AppArmor or SELinux enabled.
+fn host_has_lsm() -> bool {
+    let aa = fs::read("/sys/module/apparmor/parameters/enabled").is_ok_and(|b| b.starts_with(b"Y"));
+    let se = std::path::Path::new("/sys/fs/selinux/enforce").exists();
+    if aa || se {
+        eprintln!("SKIP: this host has an LSM enabled");
+    }
+    aa || se
+}
+
+/// `out` failed with exactly `line` and ran nothing (the command would print "ran").
+fn refused_with(out: &Out, line: &str) {
+    assert_err(out, &[], &[]);
+    assert_eq!(out.stderr.trim(), line, "{out}");
+    assert!(!out.stdout.contains("ran"), "the process ran: {out}");
+}
+
 /// This host has neither AppArmor nor SELinux: a profile or a process label is refused
 /// before anything exists (runc fails on both too); a mount label is ignored.
 #[test]
 fn lsm_labels_on_a_host_without_lsms() {
-    let aa = fs::read("/sys/module/apparmor/parameters/enabled").is_ok_and(|b| b.starts_with(b"Y"));
-    let se = std::path::Path::new("/sys/fs/selinux/enforce").exists();
-    if aa || se {
-        eprintln!("skipped: this host has an LSM enabled");
+    if host_has_lsm() {
         return;
     }
     let mut c = sleeper("apparmor");
-    c.config["process"]["apparmorProfile"] = json!("corten-default");
-    create_fails(&c, &["process.apparmorProfile", "AppArmor is not enabled"]);
+    c.config["process"]["apparmorProfile"] = json!(PROFILE);
+    refused_with(&c.create(), NO_APPARMOR);
+    c.assert_no_leftovers();
     let mut c = sleeper("selinux");
-    c.config["process"]["selinuxLabel"] = json!("system_u:system_r:container_t:s0");
-    create_fails(&c, &["process.selinuxLabel", "SELinux is not enabled"]);
+    c.config["process"]["selinuxLabel"] = json!(LABEL);
+    refused_with(&c.create(), NO_SELINUX);
+    c.assert_no_leftovers();
     let mut c = Container::new("mountlabel");
     c.config["linux"]["mountLabel"] = json!("system_u:object_r:container_file_t:s0");
     assert_eq!(c.run_sh("echo ok").trim(), "ok");
+}
+
+/// `exec --apparmor`, `--process-label` and a `--process` file's labels are applied as
+/// the init's are (runc's setns init), never dropped: on this host they are refused in
+/// `create`'s words before any process runs.
+#[test]
+fn exec_lsm_labels_on_a_host_without_lsms() {
+    if host_has_lsm() {
+        return;
+    }
+    let c = sleeper("exec-lsm");
+    c.create_ok();
+    c.start_ok();
+    let run = |flags: &[&str]| {
+        let mut args = vec!["exec"];
+        args.extend_from_slice(flags);
+        args.extend_from_slice(&[&c.id, "echo", "ran"]);
+        c.rt(&args)
+    };
+    refused_with(&run(&["--apparmor", PROFILE]), NO_APPARMOR);
+    refused_with(&run(&["--process-label", LABEL]), NO_SELINUX);
+    let file = json!({"args": ["echo", "ran"], "cwd": "/", "apparmorProfile": PROFILE});
+    refused_with(&exec_process(&c, file), NO_APPARMOR);
+    // Without labels exec still works, and the container is untouched.
+    assert_eq!(exec_out(&c, &["echo", "ran"]).trim(), "ran");
 }
 
 /// A veth pair on the host; the guard deletes what is left of it.

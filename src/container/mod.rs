@@ -58,6 +58,10 @@ pub struct State {
     /// not take the other processes along, so `kill KILL` signals the whole cgroup.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub shared_pid_ns: bool,
+    /// Created with --no-new-keyring: `exec`'d processes keep their caller's session
+    /// keyring too (runc's), rather than joining `_ses.<id>`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub no_new_keyring: bool,
 }
 
 /// Detaches what was mounted over `rootfs` since it was on mount `before` (the container's

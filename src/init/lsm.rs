@@ -1,14 +1,18 @@
 //! LSM labels: `process.apparmorProfile`, `process.selinuxLabel` and `linux.mountLabel`.
 //!
-//! The exec labels are written to the init's own /proc/thread-self/attr files and take
-//! effect at execve. The files are opened early, from the host's procfs (before
-//! pivot_root: the container's /proc may be missing or be anything the image planted),
-//! each one checked to be on procfs, and written just before execve.
+//! The exec labels are written to the process's own thread-self/attr files and take
+//! effect at execve: the init's and every `exec`'d process's (`finalize`, runc's standard
+//! and setns inits). The files are reached through the host's procfs (the init opens it
+//! before pivot_root, `corten exec` before it forks: the container's /proc may be missing
+//! or be anything the image or the container mounted), each one checked to be on procfs,
+//! and written just before execve.
 //!
 //! When the host has the LSM disabled, corten does what runc does:
 //! - apparmorProfile: runc writes `exec <profile>` anyway and the write fails, so the
-//!   container does not start. corten fails too, at `create` before any process exists,
-//!   with a clear message (a confinement that was asked for is never silently dropped).
+//!   container (or the exec'd process) does not start. corten fails too, at `create` or
+//!   `exec` before any process exists, with a clear message (a confinement that was asked
+//!   for, in the config, the `--process` file or `exec --apparmor`, is never silently
+//!   dropped).
 //! - selinuxLabel: runc's validation refuses it ("selinux label is specified in config,
 //!   but selinux is disabled or not supported"); corten refuses it the same way.
 //! - mountLabel: ignored (a `context=` option would make every mount fail on a kernel
@@ -71,7 +75,8 @@ pub fn check_host(spec: &Spec, host: Host) -> Result<()> {
     }
 }
 
-fn check_process(process: &Process, host: Host) -> Result<()> {
+/// Refuses the labels of a process (the config's, or an exec'd one's) the host can't apply.
+pub fn check_process(process: &Process, host: Host) -> Result<()> {
     if let Some(p) = profile(process)
         && !host.apparmor
     {
@@ -86,40 +91,58 @@ fn check_process(process: &Process, host: Host) -> Result<()> {
 }
 
 /// Where the per-thread attribute files are, and how an opened one is proven to be on
-/// procfs. In production that is /proc/thread-self with the fstatfs PROC_SUPER_MAGIC check
-/// (`super::check_procfs`), which refuses anything else: a scratch directory, or a tmpfs
-/// or bind mount planted over /proc. Unit tests inject a scratch directory and a check
-/// that accepts it, so the write path is tested on hosts without AppArmor or SELinux.
+/// procfs. In production that is `thread-self/attr` under the host's /proc, opened as a
+/// directory fd before the process enters the container's mount namespace (the init:
+/// before pivot_root; an exec'd process: by `corten exec`, on the host), so nothing the
+/// container mounts over its own /proc is ever written; each file is also checked with
+/// fstatfs PROC_SUPER_MAGIC (`super::check_procfs`). Unit tests inject a scratch
+/// directory and a check that accepts it, so the write path is tested on hosts without
+/// AppArmor or SELinux.
 pub struct ProcAttr {
-    root: PathBuf,
+    dir: OwnedFd,
+    /// For messages: what `dir` is.
+    name: PathBuf,
     verify: fn(&OwnedFd) -> Result<()>,
 }
 
 impl ProcAttr {
-    pub fn thread_self() -> ProcAttr {
-        ProcAttr {
-            root: PathBuf::from("/proc/thread-self"),
+    /// The host's /proc, opened now; `thread-self` through it is whichever thread uses it
+    /// later, in any pid namespace below the host's.
+    pub fn host() -> Result<ProcAttr> {
+        let dir = Path::new("/proc");
+        let fd = open_dir(dir)?;
+        super::check_procfs(&fd).context("/proc")?;
+        Ok(ProcAttr {
+            dir: fd,
+            name: dir.to_path_buf(),
             verify: super::check_procfs,
-        }
+        })
     }
 
-    /// Opens `<root>/attr/<name>` for writing, refusing a final symlink and non-procfs.
+    fn rel(name: &str) -> PathBuf {
+        Path::new("thread-self/attr").join(name)
+    }
+
+    /// Opens `thread-self/attr/<name>` for writing, refusing a final symlink and non-procfs.
     fn open(&self, name: &str) -> Result<OwnedFd> {
         use nix::fcntl::OFlag;
-        let path = self.root.join("attr").join(name);
-        let fd = nix::fcntl::open(
-            &path,
+        let rel = Self::rel(name);
+        let shown = self.name.join(&rel);
+        let fd = nix::fcntl::openat(
+            &self.dir,
+            &rel,
             OFlag::O_WRONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
             nix::sys::stat::Mode::empty(),
         )
-        .with_context(|| format!("open {}", path.display()))?;
-        (self.verify)(&fd).with_context(|| format!("{}", path.display()))?;
+        .with_context(|| format!("open {}", shown.display()))?;
+        (self.verify)(&fd).with_context(|| format!("{}", shown.display()))?;
         Ok(fd)
     }
 
     /// AppArmor's own file (Linux 5.1+), or the shared one of older kernels.
     fn apparmor_exec(&self) -> &'static str {
-        if self.root.join("attr/apparmor/exec").exists() {
+        let own = Self::rel("apparmor/exec");
+        if nix::sys::stat::fstatat(&self.dir, &own, nix::fcntl::AtFlags::empty()).is_ok() {
             "apparmor/exec"
         } else {
             "exec"
@@ -130,9 +153,32 @@ impl ProcAttr {
     fn write(&self, name: &str, value: &str) -> Result<()> {
         let fd = self.open(name)?;
         nix::unistd::write(&fd, value.as_bytes())
-            .with_context(|| format!("write {}", self.root.join("attr").join(name).display()))?;
+            .with_context(|| format!("write {}", self.name.join(Self::rel(name)).display()))?;
         Ok(())
     }
+}
+
+#[cfg(test)]
+impl ProcAttr {
+    /// `base` standing in for /proc (its `thread-self/attr/...` files), opened files
+    /// checked with `verify`.
+    pub fn scratch(base: &Path, verify: fn(&OwnedFd) -> Result<()>) -> ProcAttr {
+        ProcAttr {
+            dir: open_dir(base).unwrap(),
+            name: base.to_path_buf(),
+            verify,
+        }
+    }
+}
+
+fn open_dir(dir: &Path) -> Result<OwnedFd> {
+    use nix::fcntl::OFlag;
+    nix::fcntl::open(
+        dir,
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .with_context(|| format!("open {}", dir.display()))
 }
 
 /// The exec labels to write just before execve, their files already opened.
@@ -223,8 +269,9 @@ mod tests {
     fn scratch(apparmor_dir: bool) -> (PathBuf, ProcAttr) {
         static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        let dir = std::env::temp_dir().join(format!("corten-lsm-{}-{n}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
+        let base = std::env::temp_dir().join(format!("corten-lsm-{}-{n}", std::process::id()));
+        let _ = fs::remove_dir_all(&base);
+        let dir = base.join("thread-self");
         fs::create_dir_all(dir.join("attr/apparmor")).unwrap();
         for f in ["attr/exec", "attr/keycreate"] {
             fs::write(dir.join(f), "").unwrap();
@@ -232,11 +279,7 @@ mod tests {
         if apparmor_dir {
             fs::write(dir.join("attr/apparmor/exec"), "").unwrap();
         }
-        let attrs = ProcAttr {
-            root: dir.clone(),
-            verify: |_| Ok(()),
-        };
-        (dir, attrs)
+        (dir, ProcAttr::scratch(&base, |_| Ok(())))
     }
 
     fn process(v: serde_json::Value) -> Process {
@@ -279,7 +322,7 @@ mod tests {
             fs::read_to_string(dir.join("attr/keycreate")).unwrap(),
             "system_u:system_r:container_t:s0"
         );
-        fs::remove_dir_all(dir).unwrap();
+        fs::remove_dir_all(dir.parent().unwrap()).unwrap();
     }
 
     #[test]
@@ -291,7 +334,7 @@ mod tests {
             fs::read_to_string(dir.join("attr/exec")).unwrap(),
             "exec corten-test"
         );
-        fs::remove_dir_all(dir).unwrap();
+        fs::remove_dir_all(dir.parent().unwrap()).unwrap();
     }
 
     #[test]
@@ -306,20 +349,25 @@ mod tests {
             .unwrap()
             .to_string();
         assert!(e.contains("AppArmor is not enabled"), "{e}");
-        fs::remove_dir_all(dir).unwrap();
+        fs::remove_dir_all(dir.parent().unwrap()).unwrap();
     }
 
     #[test]
     fn production_check_refuses_a_scratch_dir() {
         let (dir, _) = scratch(false);
-        let attrs = ProcAttr {
-            root: dir.clone(),
-            verify: crate::init::check_procfs,
-        };
+        let attrs = ProcAttr::scratch(dir.parent().unwrap(), crate::init::check_procfs);
         let p = process(serde_json::json!({"apparmorProfile": "x"}));
         let e = format!("{:#}", ExecLabels::open(&p, BOTH, &attrs).err().unwrap());
         assert!(e.contains("not on procfs"), "{e}");
-        fs::remove_dir_all(dir).unwrap();
+        fs::remove_dir_all(dir.parent().unwrap()).unwrap();
+    }
+
+    /// The production files: the host's procfs passes the check, from any thread.
+    #[test]
+    fn host_procfs_attr_files_open() {
+        let attrs = ProcAttr::host().unwrap();
+        attrs.open("exec").unwrap();
+        std::thread::scope(|s| s.spawn(|| attrs.open("exec").unwrap()).join().unwrap());
     }
 
     #[test]

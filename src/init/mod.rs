@@ -1,14 +1,15 @@
 //! Everything between clone() and execve() inside the container.
 //!
 //! The init is a fork of the `corten create` process (no re-exec): it joins or sets up its
-//! namespaces, builds the rootfs, takes on the process identity, reports `Ready` over the
-//! sync socket and parks in accept() on the start socket. `start` connects; the init execs
-//! the user program, and the close-on-exec connection tells `start` the exec happened (EOF)
-//! or carries the error.
+//! namespaces, builds the rootfs, takes on the process identity (`finalize`, the step
+//! `exec`'d processes go through too), reports `Ready` over the sync socket and parks in
+//! accept() on the start socket. `start` connects; the init execs the user program, and
+//! the close-on-exec connection tells `start` the exec happened (EOF) or carries the error.
 
 pub mod cgroupfs;
 pub mod copyup;
 pub mod exec;
+pub mod finalize;
 pub mod identity;
 pub mod idlist;
 pub mod lsm;
@@ -77,9 +78,9 @@ pub struct InitConfig<'a> {
 /// The init's entry point after clone(); never returns.
 pub fn run(cfg: InitConfig) -> ! {
     let code = match prepare(&cfg) {
-        Ok(plan) => {
+        Ok(ready) => {
             // Parked until `start`, then exec; only returns on failure.
-            let err = wait_and_exec(&cfg, plan);
+            let err = wait_and_exec(&cfg, ready);
             eprintln!("corten: {err:#}");
             127
         }
@@ -94,20 +95,9 @@ pub fn run(cfg: InitConfig) -> ! {
     unsafe { libc::_exit(code) }
 }
 
-/// What is left to do once `start` arrives.
-struct ExecPlan {
-    path: std::path::PathBuf,
-    args: Vec<String>,
-    env: Vec<String>,
-    /// AppArmor/SELinux exec labels, written just before execve.
-    labels: lsm::ExecLabels,
-    /// Load the seccomp filter right before execve.
-    seccomp_at_exec: bool,
-    /// The SCMP_ACT_NOTIFY agent, connected.
-    agent: Option<seccomp::Agent>,
-}
-
-fn prepare(cfg: &InitConfig) -> Result<ExecPlan> {
+/// Everything up to the end of `finalize::prepare`; what is left is done once `start`
+/// arrives.
+fn prepare<'a>(cfg: &InitConfig<'a>) -> Result<finalize::Ready<'a>> {
     for &fd in &cfg.parent_only_fds {
         // SAFETY: these fds are copies the fork gave us; nothing in the init uses them.
         unsafe { libc::close(fd) };
@@ -144,11 +134,11 @@ fn prepare(cfg: &InitConfig) -> Result<ExecPlan> {
     let process = spec.process().as_ref().context("process is required")?;
     // The attribute files of the host's procfs, opened while it is still our /proc.
     let lsm_host = lsm::Host::detect();
-    let attrs = lsm::ProcAttr::thread_self();
+    let attrs = lsm::ProcAttr::host()?;
     let labels = lsm::ExecLabels::open(process, lsm_host, &attrs)?;
     if let Some(id) = &cfg.keyring {
-        lsm::set_key_label(process, lsm_host, &attrs)?;
-        join_session_keyring(id)?;
+        let searchers = finalize::keyring_searchers(in_userns);
+        finalize::session_keyring(id, process, lsm_host, &attrs, Some(searchers))?;
     }
     if let Some(h) = spec.hostname().as_deref().filter(|h| !h.is_empty()) {
         nix::unistd::sethostname(h).with_context(|| format!("sethostname {h:?}"))?;
@@ -189,65 +179,24 @@ fn prepare(cfg: &InitConfig) -> Result<ExecPlan> {
             after_pivot: &|| setup_console(cfg, cfg.has_mount_ns),
         })?;
     }
-    enter_cwd(process.cwd())?;
+    let step = finalize::Step {
+        process,
+        linux: spec.linux().as_ref(),
+        seccomp: cfg.seccomp,
+        agent,
+        labels,
+        listen_fds: cfg.listen_fds,
+        preserve_fds: cfg.preserve_fds,
+    };
+    let mut ready = finalize::prepare(step, &|| await_go(cfg))?;
     crate::log::debug(&format!(
         "init: in the container's root, cwd {}",
         process.cwd().display()
     ));
-    if let Some(adj) = process.oom_score_adj() {
-        write_proc("/proc/self/oom_score_adj", &adj.to_string()).context("set oomScoreAdj")?;
-    }
-    // While the capabilities are still there (RT classes and policies need them); in the
-    // cgroup first: a v1 cpu cgroup without RT runtime refuses an RT task.
-    if process.scheduler().is_some() {
-        await_go(cfg)?;
-    }
-    sched::apply(process)?;
-    // Without no_new_privs, loading a filter needs CAP_SYS_ADMIN, which the process may be
-    // about to lose: then load it now. Otherwise wait until right before execve.
-    let seccomp_at_exec = seccomp::load_before_exec(process);
-    if let Some(p) = cfg.seccomp.filter(|_| !seccomp_at_exec) {
-        p.load(agent.as_ref())?;
-    }
-    identity::apply(process)?;
-    let args = process.args().clone().unwrap_or_default();
-    let env = exec::complete_env(
-        process.env().as_deref().unwrap_or(&[]),
-        process.user().uid(),
-        cfg.listen_fds,
-    );
-    let path = exec::resolve(&args[0], &env)?;
-    await_go(cfg)?;
-    apply_exec_domain(spec.linux().as_ref())?;
-    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(
-        process.user().umask().unwrap_or(0o022),
-    ));
     // The SCMP_ACT_NOTIFY agent gets its fd during `create`, as runc sends it, so it is
-    // attached before the container starts: such a filter is loaded last, before Ready.
-    let notify_now = cfg.seccomp.filter(|p| seccomp_at_exec && p.notifies());
-    if let Some(p) = notify_now {
-        p.load(agent.as_ref())?;
-    }
-    Ok(ExecPlan {
-        path,
-        args,
-        env,
-        labels,
-        seccomp_at_exec: seccomp_at_exec && notify_now.is_none(),
-        agent,
-    })
-}
-
-/// linux.memoryPolicy and linux.personality, which survive execve: set last, once the
-/// process has its identity (the init's and `exec`'s).
-pub fn apply_exec_domain(linux: Option<&oci_spec::runtime::Linux>) -> Result<()> {
-    if let Some(mp) = linux.and_then(|l| l.memory_policy().as_ref()) {
-        numa::apply(mp)?;
-    }
-    if let Some(p) = linux.and_then(|l| l.personality().as_ref()) {
-        personality::apply(p)?;
-    }
-    Ok(())
+    // attached before the container starts: such a filter is loaded now, before Ready.
+    ready.load_seccomp_if_notifying()?;
+    Ok(ready)
 }
 
 /// Waits for the parent's `Go` once; then, in its cgroup, unshares the cgroup namespace so
@@ -287,20 +236,8 @@ pub fn become_userns_root() -> Result<()> {
     Ok(())
 }
 
-/// Undoes what the Rust runtime did to the signal state: SIGPIPE is ignored, and ignored
-/// signals survive execve. The mask is cleared too.
-pub fn reset_signals() {
-    // SAFETY: setting a disposition to SIG_DFL and clearing the mask have no memory effects.
-    unsafe {
-        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
-    }
-}
-
 /// Reports Ready, parks in accept() until `start`, then execs.
-fn wait_and_exec(cfg: &InitConfig, plan: ExecPlan) -> anyhow::Error {
+fn wait_and_exec(cfg: &InitConfig, mut ready: finalize::Ready) -> anyhow::Error {
     // From here on the parent exits normally; it must not take us with it.
     // SAFETY: prctl with integer arguments.
     unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, 0, 0, 0, 0) };
@@ -319,56 +256,20 @@ fn wait_and_exec(cfg: &InitConfig, plan: ExecPlan) -> anyhow::Error {
         }
     };
     // startContainer hooks run in the container as its process will, under its seccomp
-    // filter (runc): then the filter comes before them, else as late as possible below.
-    let filter = cfg.seccomp.filter(|_| plan.seccomp_at_exec);
-    let filter_hooks = filter.is_some() && cfg.hooks.has_start_container();
-    if let Some(p) = filter.filter(|_| filter_hooks)
-        && let Err(e) = p.load(plan.agent.as_ref())
-    {
-        let _ = (&conn).write_all(format!("{e:#}").as_bytes());
-        return e;
-    }
-    // While SIGPIPE is still ignored (the hooks' stdin is a pipe).
-    if let Err(e) = cfg.hooks.start_container(&plan.env) {
-        let _ = (&conn).write_all(format!("{e:#}").as_bytes());
-        return e;
-    }
-    reset_signals();
-    // Only 0-2 and the preserved fds may survive exec (CVE-2024-21626).
-    if let Err(e) = crate::sys::cloexec_from(3 + cfg.preserve_fds as i32) {
-        return anyhow::Error::from(e).context("mark fds close-on-exec");
-    }
-    if let Err(e) = plan.labels.apply() {
-        let _ = (&conn).write_all(format!("{e:#}").as_bytes());
-        return e;
-    }
-    // The filter comes last, so that it filters nothing of ours but execve.
-    let loaded = match filter.filter(|_| !filter_hooks) {
-        Some(p) => p.load(plan.agent.as_ref()),
-        None => Ok(()),
+    // filter (runc): then the filter comes before them, else as late as possible.
+    let mut hooks = || -> Result<()> {
+        if cfg.hooks.has_start_container() {
+            ready.load_seccomp()?;
+        }
+        // While SIGPIPE is still ignored (the hooks' stdin is a pipe).
+        cfg.hooks.start_container(ready.env())
     };
-    let err = match loaded.and_then(|()| exec::exec(&plan.path, &plan.args, &plan.env)) {
+    let err = match hooks() {
+        Ok(()) => ready.exec(),
         Err(e) => e,
-        Ok(never) => match never {},
     };
     let _ = (&conn).write_all(format!("{err:#}").as_bytes());
     err
-}
-
-/// keyctl(KEYCTL_JOIN_SESSION_KEYRING, "_ses.<id>"). Kernels without keyrings (ENOSYS)
-/// are not an error, as with runc.
-fn join_session_keyring(id: &str) -> Result<()> {
-    const KEYCTL_JOIN_SESSION_KEYRING: libc::c_long = 1;
-    let name = std::ffi::CString::new(format!("_ses.{id}"))?;
-    // SAFETY: `name` is a NUL-terminated string alive for the call.
-    let r = unsafe { libc::syscall(libc::SYS_keyctl, KEYCTL_JOIN_SESSION_KEYRING, name.as_ptr()) };
-    if r < 0 {
-        let e = std::io::Error::last_os_error();
-        if e.raw_os_error() != Some(libc::ENOSYS) {
-            return Err(e).context("join a new session keyring");
-        }
-    }
-    Ok(())
 }
 
 fn has_ns(spec: &Spec, t: LinuxNamespaceType) -> bool {
@@ -376,16 +277,6 @@ fn has_ns(spec: &Spec, t: LinuxNamespaceType) -> bool {
         .as_ref()
         .and_then(|l| l.namespaces().as_ref())
         .is_some_and(|v| v.iter().any(|n| n.typ() == t))
-}
-
-/// chdir into process.cwd and make sure it really is inside the new root: a cwd reached
-/// through a leaked host fd (/proc/self/fd/N) would be outside it (CVE-2024-21626).
-pub fn enter_cwd(cwd: &Path) -> Result<()> {
-    nix::unistd::chdir(cwd).with_context(|| format!("chdir to cwd {}", cwd.display()))?;
-    match std::env::current_dir() {
-        Ok(p) if p.is_absolute() => Ok(()),
-        _ => bail!("cwd {} is outside the container's root", cwd.display()),
-    }
 }
 
 /// Opens `path` without following a final symlink, checks it lives on procfs and writes.

@@ -218,6 +218,7 @@ fn spawn(
         hooks: crate::hooks::persisted(spec),
         rootfs_mount_before: None,
         shared_pid_ns: !clone_flags.contains(CloneFlags::CLONE_NEWPID),
+        no_new_keyring: opts.no_new_keyring,
     };
     if !has_mount_ns {
         let f = std::fs::File::open(rootfs)

@@ -4,8 +4,9 @@
 //! container's namespaces (through a pidfd of the container's init where the kernel can,
 //! user namespace first) and clones the process (B) with CLONE_PARENT, so B is born inside
 //! the pid namespace yet is P's child: P places it in the cgroup, lets it go, and waits
-//! for its exit status. B takes on the process's identity and execs; a failure before
-//! exec comes back over the sync socket, which closes on exec.
+//! for its exit status. B goes through the init's own last step (`init::finalize`: session
+//! keyring, LSM labels, identity, seccomp, ...) and execs; a failure before exec comes
+//! back over the sync socket, which closes on exec.
 
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
@@ -17,7 +18,7 @@ use oci_spec::runtime::{Capability, Linux, LinuxCapabilities, Process, Spec, Use
 use crate::cgroups::Cgroup;
 use crate::config::Bundle;
 use crate::container::{self, ContainerDir, Status};
-use crate::init::{self, identity, ns_flag, ns_name};
+use crate::init::{self, finalize, lsm, ns_flag, ns_name};
 use crate::seccomp;
 use crate::sync::{self, Channel, Msg};
 use crate::sys;
@@ -66,6 +67,9 @@ pub fn exec(o: &ExecOpts) -> Result<i32> {
     }
     let bundle = Bundle::load(&state.bundle)?;
     let process = build_process(&bundle.spec, o)?;
+    // Labels the host can't apply are refused before anything is made, as `create` does.
+    let lsm_host = lsm::Host::detect();
+    lsm::check_process(&process, lsm_host)?;
     let cgroup = match &state.cgroup {
         Some(cg) if !o.cgroup.is_empty() => Some(sub_cgroup(cg, o.cgroup)?),
         Some(cg) => Some(cg.clone()),
@@ -79,6 +83,9 @@ pub fn exec(o: &ExecOpts) -> Result<i32> {
         bail!("container not running");
     }
     let targets = namespaces(&bundle.spec, state.pid)?;
+    // The host's procfs, for the process's LSM attribute files once it is in the
+    // container's mount namespace.
+    let attrs = lsm::ProcAttr::host()?;
     let affinity = process.exec_cpu_affinity().clone().unwrap_or_default();
     if let Some(initial) = affinity.initial().as_deref().filter(|l| !l.is_empty()) {
         // Inherited by the joiner and the process, until `final` once in the cgroup.
@@ -124,6 +131,9 @@ pub fn exec(o: &ExecOpts) -> Result<i32> {
                     console: std::cell::Cell::new(console_child),
                     userns: targets.flags.contains(CloneFlags::CLONE_NEWUSER),
                     agent: std::cell::RefCell::new(agent),
+                    keyring: (!state.no_new_keyring).then(|| state.id.clone()),
+                    lsm_host,
+                    attrs,
                 },
             )
         }
@@ -220,14 +230,7 @@ fn build_process(spec: &Spec, o: &ExecOpts) -> Result<Process> {
         if p.args().as_ref().is_none_or(|a| a.is_empty()) {
             bail!("--process {}: args must not be empty", f.display());
         }
-        // runc's rule: the container's ioPriority and scheduler unless the file has its own.
-        let base = spec.process().as_ref();
-        if p.io_priority().is_none() {
-            p.set_io_priority(base.and_then(|b| *b.io_priority()));
-        }
-        if p.scheduler().is_none() {
-            p.set_scheduler(base.and_then(|b| b.scheduler().clone()));
-        }
+        inherit_from_container(&mut p, spec.process().as_ref());
         init::sched::validate(&p).with_context(|| format!("--process {}", f.display()))?;
         return Ok(p);
     }
@@ -266,6 +269,27 @@ fn build_process(spec: &Spec, o: &ExecOpts) -> Result<Process> {
         p.set_selinux_label(Some(l.to_string()));
     }
     Ok(p)
+}
+
+/// runc's rule for a `--process` file: the container's ioPriority, scheduler, oomScoreAdj
+/// and LSM labels (apparmorProfile, selinuxLabel) unless the file has its own.
+fn inherit_from_container(p: &mut Process, base: Option<&Process>) {
+    let Some(base) = base else { return };
+    if p.io_priority().is_none() {
+        p.set_io_priority(*base.io_priority());
+    }
+    if p.scheduler().is_none() {
+        p.set_scheduler(base.scheduler().clone());
+    }
+    if p.oom_score_adj().is_none() {
+        p.set_oom_score_adj(base.oom_score_adj());
+    }
+    if p.apparmor_profile().as_deref().is_none_or(str::is_empty) {
+        p.set_apparmor_profile(base.apparmor_profile().clone());
+    }
+    if p.selinux_label().as_deref().is_none_or(str::is_empty) {
+        p.set_selinux_label(base.selinux_label().clone());
+    }
 }
 
 /// The container's env with `-e KEY=VALUE` entries replacing or adding keys.
@@ -435,6 +459,12 @@ struct Child<'a> {
     userns: bool,
     /// The SCMP_ACT_NOTIFY agent, connected by `corten exec`.
     agent: std::cell::RefCell<Option<seccomp::Agent>>,
+    /// Join the container's session keyring `_ses.<id>` (unless it was created with
+    /// --no-new-keyring), as runc's setns init does.
+    keyring: Option<String>,
+    lsm_host: lsm::Host,
+    /// The host's procfs, opened by `corten exec`.
+    attrs: lsm::ProcAttr,
 }
 
 /// The joiner (A): enter the namespaces, clone the process with CLONE_PARENT, report its
@@ -475,11 +505,11 @@ fn join_and_clone(pidfd: &OwnedFd, t: &Targets, ch: &Channel, child: &Child) -> 
 }
 
 /// The process (B), inside the namespaces: wait for `Go` (placed in the cgroup), take on
-/// the identity, exec. Returns only on failure.
+/// the process as the init does, exec. Returns only on failure.
 fn become_process(ch: &Channel, child: &Child) -> anyhow::Error {
-    let (process, seccomp) = (child.process, child.seccomp);
-    let r = (|| -> Result<std::convert::Infallible> {
-        let mut agent = child.agent.borrow_mut();
+    let process = child.process;
+    let r = (|| -> Result<finalize::Ready> {
+        let mut agent = child.agent.borrow_mut().take();
         if let Some(a) = agent.as_mut() {
             match ch.recv("corten exec")? {
                 Msg::Pid { pid } => a.set_pid(pid),
@@ -503,56 +533,42 @@ fn become_process(ch: &Channel, child: &Child) -> anyhow::Error {
         // SAFETY: prctl with integer arguments.
         unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, 0, 0, 0, 0) };
         nix::unistd::setsid().ok();
+        if child.userns {
+            // As the init is: its root, so the keyring and the pty get a mapped owner.
+            init::become_userns_root()?;
+        }
+        if let Some(id) = &child.keyring {
+            finalize::session_keyring(id, process, child.lsm_host, &child.attrs, None)?;
+        }
+        let labels = lsm::ExecLabels::open(process, child.lsm_host, &child.attrs)?;
         if let Some(socket) = child.console.take() {
-            if child.userns {
-                // As the init is: the pty is then created by a mapped owner, so it can be
-                // given to the process's user.
-                init::become_userns_root()?;
-            }
             // From the container's devpts (we are in its mount namespace); its /dev/console
             // stays the init's.
             crate::console::setup(socket, process, false)?;
         }
-        let cwd: PathBuf = process.cwd().clone();
-        init::enter_cwd(&cwd)?;
+        let step = finalize::Step {
+            process,
+            linux: child.linux,
+            seccomp: child.seccomp,
+            agent,
+            labels,
+            listen_fds: 0,
+            preserve_fds: child.preserve_fds,
+        };
+        let ready = finalize::prepare(step, &|| Ok(()))?;
         // In the container's namespaces, root and cwd: the log file is the one opened at
         // start-up.
         crate::log::debug(&format!(
             "setns_init: about to exec {:?} in {}",
             process.args().as_deref().unwrap_or_default().first(),
-            cwd.display()
+            process.cwd().display()
         ));
-        // As the init: in the cgroup, with the capabilities still there.
-        init::sched::apply(process)?;
-        // The container's filter, loaded when the init's is (see init::prepare).
-        let seccomp_at_exec = seccomp::load_before_exec(process);
-        if let Some(p) = seccomp.filter(|_| !seccomp_at_exec) {
-            p.load(agent.as_ref())?;
-        }
-        identity::apply(process)?;
-        let args = process.args().clone().unwrap_or_default();
-        let env = init::exec::complete_env(
-            process.env().as_deref().unwrap_or(&[]),
-            process.user().uid(),
-            0,
-        );
-        let path = init::exec::resolve(&args[0], &env)?;
-        init::apply_exec_domain(child.linux)?;
-        nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(
-            process.user().umask().unwrap_or(0o022),
-        ));
-        init::reset_signals();
-        crate::sys::cloexec_from(3 + child.preserve_fds as i32)
-            .context("mark fds close-on-exec")?;
-        if let Some(p) = seccomp.filter(|_| seccomp_at_exec) {
-            p.load(agent.as_ref())?;
-        }
-        // Our end of the sync socket is close-on-exec: EOF tells `corten exec` we made it.
-        init::exec::exec(&path, &args, &env)
+        Ok(ready)
     })();
+    // Our end of the sync socket is close-on-exec: EOF tells `corten exec` we made it.
     match r {
+        Ok(ready) => ready.exec(),
         Err(e) => e,
-        Ok(never) => match never {},
     }
 }
 
@@ -594,6 +610,98 @@ mod tests {
             let e = sub_cgroup_path(bad).unwrap_err().to_string();
             assert_eq!(e, format!("{bad} is not a sub cgroup path"));
         }
+    }
+
+    fn opts<'a>(args: &'a [String]) -> ExecOpts<'a> {
+        ExecOpts {
+            root: Path::new("/nonexistent"),
+            id: "x",
+            process_file: None,
+            args,
+            cwd: None,
+            env: &[],
+            tty: false,
+            user: None,
+            additional_gids: &[],
+            caps: &[],
+            no_new_privs: false,
+            apparmor: None,
+            process_label: None,
+            detach: false,
+            pid_file: None,
+            console_socket: None,
+            preserve_fds: 0,
+            cgroup: &[],
+            ignore_paused: false,
+        }
+    }
+
+    fn spec(process: serde_json::Value) -> Spec {
+        let mut s = Spec::default();
+        s.set_process(Some(serde_json::from_value(process).unwrap()));
+        s
+    }
+
+    /// What an exec'd process's labels are (the flags', else the container's) and that
+    /// they reach the attribute files, as the init's do.
+    #[test]
+    fn exec_labels_are_the_flags_else_the_containers_and_are_written() {
+        let base = std::env::temp_dir().join(format!("corten-exec-lsm-{}", std::process::id()));
+        let attr = base.join("thread-self/attr");
+        std::fs::create_dir_all(attr.join("apparmor")).unwrap();
+        let both = lsm::Host {
+            apparmor: true,
+            selinux: true,
+        };
+        let attrs = lsm::ProcAttr::scratch(&base, |_| Ok(()));
+        let written = |p: &Process| {
+            std::fs::write(attr.join("apparmor/exec"), "").unwrap();
+            std::fs::write(attr.join("exec"), "").unwrap();
+            lsm::ExecLabels::open(p, both, &attrs)
+                .unwrap()
+                .apply()
+                .unwrap();
+            let read = |f: &str| std::fs::read_to_string(attr.join(f)).unwrap();
+            (read("apparmor/exec"), read("exec"))
+        };
+        let spec = spec(serde_json::json!({"user": {"uid": 0, "gid": 0}, "cwd": "/",
+            "args": ["sleep"], "apparmorProfile": "from-config", "selinuxLabel": "l:config"}));
+        let args = ["true".to_string()];
+        let p = build_process(&spec, &opts(&args)).unwrap();
+        let config = ("exec from-config".to_string(), "l:config".to_string());
+        assert_eq!(written(&p), config);
+        let mut o = opts(&args);
+        o.apparmor = Some("from-flag");
+        o.process_label = Some("l:flag");
+        let p = build_process(&spec, &o).unwrap();
+        assert_eq!(
+            written(&p),
+            ("exec from-flag".to_string(), "l:flag".to_string())
+        );
+        // A --process file without labels gets the container's, as in runc.
+        let file = base.join("process.json");
+        std::fs::write(&file, r#"{"args": ["true"], "cwd": "/"}"#).unwrap();
+        let mut o = opts(&[]);
+        o.process_file = Some(&file);
+        let p = build_process(&spec, &o).unwrap();
+        assert_eq!(written(&p), config);
+        std::fs::remove_dir_all(&base).unwrap();
+    }
+
+    #[test]
+    fn process_file_keeps_its_own_values() {
+        let mut p: Process = serde_json::from_value(serde_json::json!({
+            "user": {"uid": 0, "gid": 0}, "cwd": "/", "args": ["x"],
+            "apparmorProfile": "own", "oomScoreAdj": 7}))
+        .unwrap();
+        let base: Process = serde_json::from_value(serde_json::json!({
+            "user": {"uid": 0, "gid": 0}, "cwd": "/", "args": ["y"],
+            "apparmorProfile": "container", "selinuxLabel": "l", "oomScoreAdj": 3}))
+        .unwrap();
+        inherit_from_container(&mut p, Some(&base));
+        assert_eq!(p.apparmor_profile().as_deref(), Some("own"));
+        assert_eq!(p.selinux_label().as_deref(), Some("l"));
+        assert_eq!(p.oom_score_adj(), Some(7));
     }
 
     #[test]
