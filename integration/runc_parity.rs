@@ -83,3 +83,23 @@ fn joined_network_namespace_is_left_as_it_is() {
     let out = c.run_sh("echo flags=$(cat /sys/class/net/lo/flags)");
     assert!(out.contains(&format!("flags={LO_DOWN}")), "{out}");
 }
+
+#[test]
+fn cgroup_namespace_without_a_cgroup_mount() {
+    let mut c = Container::new("cgns-nomount");
+    c.config["mounts"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|m| m["destination"] != "/sys/fs/cgroup");
+    // The process loses CAP_SYS_ADMIN (Docker's defaults): the namespace must be made
+    // before that.
+    let out = c.run_sh("cat /proc/self/cgroup");
+    assert!(!out.trim().is_empty(), "{out}");
+    for line in out.lines() {
+        assert!(
+            line.ends_with(":/"),
+            "not at the root of its cgroup namespace: {line:?}\n{out}"
+        );
+    }
+    assert!(!out.contains(&c.id), "{out}");
+}

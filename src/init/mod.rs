@@ -200,9 +200,10 @@ fn prepare(cfg: &InitConfig) -> Result<ExecPlan> {
     if let Some(adj) = process.oom_score_adj() {
         write_proc("/proc/self/oom_score_adj", &adj.to_string()).context("set oomScoreAdj")?;
     }
-    // While the capabilities are still there (RT classes and policies need them); in the
-    // cgroup first: a v1 cpu cgroup without RT runtime refuses an RT task.
-    if process.scheduler().is_some() {
+    // While the capabilities are still there (RT classes and policies need them, and
+    // unsharing the cgroup namespace CAP_SYS_ADMIN) and before a seccomp filter may deny
+    // unshare; in the cgroup first: a v1 cpu cgroup without RT runtime refuses an RT task.
+    if process.scheduler().is_some() || cfg.new_cgroupns {
         await_go(cfg)?;
     }
     sched::apply(process)?;
