@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::common::{Container, poll_until};
+use crate::common::{Container, TempDir, poll_until, sleeper};
 
 /// IFF_UP | IFF_LOOPBACK and IFF_LOOPBACK, as /sys/class/net/lo/flags shows them.
 const LO_UP: &str = "0x9";
@@ -102,4 +102,34 @@ fn cgroup_namespace_without_a_cgroup_mount() {
         );
     }
     assert!(!out.contains(&c.id), "{out}");
+}
+
+#[test]
+fn scheduler_flags_take_the_specs_spelling() {
+    let mut c = Container::new("sched-flags");
+    c.config["process"]["scheduler"] = json!({
+        "policy": "SCHED_OTHER",
+        "nice": -5,
+        "flags": ["SCHED_FLAG_RESET_ON_FORK", "SCHED_FLAG_DL_OVERRUN"]
+    });
+    // Field 19 of stat is the nice value: the shell keeps -5, a child it forks (cut) is
+    // reset to 0 by SCHED_RESET_ON_FORK.
+    let script = "echo shell=$(cut -d' ' -f19 /proc/$$/stat); \
+         cut -d' ' -f19 /proc/self/stat | sed 's/^/child=/'; echo end";
+    let out = c.run_sh(script);
+    assert!(out.contains("shell=-5"), "{out}");
+    assert!(out.contains("child=0"), "reset on fork not applied:\n{out}");
+    // The same spelling in an `exec --process` file.
+    let c = sleeper("sched-flags-exec");
+    c.create_ok();
+    c.start_ok();
+    let tmp = TempDir::new("process");
+    let file = tmp.join("process.json");
+    let process = json!({"args": ["sh", "-c", script], "cwd": "/",
+        "scheduler": {"policy": "SCHED_OTHER", "nice": -3, "flags": ["SCHED_FLAG_RESET_ON_FORK"]}});
+    fs::write(&file, process.to_string()).unwrap();
+    let out = c.rt(&["exec", "--process", file.to_str().unwrap(), &c.id]);
+    let out = &out.ok().stdout;
+    assert!(out.contains("shell=-3"), "{out}");
+    assert!(out.contains("child=0"), "reset on fork not applied:\n{out}");
 }

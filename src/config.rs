@@ -26,7 +26,17 @@ impl Bundle {
         // With the path of a bad field in the message ("process.scheduler.policy: unknown
         // variant ..."), not just a line and column.
         let de = &mut serde_json::Deserializer::from_slice(&bytes);
-        let spec: Spec = match serde_path_to_error::deserialize(de) {
+        let parsed = serde_path_to_error::deserialize(de).or_else(|e| {
+            // Scheduler flags as the spec spells them, which oci-spec names otherwise.
+            let Ok(mut v) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
+                return Err(e);
+            };
+            if !crate::init::sched::spec_flag_names(&mut v, "/process/scheduler/flags") {
+                return Err(e);
+            }
+            serde_path_to_error::deserialize(v)
+        });
+        let spec: Spec = match parsed {
             Ok(spec) => spec,
             Err(e) => {
                 // The spec: a value that can't be mapped to the kernel MUST be an error
