@@ -133,3 +133,27 @@ fn scheduler_flags_take_the_specs_spelling() {
     assert!(out.contains("shell=-3"), "{out}");
     assert!(out.contains("child=0"), "reset on fork not applied:\n{out}");
 }
+
+#[test]
+fn devices_outside_dev_are_created() {
+    let mut c = Container::new("dev-outside");
+    c.config["linux"]["devices"] = json!([
+        {"path": "/foo-dev", "type": "c", "major": 1, "minor": 3, "fileMode": 438},
+        {"path": "/mnt/x/zero", "type": "c", "major": 1, "minor": 5, "fileMode": 420}
+    ]);
+    let out = c.run_sh(
+        "stat -c '%n %F %t,%T %a' /foo-dev /mnt/x/zero; \
+         echo data > /foo-dev && echo wrote-null; \
+         echo zero-bytes=$(head -c 4 /mnt/x/zero | wc -c)",
+    );
+    assert!(
+        out.contains("/foo-dev character special file 1,3 666"),
+        "{out}"
+    );
+    assert!(
+        out.contains("/mnt/x/zero character special file 1,5 644"),
+        "{out}"
+    );
+    assert!(out.contains("wrote-null"), "{out}");
+    assert!(out.contains("zero-bytes=4"), "{out}");
+}

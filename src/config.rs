@@ -144,6 +144,16 @@ pub fn validate(spec: &Spec) -> Result<()> {
             );
         }
     }
+    for d in linux
+        .and_then(|l| l.devices().as_ref())
+        .into_iter()
+        .flatten()
+    {
+        let p = d.path();
+        if !p.is_absolute() || p.file_name().is_none() {
+            bail!("linux.devices: path {p:?} is not an absolute path to a file");
+        }
+    }
     crate::hooks::validate(spec)?;
     if let Some(r) = linux.and_then(|l| l.resources().as_ref()) {
         crate::cgroups::resources::validate(r).context("linux.resources")?;
@@ -378,6 +388,26 @@ mod tests {
         assert!(check_version("2.0.0").is_err());
         assert!(check_version("0.1.0").is_err());
         assert!(check_version("1").is_err());
+    }
+
+    #[test]
+    fn device_paths_are_absolute_anywhere() {
+        let with_device = |path: &str| {
+            let spec: Spec = serde_json::from_value(serde_json::json!({
+                "ociVersion": "1.2.0", "root": {"path": "rootfs"},
+                "process": {"args": ["sh"], "cwd": "/", "user": {"uid": 0, "gid": 0}},
+                "linux": {"devices": [{"path": path, "type": "c", "major": 1, "minor": 3}]}
+            }))
+            .unwrap();
+            validate(&spec)
+        };
+        for good in ["/dev/null2", "/foo-dev", "/mnt/x/dev"] {
+            with_device(good).unwrap_or_else(|e| panic!("{good}: {e:#}"));
+        }
+        for bad in ["foo", "dev/null", "/", "/mnt/.."] {
+            let e = format!("{:#}", with_device(bad).unwrap_err());
+            assert!(e.contains("linux.devices"), "{bad}: {e}");
+        }
     }
 
     #[test]
