@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::common::{Container, TempDir, poll_until, sleeper};
+use crate::common::{Container, TempDir, bind, poll_until, sleeper, unique_id};
 
 /// IFF_UP | IFF_LOOPBACK and IFF_LOOPBACK, as /sys/class/net/lo/flags shows them.
 const LO_UP: &str = "0x9";
@@ -156,4 +156,42 @@ fn devices_outside_dev_are_created() {
     );
     assert!(out.contains("wrote-null"), "{out}");
     assert!(out.contains("zero-bytes=4"), "{out}");
+}
+
+#[test]
+fn dangling_symlink_destinations_are_created_inside_the_rootfs() {
+    let host = TempDir::new("dangling");
+    let conf = host.join("app.conf");
+    fs::write(&conf, "conf-content\n").unwrap();
+    let mut c = Container::new("dangling-dest");
+    let rootfs = c.rootfs();
+    // Absolute, relative, and relative climbing past the root (clamped to it).
+    let outside = unique_id("outside");
+    std::os::unix::fs::symlink("/nonexistent/deep", rootfs.join("data")).unwrap();
+    std::os::unix::fs::symlink("../conf/app.conf", rootfs.join("etc/app.conf")).unwrap();
+    std::os::unix::fs::symlink(
+        format!("../../../../../../{outside}"),
+        rootfs.join("escape"),
+    )
+    .unwrap();
+    c.add_mount(json!({"destination": "/data", "type": "tmpfs", "source": "tmpfs"}));
+    c.add_mount(bind("/etc/app.conf", &conf, &["bind", "ro"]));
+    c.add_mount(json!({"destination": "/escape", "type": "tmpfs", "source": "tmpfs"}));
+    let out = c.run_sh(&format!(
+        "grep -c ' /nonexistent/deep tmpfs ' /proc/mounts; cat /etc/app.conf /conf/app.conf; \
+         grep -c ' /{outside} tmpfs ' /proc/mounts; echo end"
+    ));
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        lines,
+        ["1", "conf-content", "conf-content", "1", "end"],
+        "{out}"
+    );
+    assert!(rootfs.join("nonexistent/deep").is_dir());
+    assert!(rootfs.join("conf/app.conf").is_file());
+    assert!(rootfs.join(&outside).is_dir());
+    assert!(
+        !std::path::Path::new("/").join(&outside).exists(),
+        "created outside the rootfs"
+    );
 }
