@@ -2,9 +2,11 @@
 //! loopback device of a new network namespace is up, a cgroup namespace needs no cgroup
 //! mount, scheduler flags take the spec's spelling, devices may live outside /dev, a mount
 //! destination may be a dangling symlink, and bind sources only host root can reach still
-//! mount in a user namespace. Each test observes what the container sees.
+//! mount in a user namespace (made by `create` as detached clones, which must not stay
+//! peers of a shared host mount). Each test observes what the container sees.
 
 use std::fs;
+use std::os::unix::fs::PermissionsExt;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -193,5 +195,89 @@ fn dangling_symlink_destinations_are_created_inside_the_rootfs() {
     assert!(
         !std::path::Path::new("/").join(&outside).exists(),
         "created outside the rootfs"
+    );
+}
+
+/// Also: a clone of a shared host mount does not stay the host's peer (mounts made under
+/// it in the container must not reach the host).
+#[test]
+fn bind_sources_only_host_root_reaches_mount_in_a_user_namespace() {
+    let host = crate::escapes::shared_host_dir("private-src");
+    let private = host.join("private");
+    fs::create_dir(&private).unwrap();
+    fs::set_permissions(&private, fs::Permissions::from_mode(0o700)).unwrap();
+    fs::create_dir_all(private.join("data")).unwrap();
+    fs::create_dir_all(private.join("rw/sub")).unwrap();
+    fs::write(private.join("data/file"), "dir-content\n").unwrap();
+    fs::write(private.join("file.txt"), "file-content\n").unwrap();
+    let mut c = Container::new("userns-private");
+    crate::userns::user_ns(&mut c, 100000);
+    with_sys_admin(&mut c);
+    // The rootfs belongs to the host's root, unmapped here: the mount points must exist.
+    fs::create_dir(c.rootfs().join("data")).unwrap();
+    fs::create_dir(c.rootfs().join("rw")).unwrap();
+    fs::write(c.rootfs().join("file.txt"), "").unwrap();
+    c.add_mount(bind("/data", &private.join("data"), &["rbind", "ro"]));
+    c.add_mount(bind("/file.txt", &private.join("file.txt"), &["bind"]));
+    c.add_mount(bind("/rw", &private.join("rw"), &["rbind", "rw"]));
+    let out = c.run_sh(
+        "cat /data/file /file.txt; touch /data/new 2>/dev/null || echo read-only; \
+         grep ' /data ' /proc/mounts | grep -c ' ro,'; \
+         mount -t tmpfs tmpfs /rw/sub && echo mounted",
+    );
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        lines,
+        ["dir-content", "file-content", "read-only", "1", "mounted"],
+        "{out}"
+    );
+    assert_no_mount_came_back(&host);
+}
+
+/// An id-mapped bind is a clone too: of a shared host mount, it must not stay the host's
+/// peer either.
+#[test]
+fn idmapped_bind_of_a_shared_host_mount_keeps_container_mounts_in() {
+    let host = crate::escapes::shared_host_dir("idmap-shared");
+    fs::create_dir_all(host.join("src/sub")).unwrap();
+    let map = json!([{"containerID": 0, "hostID": 1000, "size": 1}]);
+    let mut c = Container::new("idmap-shared");
+    c.add_mount(json!({"destination": "/mnt/id", "type": "bind",
+        "source": host.join("src"), "options": ["rbind", "rw", "idmap"],
+        "uidMappings": map, "gidMappings": map}));
+    with_sys_admin(&mut c);
+    let out = c.run_sh("mount -t tmpfs tmpfs /mnt/id/sub && echo mounted");
+    assert_eq!(out.trim(), "mounted");
+    assert_no_mount_came_back(&host);
+}
+
+/// A bind made by `create` gets the /proc checks of any other bind.
+#[test]
+fn bind_onto_proc_is_refused_in_a_user_namespace_too() {
+    let fake = TempDir::new("fakeproc");
+    let mut c = Container::new("userns-fakeproc");
+    crate::userns::user_ns(&mut c, 100000);
+    c.add_mount(bind("/proc", fake.path(), &["rbind"]));
+    let out = c.create();
+    crate::common::assert_err(&out, &["/proc", "not a procfs"], &["not of type proc"]);
+    c.assert_no_leftovers();
+}
+
+/// Lets the container's root mount things (the propagation tests).
+fn with_sys_admin(c: &mut Container) {
+    for set in ["bounding", "effective", "permitted"] {
+        let caps = c.config["process"]["capabilities"][set]
+            .as_array_mut()
+            .unwrap();
+        caps.push(json!("CAP_SYS_ADMIN"));
+    }
+}
+
+/// The shared host directory `host` carries no mount but its own.
+fn assert_no_mount_came_back(host: &TempDir) {
+    assert_eq!(
+        crate::escapes::host_mounts_under(host.path()),
+        [host.path().to_string_lossy()],
+        "a mount made in the container reached the host"
     );
 }

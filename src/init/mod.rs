@@ -51,7 +51,8 @@ pub struct InitConfig<'a> {
     /// unshare(CLONE_NEWCGROUP) once placed in the cgroup.
     pub new_cgroupns: bool,
     pub has_mount_ns: bool,
-    /// The config's id-mapped mounts, made by `create`.
+    /// Binds made by `create` (crate::idmap): the id-mapped ones, and all in a user
+    /// namespace.
     pub idmapped: &'a [crate::idmap::Prepared],
     /// The container's cgroup (planned by the parent; made and joined while we work).
     pub cgroup: &'a crate::cgroups::Cgroup,
