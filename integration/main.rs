@@ -28,6 +28,7 @@ mod procattrs;
 mod process;
 mod resources;
 mod rootfs;
+mod runc_parity;
 mod seccomp;
 mod spec_fields;
 mod terminal;

@@ -26,7 +26,17 @@ impl Bundle {
         // With the path of a bad field in the message ("process.scheduler.policy: unknown
         // variant ..."), not just a line and column.
         let de = &mut serde_json::Deserializer::from_slice(&bytes);
-        let spec: Spec = match serde_path_to_error::deserialize(de) {
+        let parsed = serde_path_to_error::deserialize(de).or_else(|e| {
+            // Scheduler flags as the spec spells them, which oci-spec names otherwise.
+            let Ok(mut v) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
+                return Err(e);
+            };
+            if !crate::init::sched::spec_flag_names(&mut v, "/process/scheduler/flags") {
+                return Err(e);
+            }
+            serde_path_to_error::deserialize(v)
+        });
+        let spec: Spec = match parsed {
             Ok(spec) => spec,
             Err(e) => {
                 // The spec: a value that can't be mapped to the kernel MUST be an error
@@ -132,6 +142,16 @@ pub fn validate(spec: &Spec) -> Result<()> {
                 "mount destination {:?} is not an absolute path",
                 m.destination()
             );
+        }
+    }
+    for d in linux
+        .and_then(|l| l.devices().as_ref())
+        .into_iter()
+        .flatten()
+    {
+        let p = d.path();
+        if !p.is_absolute() || p.file_name().is_none() {
+            bail!("linux.devices: path {p:?} is not an absolute path to a file");
         }
     }
     crate::hooks::validate(spec)?;
@@ -383,6 +403,26 @@ mod tests {
         assert!(check_version("2.0.0").is_err());
         assert!(check_version("0.1.0").is_err());
         assert!(check_version("1").is_err());
+    }
+
+    #[test]
+    fn device_paths_are_absolute_anywhere() {
+        let with_device = |path: &str| {
+            let spec: Spec = serde_json::from_value(serde_json::json!({
+                "ociVersion": "1.2.0", "root": {"path": "rootfs"},
+                "process": {"args": ["sh"], "cwd": "/", "user": {"uid": 0, "gid": 0}},
+                "linux": {"devices": [{"path": path, "type": "c", "major": 1, "minor": 3}]}
+            }))
+            .unwrap();
+            validate(&spec)
+        };
+        for good in ["/dev/null2", "/foo-dev", "/mnt/x/dev"] {
+            with_device(good).unwrap_or_else(|e| panic!("{good}: {e:#}"));
+        }
+        for bad in ["foo", "dev/null", "/", "/mnt/.."] {
+            let e = format!("{:#}", with_device(bad).unwrap_err());
+            assert!(e.contains("linux.devices"), "{bad}: {e}");
+        }
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! O_PATH fds and act on them (mount onto /proc/self/fd/N, mknodat, ...), so a component
 //! swapped for a symlink after the check cannot redirect the operation (CVE-2021-30465).
 
-use std::ffi::{CString, OsStr};
+use std::ffi::{CString, OsStr, OsString};
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
@@ -53,18 +53,81 @@ fn relative(path: &Path) -> PathBuf {
     }
 }
 
+/// `path` with each symlink of the rootfs it passes through, dangling or not, replaced by
+/// its target as if the rootfs were "/" (absolute targets start at the root, ".." stops
+/// there); what does not exist is kept as written. So a missing mount destination behind
+/// a dangling symlink is made where the link points, inside the rootfs (runc's
+/// SecureJoin). The result is still only ever opened with RESOLVE_IN_ROOT.
+pub fn resolve_in_root(root: BorrowedFd, path: &Path) -> io::Result<PathBuf> {
+    // The kernel's limit on links followed in one lookup.
+    const MAX_LINKS: usize = 40;
+    let mut todo: Vec<OsString> = relative(path)
+        .components()
+        .rev()
+        .map(|c| c.as_os_str().to_owned())
+        .collect();
+    let mut done = PathBuf::new();
+    let mut links = 0;
+    while let Some(name) = todo.pop() {
+        if name == ".." {
+            done.pop();
+            continue;
+        }
+        if name == "." {
+            continue;
+        }
+        let next = done.join(&name);
+        let Some(target) = read_symlink(root, &next) else {
+            done = next;
+            continue;
+        };
+        links += 1;
+        if links > MAX_LINKS {
+            return Err(Errno::ELOOP.into());
+        }
+        if target.is_absolute() {
+            done = PathBuf::new();
+        }
+        todo.extend(
+            target
+                .components()
+                .rev()
+                .filter(|c| !matches!(c, Component::RootDir))
+                .map(|c| c.as_os_str().to_owned()),
+        );
+    }
+    Ok(done)
+}
+
+/// The target of `path` inside `root` if it is a symlink (its parent resolved in the root).
+fn read_symlink(root: BorrowedFd, path: &Path) -> Option<PathBuf> {
+    let fd = open_in_root_with(
+        root,
+        path,
+        OFlag::O_PATH | OFlag::O_NOFOLLOW,
+        ResolveFlag::empty(),
+    )
+    .ok()?;
+    // An O_PATH fd of a symlink with an empty path reads that link.
+    nix::fcntl::readlinkat(fd.as_fd(), "")
+        .ok()
+        .map(PathBuf::from)
+}
+
 /// Creates every missing directory of `path` inside `root` (mode `mode`) and returns an
 /// O_PATH fd of the final directory. Each existing prefix is resolved in the root, so a
-/// symlink in the path is followed only within the rootfs.
+/// symlink in the path is followed only within the rootfs; a dangling one is followed to
+/// where it points there, which is created.
 pub fn mkdir_all_in_root(root: BorrowedFd, path: &Path, mode: u32) -> io::Result<OwnedFd> {
     let dir = OFlag::O_PATH | OFlag::O_DIRECTORY;
     match open_in_root(root, path, dir) {
         Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
         r => return r,
     }
+    let path = resolve_in_root(root, path)?;
     let mut cur = root.try_clone_to_owned()?;
     let mut prefix = PathBuf::new();
-    for comp in relative(path).components() {
+    for comp in relative(&path).components() {
         let name = comp.as_os_str();
         prefix.push(name);
         match open_in_root(root, &prefix, dir) {
@@ -73,7 +136,7 @@ pub fn mkdir_all_in_root(root: BorrowedFd, path: &Path, mode: u32) -> io::Result
                 // `name` is a plain component here: ".." and "." resolve, so never ENOENT.
                 match mkdirat(cur.as_fd(), name, Mode::from_bits_truncate(mode)) {
                     Ok(()) => {}
-                    // Exists, yet did not resolve: a symlink pointing nowhere.
+                    // Exists, yet did not resolve: a symlink made since it was resolved.
                     Err(Errno::EEXIST) => {
                         return Err(io::Error::new(
                             io::ErrorKind::NotFound,
@@ -91,7 +154,8 @@ pub fn mkdir_all_in_root(root: BorrowedFd, path: &Path, mode: u32) -> io::Result
 }
 
 /// Opens `path` inside `root` as O_PATH, creating it first if missing: a directory when
-/// `dir`, else an empty regular file (parents are created as directories).
+/// `dir`, else an empty regular file (parents are created as directories). A dangling
+/// symlink on the way is followed inside the rootfs and its target created.
 pub fn ensure_in_root(root: BorrowedFd, path: &Path, dir: bool) -> io::Result<OwnedFd> {
     if dir {
         return mkdir_all_in_root(root, path, 0o755);
@@ -100,7 +164,8 @@ pub fn ensure_in_root(root: BorrowedFd, path: &Path, dir: bool) -> io::Result<Ow
         Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
         r => return r,
     }
-    let (parent, name) = split(path)?;
+    let path = resolve_in_root(root, path)?;
+    let (parent, name) = split(&path)?;
     let parent_fd = mkdir_all_in_root(root, parent, 0o755)?;
     let flags = OFlag::O_CREAT | OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
     match nix::fcntl::openat(
@@ -112,7 +177,7 @@ pub fn ensure_in_root(root: BorrowedFd, path: &Path, dir: bool) -> io::Result<Ow
         Ok(_) | Err(Errno::EEXIST) => {}
         Err(e) => return Err(e.into()),
     }
-    open_in_root(root, path, OFlag::O_PATH)
+    open_in_root(root, &path, OFlag::O_PATH)
 }
 
 /// Splits `path` into its parent and a final plain name; "/" and ".." endings are refused.
@@ -172,9 +237,41 @@ mod tests {
             "nothing written outside the root"
         );
         fs::remove_dir_all(root.join("outside")).unwrap();
-        let err = ensure_in_root(rootfd.as_fd(), Path::new("up/file"), false).unwrap_err();
-        assert!(err.to_string().contains("dangling"), "{err}");
+        // Dangling now: followed to where it points, inside the root, and made there.
+        ensure_in_root(rootfd.as_fd(), Path::new("up/file"), false).unwrap();
+        assert!(root.join("outside/file").is_file());
         assert!(!base.join("outside/file").exists());
+        fs::remove_dir_all(&base).unwrap();
+    }
+
+    #[test]
+    fn dangling_symlinks_resolve_inside_the_root() {
+        let base = tmpdir("dangling");
+        let root = base.join("root");
+        fs::create_dir_all(root.join("etc")).unwrap();
+        let link = |target: &str, at: &str| std::os::unix::fs::symlink(target, root.join(at));
+        link("/missing/deep", "abs").unwrap();
+        link("../conf/app.conf", "etc/rel").unwrap();
+        link("../../../../climb", "up").unwrap();
+        link("abs/../other", "chain").unwrap();
+        link("loop2", "loop1").unwrap();
+        link("loop1", "loop2").unwrap();
+        let rootfd = fs::File::open(&root).unwrap();
+        let r = |p: &str| resolve_in_root(rootfd.as_fd(), Path::new(p));
+        assert_eq!(r("/abs").unwrap(), PathBuf::from("missing/deep"));
+        assert_eq!(r("/abs/x/../y").unwrap(), PathBuf::from("missing/deep/y"));
+        assert_eq!(r("/etc/rel").unwrap(), PathBuf::from("conf/app.conf"));
+        assert_eq!(r("/up/x").unwrap(), PathBuf::from("climb/x"));
+        assert_eq!(r("/chain").unwrap(), PathBuf::from("missing/other"));
+        assert_eq!(r("/etc/plain").unwrap(), PathBuf::from("etc/plain"));
+        assert_eq!(r("/loop1").unwrap_err().raw_os_error(), Some(libc::ELOOP));
+        ensure_in_root(rootfd.as_fd(), Path::new("/etc/rel"), false).unwrap();
+        assert!(root.join("conf/app.conf").is_file());
+        mkdir_all_in_root(rootfd.as_fd(), Path::new("/abs"), 0o755).unwrap();
+        assert!(root.join("missing/deep").is_dir());
+        mkdir_all_in_root(rootfd.as_fd(), Path::new("/up"), 0o755).unwrap();
+        assert!(root.join("climb").is_dir());
+        assert!(!base.join("climb").exists() && !Path::new("/climb").exists());
         fs::remove_dir_all(&base).unwrap();
     }
 

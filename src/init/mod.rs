@@ -52,7 +52,8 @@ pub struct InitConfig<'a> {
     /// unshare(CLONE_NEWCGROUP) once placed in the cgroup.
     pub new_cgroupns: bool,
     pub has_mount_ns: bool,
-    /// The config's id-mapped mounts, made by `create`.
+    /// Binds made by `create` (crate::idmap): the id-mapped ones, and all in a user
+    /// namespace.
     pub idmapped: &'a [crate::idmap::Prepared],
     /// The container's cgroup (planned by the parent; made and joined while we work).
     pub cgroup: &'a crate::cgroups::Cgroup,
@@ -129,6 +130,9 @@ fn prepare<'a>(cfg: &InitConfig<'a>) -> Result<finalize::Ready<'a>> {
     if in_userns {
         become_userns_root()?;
     }
+    if crate::runtime::netdev::creates_netns(cfg.spec) {
+        crate::runtime::netdev::loopback_up()?;
+    }
     nix::unistd::setsid().context("setsid")?;
     let spec = cfg.spec;
     let process = spec.process().as_ref().context("process is required")?;
@@ -178,6 +182,12 @@ fn prepare<'a>(cfg: &InitConfig<'a>) -> Result<finalize::Ready<'a>> {
             // namespace would show it).
             after_pivot: &|| setup_console(cfg, cfg.has_mount_ns),
         })?;
+    }
+    // Unsharing the cgroup namespace needs CAP_SYS_ADMIN, and a seccomp filter may deny
+    // unshare: placed in the cgroup (where the unshare happens) before the process takes
+    // on its identity.
+    if cfg.new_cgroupns {
+        await_go(cfg)?;
     }
     let step = finalize::Step {
         process,

@@ -295,20 +295,27 @@ pub fn mount_entry(
         .with_context(|| format!("mount {what} on {}", dest.display()))
 }
 
-/// Moves a detached mount made by `create` (an id-mapped bind) onto `m`'s destination,
-/// then applies its other options.
-pub fn mount_detached(root: BorrowedFd, m: &Mount, mount: &OwnedFd) -> Result<()> {
+/// Moves a bind made by `create` (crate::idmap: id-mapped, or any bind in a user
+/// namespace) onto `m`'s destination, then applies its other options.
+pub fn mount_detached(root: BorrowedFd, m: &Mount, bind: &crate::idmap::Prepared) -> Result<()> {
     let dest = m.destination();
+    let mount = &bind.mount;
     let r = (|| -> Result<()> {
         let opts = Options::parse(m.options().as_deref().unwrap_or(&[]))?;
         let is_dir = nix::sys::stat::fstat(mount.as_fd())
             .is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFDIR);
         let target = ensure_in_root(root, dest, is_dir)?;
+        check_proc_mount(root, &target, "bind", Some(&bind.source))?;
         sys::move_mount_onto(mount.as_fd(), target.as_fd()).context("move_mount")?;
         let (set, clr) = opts.attrs();
         finish(root, dest, &target, set, clr, &opts)
     })();
-    r.with_context(|| format!("mount id-mapped bind on {}", dest.display()))
+    let what = if bind.idmapped {
+        "id-mapped bind"
+    } else {
+        "bind"
+    };
+    r.with_context(|| format!("mount {what} on {}", dest.display()))
 }
 
 fn do_mount(root: BorrowedFd, bundle: &Path, m: &Mount, opts: &Options, typ: &str) -> Result<()> {

@@ -27,7 +27,7 @@ pub struct RootfsPlan<'a> {
     /// changes the propagation of the host's mounts.
     pub host_ns: bool,
     pub cgroupns: bool,
-    /// The config's id-mapped mounts, made by `create` (detached).
+    /// Binds made by `create` (detached): the id-mapped ones, and all in a user namespace.
     pub idmapped: &'a [crate::idmap::Prepared],
     /// The container's cgroup, for the `cgroup` mount.
     pub cgroup: &'a crate::cgroups::Cgroup,
@@ -49,20 +49,7 @@ pub struct RootfsPlan<'a> {
 pub fn setup(plan: &RootfsPlan) -> Result<()> {
     let spec = plan.spec;
     let linux = spec.linux().as_ref();
-    // Nothing we mount may propagate back to the host. Unbindable mounts could not be
-    // bound to make the rootfs: those start as slaves, the new root is made unbindable
-    // after the pivot.
-    let prop = match linux.and_then(|l| l.rootfs_propagation().as_deref()) {
-        Some(p) => {
-            propagation_option(p).with_context(|| format!("unknown rootfsPropagation {p:?}"))?
-        }
-        None => MsFlags::MS_SLAVE | MsFlags::MS_REC,
-    };
-    let prop = if prop.contains(MsFlags::MS_UNBINDABLE) {
-        MsFlags::MS_SLAVE
-    } else {
-        prop
-    };
+    let prop = initial_propagation(spec)?;
     if !plan.host_ns {
         mount(
             None::<&str>,
@@ -96,7 +83,7 @@ pub fn setup(plan: &RootfsPlan) -> Result<()> {
             (plan.before_cgroup_mount)()?;
         }
         if let Some(p) = plan.idmapped.iter().find(|p| p.index == i) {
-            mounts::mount_detached(root, m, &p.mount)?;
+            mounts::mount_detached(root, m, p)?;
             continue;
         }
         let m = super::lsm::label_mount(m, label);
@@ -167,6 +154,28 @@ pub fn setup(plan: &RootfsPlan) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The propagation the container's mounts start with: rootfsPropagation, rslave when
+/// unset, so nothing we mount propagates back to the host. Unbindable mounts could not be
+/// bound to make the rootfs: those start as slaves, the new root is made unbindable after
+/// the pivot.
+pub fn initial_propagation(spec: &Spec) -> Result<MsFlags> {
+    let prop = match spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.rootfs_propagation().as_deref())
+    {
+        Some(p) => {
+            propagation_option(p).with_context(|| format!("unknown rootfsPropagation {p:?}"))?
+        }
+        None => MsFlags::MS_SLAVE | MsFlags::MS_REC,
+    };
+    Ok(if prop.contains(MsFlags::MS_UNBINDABLE) {
+        MsFlags::MS_SLAVE
+    } else {
+        prop
+    })
 }
 
 /// Makes the mount holding `rootfs` a slave (runc makes it private when shared): with
@@ -345,10 +354,8 @@ fn create_devices(root: BorrowedFd, extra: &[LinuxDevice], bind: bool) -> Result
         }
         .with_context(|| format!("create device {}", path.display()))?;
     }
+    // Anywhere in the rootfs, as runc allows (config validation wants absolute paths).
     for d in extra {
-        if !d.path().starts_with("/dev") {
-            bail!("device {} is not under /dev", d.path().display());
-        }
         if bind {
             bind_host_device(root, d.path())
                 .with_context(|| format!("create device {}", d.path().display()))?;

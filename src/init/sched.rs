@@ -17,6 +17,31 @@ use super::idlist;
 /// CPU numbers accepted in CPU lists (the kernel's CONFIG_NR_CPUS maximum).
 pub const MAX_CPUS: usize = 8192;
 
+/// Scheduler flags the runtime-spec spells otherwise than the oci-spec crate: (spec, crate).
+const SPEC_FLAG_NAMES: &[(&str, &str)] = &[
+    ("SCHED_FLAG_RESET_ON_FORK", "SCHED_RESET_ON_FORK"),
+    ("SCHED_FLAG_DL_OVERRUN", "SCHED_FLAG_D_L_OVERRUN"),
+];
+
+/// Renames the spec's spelling of the scheduler flags in the list at `pointer` of a raw
+/// config (or `--process` file) to the names oci-spec parses. Returns whether it renamed
+/// any.
+pub fn spec_flag_names(v: &mut serde_json::Value, pointer: &str) -> bool {
+    let mut renamed = false;
+    for flag in v
+        .pointer_mut(pointer)
+        .and_then(|f| f.as_array_mut())
+        .into_iter()
+        .flatten()
+    {
+        if let Some((_, ours)) = SPEC_FLAG_NAMES.iter().find(|(spec, _)| flag == spec) {
+            *flag = serde_json::Value::from(*ours);
+            renamed = true;
+        }
+    }
+    renamed
+}
+
 /// Checks the scheduling fields of `process` before anything is created.
 pub fn validate(process: &Process) -> Result<()> {
     if let Some(s) = process.scheduler() {
@@ -263,6 +288,28 @@ mod tests {
                 .to_string();
             assert!(e.contains(want), "{v}: {e}");
         }
+    }
+
+    #[test]
+    fn flags_in_the_specs_spelling() {
+        let mut v = serde_json::json!({"user": {"uid": 0, "gid": 0}, "cwd": "/",
+            "scheduler": {"policy": "SCHED_OTHER", "flags": [
+            "SCHED_FLAG_RESET_ON_FORK", "SCHED_FLAG_RECLAIM", "SCHED_FLAG_DL_OVERRUN",
+            "SCHED_FLAG_KEEP_POLICY", "SCHED_FLAG_KEEP_PARAMS", "SCHED_FLAG_UTIL_CLAMP_MIN",
+            "SCHED_FLAG_UTIL_CLAMP_MAX"
+        ]}});
+        assert!(serde_json::from_value::<Process>(v.clone()).is_err());
+        assert!(spec_flag_names(&mut v, "/scheduler/flags"));
+        let p: Process = serde_json::from_value(v).unwrap();
+        let flags = p.scheduler().as_ref().unwrap().flags().clone().unwrap();
+        assert_eq!(flag_bits(&flags), 0x7f);
+        // The crate's own spelling is still taken, and nothing else is touched.
+        let mut v = serde_json::json!({"scheduler": {"flags": ["SCHED_RESET_ON_FORK"]}});
+        assert!(!spec_flag_names(&mut v, "/scheduler/flags"));
+        assert!(!spec_flag_names(
+            &mut serde_json::json!({}),
+            "/scheduler/flags"
+        ));
     }
 
     #[test]

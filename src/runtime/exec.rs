@@ -226,6 +226,7 @@ fn build_process(spec: &Spec, o: &ExecOpts) -> Result<Process> {
                 f.display()
             );
         }
+        init::sched::spec_flag_names(&mut v, "/scheduler/flags");
         let mut p: Process = serde_json::from_value(v).with_context(parse)?;
         if p.args().as_ref().is_none_or(|a| a.is_empty()) {
             bail!("--process {}: args must not be empty", f.display());

@@ -1,4 +1,6 @@
-//! `linux.netDevices`: moving host network interfaces into the container's network
+//! The container's network devices over rtnetlink: the loopback device of a network
+//! namespace corten creates is brought up by the init (as runc and crun do), and
+//! `linux.netDevices` moves host network interfaces into the container's network
 //! namespace (runtime-spec 1.2), done by `create` once the init is parked.
 //!
 //! Per device: its permanent global addresses are read, it is moved and renamed in one
@@ -100,6 +102,27 @@ pub fn check_host(spec: &Spec) -> Result<()> {
             );
         }
     }
+    Ok(())
+}
+
+/// Does the container get a network namespace of its own (listed without a path)?
+pub fn creates_netns(spec: &Spec) -> bool {
+    spec.linux()
+        .as_ref()
+        .and_then(|l| l.namespaces().as_ref())
+        .and_then(|v| v.iter().find(|n| n.typ() == LinuxNamespaceType::Network))
+        .is_some_and(|n| n.path().as_ref().is_none_or(|p| p.as_os_str().is_empty()))
+}
+
+/// Sets `lo` up in the caller's network namespace: one RTM_NEWLINK, no lookup (the
+/// loopback device is index 1 in every namespace). Called by the init of a container whose
+/// network namespace corten made; a joined one is left as it is.
+pub fn loopback_up() -> Result<()> {
+    const LOOPBACK_IFINDEX: i32 = 1;
+    let up = link_msg(LOOPBACK_IFINDEX, libc::IFF_UP as u32);
+    Netlink::open()
+        .and_then(|mut nl| nl.request(libc::RTM_NEWLINK, 0, &up))
+        .context("bring up the loopback device lo")?;
     Ok(())
 }
 
@@ -477,6 +500,20 @@ mod tests {
             let e = validate(&s).unwrap_err().to_string();
             assert!(e.contains(want), "{e}");
         }
+    }
+
+    #[test]
+    fn only_a_network_namespace_without_path_is_made() {
+        let with = |ns: serde_json::Value| {
+            creates_netns(&spec(serde_json::json!({"ociVersion": "1.2.0",
+                "linux": {"namespaces": ns}})))
+        };
+        assert!(with(serde_json::json!([{"type": "network"}])));
+        assert!(with(serde_json::json!([{"type": "network", "path": ""}])));
+        assert!(!with(
+            serde_json::json!([{"type": "network", "path": "/run/netns/x"}])
+        ));
+        assert!(!with(serde_json::json!([{"type": "pid"}])));
     }
 
     #[test]
