@@ -443,3 +443,86 @@ fn self_protection_uses_the_overlay() {
         "the kernel logged 'failed to clone lowerpath'"
     );
 }
+
+/// Nested delegation (what a container running systemd needs): with its own cgroup
+/// namespace and a read-write cgroup2 mount, the container makes sub-cgroups, moves itself,
+/// enables controllers for them and sets their limits; the host sees it all under the
+/// container's cgroup, and `delete` removes the nested cgroups too.
+#[test]
+fn nested_delegation_in_a_cgroup_namespace() {
+    if !on_v2_host("nested_delegation_in_a_cgroup_namespace") {
+        return;
+    }
+    let out = TempDir::new("g-nest-out");
+    let mut c = Container::new("g-nest");
+    for m in c.config["mounts"].as_array_mut().unwrap() {
+        if m["destination"] == "/sys/fs/cgroup" {
+            m["options"] = json!(["nosuid", "noexec", "nodev", "relatime", "rw"]);
+        }
+    }
+    c.add_mount(bind("/out", out.path(), &["bind", "rw"]));
+    c.config["linux"]["resources"] = json!({"memory": {"limit": 134217728}});
+    c.sh(
+        "cd /sys/fs/cgroup && mkdir init work && echo $$ >init/cgroup.procs && \
+         echo '+memory +pids' >cgroup.subtree_control && echo 10485760 >work/memory.max && \
+         echo 7 >work/pids.max && cat /proc/self/cgroup >/out/tmp && mv /out/tmp /out/done; \
+         sleep 100",
+    );
+    c.create_ok();
+    c.start_ok();
+    assert!(
+        poll_until(STATE_TIMEOUT, || out.join("done").exists()),
+        "the container could not delegate"
+    );
+    assert_eq!(
+        fs::read_to_string(out.join("done")).unwrap().trim(),
+        "0::/init"
+    );
+    let pid = c.state()["pid"].as_i64().unwrap();
+    assert_eq!(
+        fs::read_to_string(format!("/proc/{pid}/cgroup"))
+            .unwrap()
+            .trim(),
+        format!("0::/{}/init", c.id)
+    );
+    assert_eq!(cgroup_file(&c.id, "work/memory.max"), "10485760");
+    assert_eq!(cgroup_file(&c.id, "work/pids.max"), "7");
+    c.rt(&["delete", "--force", &c.id]).ok();
+    assert!(
+        !cgroup_dir(&c.id).exists(),
+        "delete left the nested cgroups"
+    );
+}
+
+/// io.max: a write bandwidth limit on the guest's disk lands in io.max and slows a
+/// container's synced writes to it.
+#[test]
+fn io_max_throttles_writes() {
+    if !on_v2_host("io_max_throttles_writes") {
+        return;
+    }
+    use std::os::unix::fs::MetadataExt;
+    let out = TempDir::new("g-io-out");
+    let dev = fs::metadata(out.path()).unwrap().dev();
+    let (major, minor) = (libc::major(dev), libc::minor(dev));
+    let mut c = Container::new("g-io");
+    c.add_mount(bind("/out", out.path(), &["bind", "rw"]));
+    c.config["linux"]["resources"] = json!({"blockIO": {"throttleWriteBpsDevice": [
+        {"major": major, "minor": minor, "rate": 1048576}
+    ]}});
+    c.sh("dd if=/dev/zero of=/out/f bs=1048576 count=4 conv=fsync");
+    c.create_ok();
+    assert_eq!(
+        cgroup_file(&c.id, "io.max"),
+        format!("{major}:{minor} rbps=max wbps=1048576 riops=max wiops=max")
+    );
+    let t0 = Instant::now();
+    c.start_ok();
+    c.wait_status("stopped", Duration::from_secs(60));
+    let took = t0.elapsed();
+    assert_eq!(fs::metadata(out.join("f")).unwrap().len(), 4 << 20);
+    assert!(
+        took >= Duration::from_millis(2500),
+        "4 MiB at 1 MiB/s took only {took:?}"
+    );
+}

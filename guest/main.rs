@@ -10,6 +10,7 @@
 
 #![deny(clippy::undocumented_unsafe_blocks)]
 
+mod apparmor;
 mod cgroup_v2;
 #[path = "../integration/common.rs"]
 mod common;
