@@ -19,7 +19,9 @@ bench() {
     cp /bin/busybox $b/rootfs/bin/busybox
     ln -s busybox $b/rootfs/bin/true
     (cd $b && /guest/bin/corten spec)
-    sed -i 's/"terminal": true/"terminal": false/; s/"sh"/"true"/' $b/config.json
+    # ociVersion 1.0.2: Debian 12's crun (1.8) refuses the newer version corten's spec names.
+    sed -i 's/"terminal": true/"terminal": false/; s/"sh"/"true"/;
+        s/"ociVersion": "[^"]*"/"ociVersion": "1.0.2"/' $b/config.json
     echo "guest: lifecycle benchmark, $n x create+start+delete of busybox true (cgroupfs, v2)"
     for rt in /guest/bin/corten $(command -v crun) $(command -v runc); do
         name=$(basename "$rt")
