@@ -7,11 +7,14 @@ set -euo pipefail
 # containerd, podman + conmon and docker.io are the engines integration/engines/ runs
 # corten under (each test starts its own daemon; the packages' services are never started).
 # The docker client the tests use is docker.io's /usr/bin/docker, matching its dockerd.
+# qemu-system-x86, debootstrap and e2fsprogs (mkfs.ext4 -d, debugfs) build and boot the
+# Debian guest of hack/guest.sh.
 PACKAGES=(busybox-static runc crun hyperfine jq libseccomp-dev pkg-config
           golang-github-containers-common
           docker-registry skopeo umoci openssl
           containerd podman conmon docker.io tmux
-          util-linux iproute2 ca-certificates gcc)
+          util-linux iproute2 ca-certificates gcc
+          qemu-system-x86 debootstrap e2fsprogs)
 
 missing=()
 for pkg in "${PACKAGES[@]}"; do

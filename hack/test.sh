@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The project's test command: installs dependencies, checks formatting and lints, builds
-# the release binaries and runs all unit + integration tests (TEST_THREADS=4 by default).
-# Must run as root, because the integration tests create real containers.
+# the release binaries and runs all unit + integration tests (TEST_THREADS=4 by default),
+# then the guest suite in a Debian 12 guest with systemd and cgroup v2 (hack/guest.sh;
+# GUEST=0 leaves it out). Must run as root, because the integration tests create real
+# containers.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,4 +22,7 @@ cargo fmt --check
 cargo clippy --all-targets -- -D warnings
 cargo build --release --bins
 cargo test --release -- --test-threads="${TEST_THREADS:-4}"
+if [[ ${GUEST:-1} != 0 ]]; then
+    bash hack/guest.sh test
+fi
 echo "test: all tests passed"

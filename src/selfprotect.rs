@@ -8,10 +8,18 @@
 //! from a private read-only overlayfs view of the binary's directory (a detached mount, in
 //! no namespace, like runc 1.2), falling back to a sealed memfd copy. Writes through the
 //! exe link then fail with EROFS / EPERM. Other commands never pay for this.
+//!
+//! A lower-only overlay needs two lower layers. The second one is the state root (a
+//! directory of our mount namespace, as runc uses its own): kernels before 6.15 refuse a
+//! detached mount as a layer ("overlayfs: failed to clone lowerpath", since
+//! clone_private_mount() wants a mount of the caller's namespace), which is what Debian 12's
+//! 6.1 did on every create. A detached empty tmpfs is the second choice (a state root that
+//! overlaps the binary's directory), the memfd the last.
 
 use std::ffi::{CStr, CString};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 use nix::fcntl::OFlag;
@@ -20,8 +28,9 @@ use nix::sys::stat::Mode;
 use crate::sys;
 
 /// Re-execs the current command from a protected copy unless already protected.
-/// Returns only when no re-exec is needed (or possible: then it fails).
-pub fn ensure() -> Result<()> {
+/// Returns only when no re-exec is needed (or possible: then it fails). `state_root` (made
+/// if missing) serves as the overlay's empty-enough second layer.
+pub fn ensure(state_root: &Path) -> Result<()> {
     let exe = nix::fcntl::open(
         "/proc/self/exe",
         OFlag::O_RDONLY | OFlag::O_CLOEXEC,
@@ -31,7 +40,12 @@ pub fn ensure() -> Result<()> {
     if is_protected(exe.as_fd()) {
         return Ok(());
     }
-    let target = match overlay_copy() {
+    let target = match overlay_copy(Some(state_root)).or_else(|e| {
+        crate::log::debug(&format!(
+            "overlayfs over the state root unavailable ({e:#}), trying a detached tmpfs"
+        ));
+        overlay_copy(None)
+    }) {
         Ok(fd) => fd,
         Err(e) => {
             crate::log::debug(&format!(
@@ -80,9 +94,11 @@ fn is_protected(fd: BorrowedFd) -> bool {
     seals >= 0 && seals & libc::F_SEAL_WRITE != 0 && seals & libc::F_SEAL_SEAL != 0
 }
 
-/// Opens our binary through a new read-only overlayfs whose only layer is the binary's
-/// directory. The mount is detached (never attached anywhere), so nothing else sees it.
-fn overlay_copy() -> Result<OwnedFd> {
+/// Opens our binary through a new read-only overlayfs whose top layer is the binary's
+/// directory (so nothing in the second layer can shadow the binary). The mount is detached
+/// (never attached anywhere), so nothing else sees it. The second layer is `second` or, if
+/// None, an empty detached tmpfs (Linux 6.15 and later only).
+fn overlay_copy(second: Option<&Path>) -> Result<OwnedFd> {
     let exe = std::fs::read_link("/proc/self/exe").context("readlink /proc/self/exe")?;
     let (Some(dir), Some(name)) = (exe.parent(), exe.file_name()) else {
         bail!("odd exe path {}", exe.display());
@@ -90,14 +106,26 @@ fn overlay_copy() -> Result<OwnedFd> {
     if exe.to_string_lossy().ends_with(" (deleted)") {
         bail!("the corten binary was deleted");
     }
-    // overlayfs with no upper layer wants two lower layers: the second is an empty,
-    // detached tmpfs, named through our fd of it.
-    let empty = sys::fsopen(c"tmpfs").context("fsopen tmpfs")?;
-    sys::fsconfig(empty.as_fd(), sys::FSCONFIG_CMD_CREATE, None, None).context("create tmpfs")?;
-    let empty = sys::fsmount(empty.as_fd(), sys::MOUNT_ATTR_RDONLY).context("fsmount tmpfs")?;
-    let fs = sys::fsopen(c"overlay").context("fsopen overlay")?;
     let mut lower = escape_lowerdir(dir.as_os_str().as_bytes());
-    lower.extend_from_slice(format!(":/proc/self/fd/{}", empty.as_raw_fd()).as_bytes());
+    lower.push(b':');
+    // Kept open until the overlay is made: its fd names the tmpfs layer.
+    let _empty = match second {
+        Some(path) => {
+            std::fs::create_dir_all(path).with_context(|| format!("create {}", path.display()))?;
+            lower.extend_from_slice(&escape_lowerdir(path.as_os_str().as_bytes()));
+            None
+        }
+        None => {
+            let empty = sys::fsopen(c"tmpfs").context("fsopen tmpfs")?;
+            sys::fsconfig(empty.as_fd(), sys::FSCONFIG_CMD_CREATE, None, None)
+                .context("create tmpfs")?;
+            let empty =
+                sys::fsmount(empty.as_fd(), sys::MOUNT_ATTR_RDONLY).context("fsmount tmpfs")?;
+            lower.extend_from_slice(format!("/proc/self/fd/{}", empty.as_raw_fd()).as_bytes());
+            Some(empty)
+        }
+    };
+    let fs = sys::fsopen(c"overlay").context("fsopen overlay")?;
     let lower = CString::new(lower)?;
     sys::fsconfig(
         fs.as_fd(),
@@ -106,6 +134,14 @@ fn overlay_copy() -> Result<OwnedFd> {
         Some(&lower),
     )
     .context("fsconfig lowerdir")?;
+    // Layers on different file systems make the kernel log that it falls back to xino=off;
+    // inode numbers don't matter here. Older kernels may not know the option: ignored.
+    let _ = sys::fsconfig(
+        fs.as_fd(),
+        sys::FSCONFIG_SET_STRING,
+        Some(c"xino"),
+        Some(c"off"),
+    );
     sys::fsconfig(fs.as_fd(), sys::FSCONFIG_CMD_CREATE, None, None).context("create overlay")?;
     let mnt = sys::fsmount(
         fs.as_fd(),

@@ -337,12 +337,12 @@ fn dispatch(cli: &Cli) -> Result<u8> {
     let root = root_dir.as_path();
     match command {
         Command::Create(args) => {
-            corten::selfprotect::ensure()?;
+            corten::selfprotect::ensure(root)?;
             runtime::create::create(&create_opts(cli, root, args))?;
         }
         Command::Start { id } => runtime::start::start(root, id)?,
         Command::Exec(a) => {
-            corten::selfprotect::ensure()?;
+            corten::selfprotect::ensure(root)?;
             let code = runtime::exec::exec(&runtime::exec::ExecOpts {
                 root,
                 id: &a.id,
@@ -377,7 +377,7 @@ fn dispatch(cli: &Cli) -> Result<u8> {
             detach,
             keep,
         } => {
-            corten::selfprotect::ensure()?;
+            corten::selfprotect::ensure(root)?;
             let code = runtime::run::run(&create_opts(cli, root, create), *detach, *keep)?;
             return Ok(u8::try_from(code).unwrap_or(255));
         }

@@ -1,0 +1,67 @@
+//! The guest suite: tests that need a production-shaped host, a pure cgroup v2 hierarchy
+//! with its controllers (systemd, Debian 12, kernel 6.1), which this project's own
+//! machines (cgroup v1 hybrid) can't be. `hack/guest.sh` builds this binary on the host
+//! (static), boots the Debian guest under qemu and runs it there, with corten and then with
+//! runc (the reference) through `CORTEN_TEST_RUNTIME`; tests are written like the host's
+//! integration tests and share their helpers (integration/common.rs).
+//!
+//! On a host without cgroup v2 controllers (a plain `cargo test` here) every test prints a
+//! `SKIP:` line and passes; in the guest (`CORTEN_GUEST=1`) a missing prerequisite fails.
+
+#![deny(clippy::undocumented_unsafe_blocks)]
+
+mod apparmor;
+mod cgroup_v2;
+#[path = "../integration/common.rs"]
+mod common;
+mod podman;
+
+use std::fs;
+use std::path::PathBuf;
+
+/// The controllers the guest suite relies on.
+const CONTROLLERS: [&str; 4] = ["cpu", "memory", "pids", "io"];
+
+/// True on a pure cgroup v2 host with the controllers (`CONTROLLERS`). Elsewhere prints a
+/// visible skip line for `test` and returns false, or panics in the guest (`CORTEN_GUEST`),
+/// where skipping would hide a broken guest.
+pub fn on_v2_host(test: &str) -> bool {
+    let controllers = fs::read_to_string("/sys/fs/cgroup/cgroup.controllers").unwrap_or_default();
+    let have: Vec<&str> = controllers.split_whitespace().collect();
+    let missing: Vec<&str> = CONTROLLERS
+        .iter()
+        .copied()
+        .filter(|c| !have.contains(c))
+        .collect();
+    if missing.is_empty() {
+        return true;
+    }
+    let why = format!(
+        "needs a pure cgroup v2 host with the controllers {missing:?} (hack/guest.sh runs it in one)"
+    );
+    assert!(std::env::var_os("CORTEN_GUEST").is_none(), "{test}: {why}");
+    eprintln!("SKIP: {test}: {why}");
+    false
+}
+
+/// The cgroup directory of a container whose cgroupsPath is `/<id>` (common::base_config).
+pub fn cgroup_dir(id: &str) -> PathBuf {
+    PathBuf::from("/sys/fs/cgroup").join(id)
+}
+
+/// One file of that cgroup, trimmed.
+pub fn cgroup_file(id: &str, file: &str) -> String {
+    let p = cgroup_dir(id).join(file);
+    fs::read_to_string(&p)
+        .unwrap_or_else(|e| panic!("read {}: {e}", p.display()))
+        .trim()
+        .to_string()
+}
+
+/// The value of `key` in a flat-keyed cgroup file (memory.events, cpu.stat, pids.events).
+pub fn cgroup_key(id: &str, file: &str, key: &str) -> u64 {
+    let text = cgroup_file(id, file);
+    text.lines()
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("no {key} in {file}:\n{text}"))
+}
