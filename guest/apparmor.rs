@@ -100,8 +100,6 @@ fn apparmor_profile_confines_the_init() {
 
 /// An `exec`'d process gets the container's apparmorProfile too (runc does).
 #[test]
-#[ignore = "corten's exec does not apply the container's apparmorProfile yet (the shared \
-            init/exec finalize step): remove this once it does"]
 fn apparmor_profile_confines_exec() {
     if !on_v2_host("apparmor_profile_confines_exec") {
         return;
