@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use crate::common::*;
 use crate::on_v2_host;
+use crate::podman::{IMAGE, Podman};
 
 /// `systemctl ARGS...`: its stdout, trimmed (whatever the exit code).
 fn systemctl(args: &[&str]) -> String {
@@ -127,4 +128,44 @@ fn malformed_cgroups_path_is_refused() {
     let words = ["invalid slice name: a--b.slice"];
     assert_err(&out, &words, &words);
     assert!(!c.root_entry_exists(), "state left by a refused create");
+}
+
+/// podman on its default cgroup manager (systemd) with the runtime under test: `run --rm`
+/// works, and a detached container's unit `libpod-<id>.scope` is active with its memory
+/// limit known to systemd, and gone after `rm`.
+#[test]
+fn podman_systemd_manager_run() {
+    if !on_systemd_host("podman_systemd_manager_run") {
+        return;
+    }
+    let p = Podman::with_manager("systemd");
+    let out = p.run_rm(
+        &["--memory", "64m"],
+        "cat /sys/fs/cgroup/memory.max; echo hi",
+    );
+    assert_eq!(out.code, Some(0), "{out}");
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(lines, ["67108864", "hi"], "{out}");
+    let out = p.podman(&[
+        "run",
+        "-d",
+        "--network",
+        "none",
+        "--memory",
+        "64m",
+        IMAGE,
+        "sleep",
+        "100",
+    ]);
+    out.ok();
+    let cid = out.stdout.trim().to_string();
+    let unit = format!("libpod-{cid}.scope");
+    assert_eq!(systemctl(&["is-active", &unit]), "active", "{unit}");
+    assert_eq!(
+        systemctl(&["show", &unit, "-p", "MemoryMax", "--value"]),
+        "67108864"
+    );
+    p.podman(&["rm", "--force", "--time", "0", &cid]).ok();
+    let units = systemctl(&["list-units", "--all", "--no-legend"]);
+    assert!(!units.contains(&cid), "unit left after rm:\n{units}");
 }
