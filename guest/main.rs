@@ -15,6 +15,7 @@ mod cgroup_v2;
 #[path = "../integration/common.rs"]
 mod common;
 mod podman;
+mod systemd;
 
 use std::fs;
 use std::path::PathBuf;

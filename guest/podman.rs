@@ -8,19 +8,25 @@ use std::process::Command;
 use crate::common::*;
 use crate::on_v2_host;
 
-const IMAGE: &str = "localhost/corten-guest:latest";
+pub const IMAGE: &str = "localhost/corten-guest:latest";
 
 /// A podman with everything under its own temp dir, an imported busybox image, and the
 /// runtime under test.
-struct Podman {
+pub struct Podman {
     dir: TempDir,
+    /// podman's cgroup manager: "cgroupfs", or "systemd" (podman's default; guest/systemd.rs).
+    manager: &'static str,
 }
 
 impl Podman {
     fn new() -> Podman {
+        Podman::with_manager("cgroupfs")
+    }
+
+    pub fn with_manager(manager: &'static str) -> Podman {
         let dir = TempDir::short("gpm");
         let conf = format!(
-            "[engine]\ncgroup_manager = \"cgroupfs\"\nevents_logger = \"file\"\n\
+            "[engine]\ncgroup_manager = \"{manager}\"\nevents_logger = \"file\"\n\
              events_logfile_path = \"{}\"\nlock_type = \"file\"\nruntime = \"under-test\"\n\
              [engine.runtimes]\nunder-test = [\"{}\"]\n",
             dir.join("events.log").display(),
@@ -46,17 +52,17 @@ impl Podman {
             .status()
             .unwrap();
         assert!(st.success(), "tar of the rootfs");
-        let p = Podman { dir };
+        let p = Podman { dir, manager };
         p.podman(&["import", &tar.to_string_lossy(), IMAGE]).ok();
         p
     }
 
-    fn podman(&self, args: &[&str]) -> Out {
+    pub fn podman(&self, args: &[&str]) -> Out {
         let d = |s: &str| self.dir.join(s).to_string_lossy().into_owned();
         let out = Command::new("podman")
             .env("CONTAINERS_CONF", d("containers.conf"))
             .args(["--root", &d("root"), "--runroot", &d("runroot")])
-            .args(["--tmpdir", &d("tmp"), "--cgroup-manager", "cgroupfs"])
+            .args(["--tmpdir", &d("tmp"), "--cgroup-manager", self.manager])
             .args(["--events-backend", "file", "--storage-driver", "overlay"])
             .args(args)
             .output()
@@ -72,7 +78,7 @@ impl Podman {
 
 impl Podman {
     /// `podman run --rm --network none FLAGS... IMAGE sh -c SCRIPT`
-    fn run_rm(&self, flags: &[&str], script: &str) -> Out {
+    pub fn run_rm(&self, flags: &[&str], script: &str) -> Out {
         let mut args = vec!["run", "--rm", "--network", "none"];
         args.extend_from_slice(flags);
         args.extend_from_slice(&[IMAGE, "sh", "-c", script]);

@@ -33,7 +33,7 @@ struct Cli {
     /// Log debug lines
     #[arg(long, global = true)]
     debug: bool,
-    /// Accepted for runc compatibility: manage cgroups with systemd
+    /// Manage cgroups with systemd: cgroupsPath is "slice:prefix:name" (cgroup v2)
     #[arg(long = "systemd-cgroup", global = true)]
     systemd_cgroup: bool,
     /// Accepted for runc compatibility (true, false or auto)

@@ -11,8 +11,10 @@
 //!
 //! `resources` translates linux.resources into the files written here.
 
+pub mod dbus;
 pub mod devices_bpf;
 pub mod resources;
+pub mod systemd;
 
 use std::fs;
 use std::io::ErrorKind;
@@ -118,6 +120,9 @@ pub struct Cgroup {
     /// never taken for the container's.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub made: bool,
+    /// --systemd-cgroup: the transient unit whose cgroup `dirs` is (see `systemd`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub systemd: Option<systemd::Unit>,
 }
 
 /// The container's directory in one hierarchy.
@@ -504,7 +509,8 @@ impl Cgroup {
         }
     }
 
-    /// Removes the directories corten made, deepest first: the container's own with the
+    /// Stops the container's systemd unit if corten started one (`systemd`), then removes
+    /// the directories corten made, deepest first: the container's own with the
     /// sub-cgroups made in it (from inside, through its cgroup namespace; their processes
     /// died with its pid namespace), then the levels above it that nothing else uses.
     /// Kills nothing; a cgroup that existed before `create` is left as it is. Retries while
@@ -512,6 +518,11 @@ impl Cgroup {
     /// container directories left.
     pub fn destroy(&self) -> Vec<PathBuf> {
         let mut left = Vec::new();
+        if let Some(unit) = self.systemd.as_ref().filter(|u| u.started)
+            && let Err(e) = systemd::stop(&unit.name)
+        {
+            crate::log::warn(&format!("--systemd-cgroup: {e:#}"));
+        }
         let mut pending: Vec<&Dir> = self.dirs.iter().collect();
         // About 5 s: processes killed with the container (an exec'd one, whose parent is
         // outside the pid namespace) can take a while to leave under load.
@@ -841,6 +852,7 @@ mod tests {
                 created: Vec::new(),
             }],
             made: false,
+            systemd: None,
         };
         let r: oci_spec::runtime::LinuxResources = serde_json::from_value(serde_json::json!({
             "memory": {"limit": 1048576, "swap": 3145728, "reservation": 524288},

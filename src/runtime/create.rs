@@ -62,7 +62,11 @@ pub fn create_with(opts: &CreateOpts, detach: bool) -> Result<Created> {
         if !Path::new("/run/systemd/system").exists() {
             bail!("--systemd-cgroup: systemd is not running on this host (no /run/systemd/system)");
         }
-        bail!("--systemd-cgroup: the systemd cgroup driver is not supported yet; use cgroupfs");
+        if !nix::unistd::geteuid().is_root() {
+            bail!(
+                "--systemd-cgroup: the systemd driver does not support rootless containers yet; use cgroupfs"
+            );
+        }
     }
     let rootfs = bundle.rootfs();
     let rootfs =
@@ -182,7 +186,11 @@ fn spawn(
         .linux()
         .as_ref()
         .and_then(|l| l.cgroups_path().as_deref());
-    let mut cgroup = Cgroup::plan(cgroups_path, opts.id)?;
+    let mut cgroup = if opts.systemd_cgroup {
+        crate::cgroups::systemd::plan(cgroups_path, opts.id)?
+    } else {
+        Cgroup::plan(cgroups_path, opts.id)?
+    };
     let rootless = !nix::unistd::geteuid().is_root();
     if rootless {
         // Cgroups only where they are delegated to us, as runc's rootless mode does.
@@ -236,7 +244,8 @@ fn spawn(
     // migration, and no moment outside it. The cgroup is made and limited first; the
     // state (with the levels about to be made) is saved before, so `delete` can clean up
     // after a create killed at any point.
-    let into = cgroup.dirs.len() == 1 && cgroup.dirs[0].hierarchy.v2;
+    // With systemd the cgroup is the unit's, which holds the init from its start.
+    let into = cgroup.systemd.is_none() && cgroup.dirs.len() == 1 && cgroup.dirs[0].hierarchy.v2;
     let cgroup_fd = if into {
         dir.save(&state)?;
         make_cgroup(&mut cgroup, &mut state, undo)?;
@@ -284,7 +293,16 @@ fn spawn(
     state.pid = pid;
     state.pid_start = container::process_start_time(pid)?;
     dir.save(&state)?;
-    if !into {
+    if cgroup.systemd.is_some() {
+        // The scope is made with the init in it (runc's order); saved at once, so a create
+        // killed from here on still has its unit stopped by `delete`.
+        let r = crate::cgroups::systemd::start(&mut cgroup, pid, opts.id, &resources);
+        undo.cgroup = Some(cgroup.clone());
+        state.cgroup = Some(cgroup.clone());
+        r?;
+        dir.save(&state)?;
+        apply_resources(&cgroup, &resources, rootless)?;
+    } else if !into {
         // Recorded in the state by its next save; until then it lists the levels planned.
         make_cgroup(&mut cgroup, &mut state, undo)?;
         apply_resources(&cgroup, &resources, rootless)?;

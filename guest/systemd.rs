@@ -1,0 +1,171 @@
+//! The systemd cgroup driver (`--systemd-cgroup`) against the guest's real systemd: the
+//! container's cgroup is the transient scope named by cgroupsPath `slice:prefix:name`,
+//! systemd knows its limits (`systemctl show`), the cgroup files have them, and `delete`
+//! leaves no unit and no cgroup behind. Malformed cgroupsPath values get runc's error.
+
+use serde_json::json;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use crate::common::*;
+use crate::on_v2_host;
+use crate::podman::{IMAGE, Podman};
+
+/// `systemctl ARGS...`: its stdout, trimmed (whatever the exit code).
+fn systemctl(args: &[&str]) -> String {
+    let out = Command::new("systemctl")
+        .args(args)
+        .output()
+        .expect("systemctl (in the guest)");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// True where systemd runs (the guest); elsewhere a visible skip.
+fn on_systemd_host(test: &str) -> bool {
+    if !on_v2_host(test) {
+        return false;
+    }
+    if Path::new("/run/systemd/system").exists() {
+        return true;
+    }
+    assert!(
+        std::env::var_os("CORTEN_GUEST").is_none(),
+        "{test}: systemd is not running in the guest"
+    );
+    eprintln!("SKIP: {test}: needs systemd as init");
+    false
+}
+
+/// The scope `corten-<id>.scope` in system.slice holds the container, with its memory
+/// limit known to systemd and written to memory.max; `delete` stops it and its cgroup goes.
+#[test]
+fn scope_holds_the_container_and_goes_with_it() {
+    if !on_systemd_host("scope_holds_the_container_and_goes_with_it") {
+        return;
+    }
+    let mut c = Container::new("g-sd-scope");
+    c.remove_namespace("cgroup");
+    c.args(&["sleep", "100"]);
+    let unit = format!("corten-{}.scope", c.id);
+    c.config["linux"]["cgroupsPath"] = json!(format!("system.slice:corten:{}", c.id));
+    c.config["linux"]["resources"] = json!({"memory": {"limit": 67108864}, "pids": {"limit": 99}});
+    c.write_config();
+    let bundle = c.bundle_str();
+    c.rt(&["--systemd-cgroup", "create", "--bundle", &bundle, &c.id])
+        .ok();
+    c.start_ok();
+    let dir = Path::new("/sys/fs/cgroup/system.slice").join(&unit);
+    let seen = c.exec_sh("cat /proc/self/cgroup");
+    seen.ok();
+    assert_eq!(
+        seen.stdout.trim(),
+        format!("0::/system.slice/{unit}"),
+        "the container's cgroup"
+    );
+    let pid = c.state()["pid"].as_i64().unwrap();
+    let procs = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap();
+    assert!(
+        procs.lines().any(|l| l == pid.to_string()),
+        "init {pid} in {}: {procs}",
+        dir.display()
+    );
+    assert_eq!(systemctl(&["is-active", &unit]), "active");
+    assert_eq!(
+        systemctl(&["show", &unit, "-p", "MemoryMax", "--value"]),
+        "67108864"
+    );
+    assert_eq!(
+        systemctl(&["show", &unit, "-p", "TasksMax", "--value"]),
+        "99"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.join("memory.max"))
+            .unwrap()
+            .trim(),
+        "67108864"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.join("pids.max"))
+            .unwrap()
+            .trim(),
+        "99"
+    );
+    c.kill(Some("KILL")).ok();
+    c.wait_status("stopped", Duration::from_secs(10));
+    c.delete().ok();
+    let units = systemctl(&["list-units", "--all", "--no-legend"]);
+    assert!(!units.contains(&c.id), "unit left after delete:\n{units}");
+    assert!(!dir.exists(), "{} left after delete", dir.display());
+}
+
+/// cgroupsPath not of the form slice:prefix:name is refused with runc's words, and
+/// nothing is left.
+#[test]
+fn malformed_cgroups_path_is_refused() {
+    if !on_systemd_host("malformed_cgroups_path_is_refused") {
+        return;
+    }
+    let mut c = Container::new("g-sd-bad");
+    c.config["linux"]["cgroupsPath"] = json!("/not/a/unit");
+    c.write_config();
+    let bundle = c.bundle_str();
+    let out = c.rt(&["--systemd-cgroup", "create", "--bundle", &bundle, &c.id]);
+    // runc's log escapes the quotes: the words between them.
+    assert_err(
+        &out,
+        &[
+            r#"expected cgroupsPath to be of format "slice:prefix:name" for systemd cgroups, got "/not/a/unit" instead"#,
+        ],
+        &["expected cgroupsPath to be of format \\\"slice:prefix:name\\\" for systemd cgroups"],
+    );
+    assert!(!c.root_entry_exists(), "state left by a refused create");
+    let mut c = Container::new("g-sd-badslice");
+    c.config["linux"]["cgroupsPath"] = json!(format!("a--b.slice:corten:{}", c.id));
+    c.write_config();
+    let bundle = c.bundle_str();
+    let out = c.rt(&["--systemd-cgroup", "create", "--bundle", &bundle, &c.id]);
+    let words = ["invalid slice name: a--b.slice"];
+    assert_err(&out, &words, &words);
+    assert!(!c.root_entry_exists(), "state left by a refused create");
+}
+
+/// podman on its default cgroup manager (systemd) with the runtime under test: `run --rm`
+/// works, and a detached container's unit `libpod-<id>.scope` is active with its memory
+/// limit known to systemd, and gone after `rm`.
+#[test]
+fn podman_systemd_manager_run() {
+    if !on_systemd_host("podman_systemd_manager_run") {
+        return;
+    }
+    let p = Podman::with_manager("systemd");
+    let out = p.run_rm(
+        &["--memory", "64m"],
+        "cat /sys/fs/cgroup/memory.max; echo hi",
+    );
+    assert_eq!(out.code, Some(0), "{out}");
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(lines, ["67108864", "hi"], "{out}");
+    let out = p.podman(&[
+        "run",
+        "-d",
+        "--network",
+        "none",
+        "--memory",
+        "64m",
+        IMAGE,
+        "sleep",
+        "100",
+    ]);
+    out.ok();
+    let cid = out.stdout.trim().to_string();
+    let unit = format!("libpod-{cid}.scope");
+    assert_eq!(systemctl(&["is-active", &unit]), "active", "{unit}");
+    assert_eq!(
+        systemctl(&["show", &unit, "-p", "MemoryMax", "--value"]),
+        "67108864"
+    );
+    p.podman(&["rm", "--force", "--time", "0", &cid]).ok();
+    let units = systemctl(&["list-units", "--all", "--no-legend"]);
+    assert!(!units.contains(&cid), "unit left after rm:\n{units}");
+}
