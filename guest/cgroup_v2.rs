@@ -526,3 +526,138 @@ fn io_max_throttles_writes() {
         "4 MiB at 1 MiB/s took only {took:?}"
     );
 }
+
+/// Watches a file for writes (inotify IN_MODIFY, which the VFS reports for every write,
+/// cgroupfs files included): shows whether a runtime wrote cgroup.kill.
+struct WriteWatch {
+    fd: std::os::fd::OwnedFd,
+}
+
+impl WriteWatch {
+    fn new(path: &std::path::Path) -> WriteWatch {
+        use std::os::fd::{AsRawFd, FromRawFd};
+        // SAFETY: inotify_init1 takes only flags; a valid fd is owned from here on.
+        let raw = unsafe { libc::inotify_init1(libc::IN_NONBLOCK | libc::IN_CLOEXEC) };
+        assert!(
+            raw >= 0,
+            "inotify_init1: {}",
+            std::io::Error::last_os_error()
+        );
+        // SAFETY: raw is a new fd nothing else owns.
+        let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(raw) };
+        let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: c is a NUL-terminated path alive across the call; fd is an inotify fd.
+        let wd = unsafe { libc::inotify_add_watch(fd.as_raw_fd(), c.as_ptr(), libc::IN_MODIFY) };
+        assert!(
+            wd >= 0,
+            "inotify_add_watch {}: {}",
+            path.display(),
+            std::io::Error::last_os_error()
+        );
+        WriteWatch { fd }
+    }
+
+    /// Whether the file was written since `new` (reads the pending events).
+    fn written(&self) -> bool {
+        use std::io::Read;
+        let mut buf = [0u8; 4096];
+        let mut f = fs::File::from(self.fd.try_clone().unwrap());
+        matches!(f.read(&mut buf), Ok(n) if n > 0)
+    }
+}
+
+/// cgroup.kill: SIGKILL to a container without a pid namespace of its own (`kill --all`,
+/// `delete -f`) goes through its cgroup's cgroup.kill, which takes the processes that
+/// ignore SIGTERM and those forking at that moment; but not where a sub-cgroup that
+/// someone else made holds a process (cgroup.kill would take the whole subtree): there
+/// the container's own members are signalled one by one and the bystander lives.
+#[test]
+fn cgroup_kill_for_a_shared_pid_namespace() {
+    if !on_v2_host("cgroup_kill_for_a_shared_pid_namespace") {
+        return;
+    }
+    let mut c = Container::new("g-cgkill");
+    c.remove_namespace("pid");
+    c.sh("trap '' TERM; sleep 101 & sleep 102 & while :; do sleep 1; done");
+    c.create_ok();
+    c.start_ok();
+    assert!(
+        poll_until(STATE_TIMEOUT, || cgroup_file(&c.id, "cgroup.procs")
+            .lines()
+            .count()
+            >= 3),
+        "3 processes expected: {}",
+        cgroup_file(&c.id, "cgroup.procs")
+    );
+    let watch = WriteWatch::new(&cgroup_dir(&c.id).join("cgroup.kill"));
+    // TERM is ignored by the init; its children (without a pid namespace) outlive it.
+    c.rt(&["kill", "--all", &c.id, "TERM"]).ok();
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(!watch.written(), "cgroup.kill written for SIGTERM");
+    assert_eq!(c.state()["status"], "running", "the init ignores TERM");
+    c.rt(&["kill", "--all", &c.id, "KILL"]).ok();
+    assert!(
+        poll_until(STATE_TIMEOUT, || cgroup_file(&c.id, "cgroup.procs")
+            .is_empty()),
+        "processes left: {}",
+        cgroup_file(&c.id, "cgroup.procs")
+    );
+    assert_eq!(cgroup_key(&c.id, "cgroup.events", "populated"), 0);
+    let used = watch.written();
+    if is_runc() {
+        eprintln!("cgroup_kill_for_a_shared_pid_namespace: runc wrote cgroup.kill: {used}");
+    } else {
+        assert!(used, "kill --all KILL did not write cgroup.kill");
+    }
+    c.wait_status("stopped", Duration::from_secs(10));
+    c.delete().ok();
+
+    // A foreign sub-cgroup with a bystander: delete -f kills the container's own members
+    // only, without cgroup.kill. (runc kills the whole subtree: corten only.)
+    if is_runc() {
+        return;
+    }
+    let mut c = Container::new("g-cgkill-sub");
+    c.remove_namespace("pid");
+    c.sh("sleep 101 & sleep 102 & wait");
+    c.create_ok();
+    c.start_ok();
+    assert!(poll_until(STATE_TIMEOUT, || cgroup_file(
+        &c.id,
+        "cgroup.procs"
+    )
+    .lines()
+    .count()
+        == 3));
+    let theirs: Vec<String> = cgroup_file(&c.id, "cgroup.procs")
+        .lines()
+        .map(str::to_string)
+        .collect();
+    let foreign = cgroup_dir(&c.id).join("foreign");
+    fs::create_dir(&foreign).unwrap();
+    let mut bystander = std::process::Command::new("sleep")
+        .arg("1000")
+        .spawn()
+        .unwrap();
+    fs::write(foreign.join("cgroup.procs"), bystander.id().to_string()).unwrap();
+    let watch = WriteWatch::new(&cgroup_dir(&c.id).join("cgroup.kill"));
+    let out = c.rt(&["delete", "-f", &c.id]);
+    let alive = bystander.try_wait().unwrap().is_none();
+    let _ = bystander.kill();
+    let _ = bystander.wait();
+    let _ = fs::remove_dir(&foreign);
+    let _ = fs::remove_dir(cgroup_dir(&c.id));
+    out.ok();
+    assert!(alive, "delete -f killed a process of a foreign sub-cgroup");
+    assert!(
+        !watch.written(),
+        "cgroup.kill written over a foreign sub-cgroup"
+    );
+    let gone = |p: &String| {
+        fs::read_to_string(format!("/proc/{p}/stat")).map_or(true, |s| s.contains(") Z "))
+    };
+    assert!(
+        poll_until(STATE_TIMEOUT, || theirs.iter().all(gone)),
+        "container processes left: {theirs:?}"
+    );
+}

@@ -14,6 +14,8 @@ mod apparmor;
 mod cgroup_v2;
 #[path = "../integration/common.rs"]
 mod common;
+mod containerd;
+mod limits;
 mod podman;
 mod systemd;
 

@@ -116,3 +116,77 @@ fn podman_cgroupfs_run_memory() {
     let out = p.podman(&["ps", "-a", "-q"]);
     assert_eq!(out.stdout.trim(), "", "--rm left containers: {out}");
 }
+
+/// The detached lifecycle: `podman run -d` (a TERM-trapping init), `exec` into it (its
+/// cgroup as the container sees it, and pids.max), `stop` (TERM, then the runtime's kill),
+/// `rm`; the cgroup goes with the container.
+#[test]
+fn podman_cgroupfs_detached_exec_stop_rm() {
+    if !on_v2_host("podman_cgroupfs_detached_exec_stop_rm") {
+        return;
+    }
+    let p = Podman::new();
+    let out = p.podman(&[
+        "run",
+        "-d",
+        "--network",
+        "none",
+        "--pids-limit",
+        "42",
+        IMAGE,
+        "sh",
+        "-c",
+        "trap 'echo term; exit 7' TERM; echo up; while :; do sleep 0.2; done",
+    ]);
+    out.ok();
+    let id = out.stdout.trim().to_string();
+    assert_eq!(id.len(), 64, "{out}");
+    assert!(
+        poll_until(STATE_TIMEOUT, || p
+            .podman(&["logs", &id])
+            .stdout
+            .contains("up")),
+        "no output: {}",
+        p.podman(&["logs", &id])
+    );
+    let out = p.podman(&[
+        "exec",
+        &id,
+        "sh",
+        "-c",
+        "cat /sys/fs/cgroup/pids.max; grep '^0::' /proc/self/cgroup; echo exec-ok",
+    ]);
+    out.ok();
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(lines, ["42", "0::/", "exec-ok"], "{out}");
+    // The container's cgroup on the host holds the init (and only the container's).
+    let inspect = p.podman(&["inspect", "--format", "{{.State.Pid}}", &id]);
+    inspect.ok();
+    let pid = inspect.stdout.trim().to_string();
+    let cg = fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    let cg_dir = std::path::Path::new("/sys/fs/cgroup").join(
+        cg.trim()
+            .strip_prefix("0::/")
+            .unwrap_or_else(|| panic!("{cg}")),
+    );
+    assert_eq!(
+        fs::read_to_string(cg_dir.join("pids.max")).unwrap().trim(),
+        "42"
+    );
+    p.podman(&["stop", "--time", "5", &id]).ok();
+    let out = p.podman(&[
+        "inspect",
+        "--format",
+        "{{.State.Status}} {{.State.ExitCode}}",
+        &id,
+    ]);
+    assert_eq!(out.stdout.trim(), "exited 7", "{out}");
+    assert!(p.podman(&["logs", &id]).stdout.contains("term"));
+    p.podman(&["rm", &id]).ok();
+    assert_eq!(p.podman(&["ps", "-a", "-q"]).stdout.trim(), "");
+    assert!(
+        poll_until(STATE_TIMEOUT, || !cg_dir.exists()),
+        "rm left the cgroup {}",
+        cg_dir.display()
+    );
+}

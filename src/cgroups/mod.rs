@@ -430,8 +430,12 @@ impl Cgroup {
     /// Sends `sig` to the container's own processes (`own_pids`) but `except`, again to
     /// those forked meanwhile. For a container without a pid namespace of its own, whose
     /// init's death takes nothing along (runc's signalAllProcesses, minus sub-cgroups and
-    /// cgroups it did not make).
+    /// cgroups it did not make). SIGKILL goes through cgroup.kill first where it can
+    /// (`kill_own_v2`), which also catches processes forking at that moment.
     pub fn signal_own(&self, sig: i32, except: i32) {
+        if sig == libc::SIGKILL {
+            self.kill_own_v2();
+        }
         let mut done = vec![except];
         for _ in 0..10 {
             let new: Vec<i32> = self
@@ -447,6 +451,43 @@ impl Cgroup {
                 unsafe { libc::kill(pid, sig) };
             }
             done.extend(new);
+        }
+    }
+
+    /// Writes cgroup.kill (kernel 5.14+) of each cgroup2 directory corten made for the
+    /// container, which SIGKILLs its members atomically, forks in progress included. Only
+    /// where the directory has no sub-cgroups: cgroup.kill takes the whole subtree, and a
+    /// sub-cgroup's processes need not be the container's (see `own_pids`).
+    fn kill_own_v2(&self) {
+        for d in self
+            .dirs
+            .iter()
+            .filter(|d| self.made && d.owned() && d.hierarchy.v2)
+        {
+            if on_cgroupfs(&d.path) != Ok(true) {
+                continue;
+            }
+            let descendants = fs::read_to_string(d.path.join("cgroup.stat"))
+                .ok()
+                .and_then(|s| {
+                    s.lines().find_map(|l| {
+                        l.strip_prefix("nr_descendants ")?
+                            .trim()
+                            .parse::<u64>()
+                            .ok()
+                    })
+                });
+            if descendants != Some(0) {
+                continue;
+            }
+            let file = d.path.join("cgroup.kill");
+            match fs::write(&file, "1") {
+                Ok(()) => {
+                    crate::log::debug(&format!("killed the cgroup: wrote 1 to {}", file.display()))
+                }
+                // An older kernel has no cgroup.kill: the signals below do it.
+                Err(e) => crate::log::debug(&format!("write {}: {e}", file.display())),
+            }
         }
     }
 
