@@ -48,7 +48,7 @@ runtimes=/guest/bin/corten
 for rt in $runtimes; do
     echo "guest: === the guest suite with $rt ==="
     start=$(date +%s)
-    CORTEN_TEST_RUNTIME=$rt /guest/bin/guest-suite --test-threads=2 --color never "$@" || rc=1
+    CORTEN_TEST_RUNTIME=$rt /guest/bin/guest-suite --include-ignored --test-threads=2 --color never "$@" || rc=1
     echo "guest: $(basename "$rt"): $(($(date +%s) - start)) s"
 done
 # The benchmark on full runs only (no test names given).
