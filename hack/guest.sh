@@ -114,10 +114,10 @@ build_root() {
     mount --rbind /dev "$root/dev"
     printf '#!/bin/sh\nexit 101\n' >"$root/usr/sbin/policy-rc.d"
     chmod 755 "$root/usr/sbin/policy-rc.d"
-    log "apt-get install $(packages kernel) $(packages engines) $(packages tools)"
+    log "apt-get install $(packages kernel) $(packages engines) $(packages rootless) $(packages tools)"
     # shellcheck disable=SC2046
     chroot "$root" env DEBIAN_FRONTEND=noninteractive LC_ALL=C apt-get install -y -q \
-        --no-install-recommends $(packages kernel) $(packages engines) $(packages tools) \
+        --no-install-recommends $(packages kernel) $(packages engines) $(packages rootless) $(packages tools) \
         >"$root.apt.log" 2>&1 || { tail -30 "$root.apt.log" >&2; die "apt-get install in the guest root failed (log above)"; }
     rm -f "$root/usr/sbin/policy-rc.d"
     chroot "$root" apt-get clean
