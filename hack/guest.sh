@@ -5,7 +5,10 @@
 #   hack/guest.sh [test] [NAME...]  build corten and the guest suite (guest/main.rs), boot the
 #                                   guest, run the suite (only tests matching NAME if given)
 #                                   with corten and then with runc, print every test's result
-#                                   and the guest kernel's warnings; non-zero on any failure
+#                                   and the guest kernel's warnings; non-zero on any failure.
+#                                   A full run (no NAME) ends with the lifecycle benchmark
+#   hack/guest.sh test --bench      only the lifecycle benchmark (corten, crun, runc; with
+#                                   the cgroupfs and the systemd cgroup drivers)
 #   hack/guest.sh shell             boot the guest with a root shell on this terminal; the
 #                                   freshly built binaries are on /guest (see /guest/run.sh;
 #                                   `poweroff` or Ctrl-A x leaves)
