@@ -451,7 +451,8 @@ fn existing_unit_is_reset_if_failed_and_never_stopped() {
         "{unit} not active"
     );
     let out = sd_create(&c);
-    assert_err(&out, &[&unit, "already exists"], &["already exists"]);
+    // systemd 252: "Unit X was already loaded or has a fragment file."
+    assert_err(&out, &[&unit, "UnitExists", "already"], &["already"]);
     assert!(!c.root_entry_exists(), "state left by a refused create");
     assert_eq!(
         systemctl(&["is-active", &unit]),
