@@ -443,20 +443,23 @@ fn existing_unit_is_reset_if_failed_and_never_stopped() {
     sd_create(&c).ok();
     // runc 1.1 (Debian 12's) takes UnitExists for success and goes on without a unit of
     // its own; the reset and retry are runc 1.2's.
-    let old_runc = is_runc() && systemctl(&["is-active", &unit]) == "failed";
-    if old_runc {
+    if is_runc() && systemctl(&["is-active", &unit]) == "failed" {
         eprintln!(
             "existing_unit_is_reset_if_failed_and_never_stopped: runc ignores UnitExists (runc < 1.2): the rest is checked with corten only"
         );
-    } else {
-        assert_eq!(systemctl(&["is-active", &unit]), "active");
-    }
-    let dir = Path::new("/sys/fs/cgroup/system.slice").join(&unit);
-    delete_leaves_nothing(&c, &dir);
-    if old_runc {
-        // It would join the other unit's cgroup, and its delete stop that unit.
+        // Its delete leaves the failed unit (not its own) as it was: cleared here. With
+        // an active unit it would join that unit's cgroup, and its delete stop the unit.
+        c.kill(Some("KILL")).ok();
+        c.wait_status("stopped", Duration::from_secs(10));
+        c.delete().ok();
+        let _ = Command::new("systemctl")
+            .args(["reset-failed", &unit])
+            .output();
         return;
     }
+    assert_eq!(systemctl(&["is-active", &unit]), "active");
+    let dir = Path::new("/sys/fs/cgroup/system.slice").join(&unit);
+    delete_leaves_nothing(&c, &dir);
 
     // An active scope of the same name, not the runtime's.
     let (c, unit) = sd_sleeper("g-sd-busy");
