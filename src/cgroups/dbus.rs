@@ -14,7 +14,8 @@
 //!   (its own derive macros, generic marshalling) for a handful of calls.
 //!
 //! The protocol subset needed is small and stable: SASL EXTERNAL auth, little-endian
-//! message marshalling of `s`, `o`, `b`, `u`, `t`, `ay`, `au`, `as`, `v` and `a(sv)`, and
+//! message marshalling of `s`, `o`, `b`, the integers (`y`, `n`, `q`, `i`, `u`, `x`, `t`),
+//! `d`, `ay`, `au`, `as`, `a(ss)`, `a(st)`, `v` and `a(sv)`, and
 //! reading the top-level `s`/`o`/`u` of replies and signals. That is this file (no new
 //! dependency, a few KB of code, no thread, one socket that is closed when the client is
 //! dropped and is close-on-exec meanwhile).
@@ -37,11 +38,21 @@ const SYSTEM_BUS: &str = "/run/dbus/system_bus_socket";
 pub enum Value {
     Str(String),
     Bool(bool),
+    U8(u8),
+    I16(i16),
+    U16(u16),
+    I32(i32),
     U32(u32),
+    I64(i64),
     U64(u64),
+    F64(f64),
     Bytes(Vec<u8>),
     U32s(Vec<u32>),
     Strs(Vec<String>),
+    /// `a(ss)`: pairs of strings (DeviceAllow: path, permissions).
+    StrPairs(Vec<(String, String)>),
+    /// `a(st)`: strings with a number (IOReadBandwidthMax: device path, limit).
+    StrU64s(Vec<(String, u64)>),
     /// `a(sv)`: named, typed properties.
     Props(Vec<(String, Value)>),
     /// `a(sa(sv))`: StartTransientUnit's auxiliary units (always empty here).
@@ -53,11 +64,19 @@ impl Value {
         match self {
             Value::Str(_) => "s",
             Value::Bool(_) => "b",
+            Value::U8(_) => "y",
+            Value::I16(_) => "n",
+            Value::U16(_) => "q",
+            Value::I32(_) => "i",
             Value::U32(_) => "u",
+            Value::I64(_) => "x",
             Value::U64(_) => "t",
+            Value::F64(_) => "d",
             Value::Bytes(_) => "ay",
             Value::U32s(_) => "au",
             Value::Strs(_) => "as",
+            Value::StrPairs(_) => "a(ss)",
+            Value::StrU64s(_) => "a(st)",
             Value::Props(_) => "a(sv)",
             Value::AuxUnits => "a(sa(sv))",
         }
@@ -101,18 +120,40 @@ impl Enc {
         let len = (self.b.len() - start) as u32;
         self.b[len_at..len_at + 4].copy_from_slice(&len.to_le_bytes());
     }
+    /// A fixed-size number: aligned to its size, little-endian.
+    fn fixed<const N: usize>(&mut self, le: [u8; N]) {
+        self.pad(N);
+        self.b.extend_from_slice(&le);
+    }
     fn value(&mut self, v: &Value) {
         match v {
             Value::Str(s) => self.str(s),
             Value::Bool(b) => self.u32(u32::from(*b)),
+            Value::U8(y) => self.b.push(*y),
+            Value::I16(n) => self.fixed(n.to_le_bytes()),
+            Value::U16(q) => self.fixed(q.to_le_bytes()),
+            Value::I32(i) => self.fixed(i.to_le_bytes()),
             Value::U32(u) => self.u32(*u),
-            Value::U64(t) => {
-                self.pad(8);
-                self.b.extend_from_slice(&t.to_le_bytes());
-            }
+            Value::I64(x) => self.fixed(x.to_le_bytes()),
+            Value::U64(t) => self.fixed(t.to_le_bytes()),
+            Value::F64(d) => self.fixed(d.to_le_bytes()),
             Value::Bytes(bytes) => self.array(1, |e| e.b.extend_from_slice(bytes)),
             Value::U32s(us) => self.array(4, |e| us.iter().for_each(|u| e.u32(*u))),
             Value::Strs(ss) => self.array(4, |e| ss.iter().for_each(|s| e.str(s))),
+            Value::StrPairs(pairs) => self.array(8, |e| {
+                for (a, b) in pairs {
+                    e.pad(8);
+                    e.str(a);
+                    e.str(b);
+                }
+            }),
+            Value::StrU64s(pairs) => self.array(8, |e| {
+                for (a, t) in pairs {
+                    e.pad(8);
+                    e.str(a);
+                    e.fixed(t.to_le_bytes());
+                }
+            }),
             Value::Props(props) => self.array(8, |e| {
                 for (name, v) in props {
                     e.pad(8);
@@ -440,6 +481,57 @@ mod tests {
         assert_eq!(&b[14..17], b"\x01b\0");
         assert_eq!(&b[20..24], &1u32.to_le_bytes());
         assert_eq!(&b[0..4], &((b.len() - 8) as u32).to_le_bytes());
+    }
+
+    #[test]
+    fn marshals_numbers_and_pairs() {
+        let mut e = Enc::default();
+        e.b.push(1); // misaligned on purpose
+        e.value(&Value::I16(-2));
+        e.value(&Value::I64(-3));
+        e.value(&Value::F64(1.5));
+        e.value(&Value::U8(9));
+        e.value(&Value::I32(7));
+        let mut want = vec![1, 0];
+        want.extend_from_slice(&(-2i16).to_le_bytes());
+        want.extend_from_slice(&[0; 4]);
+        want.extend_from_slice(&(-3i64).to_le_bytes());
+        want.extend_from_slice(&1.5f64.to_le_bytes());
+        want.extend_from_slice(&[9, 0, 0, 0]);
+        want.extend_from_slice(&7i32.to_le_bytes());
+        assert_eq!(e.b, want);
+
+        // a(st): length, pad to 8, then ("/d", 5) with the t aligned to 8.
+        let mut e = Enc::default();
+        e.value(&Value::StrU64s(vec![("/d".into(), 5)]));
+        let mut want = Vec::new();
+        want.extend_from_slice(&16u32.to_le_bytes());
+        want.extend_from_slice(&[0; 4]);
+        want.extend_from_slice(&2u32.to_le_bytes());
+        want.extend_from_slice(b"/d\0\0");
+        want.extend_from_slice(&5u64.to_le_bytes());
+        assert_eq!(e.b, want);
+
+        // a(ss) of two: the second struct starts 8-aligned.
+        let mut e = Enc::default();
+        e.value(&Value::StrPairs(vec![
+            ("a".into(), "rw".into()),
+            ("b".into(), "m".into()),
+        ]));
+        let mut want = Vec::new();
+        want.extend_from_slice(&30u32.to_le_bytes());
+        want.extend_from_slice(&[0; 4]);
+        want.extend_from_slice(&1u32.to_le_bytes());
+        want.extend_from_slice(b"a\0\0\0");
+        want.extend_from_slice(&2u32.to_le_bytes());
+        want.extend_from_slice(b"rw\0\0");
+        want.extend_from_slice(&1u32.to_le_bytes());
+        want.extend_from_slice(b"b\0\0\0");
+        want.extend_from_slice(&1u32.to_le_bytes());
+        want.extend_from_slice(b"m\0");
+        assert_eq!(e.b, want);
+        assert_eq!(Value::StrPairs(vec![]).signature(), "a(ss)");
+        assert_eq!(Value::StrU64s(vec![]).signature(), "a(st)");
     }
 
     #[test]

@@ -13,6 +13,7 @@
 
 pub mod dbus;
 pub mod devices_bpf;
+pub mod gvariant;
 pub mod resources;
 pub mod systemd;
 

@@ -13,7 +13,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use oci_spec::runtime::LinuxResources;
+use oci_spec::runtime::{LinuxBlockIo, LinuxDeviceCgroup, LinuxDeviceType, LinuxResources};
 use serde::{Deserialize, Serialize};
 
 use super::dbus::{Conn, Value};
@@ -33,7 +33,9 @@ pub struct Unit {
 }
 
 /// The slice and unit name for linux.cgroupsPath (runc's rules): empty gives the unit
-/// `corten-<id>.scope` in system.slice; otherwise exactly `slice:prefix:name`.
+/// `corten-<id>.scope` in system.slice; otherwise exactly `slice:prefix:name`, the unit
+/// being the scope `prefix-name.scope`, or the slice `name` itself when it ends in
+/// `.slice` (the prefix is then unused, `slice` is its parent).
 pub fn unit_of(cgroups_path: Option<&Path>, id: &str) -> Result<(String, String)> {
     let p = cgroups_path
         .map(|p| p.to_string_lossy().into_owned())
@@ -55,9 +57,16 @@ pub fn unit_of(cgroups_path: Option<&Path>, id: &str) -> Result<(String, String)
         slice
     };
     if name.ends_with(".slice") {
-        bail!(
-            "linux.cgroupsPath {p:?}: a slice as the container's unit is not supported yet (name it <name>, not <name>.slice)"
-        );
+        // systemd places a slice by its name, whatever it is wanted by: only a name that
+        // puts it in the parent keeps the container where cgroupsPath says.
+        let (own, parent) = (expand_slice(&name)?, expand_slice(&slice)?);
+        if parent != "/" && !own.starts_with(&format!("{parent}/")) {
+            bail!(
+                "linux.cgroupsPath {p:?}: systemd places the slice {name} at {own}, not in {slice} (a slice's name is its path: name it {}-<name>.slice)",
+                slice.trim_end_matches(".slice")
+            );
+        }
+        return Ok((slice, name));
     }
     let unit = if prefix.is_empty() {
         format!("{name}.scope")
@@ -70,6 +79,11 @@ pub fn unit_of(cgroups_path: Option<&Path>, id: &str) -> Result<(String, String)
         bail!("linux.cgroupsPath {p:?}: {unit:?} is not a valid systemd unit name");
     }
     Ok((slice, unit))
+}
+
+/// True for a slice unit (cgroupsPath's name ending in `.slice`), else it is a scope.
+fn is_slice(unit: &str) -> bool {
+    unit.ends_with(".slice")
 }
 
 /// A slice's cgroup path (runc's ExpandSlice): `a-b.slice` lives in `/a.slice/a-b.slice`,
@@ -111,7 +125,12 @@ pub fn plan(cgroups_path: Option<&Path>, id: &str) -> Result<Cgroup> {
             "--systemd-cgroup: the systemd driver supports only cgroup v2 hosts for now; use cgroupfs"
         );
     }
-    let path = h.mount.join(slice_path.trim_start_matches('/')).join(&unit);
+    // A slice's own name is its path; a scope is in its slice.
+    let path = if is_slice(&unit) {
+        h.mount.join(expand_slice(&unit)?.trim_start_matches('/'))
+    } else {
+        h.mount.join(slice_path.trim_start_matches('/')).join(&unit)
+    };
     Ok(Cgroup {
         dirs: vec![Dir {
             path,
@@ -127,39 +146,71 @@ pub fn plan(cgroups_path: Option<&Path>, id: &str) -> Result<Cgroup> {
     })
 }
 
-/// Starts the scope with `pid` in it and the resource properties; on success `cg` records
-/// the unit (for `destroy`) and its directory as the container's own cgroup.
-pub fn start(cg: &mut Cgroup, pid: i32, id: &str, r: &LinuxResources) -> Result<()> {
+/// Starts the unit with the resource properties and then `extra` (the config's
+/// `org.systemd.property.` annotations, see `annotation_props`): a scope is started with
+/// `pid` in it; a slice (which systemd gives no processes) is started empty, and the
+/// caller moves `pid` in through cgroupfs (`Cgroup::add`), as runc's v1 driver joins it.
+/// On success `cg` records the unit (for `destroy`) and its directory as the container's
+/// own cgroup.
+pub fn start(
+    cg: &mut Cgroup,
+    pid: i32,
+    id: &str,
+    r: &LinuxResources,
+    extra: &[(String, Value)],
+) -> Result<()> {
     let Some(Unit {
         slice, name: unit, ..
     }) = cg.systemd.clone()
     else {
         bail!("internal: no systemd unit planned");
     };
-    let mut props = vec![
-        prop("Description", Value::Str(format!("corten container {id}"))),
-        prop("Slice", Value::Str(slice)),
-        prop("Delegate", Value::Bool(true)),
-        prop("PIDs", Value::U32s(vec![pid as u32])),
+    let mut props = vec![prop(
+        "Description",
+        Value::Str(format!("corten container {id}")),
+    )];
+    if is_slice(&unit) {
+        // runc: a slice's parent is wanted, not its Slice=; slices take neither PIDs nor
+        // Delegate.
+        props.push(prop("Wants", Value::Strs(vec![slice])));
+    } else {
+        props.extend([
+            prop("Slice", Value::Str(slice)),
+            prop("Delegate", Value::Bool(true)),
+            prop("PIDs", Value::U32s(vec![pid as u32])),
+        ]);
+    }
+    props.extend([
         prop("DefaultDependencies", Value::Bool(false)),
         prop("MemoryAccounting", Value::Bool(true)),
         prop("CPUAccounting", Value::Bool(true)),
         prop("IOAccounting", Value::Bool(true)),
         prop("TasksAccounting", Value::Bool(true)),
-    ];
+    ]);
+    // The annotations before linux.resources: as with runc, which sets the resources
+    // after the start, the config's limits win over an annotation of the same property.
+    props.extend(extra.iter().cloned());
     props.extend(resource_props(r)?);
     let mut conn = Conn::system().context("--systemd-cgroup: connect to systemd")?;
-    let reply = conn
-        .manager(
-            "StartTransientUnit",
-            &[
-                Value::Str(unit.clone()),
-                Value::Str("replace".into()),
-                Value::Props(props),
-                Value::AuxUnits,
-            ],
-        )
-        .with_context(|| format!("--systemd-cgroup: start unit {unit}"))?;
+    let args = [
+        Value::Str(unit.clone()),
+        Value::Str("replace".into()),
+        Value::Props(props),
+        Value::AuxUnits,
+    ];
+    let reply = match conn.manager("StartTransientUnit", &args) {
+        // runc's retry: a unit of that name may be a failed leftover. ResetFailedUnit
+        // lets systemd collect it (a unit that is active is not touched), then once more.
+        Err(e)
+            if e.to_string()
+                .contains("org.freedesktop.systemd1.UnitExists") =>
+        {
+            let _ = conn.manager("ResetFailedUnit", &[Value::Str(unit.clone())]);
+            conn.manager("StartTransientUnit", &args)
+        }
+        r => r,
+    }
+    .with_context(|| format!("--systemd-cgroup: start unit {unit}"))?;
     // From here the unit is ours (it holds our init): recorded for every later cleanup.
     if let Some(u) = &mut cg.systemd {
         u.started = true;
@@ -209,6 +260,63 @@ pub fn stop(unit: &str) -> Result<()> {
 
 fn prop(name: &str, v: Value) -> (String, Value) {
     (name.to_string(), v)
+}
+
+/// The config's `org.systemd.property.<Name>` annotations as unit properties, by runc's
+/// rules: Name is ASCII letters only, at least 3; the value is GVariant text
+/// (`uint64 123`, `'text'`, `true`, see `gvariant`); a Name ending in a lowercase letter and
+/// `Sec` is given as `<Name>USec`, its number of seconds in microseconds (uint64).
+/// Refused, before anything is made, when malformed.
+pub fn annotation_props(
+    annotations: Option<&std::collections::HashMap<String, String>>,
+) -> Result<Vec<(String, Value)>> {
+    const PREFIX: &str = "org.systemd.property.";
+    let mut keys: Vec<(&String, &String)> = annotations.into_iter().flatten().collect();
+    keys.sort();
+    let mut props = Vec::new();
+    for (key, text) in keys {
+        let Some(name) = key.strip_prefix(PREFIX) else {
+            continue;
+        };
+        if name.len() < 3 {
+            bail!("annotation {key} name incorrect: too short");
+        }
+        if !name.bytes().all(|c| c.is_ascii_alphabetic()) {
+            bail!("annotation {key} name incorrect: contains non-alphabetic character");
+        }
+        let parse_error =
+            |e: anyhow::Error| anyhow::anyhow!("annotation {key}={text} value parse error: {e}");
+        let mut value = super::gvariant::parse(text).map_err(parse_error)?;
+        let mut name = name.to_string();
+        if let Some(base) = name.strip_suffix("Sec")
+            && base.ends_with(|c: char| c.is_ascii_lowercase())
+        {
+            const M: f64 = 1_000_000.0;
+            let secs = match value {
+                Value::U8(v) => f64::from(v),
+                Value::I16(v) => f64::from(v),
+                Value::U16(v) => f64::from(v),
+                Value::I32(v) => f64::from(v),
+                Value::U32(v) => f64::from(v),
+                Value::I64(v) => v as f64,
+                Value::U64(v) => v as f64,
+                Value::F64(v) => v,
+                _ => return Err(parse_error(anyhow::anyhow!("not a number"))),
+            };
+            if secs < 0.0 {
+                return Err(parse_error(anyhow::anyhow!("a negative time")));
+            }
+            let usec = match value {
+                Value::U64(v) => v.saturating_mul(1_000_000),
+                Value::I64(v) => (v as u64).saturating_mul(1_000_000),
+                _ => (secs * M) as u64,
+            };
+            name = format!("{base}USec");
+            value = Value::U64(usec);
+        }
+        props.push((name, value));
+    }
+    Ok(props)
 }
 
 /// linux.resources as systemd's unit properties (as runc's v2 driver sets them); the
@@ -283,7 +391,146 @@ pub fn resource_props(r: &LinuxResources) -> Result<Vec<(String, Value)>> {
         };
         p.push(prop("MemoryHigh", Value::U64(v)));
     }
+    if let Some(b) = r.block_io() {
+        p.extend(io_props(b));
+    }
+    if let Some(rules) = r.devices().as_deref().filter(|d| !d.is_empty()) {
+        p.extend(device_props(rules));
+    }
     Ok(p)
+}
+
+/// A block device as systemd's IO properties name it (its udev link, which systemd
+/// resolves to the device; the container's own limits are written to io.* by major:minor
+/// as well).
+fn block_path(major: i64, minor: i64) -> String {
+    format!("/dev/block/{major}:{minor}")
+}
+
+/// linux.resources.blockIO as IOWeight (blkio's 10-1000 mapped to 1-10000, as the files
+/// get it), IODeviceWeight and IO{Read,Write}{Bandwidth,IOPS}Max.
+fn io_props(b: &LinuxBlockIo) -> Vec<(String, Value)> {
+    use super::resources::blkio_weight_to_io;
+    let mut p = Vec::new();
+    if let Some(w) = b.weight().filter(|&w| w != 0) {
+        p.push(prop("IOWeight", Value::U64(blkio_weight_to_io(w))));
+    }
+    let weights: Vec<(String, u64)> = b
+        .weight_device()
+        .iter()
+        .flatten()
+        .filter_map(|d| {
+            Some((
+                block_path(d.major(), d.minor()),
+                blkio_weight_to_io(d.weight()?),
+            ))
+        })
+        .collect();
+    if !weights.is_empty() {
+        p.push(prop("IODeviceWeight", Value::StrU64s(weights)));
+    }
+    let throttles = [
+        ("IOReadBandwidthMax", b.throttle_read_bps_device()),
+        ("IOWriteBandwidthMax", b.throttle_write_bps_device()),
+        ("IOReadIOPSMax", b.throttle_read_iops_device()),
+        ("IOWriteIOPSMax", b.throttle_write_iops_device()),
+    ];
+    for (name, devs) in throttles {
+        let limits: Vec<(String, u64)> = devs
+            .iter()
+            .flatten()
+            .map(|d| (block_path(d.major(), d.minor()), d.rate()))
+            .collect();
+        if !limits.is_empty() {
+            p.push(prop(name, Value::StrU64s(limits)));
+        }
+    }
+    p
+}
+
+/// Device access as DevicePolicy + DeviceAllow (runc's generateDeviceProperties): the
+/// rules are replayed with v1's semantics (an `a` rule resets to allow- or deny-all, later
+/// rules add to or take from the exceptions); a deny-all list becomes DevicePolicy=strict
+/// with the allowed devices, an allow-all one DevicePolicy=auto with none.
+///
+/// corten's own eBPF program (devices_bpf) enforces the exact rules on the same cgroup,
+/// and a device is usable only if both programs allow it. So where systemd cannot say
+/// what the rules say, its side is left wider, never narrower: an allow-all list with
+/// denied exceptions is given as allow-all (runc gives systemd deny-all there), a deny
+/// that punches a hole in an allowed wildcard keeps the wildcard. Only an allow rule
+/// with a wildcard major and a fixed minor, which systemd has no syntax for, is left out
+/// (as runc does, with a warning).
+fn device_props(rules: &[LinuxDeviceCgroup]) -> Vec<(String, Value)> {
+    type Key = (char, Option<i64>, Option<i64>);
+    let mut default_allow = false;
+    let mut exceptions: Vec<(Key, String)> = Vec::new();
+    let norm = |access: &str| -> String { "rwm".chars().filter(|c| access.contains(*c)).collect() };
+    for rule in rules {
+        let typ = match rule.typ() {
+            None | Some(LinuxDeviceType::A) => 'a',
+            Some(LinuxDeviceType::B) => 'b',
+            Some(LinuxDeviceType::C | LinuxDeviceType::U) => 'c',
+            // FIFOs are not device-controlled.
+            Some(LinuxDeviceType::P) => continue,
+        };
+        if typ == 'a' {
+            default_allow = rule.allow();
+            exceptions.clear();
+            continue;
+        }
+        let key = (
+            typ,
+            rule.major().filter(|&m| m >= 0),
+            rule.minor().filter(|&m| m >= 0),
+        );
+        let access = norm(rule.access().as_deref().unwrap_or("rwm"));
+        let at = exceptions.iter().position(|(k, _)| *k == key);
+        if rule.allow() != default_allow {
+            // An exception: added to (or merged with) the one of the same key.
+            match at {
+                Some(i) => exceptions[i].1 = norm(&format!("{}{access}", exceptions[i].1)),
+                None => exceptions.push((key, access)),
+            }
+        } else if let Some(i) = at {
+            // Back to the default for these accesses.
+            let left: String = exceptions[i]
+                .1
+                .chars()
+                .filter(|c| !access.contains(*c))
+                .collect();
+            if left.is_empty() {
+                exceptions.remove(i);
+            } else {
+                exceptions[i].1 = left;
+            }
+        }
+    }
+    let policy = |v: &str| prop("DevicePolicy", Value::Str(v.into()));
+    let reset = prop("DeviceAllow", Value::StrPairs(Vec::new()));
+    if default_allow {
+        return vec![policy("auto"), reset];
+    }
+    let mut allow = Vec::new();
+    for ((typ, major, minor), access) in exceptions {
+        let group = if typ == 'b' { "block" } else { "char" };
+        let path = match (major, minor) {
+            (None, None) => format!("{group}-*"),
+            (Some(major), None) => format!("{group}-{major}"),
+            (Some(major), Some(minor)) => format!("/dev/{group}/{major}:{minor}"),
+            (None, Some(minor)) => {
+                crate::log::warn(&format!(
+                    "--systemd-cgroup: systemd has no device rule for {typ} *:{minor} {access}; only corten's device filter allows it, systemd's does not"
+                ));
+                continue;
+            }
+        };
+        allow.push((path, access));
+    }
+    vec![
+        policy("strict"),
+        reset,
+        prop("DeviceAllow", Value::StrPairs(allow)),
+    ]
 }
 
 /// A cpu/node list ("0-3,6") as systemd's bitmask: byte i holds bits 8i..8i+7.
@@ -361,6 +608,139 @@ mod tests {
         }
         assert!(u("s.slice:p:a/b").is_err());
         assert!(u("s.slice:p:").is_err());
+        // A name ending in .slice is the unit itself, in its parent.
+        assert_eq!(
+            u("system.slice:p:system-x.slice").unwrap(),
+            ("system.slice".into(), "system-x.slice".into())
+        );
+        assert_eq!(u("-.slice::x.slice").unwrap().1, "x.slice");
+        assert_eq!(u("a.slice::a-b-c.slice").unwrap().1, "a-b-c.slice");
+        assert_eq!(
+            u(":p:x.slice").unwrap_err().to_string(),
+            "linux.cgroupsPath \":p:x.slice\": systemd places the slice x.slice at /x.slice, not in system.slice (a slice's name is its path: name it system-<name>.slice)"
+        );
+        assert_eq!(
+            u("system.slice:p:a--b.slice").unwrap_err().to_string(),
+            "invalid slice name: a--b.slice"
+        );
+    }
+
+    #[test]
+    fn annotations_as_runc_parses_them() {
+        let props = |kv: &[(&str, &str)]| {
+            let m: std::collections::HashMap<String, String> = kv
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            annotation_props(Some(&m))
+        };
+        let p = props(&[
+            ("org.systemd.property.CollectMode", "'inactive-or-failed'"),
+            ("org.systemd.property.TimeoutStopUSec", "uint64 123456789"),
+            ("org.systemd.property.RuntimeMaxSec", "2"),
+            ("org.systemd.property.TimeoutStopSec", "1.5"),
+            ("org.systemd.property.CPUSec", "2"),
+            ("other.annotation", "x"),
+        ])
+        .unwrap();
+        assert_eq!(
+            p,
+            [
+                ("CPUSec".into(), Value::I32(2)),
+                (
+                    "CollectMode".into(),
+                    Value::Str("inactive-or-failed".into())
+                ),
+                ("RuntimeMaxUSec".into(), Value::U64(2_000_000)),
+                ("TimeoutStopUSec".into(), Value::U64(1_500_000)),
+                ("TimeoutStopUSec".into(), Value::U64(123456789)),
+            ]
+        );
+        let err = |kv: &[(&str, &str)]| props(kv).unwrap_err().to_string();
+        assert_eq!(
+            err(&[("org.systemd.property.Ab", "1")]),
+            "annotation org.systemd.property.Ab name incorrect: too short"
+        );
+        assert_eq!(
+            err(&[("org.systemd.property.Foo_Bar", "1")]),
+            "annotation org.systemd.property.Foo_Bar name incorrect: contains non-alphabetic character"
+        );
+        assert!(
+            err(&[("org.systemd.property.CollectMode", "inactive")]).starts_with(
+                "annotation org.systemd.property.CollectMode=inactive value parse error: "
+            )
+        );
+        assert_eq!(
+            err(&[("org.systemd.property.RuntimeMaxSec", "'2'")]),
+            "annotation org.systemd.property.RuntimeMaxSec='2' value parse error: not a number"
+        );
+    }
+
+    #[test]
+    fn block_io_and_devices_as_properties() {
+        let r: LinuxResources = serde_json::from_value(serde_json::json!({
+            "blockIO": {
+                "weight": 500,
+                "weightDevice": [{"major": 8, "minor": 0, "weight": 10}],
+                "throttleReadBpsDevice": [{"major": 8, "minor": 0, "rate": 1048576}],
+                "throttleWriteIOPSDevice": [{"major": 8, "minor": 16, "rate": 30}]
+            },
+            "devices": [
+                {"allow": false, "access": "rwm"},
+                {"allow": true, "type": "c", "major": 1, "minor": 3, "access": "rw"},
+                {"allow": true, "type": "c", "major": 1, "minor": 3, "access": "m"},
+                {"allow": true, "type": "b", "access": "m"},
+                {"allow": true, "type": "c", "major": 136, "access": "rwm"},
+                {"allow": true, "type": "c", "major": 1, "minor": 5, "access": "rwm"},
+                {"allow": false, "type": "c", "major": 1, "minor": 5, "access": "w"},
+                {"allow": true, "type": "c", "major": 1, "minor": 9, "access": "r"},
+                {"allow": false, "type": "c", "major": 1, "minor": 9, "access": "rwm"}
+            ]
+        }))
+        .unwrap();
+        let p = resource_props(&r).unwrap();
+        let get = |n: &str| p.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
+        assert_eq!(get("IOWeight"), Some(Value::U64(4950)));
+        assert_eq!(
+            get("IODeviceWeight"),
+            Some(Value::StrU64s(vec![("/dev/block/8:0".into(), 1)]))
+        );
+        assert_eq!(
+            get("IOReadBandwidthMax"),
+            Some(Value::StrU64s(vec![("/dev/block/8:0".into(), 1048576)]))
+        );
+        assert_eq!(
+            get("IOWriteIOPSMax"),
+            Some(Value::StrU64s(vec![("/dev/block/8:16".into(), 30)]))
+        );
+        assert_eq!(get("IOWriteBandwidthMax"), None);
+        assert_eq!(get("DevicePolicy"), Some(Value::Str("strict".into())));
+        let allow: Vec<_> = p.iter().filter(|(k, _)| k == "DeviceAllow").collect();
+        assert_eq!(allow[0].1, Value::StrPairs(vec![]));
+        let pair = |a: &str, b: &str| (a.to_string(), b.to_string());
+        assert_eq!(
+            allow[1].1,
+            Value::StrPairs(vec![
+                pair("/dev/char/1:3", "rwm"),
+                pair("block-*", "m"),
+                pair("char-136", "rwm"),
+                pair("/dev/char/1:5", "rm"),
+            ])
+        );
+        // Allow-all with exceptions: systemd allows all, corten's filter denies.
+        let rules = |j| serde_json::from_value::<Vec<LinuxDeviceCgroup>>(j).unwrap();
+        let p = device_props(&rules(serde_json::json!([
+            {"allow": true, "access": "rwm"},
+            {"allow": false, "type": "c", "major": 1, "minor": 3, "access": "rwm"}
+        ])));
+        assert_eq!(p[0], prop("DevicePolicy", Value::Str("auto".into())));
+        assert_eq!(p.len(), 2);
+        // A later deny-all resets what came before.
+        let p = device_props(&rules(serde_json::json!([
+            {"allow": true, "type": "c", "major": 1, "minor": 3, "access": "rwm"},
+            {"allow": false, "type": "a", "access": "rwm"}
+        ])));
+        assert_eq!(p[2], prop("DeviceAllow", Value::StrPairs(vec![])));
     }
 
     #[test]

@@ -186,7 +186,10 @@ fn spawn(
         .linux()
         .as_ref()
         .and_then(|l| l.cgroups_path().as_deref());
+    // With systemd, the unit's properties from the annotations: refused before anything.
+    let mut sd_props = Vec::new();
     let mut cgroup = if opts.systemd_cgroup {
+        sd_props = crate::cgroups::systemd::annotation_props(spec.annotations().as_ref())?;
         crate::cgroups::systemd::plan(cgroups_path, opts.id)?
     } else {
         Cgroup::plan(cgroups_path, opts.id)?
@@ -296,7 +299,7 @@ fn spawn(
     if cgroup.systemd.is_some() {
         // The scope is made with the init in it (runc's order); saved at once, so a create
         // killed from here on still has its unit stopped by `delete`.
-        let r = crate::cgroups::systemd::start(&mut cgroup, pid, opts.id, &resources);
+        let r = crate::cgroups::systemd::start(&mut cgroup, pid, opts.id, &resources, &sd_props);
         undo.cgroup = Some(cgroup.clone());
         state.cgroup = Some(cgroup.clone());
         r?;
