@@ -171,6 +171,31 @@ pub fn start(cg: &mut Cgroup, pid: i32, id: &str, r: &LinuxResources) -> Result<
     wait_job(&mut conn, &job, &unit, "start")
 }
 
+/// For `delete` after a create killed while it started the unit: the state then names the
+/// unit without marking it started, though systemd may have made it with the init in it.
+/// It is corten's exactly when the init (`pid`, still the process `create` recorded with
+/// `start`) is in the unit's cgroup: then `cg` records it as started, so `destroy` stops it.
+pub fn adopt(cg: &mut Cgroup, pid: i32, start: u64) {
+    let Some(unit) = cg.systemd.as_mut().filter(|u| !u.started) else {
+        return;
+    };
+    let Some(dir) = cg.dirs.first_mut() else {
+        return;
+    };
+    let Ok(rel) = dir.path.strip_prefix(&dir.hierarchy.mount) else {
+        return;
+    };
+    let want = format!("0::/{}", rel.display());
+    let inside = std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
+        .is_ok_and(|s| s.lines().any(|l| l == want));
+    // Checked after the read: the pid was not reused meanwhile.
+    if inside && crate::container::process_alive(pid, start) {
+        unit.started = true;
+        dir.created = vec![dir.path.clone()];
+        cg.made = true;
+    }
+}
+
 /// Waits for JobRemoved of `job`; a result other than "done" is an error.
 fn wait_job(conn: &mut Conn, job: &str, unit: &str, what: &str) -> Result<()> {
     let m = conn
@@ -204,6 +229,27 @@ pub fn stop(unit: &str) -> Result<()> {
         Err(e) => return Err(e).with_context(|| format!("stop unit {unit}")),
     }
     let _ = conn.manager("ResetFailedUnit", &[Value::Str(unit.into())]);
+    Ok(())
+}
+
+/// `update` (as runc's): the new limits as the unit's properties, for the runtime only
+/// (SetUnitProperties with runtime=true), so that systemd keeps them when it rewrites the
+/// unit's cgroup files; the files are written afterwards by the cgroupfs code.
+pub fn set_properties(unit: &str, r: &LinuxResources) -> Result<()> {
+    let props = resource_props(r)?;
+    if props.is_empty() {
+        return Ok(());
+    }
+    let mut conn = Conn::system().context("--systemd-cgroup: connect to systemd")?;
+    conn.manager(
+        "SetUnitProperties",
+        &[
+            Value::Str(unit.into()),
+            Value::Bool(true),
+            Value::Props(props),
+        ],
+    )
+    .with_context(|| format!("--systemd-cgroup: set the properties of unit {unit}"))?;
     Ok(())
 }
 
