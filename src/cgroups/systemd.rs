@@ -16,7 +16,7 @@ use anyhow::{Context, Result, bail};
 use oci_spec::runtime::LinuxResources;
 use serde::{Deserialize, Serialize};
 
-use super::dbus::{Conn, Value};
+use super::dbus::{Conn, TimedOut, Value};
 use super::{Cgroup, Dir, hierarchies};
 
 /// How long a unit's start or stop job may take.
@@ -212,9 +212,11 @@ fn wait_job(conn: &mut Conn, job: &str, unit: &str, what: &str) -> Result<()> {
     }
 }
 
-/// Stops `unit` and waits for it (best effort; a unit already gone is fine), then clears
-/// a failed state so that nothing of it is left listed.
-pub fn stop(unit: &str) -> Result<()> {
+/// Stops `unit` and waits until it is stopped: its stop job's JobRemoved, or its cgroup
+/// `dir` gone (systemd removes it as the unit stops), whichever is seen first, so that a
+/// unit that stops at once never costs a wait. A unit already gone is fine. Then clears a
+/// failed state so that nothing of it is left listed. Best effort on the wait.
+pub fn stop(unit: &str, dir: &Path) -> Result<()> {
     let mut conn = Conn::system().context("connect to systemd")?;
     match conn.manager(
         "StopUnit",
@@ -222,8 +224,28 @@ pub fn stop(unit: &str) -> Result<()> {
     ) {
         Ok(reply) => {
             let job = reply.body.first().cloned().unwrap_or_default();
-            // "done", or "failed" for a scope whose processes were killed: stopped either way.
-            let _ = wait_job(&mut conn, &job, unit, "stop");
+            let deadline = Instant::now() + JOB_TIMEOUT;
+            loop {
+                let slice = (Instant::now() + Duration::from_millis(50)).min(deadline);
+                // "done", or "failed" for a scope whose processes were killed: stopped
+                // either way.
+                match conn.wait_signal("JobRemoved", slice, |b| {
+                    b.get(1).map(String::as_str) == Some(job.as_str())
+                }) {
+                    Ok(_) => break,
+                    Err(e) if e.is::<TimedOut>() && dir.exists() && Instant::now() < deadline => {}
+                    Err(e) if e.is::<TimedOut>() && dir.exists() => {
+                        crate::log::warn(&format!(
+                            "--systemd-cgroup: unit {unit} not stopped after {JOB_TIMEOUT:?}"
+                        ));
+                        break;
+                    }
+                    Err(e) if e.is::<TimedOut>() => break,
+                    Err(e) => {
+                        return Err(e).with_context(|| format!("wait for the stop of unit {unit}"));
+                    }
+                }
+            }
         }
         Err(e) if e.to_string().contains("NoSuchUnit") => return Ok(()),
         Err(e) => return Err(e).with_context(|| format!("stop unit {unit}")),
