@@ -21,6 +21,7 @@ mod containerd;
 mod limits;
 mod podman;
 mod systemd;
+mod systemd_life;
 
 use std::fs;
 use std::path::PathBuf;

@@ -14,7 +14,7 @@ use crate::on_v2_host;
 use crate::podman::{IMAGE, Podman};
 
 /// `systemctl ARGS...`: its stdout, trimmed (whatever the exit code).
-fn systemctl(args: &[&str]) -> String {
+pub fn systemctl(args: &[&str]) -> String {
     let out = Command::new("systemctl")
         .args(args)
         .output()
@@ -23,7 +23,7 @@ fn systemctl(args: &[&str]) -> String {
 }
 
 /// True where systemd runs (the guest); elsewhere a visible skip.
-fn on_systemd_host(test: &str) -> bool {
+pub fn on_systemd_host(test: &str) -> bool {
     if !on_v2_host(test) {
         return false;
     }

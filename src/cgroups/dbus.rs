@@ -25,10 +25,12 @@
 //! bus (Hello, then a match rule for the manager's signals, and Subscribe).
 
 use std::io::{Read, Write};
+use std::os::fd::AsFd;
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 
 const PRIVATE: &str = "/run/systemd/private";
 const SYSTEM_BUS: &str = "/run/dbus/system_bus_socket";
@@ -273,6 +275,18 @@ fn parse(b: &[u8]) -> Result<Msg> {
     Ok(m)
 }
 
+/// No message came before the deadline.
+#[derive(Debug)]
+pub struct TimedOut;
+
+impl std::fmt::Display for TimedOut {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("timed out waiting for systemd")
+    }
+}
+
+impl std::error::Error for TimedOut {}
+
 /// A connection to systemd's manager.
 pub struct Conn {
     sock: UnixStream,
@@ -428,13 +442,26 @@ impl Conn {
         }
     }
 
-    /// Reads one message, failing at `deadline`.
+    /// Reads one message, failing with `TimedOut` at `deadline` if none has begun to
+    /// arrive: a timeout never cuts a message in two, so short deadlines are safe.
     fn recv(&mut self, deadline: Instant) -> Result<Msg> {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            bail!("timed out waiting for systemd");
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(TimedOut.into());
+            }
+            let mut fds = [PollFd::new(self.sock.as_fd(), PollFlags::POLLIN)];
+            match poll(
+                &mut fds,
+                PollTimeout::try_from(left).unwrap_or(PollTimeout::MAX),
+            ) {
+                Ok(0) | Err(nix::errno::Errno::EINTR) => {}
+                Ok(_) => break,
+                Err(e) => return Err(e).context("poll systemd's D-Bus connection"),
+            }
         }
-        self.sock.set_read_timeout(Some(left))?;
+        // A message that has begun arrives whole at once.
+        self.sock.set_read_timeout(Some(Duration::from_secs(10)))?;
         let mut fixed = [0u8; 16];
         self.sock
             .read_exact(&mut fixed)

@@ -561,7 +561,8 @@ impl Cgroup {
     pub fn destroy(&self) -> Vec<PathBuf> {
         let mut left = Vec::new();
         if let Some(unit) = self.systemd.as_ref().filter(|u| u.started)
-            && let Err(e) = systemd::stop(&unit.name)
+            && let Some(dir) = self.dirs.first()
+            && let Err(e) = systemd::stop(&unit.name, &dir.path)
         {
             crate::log::warn(&format!("--systemd-cgroup: {e:#}"));
         }

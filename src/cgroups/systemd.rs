@@ -16,7 +16,7 @@ use anyhow::{Context, Result, bail};
 use oci_spec::runtime::{LinuxBlockIo, LinuxDeviceCgroup, LinuxDeviceType, LinuxResources};
 use serde::{Deserialize, Serialize};
 
-use super::dbus::{Conn, Value};
+use super::dbus::{Conn, TimedOut, Value};
 use super::{Cgroup, Dir, hierarchies};
 
 /// How long a unit's start or stop job may take.
@@ -222,6 +222,31 @@ pub fn start(
     wait_job(&mut conn, &job, &unit, "start")
 }
 
+/// For `delete` after a create killed while it started the unit: the state then names the
+/// unit without marking it started, though systemd may have made it with the init in it.
+/// It is corten's exactly when the init (`pid`, still the process `create` recorded with
+/// `start`) is in the unit's cgroup: then `cg` records it as started, so `destroy` stops it.
+pub fn adopt(cg: &mut Cgroup, pid: i32, start: u64) {
+    let Some(unit) = cg.systemd.as_mut().filter(|u| !u.started) else {
+        return;
+    };
+    let Some(dir) = cg.dirs.first_mut() else {
+        return;
+    };
+    let Ok(rel) = dir.path.strip_prefix(&dir.hierarchy.mount) else {
+        return;
+    };
+    let want = format!("0::/{}", rel.display());
+    let inside = std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
+        .is_ok_and(|s| s.lines().any(|l| l == want));
+    // Checked after the read: the pid was not reused meanwhile.
+    if inside && crate::container::process_alive(pid, start) {
+        unit.started = true;
+        dir.created = vec![dir.path.clone()];
+        cg.made = true;
+    }
+}
+
 /// Waits for JobRemoved of `job`; a result other than "done" is an error.
 fn wait_job(conn: &mut Conn, job: &str, unit: &str, what: &str) -> Result<()> {
     let m = conn
@@ -238,9 +263,11 @@ fn wait_job(conn: &mut Conn, job: &str, unit: &str, what: &str) -> Result<()> {
     }
 }
 
-/// Stops `unit` and waits for it (best effort; a unit already gone is fine), then clears
-/// a failed state so that nothing of it is left listed.
-pub fn stop(unit: &str) -> Result<()> {
+/// Stops `unit` and waits until it is stopped: its stop job's JobRemoved, or its cgroup
+/// `dir` gone (systemd removes it as the unit stops), whichever is seen first, so that a
+/// unit that stops at once never costs a wait. A unit already gone is fine. Then clears a
+/// failed state so that nothing of it is left listed. Best effort on the wait.
+pub fn stop(unit: &str, dir: &Path) -> Result<()> {
     let mut conn = Conn::system().context("connect to systemd")?;
     match conn.manager(
         "StopUnit",
@@ -248,13 +275,54 @@ pub fn stop(unit: &str) -> Result<()> {
     ) {
         Ok(reply) => {
             let job = reply.body.first().cloned().unwrap_or_default();
-            // "done", or "failed" for a scope whose processes were killed: stopped either way.
-            let _ = wait_job(&mut conn, &job, unit, "stop");
+            let deadline = Instant::now() + JOB_TIMEOUT;
+            loop {
+                let slice = (Instant::now() + Duration::from_millis(50)).min(deadline);
+                // "done", or "failed" for a scope whose processes were killed: stopped
+                // either way.
+                match conn.wait_signal("JobRemoved", slice, |b| {
+                    b.get(1).map(String::as_str) == Some(job.as_str())
+                }) {
+                    Ok(_) => break,
+                    Err(e) if e.is::<TimedOut>() && dir.exists() && Instant::now() < deadline => {}
+                    Err(e) if e.is::<TimedOut>() && dir.exists() => {
+                        crate::log::warn(&format!(
+                            "--systemd-cgroup: unit {unit} not stopped after {JOB_TIMEOUT:?}"
+                        ));
+                        break;
+                    }
+                    Err(e) if e.is::<TimedOut>() => break,
+                    Err(e) => {
+                        return Err(e).with_context(|| format!("wait for the stop of unit {unit}"));
+                    }
+                }
+            }
         }
         Err(e) if e.to_string().contains("NoSuchUnit") => return Ok(()),
         Err(e) => return Err(e).with_context(|| format!("stop unit {unit}")),
     }
     let _ = conn.manager("ResetFailedUnit", &[Value::Str(unit.into())]);
+    Ok(())
+}
+
+/// `update` (as runc's): the new limits as the unit's properties, for the runtime only
+/// (SetUnitProperties with runtime=true), so that systemd keeps them when it rewrites the
+/// unit's cgroup files; the files are written afterwards by the cgroupfs code.
+pub fn set_properties(unit: &str, r: &LinuxResources) -> Result<()> {
+    let props = resource_props(r)?;
+    if props.is_empty() {
+        return Ok(());
+    }
+    let mut conn = Conn::system().context("--systemd-cgroup: connect to systemd")?;
+    conn.manager(
+        "SetUnitProperties",
+        &[
+            Value::Str(unit.into()),
+            Value::Bool(true),
+            Value::Props(props),
+        ],
+    )
+    .with_context(|| format!("--systemd-cgroup: set the properties of unit {unit}"))?;
     Ok(())
 }
 

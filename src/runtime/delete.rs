@@ -21,9 +21,13 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<()> {
         Err(e) if force && e.is::<NoSuchContainer>() => return Ok(()),
         Err(e) => return Err(e),
     };
-    let Some(state) = dir.load()? else {
+    let Some(mut state) = dir.load()? else {
         return dir.remove_leftover();
     };
+    if let Some(cg) = &mut state.cgroup {
+        // Before the init is killed: only a live init tells whose the unit is.
+        crate::cgroups::systemd::adopt(cg, state.pid, state.pid_start);
+    }
     match dir.status(&state) {
         Status::Stopped => {}
         // A created container has run nothing of the user's yet: runc deletes it too.

@@ -55,6 +55,12 @@ pub fn update(root: &Path, id: &str, flags: &Flags) -> Result<()> {
             );
         }
     }
+    // With the systemd driver, systemd learns the limits first (it would otherwise put its
+    // own back whenever it rewrites the unit's files), then the files get them all.
+    if let Some(unit) = cg.systemd.as_ref().filter(|u| u.started) {
+        crate::cgroups::resources::validate(&resources)?;
+        crate::cgroups::systemd::set_properties(&unit.name, &resources)?;
+    }
     cg.apply(&resources)
 }
 
