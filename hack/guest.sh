@@ -30,6 +30,7 @@
 # kernel really boots with it), GUEST_TIMEOUT (seconds for one boot, default 1500),
 # GUEST_RUNC (1: also run the suite with runc, the reference; default 1),
 # GUEST_PROFILE (release|debug: which build of corten and the suite, default release),
+# GUEST_V1_APPEND (the kernel arguments of the cgroup v1 boot, see V1_APPEND),
 # GUEST_MIRROR (Debian mirror; default: the machine's apt sources).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -316,9 +317,10 @@ new_work() {
 }
 
 # The kernel arguments of the cgroup v1 boot: systemd mounts the v1 hierarchies (hybrid:
-# plus cgroup2 at /sys/fs/cgroup/unified). systemd >= 256 would also need
-# SYSTEMD_CGROUP_ENABLE_LEGACY_FORCE=1; Debian 12 has 252.
-V1_APPEND="systemd.unified_cgroup_hierarchy=0"
+# plus cgroup2 at /sys/fs/cgroup/unified; GUEST_V1_APPEND="systemd.unified_cgroup_hierarchy=0
+# systemd.legacy_systemd_cgroup_controller=1" gives the full legacy layout). systemd >= 256
+# would also need SYSTEMD_CGROUP_ENABLE_LEGACY_FORCE=1; Debian 12 has 252.
+V1_APPEND=${GUEST_V1_APPEND:-systemd.unified_cgroup_hierarchy=0}
 # The tests of that boot (a name filter of the suite: guest/systemd_v1.rs).
 V1_TESTS="systemd_v1::"
 

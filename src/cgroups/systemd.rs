@@ -385,8 +385,11 @@ pub fn resource_props(r: &LinuxResources) -> Result<Vec<(String, Value)>> {
 /// linux.resources as runc's v1 driver sets them: systemd's cgroup v1 names where they
 /// differ (MemoryLimit, CPUShares with the shares as given, BlockIOWeight), the CPU quota,
 /// cpuset and TasksMax as on v2, and nothing v1 lacks (memory.low, memory.high, swap: the
-/// cgroupfs code writes what v1 has).
+/// cgroupfs code writes what v1 has). linux.resources.unified is refused before anything is started, with runc's words.
 pub fn v1_resource_props(r: &LinuxResources) -> Result<Vec<(String, Value)>> {
+    if r.unified().as_ref().is_some_and(|u| !u.is_empty()) {
+        bail!("{}", super::resources::V1_NO_UNIFIED);
+    }
     let mut p: Vec<(String, Value)> = resource_props(r)?
         .into_iter()
         .filter_map(|(k, v)| match k.as_str() {
