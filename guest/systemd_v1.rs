@@ -10,6 +10,7 @@ use serde_json::json;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use crate::common::*;
@@ -19,6 +20,16 @@ use crate::common::*;
 const HIERARCHIES: [&str; 8] = [
     "systemd", "memory", "cpu", "pids", "devices", "freezer", "cpuset", "blkio",
 ];
+
+/// One test at a time: on v1, systemd moves the processes outside its units to the root of
+/// a hierarchy when a unit's start enables that controller for a slice (a scope's
+/// BlockIOAccounting, say), which would pull a cgroupfs container running alongside out
+/// of its cgroup there (with runc as with corten).
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 /// True in the guest booted on cgroup v1 (its kernel command line says so), where every
 /// hierarchy above and systemd must be there (a panic otherwise); elsewhere a visible skip.
@@ -88,6 +99,7 @@ fn scope_in_every_v1_hierarchy() {
     if !on_v1_systemd_host("scope_in_every_v1_hierarchy") {
         return;
     }
+    let _serial = serial();
     let mut c = Container::new("g-sdv1-scope");
     c.args(&["sleep", "100"]);
     let unit = format!("corten-{}.scope", c.id);
@@ -165,6 +177,7 @@ fn cgroupfs_container_on_v1() {
     if !on_v1_systemd_host("cgroupfs_container_on_v1") {
         return;
     }
+    let _serial = serial();
     let mut c = Container::new("g-sdv1-fs");
     c.args(&["sleep", "100"]);
     c.config["linux"]["resources"] = json!({
@@ -207,6 +220,7 @@ fn refused_create_leaves_nothing_on_v1() {
     if !on_v1_systemd_host("refused_create_leaves_nothing_on_v1") {
         return;
     }
+    let _serial = serial();
     let mut c = Container::new("g-sdv1-bad");
     c.args(&["true"]);
     c.config["linux"]["cgroupsPath"] = json!(format!("system.slice:corten:{}", c.id));
