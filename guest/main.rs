@@ -3,7 +3,9 @@
 //! machines (cgroup v1 hybrid) can't be. `hack/guest.sh` builds this binary on the host
 //! (static), boots the Debian guest under qemu and runs it there, with corten and then with
 //! runc (the reference) through `CORTEN_TEST_RUNTIME`; tests are written like the host's
-//! integration tests and share their helpers (integration/common.rs).
+//! integration tests and share their helpers (integration/common.rs). The same guest
+//! booted on cgroup v1 (systemd.unified_cgroup_hierarchy=0) runs the tests of `systemd_v1`,
+//! which skip elsewhere.
 //!
 //! Every test is `#[ignore]`d with the reason "guest only", so a plain `cargo test` on a
 //! host lists them as ignored (visibly, and counted) rather than passing them unrun; the
@@ -22,6 +24,7 @@ mod limits;
 mod podman;
 mod systemd;
 mod systemd_life;
+mod systemd_v1;
 
 use std::fs;
 use std::path::PathBuf;

@@ -1,14 +1,20 @@
 #!/usr/bin/env bash
 # The production-shaped test host: a Debian 12 guest (systemd, pure cgroup v2, kernel 6.1)
-# under qemu, where corten's cgroup v2 code runs with real controllers.
+# under qemu, where corten's cgroup v2 code runs with real controllers; the same image
+# booted with systemd on cgroup v1 (hybrid) for the v1 tests.
 #
 #   hack/guest.sh [test] [NAME...]  build corten and the guest suite (guest/main.rs), boot the
 #                                   guest, run the suite (only tests matching NAME if given)
 #                                   with corten and then with runc, print every test's result
 #                                   and the guest kernel's warnings; non-zero on any failure.
-#                                   A full run (no NAME) ends with the lifecycle benchmark
+#                                   A full run (no NAME) ends with the lifecycle benchmark,
+#                                   then a second boot on cgroup v1 follows (the
+#                                   kernel command line systemd.unified_cgroup_hierarchy=0),
+#                                   running the v1 tests (guest/systemd_v1.rs)
 #   hack/guest.sh test --bench      only the lifecycle benchmark (corten, crun, runc; with
 #                                   the cgroupfs and the systemd cgroup drivers)
+#   hack/guest.sh test --v1 [NAME...]  only the cgroup v1 boot, running the tests matching
+#                                   NAME (default: the v1 tests)
 #   hack/guest.sh shell             boot the guest with a root shell on this terminal; the
 #                                   freshly built binaries are on /guest (see /guest/run.sh;
 #                                   `poweroff` or Ctrl-A x leaves)
@@ -27,6 +33,7 @@
 # kernel really boots with it), GUEST_TIMEOUT (seconds for one boot, default 1500),
 # GUEST_RUNC (1: also run the suite with runc, the reference; default 1),
 # GUEST_PROFILE (release|debug: which build of corten and the suite, default release),
+# GUEST_V1_APPEND (the kernel arguments of the cgroup v1 boot, see V1_APPEND),
 # GUEST_MIRROR (Debian mirror; default: the machine's apt sources).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -295,8 +302,7 @@ debugfs_cat() { debugfs -R "cat $2" "$1" 2>/dev/null; }
 # ---------------------------------------------------------------------------------------
 # Commands
 # ---------------------------------------------------------------------------------------
-# Everything up to the boot: the binaries, the image, the accelerator, and the shared disk
-# in a new work dir ($WORK) with the suite's arguments ($@).
+# Everything up to the boot: the binaries, the image, the accelerator.
 prepare() {
     need "$QEMU" qemu-system-x86
     need debugfs e2fsprogs
@@ -304,18 +310,34 @@ prepare() {
     build_binaries
     ensure_image
     choose_accel
+}
+
+# A new work dir ($WORK) with the shared disk holding the suite's arguments ($@).
+new_work() {
     WORK=$(mktemp -d /var/tmp/corten-guest-run.XXXXXX)
     TMPS+=("$WORK")
     make_shared "$WORK" "$@"
 }
 
-cmd_test() {
-    prepare "$@"
+# The kernel arguments of the cgroup v1 boot: systemd mounts the v1 hierarchies (hybrid:
+# plus cgroup2 at /sys/fs/cgroup/unified; GUEST_V1_APPEND="systemd.unified_cgroup_hierarchy=0
+# systemd.legacy_systemd_cgroup_controller=1" gives the full legacy layout). systemd >= 256
+# would also need SYSTEMD_CGROUP_ENABLE_LEGACY_FORCE=1; Debian 12 has 252.
+V1_APPEND=${GUEST_V1_APPEND:-systemd.unified_cgroup_hierarchy=0}
+# The tests of that boot (a name filter of the suite: guest/systemd_v1.rs).
+V1_TESTS="systemd_v1::"
+
+# One boot running the suite: $1 = extra kernel arguments, $2 = what to call it, the rest
+# = the suite's arguments. Returns non-zero when tests failed.
+run_boot() {
+    local append=$1 what=$2
+    shift 2
+    new_work "$@"
     local work=$WORK
-    log "booting ($ACCEL, -m 3072 -smp 2)"
+    log "booting $what ($ACCEL, -m 3072 -smp 2${append:+, $append})"
     local t0=$SECONDS
     : >"$work/tests.log"
-    boot "corten.run" "$work/shared.img" "$work"
+    boot "corten.run $append" "$work/shared.img" "$work"
     # Stream the guest's test output as it comes (the tty adds carriage returns).
     tail -n +1 -s 0.5 -f --pid="$QPID" "$work/tests.log" | sed -u 's/\r$//' &
     local tailpid=$! timed_out=0
@@ -330,7 +352,7 @@ cmd_test() {
     done
     wait "$QPID" 2>/dev/null || true
     wait "$tailpid" 2>/dev/null || true
-    log "guest ran $((SECONDS - t0)) s (boot, suite, poweroff)"
+    log "guest ($what) ran $((SECONDS - t0)) s (boot, suite, poweroff)"
 
     local rc kernel
     rc=$(debugfs_cat "$work/shared.img" /out/rc | tr -dc '0-9')
@@ -342,30 +364,56 @@ cmd_test() {
         errs=$(grep -E '^<[0-3]>' <<<"$kernel" | grep -v 'Memory cgroup out of memory' |
             sed 's/^<[0-9]>/  /' || true)
         ooms=$(grep -c 'Memory cgroup out of memory' <<<"$kernel" || true)
-        log "guest kernel: ${ooms:-0} memory cgroup OOM kills; errors: ${errs:+(below)}${errs:-none}"
+        log "guest kernel ($what): ${ooms:-0} memory cgroup OOM kills; errors: ${errs:+(below)}${errs:-none}"
         [[ -n $errs ]] && echo "$errs" >&2
     fi
-    if ((timed_out)); then
-        tail -30 "$work/console.log" >&2 || true
-        die "the guest did not finish within $GUEST_TIMEOUT s (console above)"
-    fi
-    if [[ -z $rc ]]; then
-        tail -40 "$work/console.log" | sed 's/\r$//' >&2 || true
-        cat "$work/qemu.log" >&2 || true
-        die "the guest run left no result (console above)"
-    fi
     if [[ ${GUEST_KEEP:-0} == 1 ]]; then
-        local keep=/var/tmp/corten-guest-last
+        local keep=/var/tmp/corten-guest-last${append:+-v1}
         rm -rf "$keep"
         cp -a "$work" "$keep"
         log "run kept in $keep"
     fi
-    ((rc == 0)) || die "guest tests failed"
+    if ((timed_out)); then
+        tail -30 "$work/console.log" >&2 || true
+        log "error: the guest ($what) did not finish within $GUEST_TIMEOUT s (console above)"
+        return 1
+    fi
+    if [[ -z $rc ]]; then
+        tail -40 "$work/console.log" | sed 's/\r$//' >&2 || true
+        cat "$work/qemu.log" >&2 || true
+        log "error: the guest run ($what) left no result (console above)"
+        return 1
+    fi
+    ((rc == 0)) || { log "error: guest tests failed ($what)"; return 1; }
+    log "guest tests passed ($what)"
+}
+
+# `test [--v1] [NAME...]`: with names, one boot (cgroup v2, or v1 with --v1) running the
+# tests that match; without, the whole suite on v2, then the v1 tests on a v1 boot.
+cmd_test() {
+    local v1=0
+    if [[ ${1:-} == --v1 ]]; then
+        v1=1
+        shift
+    fi
+    prepare
+    if ((v1)); then
+        (($# > 0)) || set -- "$V1_TESTS"
+        run_boot "$V1_APPEND" "cgroup v1" "$@" || die "guest tests failed"
+        return
+    fi
+    local failed=0
+    run_boot "" "cgroup v2" "$@" || failed=1
+    if (($# == 0)); then
+        run_boot "$V1_APPEND" "cgroup v1" "$V1_TESTS" || failed=1
+    fi
+    ((failed == 0)) || die "guest tests failed"
     log "guest tests passed"
 }
 
 cmd_shell() {
     prepare
+    new_work
     local work=$WORK
     log "booting ($ACCEL) with a root shell on this terminal; the binaries are on /guest"
     log "(leave with 'poweroff', or Ctrl-A x)"

@@ -8,7 +8,12 @@ set -u
 cd /guest
 mkdir -p out
 [ $# -gt 0 ] || set -- $(cat args 2>/dev/null)
-echo "guest: $(uname -sr), $(nproc) CPUs, cgroup2 controllers: $(cat /sys/fs/cgroup/cgroup.controllers)"
+if [ -f /sys/fs/cgroup/cgroup.controllers ]; then
+    cgroups="cgroup2 controllers: $(cat /sys/fs/cgroup/cgroup.controllers)"
+else
+    cgroups="cgroup v1 hierarchies: $(ls /sys/fs/cgroup | xargs)"
+fi
+echo "guest: $(uname -sr), $(nproc) CPUs, $cgroups"
 echo "guest: AppArmor: $(cat /sys/module/apparmor/parameters/enabled 2>/dev/null || echo absent)"
 # The lifecycle benchmark on v2 (create + start + wait + delete of busybox `true`), each
 # runtime on the same bundle in turn. TCG makes absolute times meaningless: the ratios count.

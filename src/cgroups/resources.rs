@@ -224,13 +224,13 @@ pub fn v1(r: &LinuxResources) -> Result<Vec<Write>> {
         }
     }
     for key in r.unified().iter().flatten().map(|(k, _)| k) {
-        out.push(unsupported(
-            unified_controller(key)?,
-            "invalid configuration: cannot use unified on cgroup v1 (linux.resources.unified needs cgroup v2)",
-        ));
+        out.push(unsupported(unified_controller(key)?, V1_NO_UNIFIED));
     }
     Ok(out)
 }
+
+/// runc's refusal of linux.resources.unified on a cgroup v1 host.
+pub const V1_NO_UNIFIED: &str = "invalid configuration: cannot use unified on cgroup v1 (linux.resources.unified needs cgroup v2)";
 
 fn memory_v1(m: &LinuxMemory, out: &mut Vec<Write>) {
     if let Some(v) = m.reservation() {

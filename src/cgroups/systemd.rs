@@ -4,7 +4,10 @@
 //! the resource properties systemd understands). Its directory then is the container's
 //! cgroup for the rest of corten (`Cgroup` with `systemd` set): the cgroupfs code writes
 //! every linux.resources field on it, and `destroy` stops the unit (StopUnit) before
-//! removing what is left. cgroup v2 only for now.
+//! removing what is left. On a cgroup v1 host (legacy or hybrid, systemd booted with
+//! systemd.unified_cgroup_hierarchy=0) it works as runc's v1 driver: systemd's v1
+//! property names, and a directory per v1 hierarchy (the ones systemd does not manage
+//! made by corten, as with cgroupfs), all of them removed again by `destroy`.
 //!
 //! systemd is reached over D-Bus with the thread-free client in `dbus`, after the init
 //! was cloned; the connection is closed before `create` returns.
@@ -17,7 +20,7 @@ use oci_spec::runtime::{LinuxBlockIo, LinuxDeviceCgroup, LinuxDeviceType, LinuxR
 use serde::{Deserialize, Serialize};
 
 use super::dbus::{Conn, TimedOut, Value};
-use super::{Cgroup, Dir, hierarchies};
+use super::{Cgroup, Dir, Hierarchy, hierarchies};
 
 /// How long a unit's start or stop job may take.
 const JOB_TIMEOUT: Duration = Duration::from_secs(30);
@@ -110,33 +113,31 @@ pub fn expand_slice(slice: &str) -> Result<String> {
 
 /// Where the unit's cgroup will be: nothing is made (the unit is started by `start`,
 /// once the init exists). Only `start` records the unit, so a failed create never stops
-/// a unit of the same name that was not corten's.
+/// a unit of the same name that was not corten's. On a cgroup v1 host (legacy or hybrid)
+/// the container has a directory in each v1 hierarchy (`v1_dirs`).
 pub fn plan(cgroups_path: Option<&Path>, id: &str) -> Result<Cgroup> {
     let (slice, unit) = unit_of(cgroups_path, id)?;
-    let slice_path = expand_slice(&slice)?;
-    let hs = hierarchies()?;
-    let [h] = &hs[..] else {
-        bail!(
-            "--systemd-cgroup: the systemd driver supports only cgroup v2 hosts for now; use cgroupfs"
-        );
-    };
-    if !h.v2 {
-        bail!(
-            "--systemd-cgroup: the systemd driver supports only cgroup v2 hosts for now; use cgroupfs"
-        );
-    }
     // A slice's own name is its path; a scope is in its slice.
-    let path = if is_slice(&unit) {
-        h.mount.join(expand_slice(&unit)?.trim_start_matches('/'))
+    let parent = if is_slice(&unit) {
+        let own = expand_slice(&unit)?;
+        own.rsplit_once('/').map_or(String::new(), |(p, _)| p.to_string())
     } else {
-        h.mount.join(slice_path.trim_start_matches('/')).join(&unit)
+        expand_slice(&slice)?
+    };
+    let hs = hierarchies()?;
+    let dirs = match &hs[..] {
+        [h] if h.v2 => {
+            let path = h.mount.join(parent.trim_start_matches('/')).join(&unit);
+            vec![Dir {
+                path,
+                hierarchy: h.clone(),
+                created: Vec::new(),
+            }]
+        }
+        _ => v1_dirs(&hs, &parent, &unit)?,
     };
     Ok(Cgroup {
-        dirs: vec![Dir {
-            path,
-            hierarchy: h.clone(),
-            created: Vec::new(),
-        }],
+        dirs,
         made: false,
         systemd: Some(Unit {
             slice,
@@ -146,12 +147,79 @@ pub fn plan(cgroups_path: Option<&Path>, id: &str) -> Result<Cgroup> {
     })
 }
 
+/// The v1 hierarchies a container joins with the systemd driver (runc's legacy manager's
+/// list): systemd makes the scope in those it manages, corten in the others (`start`).
+const V1_CONTROLLERS: [&str; 13] = [
+    "cpuset",
+    "devices",
+    "memory",
+    "cpu",
+    "cpuacct",
+    "pids",
+    "blkio",
+    "hugetlb",
+    "perf_event",
+    "freezer",
+    "net_prio",
+    "net_cls",
+    "name=systemd",
+];
+
+/// The unit's directory in each v1 hierarchy, as runc's v1 driver finds it:
+/// `<mount>/<pid 1's cgroup there, without init.scope>/<slice path>/<unit>`. The unified
+/// hierarchy of a hybrid host is left to systemd (it moves the init there itself).
+fn v1_dirs(hs: &[Hierarchy], slice_path: &str, unit: &str) -> Result<Vec<Dir>> {
+    let has = |h: &Hierarchy, c: &str| h.controllers.iter().any(|x| x == c);
+    if !hs.iter().any(|h| !h.v2 && has(h, "name=systemd")) {
+        bail!(
+            "--systemd-cgroup: no name=systemd cgroup hierarchy (systemd is not this host's init?); use cgroupfs"
+        );
+    }
+    if !hs.iter().any(|h| !h.v2 && has(h, "devices")) {
+        bail!("--systemd-cgroup: no devices cgroup hierarchy on this cgroup v1 host");
+    }
+    let init = std::fs::read_to_string("/proc/1/cgroup").context("read /proc/1/cgroup")?;
+    Ok(v1_dirs_under(hs, &init, slice_path, unit))
+}
+
+/// `v1_dirs` for pid 1's /proc/<pid>/cgroup text `init`.
+fn v1_dirs_under(hs: &[Hierarchy], init: &str, slice_path: &str, unit: &str) -> Vec<Dir> {
+    let mut dirs = Vec::new();
+    for h in hs {
+        if h.v2
+            || !h
+                .controllers
+                .iter()
+                .any(|c| V1_CONTROLLERS.contains(&c.as_str()))
+        {
+            continue;
+        }
+        // pid 1's cgroup, as runc: systemd's own init.scope is not where slices are.
+        let own = super::own_cgroup(h, init);
+        let own = own.to_string_lossy();
+        let base = own.strip_suffix("init.scope").unwrap_or(&own);
+        let inner = super::clean(&Path::new(base).join(slice_path.trim_start_matches('/')));
+        let path = h
+            .mount
+            .join(inner.strip_prefix("/").unwrap_or(&inner))
+            .join(unit);
+        dirs.push(Dir {
+            path,
+            hierarchy: h.clone(),
+            created: Vec::new(),
+        });
+    }
+    dirs
+}
+
 /// Starts the unit with the resource properties and then `extra` (the config's
 /// `org.systemd.property.` annotations, see `annotation_props`): a scope is started with
 /// `pid` in it; a slice (which systemd gives no processes) is started empty, and the
 /// caller moves `pid` in through cgroupfs (`Cgroup::add`), as runc's v1 driver joins it.
 /// On success `cg` records the unit (for `destroy`) and its directory as the container's
-/// own cgroup.
+/// own cgroup. On v1, the directories systemd did not make (hierarchies it does not
+/// manage, such as cpuset or freezer) are made here, as runc's v1 driver does; the init
+/// joins them all later (`Cgroup::add`).
 pub fn start(
     cg: &mut Cgroup,
     pid: i32,
@@ -165,6 +233,7 @@ pub fn start(
     else {
         bail!("internal: no systemd unit planned");
     };
+    let v1 = cg.dirs.iter().any(|d| !d.hierarchy.v2);
     let mut props = vec![prop(
         "Description",
         Value::Str(format!("corten container {id}")),
@@ -184,13 +253,24 @@ pub fn start(
         prop("DefaultDependencies", Value::Bool(false)),
         prop("MemoryAccounting", Value::Bool(true)),
         prop("CPUAccounting", Value::Bool(true)),
-        prop("IOAccounting", Value::Bool(true)),
+        prop(
+            if v1 {
+                "BlockIOAccounting"
+            } else {
+                "IOAccounting"
+            },
+            Value::Bool(true),
+        ),
         prop("TasksAccounting", Value::Bool(true)),
     ]);
     // The annotations before linux.resources: as with runc, which sets the resources
     // after the start, the config's limits win over an annotation of the same property.
     props.extend(extra.iter().cloned());
-    props.extend(resource_props(r)?);
+    props.extend(if v1 {
+        v1_resource_props(r)?
+    } else {
+        resource_props(r)?
+    });
     let mut conn = Conn::system().context("--systemd-cgroup: connect to systemd")?;
     let args = [
         Value::Str(unit.clone()),
@@ -215,11 +295,27 @@ pub fn start(
     if let Some(u) = &mut cg.systemd {
         u.started = true;
     }
-    let dir = &mut cg.dirs[0];
-    dir.created = vec![dir.path.clone()];
+    for dir in &mut cg.dirs {
+        dir.created = vec![dir.path.clone()];
+    }
     cg.made = true;
     let job = reply.body.first().cloned().unwrap_or_default();
-    wait_job(&mut conn, &job, &unit, "start")
+    wait_job(&mut conn, &job, &unit, "start")?;
+    if v1 {
+        make_v1_dirs(cg)?;
+    }
+    Ok(())
+}
+
+/// Makes the unit's directories that systemd did not (runc's joinCgroups), recording the
+/// levels made; a directory systemd made stays recorded as the unit's own.
+fn make_v1_dirs(cg: &mut Cgroup) -> Result<()> {
+    for d in &mut cg.dirs {
+        if std::fs::symlink_metadata(&d.path).is_err() {
+            super::make_dir(d)?;
+        }
+    }
+    Ok(())
 }
 
 /// For `delete` after a create killed while it started the unit: the state then names the
@@ -601,6 +697,42 @@ fn device_props(rules: &[LinuxDeviceCgroup]) -> Vec<(String, Value)> {
     ]
 }
 
+/// linux.resources as runc's v1 driver sets them: systemd's cgroup v1 names where they
+/// differ (MemoryLimit, CPUShares with the shares as given, BlockIOWeight), the CPU quota,
+/// cpuset, TasksMax and the device policy as on v2, and nothing v1 lacks (memory.low, memory.high, swap: the
+/// cgroupfs code writes what v1 has). linux.resources.unified is refused before anything is started, with runc's words.
+pub fn v1_resource_props(r: &LinuxResources) -> Result<Vec<(String, Value)>> {
+    if r.unified().as_ref().is_some_and(|u| !u.is_empty()) {
+        bail!("{}", super::resources::V1_NO_UNIFIED);
+    }
+    let mut p: Vec<(String, Value)> = resource_props(r)?
+        .into_iter()
+        .filter_map(|(k, v)| match k.as_str() {
+            "MemoryMax" => Some(prop("MemoryLimit", v)),
+            "CPUQuotaPerSecUSec" | "CPUQuotaPeriodUSec" | "AllowedCPUs" | "AllowedMemoryNodes"
+            | "TasksMax" | "DevicePolicy" | "DeviceAllow" => Some((k, v)),
+            _ => None,
+        })
+        .collect();
+    if let Some(s) = r
+        .cpu()
+        .as_ref()
+        .and_then(|c| c.shares())
+        .filter(|&s| s != 0)
+    {
+        p.push(prop("CPUShares", Value::U64(s)));
+    }
+    if let Some(w) = r
+        .block_io()
+        .as_ref()
+        .and_then(|b| b.weight())
+        .filter(|&w| w != 0)
+    {
+        p.push(prop("BlockIOWeight", Value::U64(w.into())));
+    }
+    Ok(p)
+}
+
 /// A cpu/node list ("0-3,6") as systemd's bitmask: byte i holds bits 8i..8i+7.
 fn range_bits(list: &str) -> Result<Vec<u8>> {
     let mut bits: Vec<u8> = Vec::new();
@@ -809,6 +941,66 @@ mod tests {
             {"allow": false, "type": "a", "access": "rwm"}
         ])));
         assert_eq!(p[2], prop("DeviceAllow", Value::StrPairs(vec![])));
+    }
+
+    #[test]
+    fn v1_dirs_as_runc() {
+        let h = |m: &str, c: &[&str], v2: bool| Hierarchy {
+            mount: m.into(),
+            controllers: c.iter().map(|s| s.to_string()).collect(),
+            v2,
+        };
+        let hs = [
+            h("/sys/fs/cgroup/unified", &[], true),
+            h("/sys/fs/cgroup/systemd", &["name=systemd"], false),
+            h("/sys/fs/cgroup/cpu,cpuacct", &["cpu", "cpuacct"], false),
+            h("/sys/fs/cgroup/rdma", &["rdma"], false),
+            h("/sys/fs/cgroup/cpuset", &["cpuset"], false),
+        ];
+        let init =
+            "5:cpuset:/\n3:cpuacct,cpu:/init.scope\n1:name=systemd:/init.scope\n0::/init.scope\n";
+        let dirs = v1_dirs_under(&hs, init, "/system.slice", "corten-x.scope");
+        let paths: Vec<&Path> = dirs.iter().map(|d| d.path.as_path()).collect();
+        assert_eq!(
+            paths,
+            [
+                Path::new("/sys/fs/cgroup/systemd/system.slice/corten-x.scope"),
+                Path::new("/sys/fs/cgroup/cpu,cpuacct/system.slice/corten-x.scope"),
+                Path::new("/sys/fs/cgroup/cpuset/system.slice/corten-x.scope"),
+            ]
+        );
+        let dirs = v1_dirs_under(&hs[1..2], "1:name=systemd:/a/init.scope\n", "/", "u.scope");
+        assert_eq!(dirs[0].path, Path::new("/sys/fs/cgroup/systemd/a/u.scope"));
+    }
+
+    #[test]
+    fn v1_resources_as_properties() {
+        let r: LinuxResources = serde_json::from_value(serde_json::json!({
+            "memory": {"limit": 1048576, "swap": 3145728, "reservation": 524288},
+            "cpu": {"shares": 1024, "quota": 50000, "period": 100000},
+            "blockIO": {"weight": 300},
+            "pids": {"limit": -1}
+        }))
+        .unwrap();
+        let p = v1_resource_props(&r).unwrap();
+        let names: Vec<&str> = p.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "MemoryLimit",
+                "CPUQuotaPerSecUSec",
+                "CPUQuotaPeriodUSec",
+                "TasksMax",
+                "CPUShares",
+                "BlockIOWeight"
+            ]
+        );
+        let get = |n: &str| p.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
+        assert_eq!(get("MemoryLimit"), Some(Value::U64(1048576)));
+        assert_eq!(get("CPUShares"), Some(Value::U64(1024)));
+        assert_eq!(get("CPUQuotaPerSecUSec"), Some(Value::U64(500000)));
+        assert_eq!(get("TasksMax"), Some(Value::U64(u64::MAX)));
+        assert_eq!(get("BlockIOWeight"), Some(Value::U64(300)));
     }
 
     #[test]
