@@ -448,8 +448,16 @@ pub fn annotation_props(
         if !name.bytes().all(|c| c.is_ascii_alphabetic()) {
             bail!("annotation {key} name incorrect: contains non-alphabetic character");
         }
+        // runc's words; a value's control characters escaped, so the error is one line.
+        let shown: String = text
+            .chars()
+            .map(|c| match c.is_control() {
+                true => c.escape_default().to_string(),
+                false => c.to_string(),
+            })
+            .collect();
         let parse_error =
-            |e: anyhow::Error| anyhow::anyhow!("annotation {key}={text} value parse error: {e}");
+            |e: anyhow::Error| anyhow::anyhow!("annotation {key}={shown} value parse error: {e}");
         let mut value = super::gvariant::parse(text).map_err(parse_error)?;
         let mut name = name.to_string();
         if let Some(base) = name.strip_suffix("Sec")
@@ -869,6 +877,10 @@ mod tests {
             err(&[("org.systemd.property.CollectMode", "inactive")]).starts_with(
                 "annotation org.systemd.property.CollectMode=inactive value parse error: "
             )
+        );
+        assert_eq!(
+            err(&[("org.systemd.property.Description", "'a\nb")]),
+            "annotation org.systemd.property.Description='a\\nb value parse error: unterminated string"
         );
         assert_eq!(
             err(&[("org.systemd.property.RuntimeMaxSec", "'2'")]),
