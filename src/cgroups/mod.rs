@@ -560,7 +560,7 @@ impl Cgroup {
     pub fn destroy(&self) -> Vec<PathBuf> {
         let mut left = Vec::new();
         if let Some(unit) = self.systemd.as_ref().filter(|u| u.started)
-            && let Err(e) = systemd::stop(&unit.name)
+            && let Err(e) = systemd::stop(unit)
         {
             crate::log::warn(&format!("--systemd-cgroup: {e:#}"));
         }

@@ -8,6 +8,10 @@
 //!
 //! systemd is reached over D-Bus with the thread-free client in `dbus`, after the init
 //! was cloned; the connection is closed before `create` returns.
+//!
+//! Rootless (runc's rules, `user_manager`), the unit is the user's systemd's: its default
+//! slice is user.slice and its cgroup is under the manager's own (ControlGroup, e.g.
+//! /user.slice/user-1000.slice/user@1000.service), which systemd delegates to the user.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -30,11 +34,35 @@ pub struct Unit {
     /// systemd made it (it holds the init): only then is it corten's to stop.
     #[serde(default)]
     pub started: bool,
+    /// The unit is the user's systemd's (rootless), not the system's.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub user: bool,
+}
+
+/// Whether the container's unit goes to the user's systemd rather than the system's
+/// (runc's rootless cgroup manager, auto-detected): a non-root caller, or root in a user
+/// namespace that is a non-root user outside (as rootless podman runs the runtime; runc
+/// asks the user bus for its owner, the uid outside is the same).
+pub fn user_manager() -> bool {
+    if !nix::unistd::geteuid().is_root() {
+        return true;
+    }
+    super::dbus::host_uid() != 0
+}
+
+/// A connection to the systemd that owns the unit.
+pub fn connect(user: bool) -> Result<Conn> {
+    if user {
+        Conn::user().context("connect to the user's systemd")
+    } else {
+        Conn::system().context("connect to systemd")
+    }
 }
 
 /// The slice and unit name for linux.cgroupsPath (runc's rules): empty gives the unit
-/// `corten-<id>.scope` in system.slice; otherwise exactly `slice:prefix:name`.
-pub fn unit_of(cgroups_path: Option<&Path>, id: &str) -> Result<(String, String)> {
+/// `corten-<id>.scope` in system.slice (user.slice for the user's systemd, `user`);
+/// otherwise exactly `slice:prefix:name`.
+pub fn unit_of(cgroups_path: Option<&Path>, id: &str, user: bool) -> Result<(String, String)> {
     let p = cgroups_path
         .map(|p| p.to_string_lossy().into_owned())
         .unwrap_or_default();
@@ -50,7 +78,7 @@ pub fn unit_of(cgroups_path: Option<&Path>, id: &str) -> Result<(String, String)
         (slice.to_string(), prefix.to_string(), name.to_string())
     };
     let slice = if slice.is_empty() {
-        "system.slice".to_string()
+        if user { "user.slice" } else { "system.slice" }.to_string()
     } else {
         slice
     };
@@ -96,10 +124,14 @@ pub fn expand_slice(slice: &str) -> Result<String> {
 
 /// Where the unit's cgroup will be: nothing is made (the unit is started by `start`,
 /// once the init exists). Only `start` records the unit, so a failed create never stops
-/// a unit of the same name that was not corten's.
-pub fn plan(cgroups_path: Option<&Path>, id: &str) -> Result<Cgroup> {
-    let (slice, unit) = unit_of(cgroups_path, id)?;
-    let slice_path = expand_slice(&slice)?;
+/// a unit of the same name that was not corten's. `user`: the user's systemd's unit
+/// (asked here for its own cgroup; the connection is closed before the init is cloned).
+pub fn plan(cgroups_path: Option<&Path>, id: &str, user: bool) -> Result<Cgroup> {
+    let (slice, unit) = unit_of(cgroups_path, id, user)?;
+    let mut slice_path = expand_slice(&slice)?;
+    if user {
+        slice_path = format!("{}{slice_path}", user_manager_cgroup()?);
+    }
     let hs = hierarchies()?;
     let [h] = &hs[..] else {
         bail!(
@@ -123,15 +155,32 @@ pub fn plan(cgroups_path: Option<&Path>, id: &str) -> Result<Cgroup> {
             slice,
             name: unit,
             started: false,
+            user,
         }),
     })
+}
+
+/// The user's systemd's own cgroup (its ControlGroup, runc's getManagerProperty), under
+/// which its units' cgroups are: a clean absolute path, no trailing slash.
+fn user_manager_cgroup() -> Result<String> {
+    let cg = connect(true)
+        .and_then(|mut c| c.manager_property("ControlGroup"))
+        .context("--systemd-cgroup: the user's systemd's ControlGroup")?;
+    let cg = cg.trim_end_matches('/');
+    if !cg.starts_with('/') || cg.split('/').any(|p| p == ".." || p == ".") {
+        bail!("--systemd-cgroup: the user's systemd's ControlGroup {cg:?} is not a cgroup path");
+    }
+    Ok(cg.to_string())
 }
 
 /// Starts the scope with `pid` in it and the resource properties; on success `cg` records
 /// the unit (for `destroy`) and its directory as the container's own cgroup.
 pub fn start(cg: &mut Cgroup, pid: i32, id: &str, r: &LinuxResources) -> Result<()> {
     let Some(Unit {
-        slice, name: unit, ..
+        slice,
+        name: unit,
+        user,
+        ..
     }) = cg.systemd.clone()
     else {
         bail!("internal: no systemd unit planned");
@@ -148,7 +197,7 @@ pub fn start(cg: &mut Cgroup, pid: i32, id: &str, r: &LinuxResources) -> Result<
         prop("TasksAccounting", Value::Bool(true)),
     ];
     props.extend(resource_props(r)?);
-    let mut conn = Conn::system().context("--systemd-cgroup: connect to systemd")?;
+    let mut conn = connect(user).context("--systemd-cgroup")?;
     let reply = conn
         .manager(
             "StartTransientUnit",
@@ -187,10 +236,11 @@ fn wait_job(conn: &mut Conn, job: &str, unit: &str, what: &str) -> Result<()> {
     }
 }
 
-/// Stops `unit` and waits for it (best effort; a unit already gone is fine), then clears
-/// a failed state so that nothing of it is left listed.
-pub fn stop(unit: &str) -> Result<()> {
-    let mut conn = Conn::system().context("connect to systemd")?;
+/// Stops the unit and waits for it (best effort; a unit already gone is fine), then
+/// clears a failed state so that nothing of it is left listed.
+pub fn stop(u: &Unit) -> Result<()> {
+    let unit = u.name.as_str();
+    let mut conn = connect(u.user)?;
     match conn.manager(
         "StopUnit",
         &[Value::Str(unit.into()), Value::Str("replace".into())],
@@ -337,7 +387,7 @@ mod tests {
 
     #[test]
     fn cgroups_paths_as_runc() {
-        let u = |p: &str| unit_of(Some(Path::new(p)), "id");
+        let u = |p: &str| unit_of(Some(Path::new(p)), "id", false);
         assert_eq!(
             u("system.slice:docker:abc").unwrap(),
             ("system.slice".into(), "docker-abc.scope".into())
@@ -348,8 +398,16 @@ mod tests {
         );
         assert_eq!(u("s.slice::n").unwrap().1, "n.scope");
         assert_eq!(
-            unit_of(None, "id").unwrap(),
+            unit_of(None, "id", false).unwrap(),
             ("system.slice".into(), "corten-id.scope".into())
+        );
+        assert_eq!(
+            unit_of(None, "id", true).unwrap(),
+            ("user.slice".into(), "corten-id.scope".into())
+        );
+        assert_eq!(
+            unit_of(Some(Path::new(":libpod:x")), "id", true).unwrap(),
+            ("user.slice".into(), "libpod-x.scope".into())
         );
         for bad in ["/a/b", "a:b", "a:b:c:d"] {
             assert_eq!(
