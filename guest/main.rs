@@ -20,6 +20,7 @@ mod common;
 mod containerd;
 mod limits;
 mod podman;
+mod rootless;
 mod systemd;
 
 use std::fs;

@@ -22,7 +22,7 @@ fn systemctl(args: &[&str]) -> String {
 }
 
 /// True where systemd runs (the guest); elsewhere a visible skip.
-fn on_systemd_host(test: &str) -> bool {
+pub fn on_systemd_host(test: &str) -> bool {
     if !on_v2_host(test) {
         return false;
     }
