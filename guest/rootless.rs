@@ -318,7 +318,8 @@ const SHOW_CGROUP: &str = "p=$(sed -n 's/^0:://p' /proc/self/cgroup); echo $p; \
 /// The runtime run by the user itself with `--systemd-cgroup`, both ways a rootless
 /// runtime is run: as the user (the container in its own user namespace), and as root of
 /// podman's user namespace (`podman unshare`, where rootless podman runs the runtime; the
-/// runtime finds the user outside). Either way the unit is the user's systemd's scope
+/// runtime finds the user outside); and through the user's session bus rather than its
+/// systemd's private socket. Every way the unit is the user's systemd's scope
 /// `g-rl-<id>.scope` in user.slice of its delegated subtree, holding the limits, and
 /// `run` leaves no unit and no cgroup.
 #[test]
@@ -332,12 +333,24 @@ fn rootless_runtime_systemd_cgroup() {
     let rt = runtime_for_users(&dir);
     let rt = rt.to_string_lossy().into_owned();
     let state = format!("{}/state", user.home.display());
+    // No systemd/private under that XDG_RUNTIME_DIR: the session bus (dbus-daemon).
+    let no_xdg = format!("XDG_RUNTIME_DIR={}", dir.join("none").display());
+    let session_bus = format!(
+        "DBUS_SESSION_BUS_ADDRESS=unix:path=/run/user/{}/bus",
+        user.uid
+    );
     for (how, id, userns, prefix) in [
         (
             "as the user",
             "g-rl-plain",
             Some((user.uid, user.gid)),
             vec![],
+        ),
+        (
+            "through the session bus",
+            "g-rl-bus",
+            Some((user.uid, user.gid)),
+            vec!["env", no_xdg.as_str(), session_bus.as_str()],
         ),
         (
             "in podman unshare",
