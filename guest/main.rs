@@ -22,6 +22,7 @@ mod common;
 mod containerd;
 mod limits;
 mod podman;
+mod rootless;
 mod systemd;
 mod systemd_life;
 mod systemd_v1;

@@ -3,6 +3,7 @@
 //! the container sees. Storage, state and config all live in a temp dir of the test.
 
 use std::fs;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::common::*;
@@ -33,25 +34,7 @@ impl Podman {
             runtime().display()
         );
         fs::write(dir.join("containers.conf"), conf).unwrap();
-        let rootfs = dir.join("rootfs");
-        make_rootfs(&rootfs);
-        // A copy, not make_rootfs's hard link: other tests' links change its ctime, which
-        // tar reports as "file changed as we read it".
-        let bb = rootfs.join("bin/busybox");
-        fs::remove_file(&bb).unwrap();
-        fs::copy("/bin/busybox", &bb).unwrap();
-        let tar = dir.join("rootfs.tar");
-        let st = Command::new("tar")
-            .args([
-                "-C",
-                &rootfs.to_string_lossy(),
-                "-cf",
-                &tar.to_string_lossy(),
-                ".",
-            ])
-            .status()
-            .unwrap();
-        assert!(st.success(), "tar of the rootfs");
+        let tar = image_tar(dir.path());
         let p = Podman { dir, manager };
         p.podman(&["import", &tar.to_string_lossy(), IMAGE]).ok();
         p
@@ -74,6 +57,30 @@ impl Podman {
             stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
         }
     }
+}
+
+/// The busybox image (IMAGE) as a tar for `podman import`, made in `dir`: `dir`/rootfs.tar.
+pub fn image_tar(dir: &Path) -> PathBuf {
+    let rootfs = dir.join("rootfs");
+    make_rootfs(&rootfs);
+    // A copy, not make_rootfs's hard link: other tests' links change its ctime, which
+    // tar reports as "file changed as we read it".
+    let bb = rootfs.join("bin/busybox");
+    fs::remove_file(&bb).unwrap();
+    fs::copy("/bin/busybox", &bb).unwrap();
+    let tar = dir.join("rootfs.tar");
+    let st = Command::new("tar")
+        .args([
+            "-C",
+            &rootfs.to_string_lossy(),
+            "-cf",
+            &tar.to_string_lossy(),
+            ".",
+        ])
+        .status()
+        .unwrap();
+    assert!(st.success(), "tar of the rootfs");
+    tar
 }
 
 impl Podman {

@@ -252,6 +252,13 @@ pub fn mount_id(fd: BorrowedFd) -> io::Result<u64> {
 /// "no such file or directory": strerror text without the "(os error 2)" suffix and in
 /// lower case, the form engines match on (podman maps it to exit 127, "permission denied"
 /// to 126).
+/// Running in a user namespace other than the initial one (runc's RunningInUserNS): our
+/// uid map is not the identity of all ids (no /proc: taken as the initial one).
+pub fn in_user_ns() -> bool {
+    let map = std::fs::read_to_string("/proc/self/uid_map").unwrap_or_default();
+    !map.trim().is_empty() && map.split_whitespace().collect::<Vec<_>>() != ["0", "0", "4294967295"]
+}
+
 pub fn io_text(e: &std::io::Error) -> String {
     let s = e.to_string();
     let s = match s.find(" (os error") {

@@ -23,6 +23,13 @@
 //! It connects to systemd's private socket (/run/systemd/private, root only, no bus
 //! daemon: systemd sends every signal to its direct clients) and falls back to the system
 //! bus (Hello, then a match rule for the manager's signals, and Subscribe).
+//!
+//! A rootless container's unit is the user's systemd's (`Conn::user`): its private socket
+//! $XDG_RUNTIME_DIR/systemd/private (as `systemctl --user` does), else the user's session
+//! bus ($DBUS_SESSION_BUS_ADDRESS, else $XDG_RUNTIME_DIR/bus: runc's order). Inside a user
+//! namespace (rootless podman runs the runtime as its root) the bus sees the caller's
+//! uid as mapped outside, which is what EXTERNAL authentication must name (runc's
+//! DetectUID).
 
 use std::io::{Read, Write};
 use std::os::fd::AsFd;
@@ -265,6 +272,17 @@ fn parse(b: &[u8]) -> Result<Msg> {
     }
     d.align(8);
     for t in signature.chars() {
+        // A variant (a property's value) counts as what it holds.
+        let t = if t == 'v' {
+            match d.sig()?.as_str() {
+                "s" => 's',
+                "o" => 'o',
+                "u" => 'u',
+                _ => break,
+            }
+        } else {
+            t
+        };
         match t {
             's' | 'o' => m.body.push(d.str()?),
             'u' => m.body.push(d.u32()?.to_string()),
@@ -299,12 +317,44 @@ impl Conn {
     /// Connects and authenticates: systemd's private socket, else the system bus (then
     /// subscribed to the manager's signals).
     pub fn system() -> Result<Conn> {
+        let uid = host_uid();
         if let Ok(sock) = UnixStream::connect(PRIVATE) {
-            return Conn::auth(sock);
+            return Conn::auth(sock, uid);
         }
         let sock = UnixStream::connect(SYSTEM_BUS)
             .with_context(|| format!("connect to {PRIVATE} or the system bus {SYSTEM_BUS}"))?;
-        let mut c = Conn::auth(sock)?;
+        Conn::bus(sock, uid)
+    }
+
+    /// Connects to the calling user's systemd: its private socket, else the user's
+    /// session bus (see the module's documentation).
+    pub fn user() -> Result<Conn> {
+        let uid = host_uid();
+        let runtime_dir = std::env::var_os("XDG_RUNTIME_DIR")
+            .filter(|d| !d.is_empty())
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|| format!("/run/user/{uid}").into());
+        let private = runtime_dir.join("systemd/private");
+        if let Ok(sock) = UnixStream::connect(&private) {
+            return Conn::auth(sock, uid);
+        }
+        let bus = match std::env::var("DBUS_SESSION_BUS_ADDRESS") {
+            Ok(a) if !a.is_empty() => unix_path(&a)?,
+            _ => runtime_dir.join("bus"),
+        };
+        let sock = UnixStream::connect(&bus).with_context(|| {
+            format!(
+                "connect to the user's systemd at {} or its session bus {} (is there a systemd user session? see loginctl enable-linger)",
+                private.display(),
+                bus.display()
+            )
+        })?;
+        Conn::bus(sock, uid)
+    }
+
+    /// On a bus (not systemd's own socket): Hello, and the manager's signals subscribed.
+    fn bus(sock: UnixStream, uid: u32) -> Result<Conn> {
+        let mut c = Conn::auth(sock, uid)?;
         c.call(
             "org.freedesktop.DBus",
             "/org/freedesktop/DBus",
@@ -325,15 +375,18 @@ impl Conn {
         Ok(c)
     }
 
-    fn auth(mut sock: UnixStream) -> Result<Conn> {
+    /// SASL EXTERNAL as `uid` (the one the server sees on the socket).
+    fn auth(mut sock: UnixStream, uid: u32) -> Result<Conn> {
         sock.set_read_timeout(Some(Duration::from_secs(10)))?;
-        let uid: String = nix::unistd::geteuid()
-            .as_raw()
+        let uid: String = uid
             .to_string()
             .bytes()
             .map(|b| format!("{b:02x}"))
             .collect();
-        sock.write_all(format!("\0AUTH EXTERNAL {uid}\r\n").as_bytes())
+        // BEGIN goes with AUTH (as sd-bus's own client does), so the first message is
+        // never in the server's read that ends the handshake: systemd's sd-bus (252) would
+        // leave it buffered, unanswered, until more data arrives.
+        sock.write_all(format!("\0AUTH EXTERNAL {uid}\r\nBEGIN\r\n").as_bytes())
             .context("D-Bus auth")?;
         let mut line = Vec::new();
         let mut byte = [0u8];
@@ -347,7 +400,6 @@ impl Conn {
                 String::from_utf8_lossy(&line).trim()
             );
         }
-        sock.write_all(b"BEGIN\r\n").context("D-Bus auth")?;
         Ok(Conn {
             sock,
             serial: 0,
@@ -364,6 +416,26 @@ impl Conn {
             member,
             args,
         )
+    }
+
+    /// A string property of the manager (e.g. ControlGroup), through
+    /// org.freedesktop.DBus.Properties.Get.
+    pub fn manager_property(&mut self, name: &str) -> Result<String> {
+        let reply = self.call(
+            "org.freedesktop.systemd1",
+            "/org/freedesktop/systemd1",
+            "org.freedesktop.DBus.Properties",
+            "Get",
+            &[
+                Value::Str("org.freedesktop.systemd1.Manager".into()),
+                Value::Str(name.into()),
+            ],
+        )?;
+        reply
+            .body
+            .into_iter()
+            .next()
+            .with_context(|| format!("systemd's manager property {name}: not a string"))
     }
 
     /// Calls a method and returns its reply; a D-Bus error is an error "Name: message".
@@ -489,6 +561,57 @@ impl Conn {
     }
 }
 
+/// The caller's effective uid as seen outside its user namespace (through
+/// /proc/self/uid_map; the same uid outside any): the uid a bus sees on our socket.
+pub fn host_uid() -> u32 {
+    let euid = nix::unistd::geteuid().as_raw();
+    let map = std::fs::read_to_string("/proc/self/uid_map").unwrap_or_default();
+    map_uid(&crate::config::parse_id_map(&map), euid)
+}
+
+fn map_uid(map: &[crate::config::IdRange], uid: u32) -> u32 {
+    map.iter()
+        .find(|r| uid >= r.inside && uid - r.inside < r.size)
+        .map(|r| r.outside + (uid - r.inside))
+        .unwrap_or(uid)
+}
+
+/// The socket path of a D-Bus address: the first `unix:path=` entry (`%xx` escapes
+/// decoded).
+fn unix_path(addr: &str) -> Result<std::path::PathBuf> {
+    for entry in addr.split(';') {
+        let Some(params) = entry.strip_prefix("unix:") else {
+            continue;
+        };
+        for kv in params.split(',') {
+            if let Some(v) = kv.strip_prefix("path=") {
+                let mut out = Vec::new();
+                let b = v.as_bytes();
+                let mut i = 0;
+                while i < b.len() {
+                    let hex = b
+                        .get(i + 1..i + 3)
+                        .and_then(|h| std::str::from_utf8(h).ok())
+                        .and_then(|h| u8::from_str_radix(h, 16).ok());
+                    match (b[i], hex) {
+                        (b'%', Some(c)) => {
+                            out.push(c);
+                            i += 3;
+                        }
+                        (c, _) => {
+                            out.push(c);
+                            i += 1;
+                        }
+                    }
+                }
+                use std::os::unix::ffi::OsStringExt;
+                return Ok(std::ffi::OsString::from_vec(out).into());
+            }
+        }
+    }
+    bail!("DBUS_SESSION_BUS_ADDRESS {addr:?}: no unix:path= address (the only kind supported)")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -588,5 +711,56 @@ mod tests {
         assert_eq!(m.kind, SIGNAL);
         assert_eq!(m.member, "JobRemoved");
         assert_eq!(m.body, ["5", "/j/5", "x.scope", "done"]);
+    }
+
+    #[test]
+    fn uids_map_outside() {
+        let m = crate::config::parse_id_map(
+            "         0       1000          1\n         1     100000      65536\n",
+        );
+        assert_eq!(map_uid(&m, 0), 1000);
+        assert_eq!(map_uid(&m, 2), 100001);
+        let identity = crate::config::parse_id_map("0 0 4294967295\n");
+        assert_eq!(map_uid(&identity, 1234), 1234);
+        assert_eq!(map_uid(&[], 7), 7);
+    }
+
+    #[test]
+    fn session_bus_addresses() {
+        assert_eq!(
+            unix_path("unix:path=/run/user/1000/bus").unwrap(),
+            std::path::PathBuf::from("/run/user/1000/bus")
+        );
+        assert_eq!(
+            unix_path("tcp:host=x;unix:guid=1,path=/a%20b").unwrap(),
+            std::path::PathBuf::from("/a b")
+        );
+        assert!(unix_path("unix:abstract=/tmp/x").is_err());
+    }
+
+    #[test]
+    fn parses_a_variant_reply() {
+        let mut h = Enc::default();
+        h.b.extend_from_slice(&[b'l', METHOD_RETURN, 0, 1]);
+        let mut body = Enc::default();
+        body.sig("s");
+        body.str("/user.slice/user-1000.slice/user@1000.service");
+        h.u32(body.b.len() as u32);
+        h.u32(3);
+        h.array(8, |e| {
+            e.pad(8);
+            e.b.push(5);
+            e.sig("u");
+            e.u32(2);
+            e.pad(8);
+            e.b.push(8);
+            e.sig("g");
+            e.sig("v");
+        });
+        h.pad(8);
+        h.b.extend_from_slice(&body.b);
+        let m = parse(&h.b).unwrap();
+        assert_eq!(m.reply_serial, Some(2));
+        assert_eq!(m.body, ["/user.slice/user-1000.slice/user@1000.service"]);
     }
 }

@@ -562,7 +562,7 @@ impl Cgroup {
         let mut left = Vec::new();
         if let Some(unit) = self.systemd.as_ref().filter(|u| u.started)
             && let Some(dir) = self.dirs.first()
-            && let Err(e) = systemd::stop(&unit.name, &dir.path)
+            && let Err(e) = systemd::stop(unit, &dir.path)
         {
             crate::log::warn(&format!("--systemd-cgroup: {e:#}"));
         }

@@ -11,6 +11,10 @@
 //!
 //! systemd is reached over D-Bus with the thread-free client in `dbus`, after the init
 //! was cloned; the connection is closed before `create` returns.
+//!
+//! Rootless (runc's rules, `user_manager`), the unit is the user's systemd's: its default
+//! slice is user.slice and its cgroup is under the manager's own (ControlGroup, e.g.
+//! /user.slice/user-1000.slice/user@1000.service), which systemd delegates to the user.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -33,13 +37,37 @@ pub struct Unit {
     /// systemd made it (it holds the init): only then is it corten's to stop.
     #[serde(default)]
     pub started: bool,
+    /// The unit is the user's systemd's (rootless), not the system's.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub user: bool,
+}
+
+/// Whether the container's unit goes to the user's systemd rather than the system's
+/// (runc's rootless cgroup manager, auto-detected): a non-root caller, or root in a user
+/// namespace that is a non-root user outside (as rootless podman runs the runtime; runc
+/// asks the user bus for its owner, the uid outside is the same).
+pub fn user_manager() -> bool {
+    if !nix::unistd::geteuid().is_root() {
+        return true;
+    }
+    super::dbus::host_uid() != 0
+}
+
+/// A connection to the systemd that owns the unit.
+pub fn connect(user: bool) -> Result<Conn> {
+    if user {
+        Conn::user().context("connect to the user's systemd")
+    } else {
+        Conn::system().context("connect to systemd")
+    }
 }
 
 /// The slice and unit name for linux.cgroupsPath (runc's rules): empty gives the unit
-/// `corten-<id>.scope` in system.slice; otherwise exactly `slice:prefix:name`, the unit
-/// being the scope `prefix-name.scope`, or the slice `name` itself when it ends in
-/// `.slice` (the prefix is then unused, `slice` is its parent).
-pub fn unit_of(cgroups_path: Option<&Path>, id: &str) -> Result<(String, String)> {
+/// `corten-<id>.scope` in system.slice (user.slice for the user's systemd, `user`);
+/// otherwise exactly `slice:prefix:name`, the unit being the scope `prefix-name.scope`, or
+/// the slice `name` itself when it ends in `.slice` (the prefix is then unused, `slice` is
+/// its parent).
+pub fn unit_of(cgroups_path: Option<&Path>, id: &str, user: bool) -> Result<(String, String)> {
     let p = cgroups_path
         .map(|p| p.to_string_lossy().into_owned())
         .unwrap_or_default();
@@ -55,7 +83,7 @@ pub fn unit_of(cgroups_path: Option<&Path>, id: &str) -> Result<(String, String)
         (slice.to_string(), prefix.to_string(), name.to_string())
     };
     let slice = if slice.is_empty() {
-        "system.slice".to_string()
+        if user { "user.slice" } else { "system.slice" }.to_string()
     } else {
         slice
     };
@@ -114,9 +142,11 @@ pub fn expand_slice(slice: &str) -> Result<String> {
 /// Where the unit's cgroup will be: nothing is made (the unit is started by `start`,
 /// once the init exists). Only `start` records the unit, so a failed create never stops
 /// a unit of the same name that was not corten's. On a cgroup v1 host (legacy or hybrid)
-/// the container has a directory in each v1 hierarchy (`v1_dirs`).
-pub fn plan(cgroups_path: Option<&Path>, id: &str) -> Result<Cgroup> {
-    let (slice, unit) = unit_of(cgroups_path, id)?;
+/// the container has a directory in each v1 hierarchy (`v1_dirs`). `user`: the user's
+/// systemd's unit (asked here for its own cgroup; the connection is closed before the init
+/// is cloned).
+pub fn plan(cgroups_path: Option<&Path>, id: &str, user: bool) -> Result<Cgroup> {
+    let (slice, unit) = unit_of(cgroups_path, id, user)?;
     // A slice's own name is its path; a scope is in its slice.
     let parent = if is_slice(&unit) {
         let own = expand_slice(&unit)?;
@@ -125,6 +155,15 @@ pub fn plan(cgroups_path: Option<&Path>, id: &str) -> Result<Cgroup> {
         expand_slice(&slice)?
     };
     let hs = hierarchies()?;
+    let v2 = matches!(&hs[..], [h] if h.v2);
+    if user && !v2 {
+        bail!("--systemd-cgroup: a rootless container's systemd unit needs a cgroup v2 host; use cgroupfs");
+    }
+    let parent = if user {
+        format!("{}{parent}", user_manager_cgroup()?)
+    } else {
+        parent
+    };
     let dirs = match &hs[..] {
         [h] if h.v2 => {
             let path = h.mount.join(parent.trim_start_matches('/')).join(&unit);
@@ -143,6 +182,7 @@ pub fn plan(cgroups_path: Option<&Path>, id: &str) -> Result<Cgroup> {
             slice,
             name: unit,
             started: false,
+            user,
         }),
     })
 }
@@ -212,6 +252,19 @@ fn v1_dirs_under(hs: &[Hierarchy], init: &str, slice_path: &str, unit: &str) -> 
     dirs
 }
 
+/// The user's systemd's own cgroup (its ControlGroup, runc's getManagerProperty), under
+/// which its units' cgroups are: a clean absolute path, no trailing slash.
+fn user_manager_cgroup() -> Result<String> {
+    let cg = connect(true)
+        .and_then(|mut c| c.manager_property("ControlGroup"))
+        .context("--systemd-cgroup: the user's systemd's ControlGroup")?;
+    let cg = cg.trim_end_matches('/');
+    if !cg.starts_with('/') || cg.split('/').any(|p| p == ".." || p == ".") {
+        bail!("--systemd-cgroup: the user's systemd's ControlGroup {cg:?} is not a cgroup path");
+    }
+    Ok(cg.to_string())
+}
+
 /// Starts the unit with the resource properties and then `extra` (the config's
 /// `org.systemd.property.` annotations, see `annotation_props`): a scope is started with
 /// `pid` in it; a slice (which systemd gives no processes) is started empty, and the
@@ -228,7 +281,10 @@ pub fn start(
     extra: &[(String, Value)],
 ) -> Result<()> {
     let Some(Unit {
-        slice, name: unit, ..
+        slice,
+        name: unit,
+        user,
+        ..
     }) = cg.systemd.clone()
     else {
         bail!("internal: no systemd unit planned");
@@ -271,7 +327,7 @@ pub fn start(
     } else {
         resource_props(r)?
     });
-    let mut conn = Conn::system().context("--systemd-cgroup: connect to systemd")?;
+    let mut conn = connect(user).context("--systemd-cgroup")?;
     let args = [
         Value::Str(unit.clone()),
         Value::Str("replace".into()),
@@ -363,8 +419,9 @@ fn wait_job(conn: &mut Conn, job: &str, unit: &str, what: &str) -> Result<()> {
 /// `dir` gone (systemd removes it as the unit stops), whichever is seen first, so that a
 /// unit that stops at once never costs a wait. A unit already gone is fine. Then clears a
 /// failed state so that nothing of it is left listed. Best effort on the wait.
-pub fn stop(unit: &str, dir: &Path) -> Result<()> {
-    let mut conn = Conn::system().context("connect to systemd")?;
+pub fn stop(u: &Unit, dir: &Path) -> Result<()> {
+    let unit = u.name.as_str();
+    let mut conn = connect(u.user)?;
     match conn.manager(
         "StopUnit",
         &[Value::Str(unit.into()), Value::Str("replace".into())],
@@ -404,12 +461,18 @@ pub fn stop(unit: &str, dir: &Path) -> Result<()> {
 /// `update` (as runc's): the new limits as the unit's properties, for the runtime only
 /// (SetUnitProperties with runtime=true), so that systemd keeps them when it rewrites the
 /// unit's cgroup files; the files are written afterwards by the cgroupfs code.
-pub fn set_properties(unit: &str, r: &LinuxResources) -> Result<()> {
-    let props = resource_props(r)?;
+/// On cgroup v1 (`v1`) with systemd's v1 names, as at the start.
+pub fn set_properties(u: &Unit, v1: bool, r: &LinuxResources) -> Result<()> {
+    let unit = u.name.as_str();
+    let props = if v1 {
+        v1_resource_props(r)?
+    } else {
+        resource_props(r)?
+    };
     if props.is_empty() {
         return Ok(());
     }
-    let mut conn = Conn::system().context("--systemd-cgroup: connect to systemd")?;
+    let mut conn = connect(u.user).context("--systemd-cgroup")?;
     conn.manager(
         "SetUnitProperties",
         &[
@@ -792,7 +855,7 @@ mod tests {
 
     #[test]
     fn cgroups_paths_as_runc() {
-        let u = |p: &str| unit_of(Some(Path::new(p)), "id");
+        let u = |p: &str| unit_of(Some(Path::new(p)), "id", false);
         assert_eq!(
             u("system.slice:docker:abc").unwrap(),
             ("system.slice".into(), "docker-abc.scope".into())
@@ -803,8 +866,16 @@ mod tests {
         );
         assert_eq!(u("s.slice::n").unwrap().1, "n.scope");
         assert_eq!(
-            unit_of(None, "id").unwrap(),
+            unit_of(None, "id", false).unwrap(),
             ("system.slice".into(), "corten-id.scope".into())
+        );
+        assert_eq!(
+            unit_of(None, "id", true).unwrap(),
+            ("user.slice".into(), "corten-id.scope".into())
+        );
+        assert_eq!(
+            unit_of(Some(Path::new(":libpod:x")), "id", true).unwrap(),
+            ("user.slice".into(), "libpod-x.scope".into())
         );
         for bad in ["/a/b", "a:b", "a:b:c:d"] {
             assert_eq!(

@@ -105,10 +105,21 @@ impl Status {
 
 /// Is `pid` still the process we started? Alive, not a zombie, same start time.
 /// The state root when --root is not given: /run/corten for root; for anyone else
-/// $XDG_RUNTIME_DIR/corten (as runc does), which their session owns.
+/// $XDG_RUNTIME_DIR/corten (as runc does), which their session owns. Root of a user
+/// namespace is someone else outside (rootless podman runs the runtime so): it takes
+/// $XDG_RUNTIME_DIR too when set, unless $USER is root (runc's shouldHonorXDGRuntimeDir).
 pub fn default_root() -> Result<PathBuf> {
     if nix::unistd::geteuid().is_root() {
-        return Ok(PathBuf::from("/run/corten"));
+        let xdg = std::env::var_os("XDG_RUNTIME_DIR").filter(|v| !v.is_empty());
+        return Ok(match xdg {
+            Some(d)
+                if crate::sys::in_user_ns()
+                    && std::env::var_os("USER").is_none_or(|u| u != "root") =>
+            {
+                PathBuf::from(d).join("corten")
+            }
+            _ => PathBuf::from("/run/corten"),
+        });
     }
     match std::env::var_os("XDG_RUNTIME_DIR").filter(|v| !v.is_empty()) {
         Some(d) => Ok(PathBuf::from(d).join("corten")),

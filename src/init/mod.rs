@@ -175,7 +175,8 @@ fn prepare<'a>(cfg: &InitConfig<'a>) -> Result<finalize::Ready<'a>> {
             cgroupns: cfg.new_cgroupns || has_ns(spec, LinuxNamespaceType::Cgroup),
             cgroup: cfg.cgroup,
             cwd: process.cwd(),
-            userns: in_userns,
+            // Also when the runtime itself runs in one (rootless podman's).
+            userns: in_userns || crate::sys::in_user_ns(),
             before_cgroup_mount: &|| await_go(cfg),
             before_pivot: &hooks,
             // Without a mount namespace, /dev/console is not mounted over (the host's

@@ -62,11 +62,6 @@ pub fn create_with(opts: &CreateOpts, detach: bool) -> Result<Created> {
         if !Path::new("/run/systemd/system").exists() {
             bail!("--systemd-cgroup: systemd is not running on this host (no /run/systemd/system)");
         }
-        if !nix::unistd::geteuid().is_root() {
-            bail!(
-                "--systemd-cgroup: the systemd driver does not support rootless containers yet; use cgroupfs"
-            );
-        }
     }
     let rootfs = bundle.rootfs();
     let rootfs =
@@ -190,12 +185,16 @@ fn spawn(
     let mut sd_props = Vec::new();
     let mut cgroup = if opts.systemd_cgroup {
         sd_props = crate::cgroups::systemd::annotation_props(spec.annotations().as_ref())?;
-        crate::cgroups::systemd::plan(cgroups_path, opts.id)?
+        let user = crate::cgroups::systemd::user_manager();
+        crate::cgroups::systemd::plan(cgroups_path, opts.id, user)?
     } else {
         Cgroup::plan(cgroups_path, opts.id)?
     };
-    let rootless = !nix::unistd::geteuid().is_root();
-    if rootless {
+    // The user's systemd's unit is a rootless cgroup (runc's rootless cgroup manager):
+    // what can't be applied in it is a warning, also as root in a user namespace.
+    let user_unit = cgroup.systemd.as_ref().is_some_and(|u| u.user);
+    let rootless = !nix::unistd::geteuid().is_root() || user_unit;
+    if rootless && cgroup.systemd.is_none() {
         // Cgroups only where they are delegated to us, as runc's rootless mode does.
         let dropped = cgroup.keep_delegated();
         if !dropped.is_empty() {

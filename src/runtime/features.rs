@@ -18,8 +18,9 @@ pub fn features() -> Value {
         "linux": {
             "namespaces": ["cgroup", "ipc", "mount", "network", "pid", "time", "user", "uts"],
             "capabilities": caps,
-            // systemd: the --systemd-cgroup driver (cgroup v2 hosts, root; see cgroups::systemd).
-            "cgroup": {"v1": true, "v2": true, "systemd": true, "systemdUser": false, "rdma": true},
+            // systemd: the --systemd-cgroup driver (cgroup v2 hosts; see cgroups::systemd),
+            // systemdUser: rootless, with the user's systemd.
+            "cgroup": {"v1": true, "v2": true, "systemd": true, "systemdUser": true, "rdma": true},
             "seccomp": {
                 "enabled": true,
                 "actions": crate::seccomp::ACTIONS,

@@ -59,7 +59,8 @@ pub fn update(root: &Path, id: &str, flags: &Flags) -> Result<()> {
     // own back whenever it rewrites the unit's files), then the files get them all.
     if let Some(unit) = cg.systemd.as_ref().filter(|u| u.started) {
         crate::cgroups::resources::validate(&resources)?;
-        crate::cgroups::systemd::set_properties(&unit.name, &resources)?;
+        let v1 = cg.dirs.iter().any(|d| !d.hierarchy.v2);
+        crate::cgroups::systemd::set_properties(unit, v1, &resources)?;
     }
     cg.apply(&resources)
 }
