@@ -308,7 +308,18 @@ fn containerd_systemd_cgroup_run_exec_kill() {
         c.ctr(&["task", "ls"])
     );
     let out = c.ctr(&["task", "delete", &id]);
-    out.ok();
+    let log = c
+        .dir
+        .join("state/io.containerd.runtime.v2.task")
+        .join(&c.ns)
+        .join(&id)
+        .join("log.json");
+    assert!(
+        out.success(),
+        "{out}\nthe runtime's log:\n{}\ncontainerd's log:\n{}",
+        fs::read_to_string(&log).unwrap_or_default(),
+        c.log()
+    );
     assert!(
         out.stderr.contains("exit code 7"),
         "the TERM trap's exit status: {out}"

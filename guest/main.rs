@@ -108,7 +108,33 @@ pub fn run_engine(
     };
     let mut stderr = read(&err_path);
     if !exited {
-        stderr.push_str(&format!("\n(killed after {ENGINE_TIMEOUT:?})"));
+        // What hung: the runtimes, shims and engines still running, and where they wait.
+        let ps = std::process::Command::new("ps")
+            .args(["-eo", "pid,ppid,stat,wchan:24,args"])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default();
+        let ps: Vec<&str> = ps
+            .lines()
+            .filter(|l| {
+                [
+                    "corten",
+                    "runc",
+                    "shim",
+                    "containerd",
+                    "conmon",
+                    "ctr ",
+                    "podman",
+                    "docker",
+                ]
+                .iter()
+                .any(|w| l.contains(w))
+            })
+            .collect();
+        stderr.push_str(&format!(
+            "\n(killed after {ENGINE_TIMEOUT:?}; processes then:)\n{}",
+            ps.join("\n")
+        ));
     }
     common::Out {
         cmd: what,

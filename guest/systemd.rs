@@ -69,11 +69,15 @@ pub fn assert_unit_runs(unit: &str, pid: &str, props: &[(&str, &str)]) -> PathBu
         );
     }
     let dir = unit_cgroup(unit);
-    let procs = fs::read_to_string(dir.join("cgroup.procs"))
-        .unwrap_or_else(|e| panic!("{}/cgroup.procs: {e}", dir.display()));
+    // The init is in the unit's cgroup, or below it when it delegates (systemd inside).
+    let own = fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
+    let own = own
+        .lines()
+        .find_map(|l| l.strip_prefix("0::"))
+        .map(|p| Path::new("/sys/fs/cgroup").join(p.trim_start_matches('/')));
     assert!(
-        procs.lines().any(|l| l == pid),
-        "the container's init {pid} is not in {}: {procs}",
+        own.as_ref().is_some_and(|p| p.starts_with(&dir)),
+        "the container's init {pid} is in {own:?}, not in {} or below",
         dir.display()
     );
     dir
