@@ -1,14 +1,18 @@
-//! containerd (Debian 12's 1.6, its io.containerd.runc.v2 shim, cgroupfs: the shim's
-//! default) with the runtime under test as its runc binary: a daemon of its own (root,
-//! state, socket in a temp dir) and `ctr run --rootfs` on a busybox root made here, so no
-//! image and no network are needed. The container's cgroup is `/<namespace>/<id>`.
+//! containerd (Debian 12's 1.6, its io.containerd.runc.v2 shim) with the runtime under
+//! test as its runc binary: a daemon of its own (root, state, socket in a temp dir) and
+//! `ctr run --rootfs` on a busybox root made here, so no image and no network are needed.
+//! With cgroupfs (the shim's default) the container's cgroup is `/<namespace>/<id>`; with
+//! systemd cgroups (`SystemdCgroup = true`, Kubernetes' setting) it is the scope the
+//! runtime makes from cgroupsPath `slice:prefix:name`.
 
 use std::fs;
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use crate::common::*;
-use crate::on_v2_host;
+use crate::systemd::{assert_unit_gone, assert_unit_runs, on_systemd_host, read_cg};
+use crate::{on_v2_host, run_engine};
 
 struct Containerd {
     child: Option<Child>,
@@ -64,18 +68,10 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.b
     }
 
     fn ctr(&self, args: &[&str]) -> Out {
-        let out = Command::new("ctr")
-            .args(["--address", &self.address, "--namespace", &self.ns])
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .expect("ctr");
-        Out {
-            cmd: format!("ctr {}", args.join(" ")),
-            code: out.status.code(),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
+        let mut cmd = Command::new("ctr");
+        cmd.args(["--address", &self.address, "--namespace", &self.ns])
+            .args(args);
+        run_engine(self.dir.path(), &mut cmd, format!("ctr {}", args.join(" ")))
     }
 
     /// `ctr run --runc-binary <runtime> --env PATH=... FLAGS --rootfs <rootfs> ID ARGS...`
@@ -98,6 +94,10 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.b
         a.extend_from_slice(&["--rootfs", &rootfs, id]);
         a.extend_from_slice(args);
         self.ctr(&a)
+    }
+
+    fn log(&self) -> String {
+        fs::read_to_string(self.dir.join("containerd.log")).unwrap_or_default()
     }
 
     fn cgroup(&self, id: &str) -> std::path::PathBuf {
@@ -209,4 +209,121 @@ fn containerd_cgroupfs_run_exec_kill() {
         "task delete left the cgroup {}",
         cg.display()
     );
+}
+
+/// containerd's runc shim with systemd cgroups (`SystemdCgroup = true`, the Kubernetes
+/// setting; `ctr run --runc-systemd-cgroup` sets the same shim option) and cgroupsPath
+/// `system.slice:gctd:<id>`: the runtime makes the scope `gctd-<id>.scope`, `run --rm`
+/// runs in it, a detached container's unit is active in `systemctl status` with
+/// `--memory-limit` as MemoryMax and in memory.max, `task exec` joins it, `task kill`
+/// TERMs the init (trapped: exit 7), and after `task delete` no unit and no cgroup are left.
+#[test]
+#[ignore = "guest only: hack/guest.sh runs it in the systemd + cgroup v2 guest"]
+fn containerd_systemd_cgroup_run_exec_kill() {
+    if !on_systemd_host("containerd_systemd_cgroup_run_exec_kill") {
+        return;
+    }
+    let mut c = Containerd::start();
+    let id = unique_id("g-ctd-sd");
+    let cgroup = format!("system.slice:gctd:{id}");
+    let unit = format!("gctd-{id}.scope");
+    let out = c.run(
+        &[
+            "--rm",
+            "--runc-systemd-cgroup",
+            "--cgroup",
+            &cgroup,
+            "--memory-limit",
+            "67108864",
+        ],
+        &id,
+        &[
+            "sh",
+            "-c",
+            "sed -n 's/^0:://p' /proc/self/cgroup; echo hello; exit 3",
+        ],
+    );
+    assert_eq!(out.code, Some(3), "{out}\n{}", c.log());
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(
+        lines,
+        [format!("/system.slice/{unit}").as_str(), "hello"],
+        "{out}"
+    );
+    assert_unit_gone(&unit, &Path::new("/sys/fs/cgroup/system.slice").join(&unit));
+
+    let id = unique_id("g-ctd-sd");
+    let cgroup = format!("system.slice:gctd:{id}");
+    let unit = format!("gctd-{id}.scope");
+    c.run(
+        &[
+            "-d",
+            "--runc-systemd-cgroup",
+            "--cgroup",
+            &cgroup,
+            "--memory-limit",
+            "67108864",
+        ],
+        &id,
+        &[
+            "sh",
+            "-c",
+            "trap 'exit 7' TERM; while :; do sleep 0.2; done",
+        ],
+    )
+    .ok();
+    let pid = c
+        .ctr(&["task", "ls"])
+        .stdout
+        .lines()
+        .find(|l| l.starts_with(&id))
+        .and_then(|l| l.split_whitespace().nth(1).map(String::from))
+        .unwrap_or_else(|| panic!("no task {id}: {}", c.ctr(&["task", "ls"])));
+    let dir = assert_unit_runs(&unit, &pid, &[("MemoryMax", "67108864")]);
+    assert_eq!(dir, Path::new("/sys/fs/cgroup/system.slice").join(&unit));
+    assert_eq!(read_cg(&dir, "memory.max"), "67108864");
+    let fifo = c.dir.join("fifo").to_string_lossy().into_owned();
+    let out = c.ctr(&[
+        "task",
+        "exec",
+        "--fifo-dir",
+        &fifo,
+        "--exec-id",
+        "x1",
+        &id,
+        "sh",
+        "-c",
+        "sed -n 's/^0:://p' /proc/self/cgroup",
+    ]);
+    out.ok();
+    assert_eq!(out.stdout.trim(), format!("/system.slice/{unit}"), "{out}");
+    c.ctr(&["task", "kill", "--signal", "TERM", &id]).ok();
+    assert!(
+        poll_until(Duration::from_secs(20), || c
+            .ctr(&["task", "ls"])
+            .stdout
+            .lines()
+            .any(|l| l.starts_with(&id) && l.contains("STOPPED"))),
+        "{}",
+        c.ctr(&["task", "ls"])
+    );
+    let out = c.ctr(&["task", "delete", &id]);
+    let log = c
+        .dir
+        .join("state/io.containerd.runtime.v2.task")
+        .join(&c.ns)
+        .join(&id)
+        .join("log.json");
+    assert!(
+        out.success(),
+        "{out}\nthe runtime's log:\n{}\ncontainerd's log:\n{}",
+        fs::read_to_string(&log).unwrap_or_default(),
+        c.log()
+    );
+    assert!(
+        out.stderr.contains("exit code 7"),
+        "the TERM trap's exit status: {out}"
+    );
+    c.ctr(&["container", "delete", &id]).ok();
+    assert_unit_gone(&unit, &dir);
 }

@@ -20,6 +20,7 @@ mod cgroup_v2;
 #[path = "../integration/common.rs"]
 mod common;
 mod containerd;
+mod docker;
 mod limits;
 mod podman;
 mod rootless;
@@ -75,4 +76,75 @@ pub fn cgroup_key(id: &str, file: &str, key: &str) -> u64 {
     text.lines()
         .find_map(|l| l.strip_prefix(key)?.strip_prefix(' ')?.parse().ok())
         .unwrap_or_else(|| panic!("no {key} in {file}:\n{text}"))
+}
+
+/// How long one engine command (podman, docker, ctr) may take in the emulated guest.
+pub const ENGINE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(180);
+
+/// Runs an engine's client `cmd` with stdin from /dev/null and stdout and stderr in files
+/// of `dir` (a detached container, shim or conmon may inherit them: a pipe would never
+/// close), killed after ENGINE_TIMEOUT: its exit code (None when killed) and output, with
+/// `what` as its command line.
+pub fn run_engine(
+    dir: &std::path::Path,
+    cmd: &mut std::process::Command,
+    what: String,
+) -> common::Out {
+    use std::process::Stdio;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let n = N.fetch_add(1, Ordering::SeqCst);
+    let (out_path, err_path) = (dir.join(format!(".out-{n}")), dir.join(format!(".err-{n}")));
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(fs::File::create(&out_path).unwrap())
+        .stderr(fs::File::create(&err_path).unwrap())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{what}: {e} (in the guest image)"));
+    let exited = common::poll_until(ENGINE_TIMEOUT, || matches!(child.try_wait(), Ok(Some(_))));
+    if !exited {
+        let _ = child.kill();
+    }
+    let status = child.wait().unwrap();
+    let read = |p: &std::path::Path| {
+        let s = fs::read_to_string(p).unwrap_or_default();
+        let _ = fs::remove_file(p);
+        s
+    };
+    let mut stderr = read(&err_path);
+    if !exited {
+        // What hung: the runtimes, shims and engines still running, and where they wait.
+        let ps = std::process::Command::new("ps")
+            .args(["-eo", "pid,ppid,stat,wchan:24,args"])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default();
+        let ps: Vec<&str> = ps
+            .lines()
+            .filter(|l| {
+                [
+                    "corten",
+                    "runc",
+                    "shim",
+                    "containerd",
+                    "conmon",
+                    "ctr ",
+                    "podman",
+                    "docker",
+                ]
+                .iter()
+                .any(|w| l.contains(w))
+            })
+            .collect();
+        stderr.push_str(&format!(
+            "\n(killed after {ENGINE_TIMEOUT:?}; processes then:)\n{}",
+            ps.join("\n")
+        ));
+    }
+    common::Out {
+        cmd: what,
+        code: if exited { status.code() } else { None },
+        stdout: read(&out_path),
+        stderr,
+    }
 }

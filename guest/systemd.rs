@@ -5,13 +5,12 @@
 
 use serde_json::json;
 use std::fs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
 use crate::common::*;
 use crate::on_v2_host;
-use crate::podman::{IMAGE, Podman};
 
 /// `systemctl ARGS...`: its stdout, trimmed (whatever the exit code).
 pub fn systemctl(args: &[&str]) -> String {
@@ -36,6 +35,77 @@ pub fn on_systemd_host(test: &str) -> bool {
     );
     eprintln!("SKIP: {test}: needs systemd as init");
     false
+}
+
+/// The cgroup directory systemd gives `unit` (its ControlGroup property).
+pub fn unit_cgroup(unit: &str) -> PathBuf {
+    let cg = systemctl(&["show", unit, "-p", "ControlGroup", "--value"]);
+    assert!(
+        cg.starts_with('/'),
+        "{unit} has no cgroup: {}",
+        systemctl(&["status", unit])
+    );
+    Path::new("/sys/fs/cgroup").join(cg.trim_start_matches('/'))
+}
+
+/// A container's unit as an engine left it running: `systemctl status` knows it (exit 0,
+/// active), `systemctl show` has each (property, value) of `props`, and its cgroup holds
+/// `pid`. Returns the unit's cgroup directory.
+pub fn assert_unit_runs(unit: &str, pid: &str, props: &[(&str, &str)]) -> PathBuf {
+    let status = Command::new("systemctl")
+        .args(["status", "--no-pager", unit])
+        .output()
+        .expect("systemctl (in the guest)");
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(
+        status.status.success() && text.contains("Active: active"),
+        "systemctl status {unit}:\n{text}"
+    );
+    for (prop, want) in props {
+        assert_eq!(
+            systemctl(&["show", unit, "-p", prop, "--value"]),
+            *want,
+            "systemctl show {unit} -p {prop}"
+        );
+    }
+    let dir = unit_cgroup(unit);
+    // The init is in the unit's cgroup, or below it when it delegates (systemd inside).
+    let own = fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
+    let own = own
+        .lines()
+        .find_map(|l| l.strip_prefix("0::"))
+        .map(|p| Path::new("/sys/fs/cgroup").join(p.trim_start_matches('/')));
+    assert!(
+        own.as_ref().is_some_and(|p| p.starts_with(&dir)),
+        "the container's init {pid} is in {own:?}, not in {} or below",
+        dir.display()
+    );
+    dir
+}
+
+/// One file of a cgroup directory, trimmed.
+pub fn read_cg(dir: &Path, file: &str) -> String {
+    let p = dir.join(file);
+    fs::read_to_string(&p)
+        .unwrap_or_else(|e| panic!("read {}: {e}", p.display()))
+        .trim()
+        .to_string()
+}
+
+/// After the container is removed: no unit named `unit` is listed (any state), and its
+/// cgroup directory `dir` is gone.
+pub fn assert_unit_gone(unit: &str, dir: &Path) {
+    let gone = poll_until(Duration::from_secs(20), || {
+        !systemctl(&["list-units", "--all", "--no-legend", "--plain"]).contains(unit)
+            && !dir.exists()
+    });
+    assert!(
+        gone,
+        "left after removal: unit {unit} ({}), cgroup {} (exists: {})",
+        systemctl(&["show", unit, "-p", "ActiveState,LoadState", "--value"]),
+        dir.display(),
+        dir.exists()
+    );
 }
 
 /// The scope `corten-<id>.scope` in system.slice holds the container, with its memory
@@ -131,47 +201,6 @@ fn malformed_cgroups_path_is_refused() {
     let words = ["invalid slice name: a--b.slice"];
     assert_err(&out, &words, &words);
     assert!(!c.root_entry_exists(), "state left by a refused create");
-}
-
-/// podman on its default cgroup manager (systemd) with the runtime under test: `run --rm`
-/// works, and a detached container's unit `libpod-<id>.scope` is active with its memory
-/// limit known to systemd, and gone after `rm`.
-#[test]
-#[ignore = "guest only: hack/guest.sh runs it in the systemd + cgroup v2 guest"]
-fn podman_systemd_manager_run() {
-    if !on_systemd_host("podman_systemd_manager_run") {
-        return;
-    }
-    let p = Podman::with_manager("systemd");
-    let out = p.run_rm(
-        &["--memory", "64m"],
-        "cat /sys/fs/cgroup/memory.max; echo hi",
-    );
-    assert_eq!(out.code, Some(0), "{out}");
-    let lines: Vec<&str> = out.stdout.lines().collect();
-    assert_eq!(lines, ["67108864", "hi"], "{out}");
-    let out = p.podman(&[
-        "run",
-        "-d",
-        "--network",
-        "none",
-        "--memory",
-        "64m",
-        IMAGE,
-        "sleep",
-        "100",
-    ]);
-    out.ok();
-    let cid = out.stdout.trim().to_string();
-    let unit = format!("libpod-{cid}.scope");
-    assert_eq!(systemctl(&["is-active", &unit]), "active", "{unit}");
-    assert_eq!(
-        systemctl(&["show", &unit, "-p", "MemoryMax", "--value"]),
-        "67108864"
-    );
-    p.podman(&["rm", "--force", "--time", "0", &cid]).ok();
-    let units = systemctl(&["list-units", "--all", "--no-legend"]);
-    assert!(!units.contains(&cid), "unit left after rm:\n{units}");
 }
 
 /// `systemctl show UNIT -p NAME --value`.

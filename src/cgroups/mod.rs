@@ -402,6 +402,53 @@ impl Cgroup {
         Ok(())
     }
 
+    /// `add` for a process joining a running container (`exec`). On cgroup v2 the
+    /// container's cgroup may hold no process of its own: an init that delegates (systemd
+    /// in the container) has moved itself to a sub-cgroup and enabled controllers, and the
+    /// kernel refuses members there (EBUSY). As runc does then, the process joins the
+    /// init's cgroup instead, if that is the container's cgroup or below it.
+    pub fn add_exec(&self, pid: i32, init_pid: i32) -> Result<()> {
+        let err = match self.add(pid) {
+            Ok(()) => return Ok(()),
+            Err(e) => e,
+        };
+        let [dir] = self.dirs.as_slice() else {
+            return Err(err);
+        };
+        if !dir.hierarchy.v2 {
+            return Err(err);
+        }
+        let Some(rel) = fs::read_to_string(format!("/proc/{init_pid}/cgroup"))
+            .ok()
+            .and_then(|t| {
+                t.lines()
+                    .find_map(|l| l.strip_prefix("0::").map(String::from))
+            })
+        else {
+            return Err(err);
+        };
+        let init_dir = dir.hierarchy.mount.join(
+            clean(Path::new(&rel))
+                .strip_prefix("/")
+                .unwrap_or(Path::new("")),
+        );
+        if init_dir == dir.path || !init_dir.starts_with(&dir.path) {
+            return Err(err);
+        }
+        crate::log::debug(&format!(
+            "adding pid {pid} to the container's cgroup failed ({err:#}): joining the init's {}",
+            init_dir.display()
+        ));
+        let procs = init_dir.join("cgroup.procs");
+        fs::write(&procs, pid.to_string()).map_err(|e| {
+            anyhow::anyhow!(
+                "adding pid {pid} to cgroups: open {}: {} (after {err:#})",
+                procs.display(),
+                crate::sys::io_text(&e)
+            )
+        })
+    }
+
     /// The pids in the cgroup (from the first hierarchy that answers).
     pub fn pids(&self) -> Vec<i32> {
         for dir in self.paths() {

@@ -158,7 +158,7 @@ pub fn exec(o: &ExecOpts) -> Result<i32> {
             let _ = nix::sys::wait::waitpid(joiner, None);
             // The process sent its terminal before it exec'd. A pid file that can't be
             // written is a failed exec too: the process must not run on unaccounted for.
-            let started = place_and_go(&parent_ch, pid, cgroup.as_ref(), notifies)
+            let started = place_and_go(&parent_ch, pid, state.pid, cgroup.as_ref(), notifies)
                 .and_then(|()| relay.as_ref().map(crate::console::recv_master).transpose())
                 .and_then(|m| write_pid_file(o.pid_file, pid).map(|()| m));
             let master = match started {
@@ -192,9 +192,15 @@ fn write_pid_file(file: Option<&Path>, pid: i32) -> Result<()> {
 /// Puts the new process in the container's cgroup, lets it exec, and waits for the exec
 /// (EOF on the sync socket) or its error. A process with a seccomp agent first learns its
 /// host pid, which the agent is told.
-fn place_and_go(ch: &Channel, pid: i32, cgroup: Option<&Cgroup>, notifies: bool) -> Result<()> {
+fn place_and_go(
+    ch: &Channel,
+    pid: i32,
+    init_pid: i32,
+    cgroup: Option<&Cgroup>,
+    notifies: bool,
+) -> Result<()> {
     if let Some(cg) = cgroup {
-        cg.add(pid)?;
+        cg.add_exec(pid, init_pid)?;
     }
     if notifies {
         ch.send(&Msg::Pid { pid })?;
