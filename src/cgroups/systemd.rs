@@ -150,14 +150,17 @@ pub fn plan(cgroups_path: Option<&Path>, id: &str, user: bool) -> Result<Cgroup>
     // A slice's own name is its path; a scope is in its slice.
     let parent = if is_slice(&unit) {
         let own = expand_slice(&unit)?;
-        own.rsplit_once('/').map_or(String::new(), |(p, _)| p.to_string())
+        own.rsplit_once('/')
+            .map_or(String::new(), |(p, _)| p.to_string())
     } else {
         expand_slice(&slice)?
     };
     let hs = hierarchies()?;
     let v2 = matches!(&hs[..], [h] if h.v2);
     if user && !v2 {
-        bail!("--systemd-cgroup: a rootless container's systemd unit needs a cgroup v2 host; use cgroupfs");
+        bail!(
+            "--systemd-cgroup: a rootless container's systemd unit needs a cgroup v2 host; use cgroupfs"
+        );
     }
     let parent = if user {
         format!("{}{parent}", user_manager_cgroup()?)
