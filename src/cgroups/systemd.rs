@@ -194,9 +194,12 @@ pub fn adopt(cg: &mut Cgroup, pid: i32, start: u64) {
     // An init already gone leaves the scope empty, which systemd stops and collects by
     // itself, a moment later: stopping an empty scope only spares that wait (and kills
     // nothing, whoever made it).
+    // A scope that failed to start (its init died meanwhile) has no cgroup left and stays
+    // listed as failed until reset: it holds nothing either.
     let empty_scope = unit.name.ends_with(".scope")
-        && std::fs::read_to_string(dir.path.join("cgroup.events"))
-            .is_ok_and(|s| s.lines().any(|l| l == "populated 0"));
+        && (!dir.path.exists()
+            || std::fs::read_to_string(dir.path.join("cgroup.events"))
+                .is_ok_and(|s| s.lines().any(|l| l == "populated 0")));
     if holds_init || empty_scope {
         unit.started = true;
         dir.created = vec![dir.path.clone()];
