@@ -381,6 +381,7 @@ fn make_v1_dirs(cg: &mut Cgroup) -> Result<()> {
 /// unit without marking it started, though systemd may have made it with the init in it.
 /// It is corten's exactly when the init (`pid`, still the process `create` recorded with
 /// `start`) is in the unit's cgroup: then `cg` records it as started, so `destroy` stops it.
+/// So is an empty scope of that name (see below).
 pub fn adopt(cg: &mut Cgroup, pid: i32, start: u64) {
     let Some(unit) = cg.systemd.as_mut().filter(|u| !u.started) else {
         return;
@@ -395,7 +396,17 @@ pub fn adopt(cg: &mut Cgroup, pid: i32, start: u64) {
     let inside = std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
         .is_ok_and(|s| s.lines().any(|l| l == want));
     // Checked after the read: the pid was not reused meanwhile.
-    if inside && crate::container::process_alive(pid, start) {
+    let holds_init = inside && crate::container::process_alive(pid, start);
+    // An init already gone leaves the scope empty, which systemd stops and collects by
+    // itself, a moment later: stopping an empty scope only spares that wait (and kills
+    // nothing, whoever made it).
+    // A scope that failed to start (its init died meanwhile) has no cgroup left and stays
+    // listed as failed until reset: it holds nothing either.
+    let empty_scope = unit.name.ends_with(".scope")
+        && (!dir.path.exists()
+            || std::fs::read_to_string(dir.path.join("cgroup.events"))
+                .is_ok_and(|s| s.lines().any(|l| l == "populated 0")));
+    if holds_init || empty_scope {
         unit.started = true;
         dir.created = vec![dir.path.clone()];
         cg.made = true;

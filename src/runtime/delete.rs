@@ -38,6 +38,10 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<()> {
             status.as_str()
         ),
     }
+    if let Some(cg) = &mut state.cgroup {
+        // Again once the init is gone: its scope is empty now.
+        crate::cgroups::systemd::adopt(cg, state.pid, state.pid_start);
+    }
     if let Some(before) = state.rootfs_mount_before {
         crate::container::detach_rootfs_mounts(&state.rootfs, before);
     }
