@@ -11,8 +11,9 @@
 #                                   then a second boot on cgroup v1 follows (the
 #                                   kernel command line systemd.unified_cgroup_hierarchy=0),
 #                                   running the v1 tests (guest/systemd_v1.rs)
-#   hack/guest.sh test --bench      only the lifecycle benchmark (corten, crun, runc; with
-#                                   the cgroupfs and the systemd cgroup drivers)
+#   hack/guest.sh test --bench [--trace]  only the lifecycle benchmark (corten, crun, runc;
+#                                   with the cgroupfs and the systemd cgroup drivers;
+#                                   --trace shows corten's debug log of a first run)
 #   hack/guest.sh test --v1 [NAME...]  only the cgroup v1 boot, running the tests matching
 #                                   NAME (default: the v1 tests)
 #   hack/guest.sh shell             boot the guest with a root shell on this terminal; the

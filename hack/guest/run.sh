@@ -34,7 +34,7 @@ bench() {
         t0=$(date +%s%N)
         timeout 120 /guest/bin/corten --debug --log $b/trace.log --root $b/root $flag run --bundle $b trace >/dev/null 2>&1
         trc=$? tms=$((($(date +%s%N) - t0) / 1000000))
-        if [ $trc != 0 ] || [ $tms -gt 10000 ]; then
+        if [ $trc != 0 ] || [ $tms -gt 10000 ] || [ -n "${GUEST_BENCH_TRACE:-}" ]; then
             echo "guest: corten's first run ($driver): rc $trc, $tms ms; its debug log:"
             cat $b/trace.log
         fi
@@ -81,6 +81,8 @@ bench() {
 export CORTEN_GUEST=1
 rc=0
 if [ "${1:-}" = --bench ]; then
+    # --bench --trace: also show the debug log of corten's first run with each driver.
+    [ "${2:-}" = --trace ] && GUEST_BENCH_TRACE=1
     # hack/guest.sh test --bench: the benchmark alone.
     bench
     echo 0 >out/rc

@@ -359,7 +359,9 @@ pub fn start(
     }
     cg.made = true;
     let job = reply.body.first().cloned().unwrap_or_default();
+    crate::log::debug(&format!("systemd: start job {job} of {unit} queued"));
     wait_job(&mut conn, &job, &unit, "start")?;
+    crate::log::debug(&format!("systemd: {unit} started"));
     if v1 {
         make_v1_dirs(cg)?;
     }
@@ -436,13 +438,17 @@ fn wait_job(conn: &mut Conn, job: &str, unit: &str, what: &str) -> Result<()> {
 pub fn stop(u: &Unit, dir: &Path) -> Result<()> {
     let unit = u.name.as_str();
     let mut conn = connect(u.user)?;
-    match conn.manager(
+    let clean = match conn.manager(
         "StopUnit",
         &[Value::Str(unit.into()), Value::Str("replace".into())],
     ) {
         Ok(reply) => {
             let job = reply.body.first().cloned().unwrap_or_default();
+            crate::log::debug(&format!("systemd: stop job {job} of {unit} queued"));
             let deadline = Instant::now() + JOB_TIMEOUT;
+            // A stop job that ends "done" leaves the unit inactive, which systemd
+            // collects; any other end (or none seen) may leave it failed: reset below.
+            let mut clean = false;
             loop {
                 let slice = (Instant::now() + Duration::from_millis(50)).min(deadline);
                 // "done", or "failed" for a scope whose processes were killed: stopped
@@ -450,7 +456,10 @@ pub fn stop(u: &Unit, dir: &Path) -> Result<()> {
                 match conn.wait_signal("JobRemoved", slice, |b| {
                     b.get(1).map(String::as_str) == Some(job.as_str())
                 }) {
-                    Ok(_) => break,
+                    Ok(m) => {
+                        clean = m.body.get(3).map(String::as_str) == Some("done");
+                        break;
+                    }
                     Err(e) if e.is::<TimedOut>() && dir.exists() && Instant::now() < deadline => {}
                     Err(e) if e.is::<TimedOut>() && dir.exists() => {
                         crate::log::warn(&format!(
@@ -464,11 +473,15 @@ pub fn stop(u: &Unit, dir: &Path) -> Result<()> {
                     }
                 }
             }
+            clean
         }
         Err(e) if e.to_string().contains("NoSuchUnit") => return Ok(()),
         Err(e) => return Err(e).with_context(|| format!("stop unit {unit}")),
+    };
+    crate::log::debug(&format!("systemd: {unit} stopped (job done: {clean})"));
+    if !clean {
+        let _ = conn.manager("ResetFailedUnit", &[Value::Str(unit.into())]);
     }
-    let _ = conn.manager("ResetFailedUnit", &[Value::Str(unit.into())]);
     Ok(())
 }
 
