@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install the system packages corten's build, tests and benchmarks need (Debian, as root).
 # Idempotent: apt is skipped entirely when every package is already installed.
-# Also makes sure cargo is on PATH and fails clearly if it is not.
+# Also makes sure cargo is on PATH, at least the rust-version of Cargo.toml, and fails
+# clearly (saying how to get rustup's toolchain) if it is not.
 set -euo pipefail
 
 # containerd, podman + conmon and docker.io are the engines integration/engines/ runs
@@ -45,8 +46,19 @@ fi
 
 # shellcheck source=/dev/null
 [[ -f $HOME/.cargo/env ]] && source "$HOME/.cargo/env"
+# rustup's toolchain, not the distribution's cargo (Debian 12 packages 1.63; corten needs
+# the rust-version in Cargo.toml).
+RUSTUP_HINT="install Rust with rustup: curl https://sh.rustup.rs -sSf | sh -s -- -y, then source ~/.cargo/env"
 if ! command -v cargo >/dev/null; then
-    echo "install-deps: cargo not found on PATH; install Rust (https://rustup.rs) first" >&2
+    echo "install-deps: cargo not found on PATH; $RUSTUP_HINT" >&2
+    exit 1
+fi
+need_rust=$(sed -n 's/^rust-version = "\(.*\)"$/\1/p' "$(dirname "$0")/../Cargo.toml")
+have_rust=$(cargo --version | awk '{print $2}')
+if [[ -n $need_rust ]] &&
+    [[ $(printf '%s\n%s\n' "$need_rust" "$have_rust" | sort -V | head -1) != "$need_rust" ]]; then
+    echo "install-deps: cargo $have_rust is older than the Rust $need_rust corten needs;" \
+        "$RUSTUP_HINT (or rustup update)" >&2
     exit 1
 fi
 # hack/test.sh checks formatting and lints: rustfmt and clippy come with rustup's default
