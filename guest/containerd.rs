@@ -74,6 +74,23 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.b
         run_engine(self.dir.path(), &mut cmd, format!("ctr {}", args.join(" ")))
     }
 
+    /// `ctr task exec` of `sh -c SCRIPT` in task `id` (exec id x1, fifos in the test's dir).
+    fn exec_sh(&self, id: &str, script: &str) -> Out {
+        let fifo = self.dir.join("fifo").to_string_lossy().into_owned();
+        self.ctr(&[
+            "task",
+            "exec",
+            "--fifo-dir",
+            &fifo,
+            "--exec-id",
+            "x1",
+            id,
+            "sh",
+            "-c",
+            script,
+        ])
+    }
+
     /// `ctr run --runc-binary <runtime> --env PATH=... FLAGS --rootfs <rootfs> ID ARGS...`
     /// (without an image config, the process has no PATH of its own)
     fn run(&mut self, flags: &[&str], id: &str, args: &[&str]) -> Out {
@@ -169,19 +186,7 @@ fn containerd_cgroupfs_run_exec_kill() {
         fs::read_to_string(cg.join("memory.max")).unwrap().trim(),
         "67108864"
     );
-    let fifo = c.dir.join("fifo").to_string_lossy().into_owned();
-    let out = c.ctr(&[
-        "task",
-        "exec",
-        "--fifo-dir",
-        &fifo,
-        "--exec-id",
-        "x1",
-        &id,
-        "sh",
-        "-c",
-        "grep '^0::' /proc/self/cgroup; echo exec-ok",
-    ]);
+    let out = c.exec_sh(&id, "grep '^0::' /proc/self/cgroup; echo exec-ok");
     out.ok();
     assert!(out.stdout.contains("exec-ok"), "{out}");
     let procs = fs::read_to_string(cg.join("cgroup.procs")).unwrap();
@@ -282,19 +287,7 @@ fn containerd_systemd_cgroup_run_exec_kill() {
     let dir = assert_unit_runs(&unit, &pid, &[("MemoryMax", "67108864")]);
     assert_eq!(dir, Path::new("/sys/fs/cgroup/system.slice").join(&unit));
     assert_eq!(read_cg(&dir, "memory.max"), "67108864");
-    let fifo = c.dir.join("fifo").to_string_lossy().into_owned();
-    let out = c.ctr(&[
-        "task",
-        "exec",
-        "--fifo-dir",
-        &fifo,
-        "--exec-id",
-        "x1",
-        &id,
-        "sh",
-        "-c",
-        "sed -n 's/^0:://p' /proc/self/cgroup",
-    ]);
+    let out = c.exec_sh(&id, "sed -n 's/^0:://p' /proc/self/cgroup");
     out.ok();
     assert_eq!(out.stdout.trim(), format!("/system.slice/{unit}"), "{out}");
     c.ctr(&["task", "kill", "--signal", "TERM", &id]).ok();
