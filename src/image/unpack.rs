@@ -286,6 +286,47 @@ fn escape(e: io::Error, what: &Path) -> anyhow::Error {
     }
 }
 
+/// What a tar header says of an entry, checked: owner ids the kernel can store, times
+/// clamped, permission bits only.
+struct Meta {
+    kind: tar::EntryType,
+    mode: u32,
+    uid: u32,
+    gid: u32,
+    mtime: i64,
+    major: u32,
+    minor: u32,
+    /// `SCHILY.xattr.*` PAX records.
+    xattrs: Vec<(CString, Vec<u8>)>,
+}
+
+impl Meta {
+    fn read(entry: &mut tar::Entry<&mut dyn Read>) -> Result<Meta> {
+        let xattrs: Vec<(CString, Vec<u8>)> = match entry.pax_extensions() {
+            Ok(Some(exts)) => exts
+                .flatten()
+                .filter_map(|e| {
+                    let k = e.key_bytes().strip_prefix(b"SCHILY.xattr.")?;
+                    Some((CString::new(k).ok()?, e.value_bytes().to_vec()))
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
+        let header = entry.header();
+        Ok(Meta {
+            kind: header.entry_type(),
+            mode: header.mode().unwrap_or(0o644) & 0o7777,
+            uid: owner_id("uid", header.uid())?,
+            gid: owner_id("gid", header.gid())?,
+            // Times past i64 (a hostile header) are clamped, not wrapped into the past.
+            mtime: i64::try_from(header.mtime().unwrap_or(0)).unwrap_or(i64::MAX),
+            major: header.device_major().ok().flatten().unwrap_or(0),
+            minor: header.device_minor().ok().flatten().unwrap_or(0),
+            xattrs,
+        })
+    }
+}
+
 impl Layer<'_> {
     /// The directory `rel` beneath the root, created (0755) where missing.
     fn dir(&self, rel: &Path) -> Result<OwnedFd> {
@@ -311,6 +352,8 @@ impl Layer<'_> {
         Ok(fd)
     }
 
+    /// Applies one tar entry: a whiteout, an opaque marker, or a file, directory, link or
+    /// node created in its (resolved, never escaping) parent, replacing what was there.
     fn entry(&mut self, entry: &mut tar::Entry<&mut dyn Read>) -> Result<()> {
         let raw = PathBuf::from(OsStr::from_bytes(&entry.path_bytes()));
         let path = clean(&raw)?;
@@ -323,151 +366,186 @@ impl Layer<'_> {
             return self.opaque(&parent);
         }
         if let Some(hidden) = name_b.strip_prefix(b".wh.") {
-            match open_beneath(self.root, &parent, OFlag::O_PATH | OFlag::O_DIRECTORY) {
-                Ok(dir) => remove_all_at(dir.as_fd(), OsStr::from_bytes(hidden))
-                    .context("apply whiteout")?,
-                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
-                Err(e) => return Err(escape(e, &parent)),
-            }
-            return Ok(());
+            return self.whiteout(&parent, OsStr::from_bytes(hidden));
         }
-        let xattrs: Vec<(CString, Vec<u8>)> = match entry.pax_extensions() {
-            Ok(Some(exts)) => exts
-                .flatten()
-                .filter_map(|e| {
-                    let k = e.key_bytes().strip_prefix(b"SCHILY.xattr.")?;
-                    Some((CString::new(k).ok()?, e.value_bytes().to_vec()))
-                })
-                .collect(),
-            _ => Vec::new(),
-        };
-        let header = entry.header();
-        let kind = header.entry_type();
-        let mode = header.mode().unwrap_or(0o644) & 0o7777;
-        let (uid, gid) = (
-            owner_id("uid", header.uid())?,
-            owner_id("gid", header.gid())?,
-        );
-        // Times past i64 (a hostile header) are clamped, not wrapped into the past.
-        let mtime = i64::try_from(header.mtime().unwrap_or(0)).unwrap_or(i64::MAX);
-        let major = header.device_major().ok().flatten().unwrap_or(0);
-        let minor = header.device_minor().ok().flatten().unwrap_or(0);
+        let meta = Meta::read(entry)?;
+        let kind = meta.kind;
         let dirfd = self.dir(&parent)?;
         let dir = dirfd.as_fd();
         // Replace whatever is there, except a directory by a directory.
-        let existing = lstat_at(dirfd.as_fd(), &name)?;
+        let existing = lstat_at(dir, &name)?;
         let keep_dir = kind.is_dir() && existing.as_ref().is_some_and(Stat::is_dir);
         if existing.is_some() && !keep_dir && !kind.is_hard_link() {
-            remove_all_at(dirfd.as_fd(), &name).context("replace the existing entry")?;
+            remove_all_at(dir, &name).context("replace the existing entry")?;
         }
-        match kind {
+        let made = match kind {
             tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse => {
-                let flags = OFlag::O_WRONLY
-                    | OFlag::O_CREAT
-                    | OFlag::O_EXCL
-                    | OFlag::O_NOFOLLOW
-                    | OFlag::O_CLOEXEC;
-                let fd = openat(
-                    dir,
-                    name.as_os_str(),
-                    flags,
-                    Mode::from_bits_truncate(0o600),
-                )
-                .context("create the file")?;
-                let mut f = File::from(fd);
-                io::copy(entry, &mut f).context("write the file")?;
-                self.finish_fd(f.as_fd(), uid, gid, mode, &xattrs)?;
-                futimens(&f, &times(mtime), &times(mtime)).context("set the mtime")?;
+                self.regular(entry, dir, &name, &meta)?
             }
-            tar::EntryType::Directory => {
-                if !keep_dir {
-                    mkdirat(dir, name.as_os_str(), Mode::from_bits_truncate(0o700))
-                        .context("mkdir")?;
-                }
-                let fd = open_subdir(dir, &name)?;
-                self.finish_fd(fd.as_fd(), uid, gid, mode, &xattrs)?;
-                self.dir_times.push((path.clone(), mtime));
-            }
-            tar::EntryType::Symlink => {
-                let target = entry
-                    .link_name_bytes()
-                    .ok_or_else(|| anyhow!("symlink without a target"))?;
-                let t = CString::new(target.into_owned())
-                    .map_err(|_| anyhow!("NUL in a link target"))?;
-                symlinkat(t.as_c_str(), dir, name.as_os_str()).context("symlink")?;
-                self.chown_at(dir, &name, uid, gid)?;
-                // Best effort, as before: xattrs on a symlink through its /proc path.
-                let link = format!("/proc/self/fd/{}/", dir.as_raw_fd());
-                let mut link = link.into_bytes();
-                link.extend_from_slice(name.as_bytes());
-                if let Ok(p) = CString::new(link) {
-                    for (k, v) in &xattrs {
-                        // SAFETY: p and k are NUL-terminated C strings and v a live buffer
-                        // of v.len() bytes, all borrowed for the call only (nix has no
-                        // xattr wrappers).
-                        unsafe {
-                            libc::lsetxattr(p.as_ptr(), k.as_ptr(), v.as_ptr().cast(), v.len(), 0)
-                        };
-                    }
-                }
-                set_mtime_at(dir, &name, mtime)?;
-            }
-            tar::EntryType::Link => {
-                let target = entry
-                    .link_name_bytes()
-                    .ok_or_else(|| anyhow!("hardlink without a target"))?;
-                let tpath =
-                    clean(Path::new(OsStr::from_bytes(&target))).context("hardlink target")?;
-                if tpath == path {
-                    return Ok(());
-                }
-                let tname = tpath
-                    .file_name()
-                    .ok_or_else(|| anyhow!("hardlink to the root"))?;
-                let tparent = tpath.parent().unwrap_or(Path::new(""));
-                let tdir = open_beneath(self.root, tparent, OFlag::O_PATH | OFlag::O_DIRECTORY)
-                    .map_err(|e| escape(e, &tpath))?;
-                if existing.is_some() {
-                    remove_all_at(dirfd.as_fd(), &name).context("replace the existing entry")?;
-                }
-                linkat(&tdir, tname, dir, name.as_os_str(), AtFlags::empty())
-                    .with_context(|| format!("hardlink to {}", tpath.display()))?;
-            }
+            tar::EntryType::Directory => self.directory(dir, &name, &path, keep_dir, &meta)?,
+            tar::EntryType::Symlink => self.symlink(entry, dir, &name, &meta)?,
+            tar::EntryType::Link => self.hardlink(entry, dir, &name, &path, existing.is_some())?,
             tar::EntryType::Char | tar::EntryType::Block | tar::EntryType::Fifo => {
-                let fmt = match kind {
-                    tar::EntryType::Char => SFlag::S_IFCHR,
-                    tar::EntryType::Block => SFlag::S_IFBLK,
-                    _ => SFlag::S_IFIFO,
-                };
-                let dev = makedev(major.into(), minor.into());
-                let perm = Mode::from_bits_truncate(mode & 0o777);
-                match mknodat(dir, name.as_os_str(), fmt, perm, dev) {
-                    // Unprivileged: device nodes can't be made; skip them as rootless tools do.
-                    Err(Errno::EPERM) if !self.is_root => return Ok(()),
-                    r => r.context("mknod")?,
-                }
-                self.chown_at(dir, &name, uid, gid)?;
-                fchmodat(
-                    dir,
-                    name.as_os_str(),
-                    Mode::from_bits_truncate(mode),
-                    FchmodatFlags::FollowSymlink,
-                )
-                .context("chmod")?;
-                set_mtime_at(dir, &name, mtime)?;
+                self.node(dir, &name, &meta)?
             }
             // PAX global headers and other metadata-only records carry nothing to create.
-            _ => return Ok(()),
+            _ => false,
+        };
+        if made {
+            self.mark_written(&path);
         }
-        // Its ancestors count as this layer's too (an opaque parent must not hide them).
-        let mut p = path.as_path();
+        Ok(())
+    }
+
+    /// `.wh.<hidden>` in `parent`: removes what lower layers put there.
+    fn whiteout(&self, parent: &Path, hidden: &OsStr) -> Result<()> {
+        match open_beneath(self.root, parent, OFlag::O_PATH | OFlag::O_DIRECTORY) {
+            Ok(dir) => remove_all_at(dir.as_fd(), hidden).context("apply whiteout")?,
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
+            Err(e) => return Err(escape(e, parent)),
+        }
+        Ok(())
+    }
+
+    /// Records `path` and its ancestors as this layer's (an opaque parent must not hide
+    /// them).
+    fn mark_written(&mut self, path: &Path) {
+        let mut p = path;
         while self.seen.insert(p.to_path_buf()) {
             match p.parent() {
                 Some(q) if !q.as_os_str().is_empty() => p = q,
                 _ => break,
             }
         }
-        Ok(())
+    }
+
+    // One function per entry type: each creates `name` in `dir` (where nothing is in the
+    // way) and returns whether it made anything.
+
+    /// A regular file, created (never through a symlink) and filled from the entry.
+    fn regular(
+        &self,
+        entry: &mut tar::Entry<&mut dyn Read>,
+        dir: BorrowedFd,
+        name: &OsStr,
+        meta: &Meta,
+    ) -> Result<bool> {
+        let flags =
+            OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+        let fd =
+            openat(dir, name, flags, Mode::from_bits_truncate(0o600)).context("create the file")?;
+        let mut f = File::from(fd);
+        io::copy(entry, &mut f).context("write the file")?;
+        self.finish_fd(f.as_fd(), meta.uid, meta.gid, meta.mode, &meta.xattrs)?;
+        futimens(&f, &times(meta.mtime), &times(meta.mtime)).context("set the mtime")?;
+        Ok(true)
+    }
+
+    /// A directory (an existing one is kept, `keep_dir`); its mtime is set once the layer's
+    /// entries are all in.
+    fn directory(
+        &mut self,
+        dir: BorrowedFd,
+        name: &OsStr,
+        path: &Path,
+        keep_dir: bool,
+        meta: &Meta,
+    ) -> Result<bool> {
+        if !keep_dir {
+            mkdirat(dir, name, Mode::from_bits_truncate(0o700)).context("mkdir")?;
+        }
+        let fd = open_subdir(dir, name)?;
+        self.finish_fd(fd.as_fd(), meta.uid, meta.gid, meta.mode, &meta.xattrs)?;
+        self.dir_times.push((path.to_path_buf(), meta.mtime));
+        Ok(true)
+    }
+
+    /// A symlink, with any target: it is never followed while the layers are applied.
+    fn symlink(
+        &self,
+        entry: &tar::Entry<&mut dyn Read>,
+        dir: BorrowedFd,
+        name: &OsStr,
+        meta: &Meta,
+    ) -> Result<bool> {
+        let target = entry
+            .link_name_bytes()
+            .ok_or_else(|| anyhow!("symlink without a target"))?;
+        let t = CString::new(target.into_owned()).map_err(|_| anyhow!("NUL in a link target"))?;
+        symlinkat(t.as_c_str(), dir, name).context("symlink")?;
+        self.chown_at(dir, name, meta.uid, meta.gid)?;
+        // Best effort, as before: xattrs on a symlink through its /proc path.
+        let link = format!("/proc/self/fd/{}/", dir.as_raw_fd());
+        let mut link = link.into_bytes();
+        link.extend_from_slice(name.as_bytes());
+        if let Ok(p) = CString::new(link) {
+            for (k, v) in &meta.xattrs {
+                // SAFETY: p and k are NUL-terminated C strings and v a live buffer
+                // of v.len() bytes, all borrowed for the call only (nix has no
+                // xattr wrappers).
+                unsafe { libc::lsetxattr(p.as_ptr(), k.as_ptr(), v.as_ptr().cast(), v.len(), 0) };
+            }
+        }
+        set_mtime_at(dir, name, meta.mtime)?;
+        Ok(true)
+    }
+
+    /// A hardlink to an earlier entry, resolved beneath the root like any path; what is at
+    /// `name` (`existing`) is replaced only once the target is known to be inside. A link
+    /// to itself makes nothing.
+    fn hardlink(
+        &self,
+        entry: &tar::Entry<&mut dyn Read>,
+        dir: BorrowedFd,
+        name: &OsStr,
+        path: &Path,
+        existing: bool,
+    ) -> Result<bool> {
+        let target = entry
+            .link_name_bytes()
+            .ok_or_else(|| anyhow!("hardlink without a target"))?;
+        let tpath = clean(Path::new(OsStr::from_bytes(&target))).context("hardlink target")?;
+        if tpath == path {
+            return Ok(false);
+        }
+        let tname = tpath
+            .file_name()
+            .ok_or_else(|| anyhow!("hardlink to the root"))?;
+        let tparent = tpath.parent().unwrap_or(Path::new(""));
+        let tdir = open_beneath(self.root, tparent, OFlag::O_PATH | OFlag::O_DIRECTORY)
+            .map_err(|e| escape(e, &tpath))?;
+        if existing {
+            remove_all_at(dir, name).context("replace the existing entry")?;
+        }
+        linkat(&tdir, tname, dir, name, AtFlags::empty())
+            .with_context(|| format!("hardlink to {}", tpath.display()))?;
+        Ok(true)
+    }
+
+    /// A character or block device or a fifo. Unprivileged, device nodes can't be made:
+    /// they are skipped, as rootless tools do.
+    fn node(&self, dir: BorrowedFd, name: &OsStr, meta: &Meta) -> Result<bool> {
+        let fmt = match meta.kind {
+            tar::EntryType::Char => SFlag::S_IFCHR,
+            tar::EntryType::Block => SFlag::S_IFBLK,
+            _ => SFlag::S_IFIFO,
+        };
+        let dev = makedev(meta.major.into(), meta.minor.into());
+        let perm = Mode::from_bits_truncate(meta.mode & 0o777);
+        match mknodat(dir, name, fmt, perm, dev) {
+            Err(Errno::EPERM) if !self.is_root => return Ok(false),
+            r => r.context("mknod")?,
+        }
+        self.chown_at(dir, name, meta.uid, meta.gid)?;
+        fchmodat(
+            dir,
+            name,
+            Mode::from_bits_truncate(meta.mode),
+            FchmodatFlags::FollowSymlink,
+        )
+        .context("chmod")?;
+        set_mtime_at(dir, name, meta.mtime)?;
+        Ok(true)
     }
 
     fn chown_at(&self, dir: BorrowedFd, name: &OsStr, uid: u32, gid: u32) -> Result<()> {

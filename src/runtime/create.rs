@@ -118,6 +118,7 @@ pub fn create_with(opts: &CreateOpts, detach: bool) -> Result<Created> {
 
 /// Clones the init, places it, waits for Ready, and records the state. `console`: the
 /// init's end of the console socket; `relay`: ours, which the init must not keep.
+/// Every step before the clone runs with corten single-threaded, as clone requires.
 fn spawn(
     opts: &CreateOpts,
     bundle: &Bundle,
@@ -128,88 +129,288 @@ fn spawn(
     undo: &mut Undo,
 ) -> Result<i32> {
     let spec = &bundle.spec;
-    let namespaces = spec
-        .linux()
-        .as_ref()
-        .and_then(|l| l.namespaces().clone())
-        .unwrap_or_default();
-    let mut clone_flags = CloneFlags::empty();
-    let mut join = Vec::new();
-    let mut new_cgroupns = false;
-    let mut new_time = false;
-    for ns in &namespaces {
-        let flag = ns_flag(ns.typ());
-        match ns.path() {
-            Some(p) if !p.as_os_str().is_empty() => {
-                let fd: OwnedFd = std::fs::File::open(p)
-                    .with_context(|| format!("open {} namespace {}", ns.typ(), p.display()))?
-                    .into();
-                match ns.typ() {
-                    // pid and time namespaces apply to children: the parent joins them so
-                    // the init is born inside.
-                    LinuxNamespaceType::Pid | LinuxNamespaceType::Time => {
-                        nix::sched::setns(&fd, flag).with_context(|| {
-                            format!("join {} namespace {}", ns.typ(), p.display())
-                        })?;
+    let namespaces = Namespaces::enter(spec)?;
+    let listener = bind_start_socket(dir)?;
+    let (parent_ch, child_ch) = sync::pair()?;
+    let mut cg = CgroupPlan::new(opts, spec, undo)?;
+    let listen_fds = listen_fds();
+    let mut state = initial_state(opts, bundle, rootfs, &cg.cgroup, &namespaces);
+    if !namespaces.has_mount_ns {
+        record_rootfs_mount(rootfs, &mut state, undo)?;
+    }
+    // Made here, with the host's privileges; the init moves them into place.
+    let idmapped = crate::idmap::prepare(spec, &bundle.dir)?;
+    undo.shared_pid_ns = state.shared_pid_ns;
+    let cgroup_fd = cg.make_before_clone(dir, &mut state, undo)?;
+    let user_ns = namespaces.user_ns();
+    let cfg = InitConfig {
+        spec,
+        bundle: &bundle.dir,
+        rootfs,
+        no_pivot: opts.no_pivot,
+        preserve_fds: opts.preserve_fds + listen_fds,
+        listen_fds,
+        join: namespaces.join,
+        go_pending: std::cell::Cell::new(true),
+        go_first: user_ns,
+        new_cgroupns: namespaces.new_cgroupns,
+        has_mount_ns: namespaces.has_mount_ns,
+        idmapped: &idmapped,
+        cgroup: &cg.cgroup,
+        keyring: (!opts.no_new_keyring).then(|| opts.id.to_string()),
+        start_listener: listener.into(),
+        sync: child_ch,
+        console: std::cell::Cell::new(console),
+        parent_only_fds: dir
+            .lock_fd()
+            .into_iter()
+            .chain([parent_ch.raw_fd()])
+            .chain(relay.map(|fd| fd.as_raw_fd()))
+            .collect(),
+        seccomp: bundle.seccomp.as_ref(),
+        state: &state,
+        hooks: crate::hooks::InitHooks::new(spec, listen_fds),
+    };
+    let (pid, placed) = clone_init(namespaces.clone_flags, cgroup_fd.as_ref())?;
+    if pid == 0 {
+        init::run(cfg);
+    }
+    undo.pid = Some(pid);
+    // A failed create continues the lifecycle at delete: its poststop hooks run.
+    undo.poststop = state.hooks.is_some().then(|| state.clone());
+    drop(cfg);
+    state.pid = pid;
+    state.pid_start = container::process_start_time(pid)?;
+    dir.save(&state)?;
+    cg.place(dir, &mut state, undo, opts.id, pid, placed)?;
+    if user_ns {
+        write_id_maps(spec, pid)?;
+    }
+    wait_ready(&parent_ch, spec, &state)?;
+    // The init is parked in its network namespace: move the devices in now, so only the
+    // state write below can still fail after they left the host.
+    crate::runtime::netdev::move_all(spec, pid)?;
+    state.phase = Phase::Created;
+    dir.save(&state)?;
+    Ok(pid)
+}
+
+/// linux.namespaces as `create` applies them: new ones are the clone's flags, existing
+/// ones (by path) are opened for the init to join.
+struct Namespaces {
+    /// The new namespaces the init is cloned with.
+    clone_flags: CloneFlags,
+    /// Namespaces the init joins with setns, user namespace first.
+    join: Vec<(CloneFlags, OwnedFd)>,
+    /// A new cgroup namespace, which the init unshares once placed.
+    new_cgroupns: bool,
+    has_mount_ns: bool,
+}
+
+impl Namespaces {
+    /// Opens the namespaces to join. The pid and time namespaces apply to children: those
+    /// are joined (or, for time, made) here by the parent, so the init is born inside.
+    fn enter(spec: &Spec) -> Result<Namespaces> {
+        let namespaces = spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.namespaces().clone())
+            .unwrap_or_default();
+        let mut clone_flags = CloneFlags::empty();
+        let mut join = Vec::new();
+        let mut new_cgroupns = false;
+        let mut new_time = false;
+        for ns in &namespaces {
+            let flag = ns_flag(ns.typ());
+            match ns.path() {
+                Some(p) if !p.as_os_str().is_empty() => {
+                    let fd: OwnedFd = std::fs::File::open(p)
+                        .with_context(|| format!("open {} namespace {}", ns.typ(), p.display()))?
+                        .into();
+                    match ns.typ() {
+                        // pid and time namespaces apply to children: the parent joins them so
+                        // the init is born inside.
+                        LinuxNamespaceType::Pid | LinuxNamespaceType::Time => {
+                            nix::sched::setns(&fd, flag).with_context(|| {
+                                format!("join {} namespace {}", ns.typ(), p.display())
+                            })?;
+                        }
+                        LinuxNamespaceType::User => join.insert(0, (flag, fd)),
+                        _ => join.push((flag, fd)),
                     }
-                    LinuxNamespaceType::User => join.insert(0, (flag, fd)),
-                    _ => join.push((flag, fd)),
                 }
+                _ => match ns.typ() {
+                    // The cgroup namespace must be rooted at the container's cgroup, which the
+                    // init only joins after clone: it unshares once placed.
+                    LinuxNamespaceType::Cgroup => new_cgroupns = true,
+                    LinuxNamespaceType::Time => new_time = true,
+                    _ => clone_flags |= flag,
+                },
             }
-            _ => match ns.typ() {
-                // The cgroup namespace must be rooted at the container's cgroup, which the
-                // init only joins after clone: it unshares once placed.
-                LinuxNamespaceType::Cgroup => new_cgroupns = true,
-                LinuxNamespaceType::Time => new_time = true,
-                _ => clone_flags |= flag,
-            },
         }
+        if new_time {
+            setup_time_namespace(spec)?;
+        }
+        let has_mount_ns = namespaces
+            .iter()
+            .any(|n| n.typ() == LinuxNamespaceType::Mount);
+        Ok(Namespaces {
+            clone_flags,
+            join,
+            new_cgroupns,
+            has_mount_ns,
+        })
     }
-    if new_time {
-        setup_time_namespace(spec)?;
+
+    /// A new user namespace: the parent writes its id maps before the init goes on.
+    fn user_ns(&self) -> bool {
+        self.clone_flags.contains(CloneFlags::CLONE_NEWUSER)
     }
-    let has_mount_ns = namespaces
-        .iter()
-        .any(|n| n.typ() == LinuxNamespaceType::Mount);
-    let user_ns = clone_flags.contains(CloneFlags::CLONE_NEWUSER);
+
+    /// No pid namespace of its own: the init shares one with other processes.
+    fn shared_pid_ns(&self) -> bool {
+        !self.clone_flags.contains(CloneFlags::CLONE_NEWPID)
+    }
+}
+
+/// Binds the state dir's start socket, on which the parked init waits for `start`.
+fn bind_start_socket(dir: &ContainerDir) -> Result<UnixListener> {
     let (dir_handle, addr) = dir.start_socket_addr()?;
     let listener = UnixListener::bind(&addr)
         .with_context(|| format!("bind {}", dir.start_socket().display()))?;
     drop(dir_handle);
-    let (parent_ch, child_ch) = sync::pair()?;
-    let cgroups_path = spec
-        .linux()
-        .as_ref()
-        .and_then(|l| l.cgroups_path().as_deref());
-    // With systemd, the unit's properties from the annotations: refused before anything.
-    let mut sd_props = Vec::new();
-    let mut cgroup = if opts.systemd_cgroup {
-        sd_props = crate::cgroups::systemd::annotation_props(spec.annotations().as_ref())?;
-        let user = crate::cgroups::systemd::user_manager();
-        crate::cgroups::systemd::plan(cgroups_path, opts.id, user)?
-    } else {
-        Cgroup::plan(cgroups_path, opts.id)?
-    };
-    // The user's systemd's unit is a rootless cgroup (runc's rootless cgroup manager):
-    // what can't be applied in it is a warning, also as root in a user namespace.
-    let user_unit = cgroup.systemd.as_ref().is_some_and(|u| u.user);
-    let rootless = !nix::unistd::geteuid().is_root() || user_unit;
-    if rootless && cgroup.systemd.is_none() {
-        // Cgroups only where they are delegated to us, as runc's rootless mode does.
-        let dropped = cgroup.keep_delegated();
-        if !dropped.is_empty() {
-            let names: Vec<String> = dropped.iter().map(|p| p.display().to_string()).collect();
-            crate::log::warn(&format!(
-                "rootless: no cgroup in {} (not delegated to uid {}): limits there are not applied",
-                names.join(", "),
-                nix::unistd::geteuid()
-            ));
+    Ok(listener)
+}
+
+/// The container's cgroup as planned (nothing made yet), and how it is made.
+struct CgroupPlan {
+    cgroup: Cgroup,
+    /// With systemd, the unit's properties from the annotations.
+    sd_props: Vec<(String, crate::cgroups::dbus::Value)>,
+    /// What can't be applied is a warning, not an error (runc's rootless cgroup manager).
+    rootless: bool,
+    resources: oci_spec::runtime::LinuxResources,
+    /// On a cgroup2-only host the init is born in its cgroup (CLONE_INTO_CGROUP): no
+    /// migration, and no moment outside it. With systemd the cgroup is the unit's, which
+    /// holds the init from its start.
+    into: bool,
+}
+
+impl CgroupPlan {
+    /// Plans the cgroup with the driver asked for; unprivileged, only the delegated parts.
+    fn new(opts: &CreateOpts, spec: &Spec, undo: &mut Undo) -> Result<CgroupPlan> {
+        let cgroups_path = spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.cgroups_path().as_deref());
+        // With systemd, the unit's properties from the annotations: refused before anything.
+        let mut sd_props = Vec::new();
+        let mut cgroup = if opts.systemd_cgroup {
+            sd_props = crate::cgroups::systemd::annotation_props(spec.annotations().as_ref())?;
+            let user = crate::cgroups::systemd::user_manager();
+            crate::cgroups::systemd::plan(cgroups_path, opts.id, user)?
+        } else {
+            Cgroup::plan(cgroups_path, opts.id)?
+        };
+        // The user's systemd's unit is a rootless cgroup (runc's rootless cgroup manager):
+        // what can't be applied in it is a warning, also as root in a user namespace.
+        let user_unit = cgroup.systemd.as_ref().is_some_and(|u| u.user);
+        let rootless = !nix::unistd::geteuid().is_root() || user_unit;
+        if rootless && cgroup.systemd.is_none() {
+            // Cgroups only where they are delegated to us, as runc's rootless mode does.
+            let dropped = cgroup.keep_delegated();
+            if !dropped.is_empty() {
+                let names: Vec<String> = dropped.iter().map(|p| p.display().to_string()).collect();
+                crate::log::warn(&format!(
+                    "rootless: no cgroup in {} (not delegated to uid {}): limits there are not applied",
+                    names.join(", "),
+                    nix::unistd::geteuid()
+                ));
+            }
+            undo.cgroup = Some(cgroup.clone());
         }
-        undo.cgroup = Some(cgroup.clone());
+        let into =
+            cgroup.systemd.is_none() && cgroup.dirs.len() == 1 && cgroup.dirs[0].hierarchy.v2;
+        Ok(CgroupPlan {
+            cgroup,
+            sd_props,
+            rootless,
+            resources: crate::cgroups::resources::effective(spec),
+            into,
+        })
     }
-    let listen_fds = listen_fds();
+
+    /// For CLONE_INTO_CGROUP, the cgroup is made and limited before the clone; the state
+    /// (with the levels about to be made) is saved before, so `delete` can clean up after
+    /// a create killed at any point. Returns the cgroup to clone into, if so.
+    fn make_before_clone(
+        &mut self,
+        dir: &ContainerDir,
+        state: &mut State,
+        undo: &mut Undo,
+    ) -> Result<Option<std::fs::File>> {
+        if !self.into {
+            return Ok(None);
+        }
+        dir.save(state)?;
+        make_cgroup(&mut self.cgroup, state, undo)?;
+        apply_resources(&self.cgroup, &self.resources, self.rootless)?;
+        let path = &self.cgroup.dirs[0].path;
+        Ok(Some(
+            std::fs::File::open(path).context("open the container's cgroup")?,
+        ))
+    }
+
+    /// Puts the cloned init in its cgroup: with systemd, a scope made with the init in it;
+    /// otherwise the cgroup is made and limited unless that was done before the clone, and
+    /// the init moved in unless it was born there (`placed`).
+    fn place(
+        &mut self,
+        dir: &ContainerDir,
+        state: &mut State,
+        undo: &mut Undo,
+        id: &str,
+        pid: i32,
+        placed: bool,
+    ) -> Result<()> {
+        let cgroup = &mut self.cgroup;
+        if cgroup.systemd.is_some() {
+            // The scope is made with the init in it (runc's order); saved at once, so a
+            // create killed from here on still has its unit stopped by `delete`.
+            let r =
+                crate::cgroups::systemd::start(cgroup, pid, id, &self.resources, &self.sd_props);
+            undo.cgroup = Some(cgroup.clone());
+            state.cgroup = Some(cgroup.clone());
+            r?;
+            dir.save(state)?;
+            apply_resources(cgroup, &self.resources, self.rootless)?;
+        } else if !self.into {
+            // Recorded in the state by its next save; until then it lists the levels planned.
+            make_cgroup(cgroup, state, undo)?;
+            apply_resources(cgroup, &self.resources, self.rootless)?;
+        }
+        if placed {
+            crate::log::debug(&format!(
+                "init {pid} started in its cgroup (CLONE_INTO_CGROUP)"
+            ));
+        } else {
+            cgroup.add(pid)?;
+        }
+        Ok(())
+    }
+}
+
+/// The state as first recorded: phase Creating, no pid yet.
+fn initial_state(
+    opts: &CreateOpts,
+    bundle: &Bundle,
+    rootfs: &Path,
+    cgroup: &Cgroup,
+    namespaces: &Namespaces,
+) -> State {
+    let spec = &bundle.spec;
     let owner = user_name(nix::unistd::geteuid().as_raw());
-    let mut state = State {
+    State {
         id: opts.id.to_string(),
         pid: 0,
         pid_start: 0,
@@ -227,115 +428,37 @@ fn spawn(
         cgroup: Some(cgroup.clone()),
         hooks: crate::hooks::persisted(spec),
         rootfs_mount_before: None,
-        shared_pid_ns: !clone_flags.contains(CloneFlags::CLONE_NEWPID),
+        shared_pid_ns: namespaces.shared_pid_ns(),
         no_new_keyring: opts.no_new_keyring,
-    };
-    if !has_mount_ns {
-        let f = std::fs::File::open(rootfs)
-            .with_context(|| format!("open rootfs {}", rootfs.display()))?;
-        let id = crate::sys::mount_id(f.as_fd())
-            .with_context(|| format!("statx the mount of {}", rootfs.display()))?;
-        state.rootfs_mount_before = Some(id);
-        undo.rootfs_mount = Some((rootfs.to_path_buf(), id));
     }
-    // Made here, with the host's privileges; the init moves them into place.
-    let idmapped = crate::idmap::prepare(spec, &bundle.dir)?;
-    undo.shared_pid_ns = state.shared_pid_ns;
-    let resources = crate::cgroups::resources::effective(spec);
-    // On a cgroup2-only host the init is born in its cgroup (CLONE_INTO_CGROUP): no
-    // migration, and no moment outside it. The cgroup is made and limited first; the
-    // state (with the levels about to be made) is saved before, so `delete` can clean up
-    // after a create killed at any point.
-    // With systemd the cgroup is the unit's, which holds the init from its start.
-    let into = cgroup.systemd.is_none() && cgroup.dirs.len() == 1 && cgroup.dirs[0].hierarchy.v2;
-    let cgroup_fd = if into {
-        dir.save(&state)?;
-        make_cgroup(&mut cgroup, &mut state, undo)?;
-        apply_resources(&cgroup, &resources, rootless)?;
-        Some(std::fs::File::open(&cgroup.dirs[0].path).context("open the container's cgroup")?)
-    } else {
-        None
-    };
-    let cfg = InitConfig {
-        spec,
-        bundle: &bundle.dir,
-        rootfs,
-        no_pivot: opts.no_pivot,
-        preserve_fds: opts.preserve_fds + listen_fds,
-        listen_fds,
-        join,
-        go_pending: std::cell::Cell::new(true),
-        go_first: user_ns,
-        new_cgroupns,
-        has_mount_ns,
-        idmapped: &idmapped,
-        cgroup: &cgroup,
-        keyring: (!opts.no_new_keyring).then(|| opts.id.to_string()),
-        start_listener: listener.into(),
-        sync: child_ch,
-        console: std::cell::Cell::new(console),
-        parent_only_fds: dir
-            .lock_fd()
-            .into_iter()
-            .chain([parent_ch.raw_fd()])
-            .chain(relay.map(|fd| fd.as_raw_fd()))
-            .collect(),
-        seccomp: bundle.seccomp.as_ref(),
-        state: &state,
-        hooks: crate::hooks::InitHooks::new(spec, listen_fds),
-    };
-    let (pid, placed) = clone_init(clone_flags, cgroup_fd.as_ref())?;
-    if pid == 0 {
-        init::run(cfg);
-    }
-    undo.pid = Some(pid);
-    // A failed create continues the lifecycle at delete: its poststop hooks run.
-    undo.poststop = state.hooks.is_some().then(|| state.clone());
-    drop(cfg);
-    state.pid = pid;
-    state.pid_start = container::process_start_time(pid)?;
-    dir.save(&state)?;
-    if cgroup.systemd.is_some() {
-        // The scope is made with the init in it (runc's order); saved at once, so a create
-        // killed from here on still has its unit stopped by `delete`.
-        let r = crate::cgroups::systemd::start(&mut cgroup, pid, opts.id, &resources, &sd_props);
-        undo.cgroup = Some(cgroup.clone());
-        state.cgroup = Some(cgroup.clone());
-        r?;
-        dir.save(&state)?;
-        apply_resources(&cgroup, &resources, rootless)?;
-    } else if !into {
-        // Recorded in the state by its next save; until then it lists the levels planned.
-        make_cgroup(&mut cgroup, &mut state, undo)?;
-        apply_resources(&cgroup, &resources, rootless)?;
-    }
-    if placed {
-        crate::log::debug(&format!(
-            "init {pid} started in its cgroup (CLONE_INTO_CGROUP)"
-        ));
-    } else {
-        cgroup.add(pid)?;
-    }
-    if user_ns {
-        write_id_maps(spec, pid)?;
-    }
-    if parent_ch.send(&Msg::Go).is_err() {
+}
+
+/// Without a mount namespace the init's mounts land on the host: the mount the rootfs is
+/// on now is recorded, so what lands above it is detached again (by `delete`, or `undo`).
+fn record_rootfs_mount(rootfs: &Path, state: &mut State, undo: &mut Undo) -> Result<()> {
+    let f =
+        std::fs::File::open(rootfs).with_context(|| format!("open rootfs {}", rootfs.display()))?;
+    let id = crate::sys::mount_id(f.as_fd())
+        .with_context(|| format!("statx the mount of {}", rootfs.display()))?;
+    state.rootfs_mount_before = Some(id);
+    undo.rootfs_mount = Some((rootfs.to_path_buf(), id));
+    Ok(())
+}
+
+/// Lets the init go and serves it until it is parked: createRuntime hooks on its request,
+/// its error if it fails.
+fn wait_ready(ch: &sync::Channel, spec: &Spec, state: &State) -> Result<()> {
+    if ch.send(&Msg::Go).is_err() {
         // The init died before reading it; its own error message is waiting for us.
     }
     loop {
-        match parent_ch.recv("the container init")? {
-            Msg::Ready => break,
+        match ch.recv("the container init")? {
+            Msg::Ready => return Ok(()),
             Msg::Error { msg } => bail!("{msg}"),
-            Msg::RunHooks => crate::hooks::create_runtime(spec, &state, &parent_ch)?,
+            Msg::RunHooks => crate::hooks::create_runtime(spec, state, ch)?,
             other => bail!("unexpected message {other:?} from the container init"),
         }
     }
-    // The init is parked in its network namespace: move the devices in now, so only the
-    // state write below can still fail after they left the host.
-    crate::runtime::netdev::move_all(spec, pid)?;
-    state.phase = Phase::Created;
-    dir.save(&state)?;
-    Ok(pid)
 }
 
 /// Makes the cgroup; the undo's and the state's copies then list what was made (also

@@ -17,7 +17,7 @@ use oci_spec::runtime::{Capability, Linux, LinuxCapabilities, Process, Spec, Use
 
 use crate::cgroups::Cgroup;
 use crate::config::Bundle;
-use crate::container::{self, ContainerDir, Status};
+use crate::container::{self, ContainerDir, State, Status};
 use crate::init::{self, finalize, lsm, ns_flag, ns_name};
 use crate::seccomp;
 use crate::sync::{self, Channel, Msg};
@@ -53,44 +53,19 @@ pub struct ExecOpts<'a> {
 
 /// Runs the process; returns its exit status (128+N for signal N), or 0 when detached.
 pub fn exec(o: &ExecOpts) -> Result<i32> {
-    let dir = ContainerDir::open(o.root, o.id, false)?;
-    let state = dir.load_existing()?;
-    let status = dir.status(&state);
-    match status {
-        Status::Created | Status::Running => {}
-        Status::Paused if o.ignore_paused => {}
-        Status::Paused => {
-            bail!("cannot exec in a paused container (use --ignore-paused to override)")
-        }
-        Status::Stopped => bail!("cannot exec in a stopped container"),
-        Status::Creating => bail!("cannot exec in a container that is still being created"),
-    }
+    let (_dir, state, status) = open_container(o)?;
     let bundle = Bundle::load(&state.bundle)?;
     let process = build_process(&bundle.spec, o)?;
     // Labels the host can't apply are refused before anything is made, as `create` does.
     let lsm_host = lsm::Host::detect();
     lsm::check_process(&process, lsm_host)?;
-    let cgroup = match &state.cgroup {
-        Some(cg) if !o.cgroup.is_empty() => Some(sub_cgroup(cg, o.cgroup)?),
-        Some(cg) => Some(cg.clone()),
-        None if !o.cgroup.is_empty() => bail!("--cgroup: container {} has no cgroup", o.id),
-        None => None,
-    };
-
-    // The init, pinned by a pidfd once we know it is still the same process.
-    let pidfd = sys::pidfd_open(state.pid).map_err(|_| anyhow::anyhow!("container not running"))?;
-    if !container::process_alive(state.pid, state.pid_start) {
-        bail!("container not running");
-    }
+    let cgroup = exec_cgroup(state.cgroup.as_ref(), o)?;
+    let pidfd = pin_init(&state)?;
     let targets = namespaces(&bundle.spec, state.pid)?;
     // The host's procfs, for the process's LSM attribute files once it is in the
     // container's mount namespace.
     let attrs = lsm::ProcAttr::host()?;
-    let affinity = process.exec_cpu_affinity().clone().unwrap_or_default();
-    if let Some(initial) = affinity.initial().as_deref().filter(|l| !l.is_empty()) {
-        // Inherited by the joiner and the process, until `final` once in the cgroup.
-        init::sched::set_affinity(initial, "initial")?;
-    }
+    set_initial_affinity(&process)?;
     let seccomp = bundle.seccomp.as_ref();
     // Connected here, where listenerPath is the host's; the process sends the listener.
     let agent = match seccomp {
@@ -142,34 +117,17 @@ pub fn exec(o: &ExecOpts) -> Result<i32> {
             // Only the process may hold it: a failure before it sends closes the socket.
             drop(console_child);
             drop(agent);
-            let joiner = child;
-            let pid = match parent_ch.recv("the exec joiner") {
-                Ok(Msg::Pid { pid }) => pid,
-                Ok(Msg::Error { msg }) => {
-                    let _ = nix::sys::wait::waitpid(joiner, None);
-                    bail!("{msg}");
-                }
-                Ok(other) => bail!("unexpected message {other:?} from the exec joiner"),
-                Err(e) => {
-                    let _ = nix::sys::wait::waitpid(joiner, None);
-                    return Err(e);
-                }
-            };
-            let _ = nix::sys::wait::waitpid(joiner, None);
-            // The process sent its terminal before it exec'd. A pid file that can't be
-            // written is a failed exec too: the process must not run on unaccounted for.
-            let started = place_and_go(&parent_ch, pid, state.pid, cgroup.as_ref(), notifies)
-                .and_then(|()| relay.as_ref().map(crate::console::recv_master).transpose())
-                .and_then(|m| write_pid_file(o.pid_file, pid).map(|()| m));
-            let master = match started {
-                Ok(m) => m,
-                Err(e) => {
-                    // SAFETY: kill(2) of our own child; reaped right after.
-                    unsafe { libc::kill(pid, libc::SIGKILL) };
-                    let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
-                    return Err(e);
-                }
-            };
+            let pid = process_pid(&parent_ch, child)?;
+            let master = Pending {
+                ch: &parent_ch,
+                pid,
+                init_pid: state.pid,
+                cgroup: cgroup.as_ref(),
+                notifies,
+                relay: relay.as_ref(),
+                pid_file: o.pid_file,
+            }
+            .go()?;
             if o.detach {
                 return Ok(0);
             }
@@ -178,6 +136,101 @@ pub fn exec(o: &ExecOpts) -> Result<i32> {
                 None => super::run::wait_forwarding(pid),
             }
         }
+    }
+}
+
+/// The container, its state and status, if a process may be exec'd in it.
+fn open_container(o: &ExecOpts) -> Result<(ContainerDir, State, Status)> {
+    let dir = ContainerDir::open(o.root, o.id, false)?;
+    let state = dir.load_existing()?;
+    let status = dir.status(&state);
+    match status {
+        Status::Created | Status::Running => {}
+        Status::Paused if o.ignore_paused => {}
+        Status::Paused => {
+            bail!("cannot exec in a paused container (use --ignore-paused to override)")
+        }
+        Status::Stopped => bail!("cannot exec in a stopped container"),
+        Status::Creating => bail!("cannot exec in a container that is still being created"),
+    }
+    Ok((dir, state, status))
+}
+
+/// The cgroup the process goes in: the container's, or its `--cgroup` sub-cgroups.
+fn exec_cgroup(container: Option<&Cgroup>, o: &ExecOpts) -> Result<Option<Cgroup>> {
+    Ok(match container {
+        Some(cg) if !o.cgroup.is_empty() => Some(sub_cgroup(cg, o.cgroup)?),
+        Some(cg) => Some(cg.clone()),
+        None if !o.cgroup.is_empty() => bail!("--cgroup: container {} has no cgroup", o.id),
+        None => None,
+    })
+}
+
+/// execCPUAffinity.initial, set on ourselves: inherited by the joiner and the process,
+/// until `final` once in the cgroup.
+fn set_initial_affinity(process: &Process) -> Result<()> {
+    let affinity = process.exec_cpu_affinity().clone().unwrap_or_default();
+    if let Some(initial) = affinity.initial().as_deref().filter(|l| !l.is_empty()) {
+        init::sched::set_affinity(initial, "initial")?;
+    }
+    Ok(())
+}
+
+/// The init, pinned by a pidfd once we know it is still the same process.
+fn pin_init(state: &State) -> Result<OwnedFd> {
+    let pidfd = sys::pidfd_open(state.pid).map_err(|_| anyhow::anyhow!("container not running"))?;
+    if !container::process_alive(state.pid, state.pid_start) {
+        bail!("container not running");
+    }
+    Ok(pidfd)
+}
+
+/// The process's pid, as the joiner reports it before it exits (reaped here).
+fn process_pid(ch: &Channel, joiner: nix::unistd::Pid) -> Result<i32> {
+    let pid = match ch.recv("the exec joiner") {
+        Ok(Msg::Pid { pid }) => pid,
+        Ok(Msg::Error { msg }) => {
+            let _ = nix::sys::wait::waitpid(joiner, None);
+            bail!("{msg}");
+        }
+        Ok(other) => bail!("unexpected message {other:?} from the exec joiner"),
+        Err(e) => {
+            let _ = nix::sys::wait::waitpid(joiner, None);
+            return Err(e);
+        }
+    };
+    let _ = nix::sys::wait::waitpid(joiner, None);
+    Ok(pid)
+}
+
+/// The cloned process (B), our child, waiting for `Go`.
+struct Pending<'a> {
+    ch: &'a Channel,
+    pid: i32,
+    init_pid: i32,
+    cgroup: Option<&'a Cgroup>,
+    notifies: bool,
+    /// With a terminal that corten relays: where its master arrives.
+    relay: Option<&'a OwnedFd>,
+    pid_file: Option<&'a Path>,
+}
+
+impl Pending<'_> {
+    /// Places the process and lets it exec; returns its terminal's master when corten
+    /// relays it. The process sent its terminal before it exec'd. A pid file that can't be
+    /// written is a failed exec too: the process must not run on unaccounted for. On
+    /// failure the process is killed and reaped.
+    fn go(&self) -> Result<Option<OwnedFd>> {
+        let pid = self.pid;
+        let started = place_and_go(self.ch, pid, self.init_pid, self.cgroup, self.notifies)
+            .and_then(|()| self.relay.map(crate::console::recv_master).transpose())
+            .and_then(|m| write_pid_file(self.pid_file, pid).map(|()| m));
+        if started.is_err() {
+            // SAFETY: kill(2) of our own child; reaped right after.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
+        }
+        started
     }
 }
 
