@@ -1,4 +1,7 @@
 //! The `corten` command line: runc's commands and flags, so engines can call it unchanged.
+//! The flags of `create` (and `run`), `exec` and `update` are declared beside their
+//! commands (`CreateOpts`, `ExecOpts`, `update::Flags`), which take them as parsed; here
+//! are the global flags, the small commands' arguments, and the dispatch.
 
 #![deny(clippy::undocumented_unsafe_blocks)]
 
@@ -11,7 +14,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use corten::args;
 use corten::log::{self, Format};
-use corten::runtime::{self, create::CreateOpts};
+use corten::runtime::{self, create::CreateOpts, exec::ExecOpts};
 
 #[derive(Parser)]
 #[command(
@@ -53,92 +56,10 @@ enum LogFormat {
     Json,
 }
 
-#[derive(clap::Args)]
-struct CreateArgs {
-    /// Path to the bundle directory
-    #[arg(short = 'b', long, default_value = ".")]
-    bundle: PathBuf,
-    /// Write the init's pid to this file
-    #[arg(long = "pid-file")]
-    pid_file: Option<PathBuf>,
-    /// Unix socket to send the pty master to (process.terminal)
-    #[arg(long = "console-socket")]
-    console_socket: Option<PathBuf>,
-    /// Use chroot (MS_MOVE) instead of pivot_root
-    #[arg(long = "no-pivot")]
-    no_pivot: bool,
-    /// Do not create a new session keyring
-    #[arg(long = "no-new-keyring")]
-    no_new_keyring: bool,
-    /// Pass N extra fds (3..3+N) to the process
-    #[arg(long = "preserve-fds", default_value = "0", value_parser = args::preserve_fds)]
-    preserve_fds: u32,
-    /// Container id
-    id: String,
-}
-
-#[derive(clap::Args)]
-struct ExecArgs {
-    /// Path to a process.json (a runtime-spec process); replaces the other process flags
-    #[arg(short = 'p', long)]
-    process: Option<PathBuf>,
-    /// Working directory in the container
-    #[arg(long)]
-    cwd: Option<PathBuf>,
-    /// Set an environment variable (KEY=VALUE; repeatable)
-    #[arg(short = 'e', long = "env")]
-    env: Vec<String>,
-    /// Allocate a pseudo-TTY
-    #[arg(short = 't', long)]
-    tty: bool,
-    /// UID[:GID] to run as
-    #[arg(short = 'u', long, value_parser = args::user)]
-    user: Option<args::UserIds>,
-    /// Additional gids (repeatable)
-    #[arg(short = 'g', long = "additional-gids", value_parser = args::id_number)]
-    additional_gids: Vec<u32>,
-    /// Add a capability (repeatable)
-    #[arg(short = 'c', long = "cap")]
-    cap: Vec<String>,
-    /// Set no_new_privs
-    #[arg(long = "no-new-privs")]
-    no_new_privs: bool,
-    /// AppArmor profile for the process
-    #[arg(long)]
-    apparmor: Option<String>,
-    /// SELinux label for the process
-    #[arg(long = "process-label")]
-    process_label: Option<String>,
-    /// Do not wait for the process
-    #[arg(short = 'd', long)]
-    detach: bool,
-    /// Write the process's pid to this file
-    #[arg(long = "pid-file")]
-    pid_file: Option<PathBuf>,
-    /// Unix socket to send the pty master to
-    #[arg(long = "console-socket")]
-    console_socket: Option<PathBuf>,
-    /// Pass N extra fds (3..3+N) to the process
-    #[arg(long = "preserve-fds", default_value = "0", value_parser = args::preserve_fds)]
-    preserve_fds: u32,
-    /// Existing sub-cgroup of the container's to run in: PATH, or CONTROLLER[,CONTROLLER]:PATH
-    /// (cgroup v1; repeatable)
-    #[arg(long, action = clap::ArgAction::Append)]
-    cgroup: Vec<String>,
-    /// Allow exec in a paused container
-    #[arg(long = "ignore-paused")]
-    ignore_paused: bool,
-    /// Container id
-    id: String,
-    /// The command and its arguments
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-    command: Vec<String>,
-}
-
 #[derive(Subcommand)]
 enum Command {
     /// Create a container from a bundle; it waits for `start`
-    Create(CreateArgs),
+    Create(CreateOpts),
     /// Run the user process of a created container
     Start { id: String },
     /// Print a container's state as JSON
@@ -162,7 +83,7 @@ enum Command {
     /// Create and start a container; wait for it unless detached
     Run {
         #[command(flatten)]
-        create: CreateArgs,
+        create: CreateOpts,
         /// Do not wait for the container
         #[arg(short = 'd', long)]
         detach: bool,
@@ -171,7 +92,7 @@ enum Command {
         keep: bool,
     },
     /// Run a new process in a created or running container
-    Exec(ExecArgs),
+    Exec(ExecOpts),
     /// List containers
     List {
         #[arg(short = 'f', long, value_enum, default_value = "table")]
@@ -194,7 +115,11 @@ enum Command {
         ps_args: Vec<String>,
     },
     /// Change a running container's resource limits
-    Update(UpdateArgs),
+    Update {
+        #[command(flatten)]
+        flags: runtime::update::Flags,
+        id: String,
+    },
     /// Print resource statistics and OOM events as JSON
     Events {
         /// Print the statistics once and exit
@@ -215,42 +140,6 @@ enum Command {
         #[arg(long)]
         rootless: bool,
     },
-}
-
-#[derive(clap::Args)]
-struct UpdateArgs {
-    /// linux.resources JSON from a file, or - for stdin
-    #[arg(short = 'r', long)]
-    resources: Option<String>,
-    /// Memory limit (e.g. 512m, 1g, -1)
-    #[arg(short = 'm', long, allow_hyphen_values = true, value_parser = args::bytes)]
-    memory: Option<i64>,
-    #[arg(long = "memory-reservation", allow_hyphen_values = true, value_parser = args::bytes)]
-    memory_reservation: Option<i64>,
-    /// Memory plus swap limit
-    #[arg(long = "memory-swap", allow_hyphen_values = true, value_parser = args::bytes)]
-    memory_swap: Option<i64>,
-    #[arg(long = "cpu-quota", allow_hyphen_values = true)]
-    cpu_quota: Option<i64>,
-    #[arg(long = "cpu-period")]
-    cpu_period: Option<u64>,
-    #[arg(long = "cpu-share")]
-    cpu_share: Option<u64>,
-    /// CPU realtime period (microseconds)
-    #[arg(long = "cpu-rt-period")]
-    cpu_rt_period: Option<u64>,
-    /// CPU realtime runtime (microseconds)
-    #[arg(long = "cpu-rt-runtime", allow_hyphen_values = true)]
-    cpu_rt_runtime: Option<i64>,
-    #[arg(long = "cpuset-cpus")]
-    cpuset_cpus: Option<String>,
-    #[arg(long = "cpuset-mems")]
-    cpuset_mems: Option<String>,
-    #[arg(long = "pids-limit", allow_hyphen_values = true)]
-    pids_limit: Option<i64>,
-    #[arg(long = "blkio-weight")]
-    blkio_weight: Option<u16>,
-    id: String,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -318,53 +207,35 @@ fn dispatch(cli: &Cli) -> Result<u8> {
     let Some(command) = &cli.command else {
         anyhow::bail!("no command given: see corten --help");
     };
-    if let Command::Spec { bundle, rootless } = command {
-        runtime::spec::write(bundle, *rootless)?;
-        return Ok(0);
-    }
-    if let Command::Features = command {
-        corten::outln!(
+    match command {
+        Command::Spec { bundle, rootless } => runtime::spec::write(bundle, *rootless)?,
+        Command::Features => corten::outln!(
             "{}",
             serde_json::to_string_pretty(&runtime::features::features())?
-        );
-        return Ok(0);
+        ),
+        // Only the commands that keep state need the state root.
+        _ => {
+            let root = match &cli.root {
+                Some(r) => r.clone(),
+                None => corten::container::default_root()?,
+            };
+            return with_state(command, &root);
+        }
     }
-    // Only the commands that keep state need the state root.
-    let root_dir = match &cli.root {
-        Some(r) => r.clone(),
-        None => corten::container::default_root()?,
-    };
-    let root = root_dir.as_path();
+    Ok(0)
+}
+
+/// The commands that keep state under `root`; returns the exit status.
+fn with_state(command: &Command, root: &Path) -> Result<u8> {
     match command {
-        Command::Create(args) => {
+        Command::Create(opts) => {
             corten::selfprotect::ensure(root)?;
-            runtime::create::create(&create_opts(cli, root, args))?;
+            runtime::create::create(root, opts)?;
         }
         Command::Start { id } => runtime::start::start(root, id)?,
-        Command::Exec(a) => {
+        Command::Exec(opts) => {
             corten::selfprotect::ensure(root)?;
-            let code = runtime::exec::exec(&runtime::exec::ExecOpts {
-                root,
-                id: &a.id,
-                process_file: a.process.as_deref(),
-                args: &a.command,
-                cwd: a.cwd.as_deref(),
-                env: &a.env,
-                tty: a.tty,
-                user: a.user,
-                additional_gids: &a.additional_gids,
-                caps: &a.cap,
-                no_new_privs: a.no_new_privs,
-                apparmor: a.apparmor.as_deref(),
-                process_label: a.process_label.as_deref(),
-                detach: a.detach,
-                pid_file: a.pid_file.as_deref(),
-                console_socket: a.console_socket.as_deref(),
-                preserve_fds: a.preserve_fds,
-                cgroup: &a.cgroup,
-                ignore_paused: a.ignore_paused,
-            })?;
-            return Ok(u8::try_from(code).unwrap_or(255));
+            return Ok(exit_status(runtime::exec::exec(root, opts)?));
         }
         Command::State { id } => {
             let state = runtime::state::state(root, id)?;
@@ -378,77 +249,66 @@ fn dispatch(cli: &Cli) -> Result<u8> {
             keep,
         } => {
             corten::selfprotect::ensure(root)?;
-            let code = runtime::run::run(&create_opts(cli, root, create), *detach, *keep)?;
-            return Ok(u8::try_from(code).unwrap_or(255));
+            return Ok(exit_status(runtime::run::run(
+                root, create, *detach, *keep,
+            )?));
         }
-        Command::List { format, quiet } => {
-            let states = runtime::list::states(root)?;
-            if *quiet {
-                for s in &states {
-                    corten::outln!("{}", s["id"].as_str().unwrap_or_default());
-                }
-            } else if matches!(format, ListFormat::Json) {
-                corten::outln!("{}", serde_json::to_string(&states)?);
-            } else {
-                corten::out!("{}", runtime::list::table(&states));
-            }
-        }
+        Command::List { format, quiet } => list(root, *format, *quiet)?,
         Command::Events {
             stats,
             interval,
             id,
-        } => {
-            if *stats {
-                corten::outln!("{}", runtime::events::stats(root, id)?);
-            } else {
-                runtime::events::stream(root, id, *interval)?;
-            }
-        }
-        Command::Spec { .. } | Command::Features => unreachable!("handled above"),
+        } => events(root, id, *stats, *interval)?,
         Command::Pause { id } => runtime::pause::pause(root, id)?,
         Command::Resume { id } => runtime::pause::resume(root, id)?,
         Command::Ps {
             format,
             id,
             ps_args,
-        } => match format {
-            ListFormat::Json => {
-                corten::outln!("{}", serde_json::to_string(&runtime::ps::pids(root, id)?)?)
-            }
-            ListFormat::Table => corten::out!("{}", runtime::ps::table(root, id, ps_args)?),
-        },
-        Command::Update(u) => {
-            let flags = runtime::update::Flags {
-                resources: u.resources.clone(),
-                memory: u.memory,
-                memory_reservation: u.memory_reservation,
-                memory_swap: u.memory_swap,
-                cpu_quota: u.cpu_quota,
-                cpu_period: u.cpu_period,
-                cpu_share: u.cpu_share,
-                cpu_rt_period: u.cpu_rt_period,
-                cpu_rt_runtime: u.cpu_rt_runtime,
-                cpuset_cpus: u.cpuset_cpus.clone(),
-                cpuset_mems: u.cpuset_mems.clone(),
-                pids_limit: u.pids_limit,
-                blkio_weight: u.blkio_weight,
-            };
-            runtime::update::update(root, &u.id, &flags)?;
-        }
+        } => ps(root, id, *format, ps_args)?,
+        Command::Update { flags, id } => runtime::update::update(root, id, flags)?,
+        Command::Spec { .. } | Command::Features => unreachable!("handled by dispatch"),
     }
     Ok(0)
 }
 
-fn create_opts<'a>(cli: &'a Cli, root: &'a Path, a: &'a CreateArgs) -> CreateOpts<'a> {
-    CreateOpts {
-        root,
-        systemd_cgroup: cli.systemd_cgroup,
-        id: &a.id,
-        bundle: &a.bundle,
-        pid_file: a.pid_file.as_deref(),
-        console_socket: a.console_socket.as_deref(),
-        no_pivot: a.no_pivot,
-        no_new_keyring: a.no_new_keyring,
-        preserve_fds: a.preserve_fds,
+/// A process's exit status as ours: 0 to 255 pass through, anything else is 255.
+fn exit_status(code: i32) -> u8 {
+    u8::try_from(code).unwrap_or(255)
+}
+
+/// `list`: the containers as a table, JSON, or (`-q`) their ids.
+fn list(root: &Path, format: ListFormat, quiet: bool) -> Result<()> {
+    let states = runtime::list::states(root)?;
+    if quiet {
+        for s in &states {
+            corten::outln!("{}", s["id"].as_str().unwrap_or_default());
+        }
+    } else if matches!(format, ListFormat::Json) {
+        corten::outln!("{}", serde_json::to_string(&states)?);
+    } else {
+        corten::out!("{}", runtime::list::table(&states));
     }
+    Ok(())
+}
+
+/// `events`: the statistics once (`--stats`), or a stream every `interval`.
+fn events(root: &Path, id: &str, stats: bool, interval: Duration) -> Result<()> {
+    if stats {
+        corten::outln!("{}", runtime::events::stats(root, id)?);
+        Ok(())
+    } else {
+        runtime::events::stream(root, id, interval)
+    }
+}
+
+/// `ps`: the container's pids as JSON, or ps(1)'s table of them.
+fn ps(root: &Path, id: &str, format: ListFormat, ps_args: &[String]) -> Result<()> {
+    match format {
+        ListFormat::Json => {
+            corten::outln!("{}", serde_json::to_string(&runtime::ps::pids(root, id)?)?)
+        }
+        ListFormat::Table => corten::out!("{}", runtime::ps::table(root, id, ps_args)?),
+    }
+    Ok(())
 }

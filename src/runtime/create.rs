@@ -19,16 +19,32 @@ use crate::container::{self, ContainerDir, Phase, State};
 use crate::init::{self, InitConfig, ns_flag};
 use crate::sync::{self, Msg};
 
-pub struct CreateOpts<'a> {
-    pub root: &'a Path,
-    pub id: &'a str,
-    pub bundle: &'a Path,
-    pub pid_file: Option<&'a Path>,
-    pub console_socket: Option<&'a Path>,
+/// runc's `create` flags and arguments, as the CLI parses them (the doc comments are its
+/// help); `run` takes them too.
+#[derive(clap::Args)]
+pub struct CreateOpts {
+    /// Path to the bundle directory
+    #[arg(short = 'b', long, default_value = ".")]
+    pub bundle: PathBuf,
+    /// Write the init's pid to this file
+    #[arg(long = "pid-file")]
+    pub pid_file: Option<PathBuf>,
+    /// Unix socket to send the pty master to (process.terminal)
+    #[arg(long = "console-socket")]
+    pub console_socket: Option<PathBuf>,
+    /// Use chroot (MS_MOVE) instead of pivot_root
+    #[arg(long = "no-pivot")]
     pub no_pivot: bool,
+    /// Do not create a new session keyring
+    #[arg(long = "no-new-keyring")]
     pub no_new_keyring: bool,
+    /// Pass N extra fds (3..3+N) to the process
+    #[arg(long = "preserve-fds", default_value = "0", value_parser = crate::args::preserve_fds)]
     pub preserve_fds: u32,
-    /// --systemd-cgroup: cgroupsPath is "slice:prefix:name" for systemd.
+    /// Container id
+    pub id: String,
+    /// The global --systemd-cgroup: cgroupsPath is "slice:prefix:name" for systemd.
+    #[arg(from_global)]
     pub systemd_cgroup: bool,
 }
 
@@ -41,14 +57,14 @@ pub struct Created {
 }
 
 /// `create`: the container is left to the caller (detached).
-pub fn create(opts: &CreateOpts) -> Result<Created> {
-    create_with(opts, true)
+pub fn create(root: &Path, opts: &CreateOpts) -> Result<Created> {
+    create_with(root, opts, true)
 }
 
 /// `create` for `run`, which stays attached unless `detach` (-d): attached, a terminal goes
 /// to corten itself rather than to --console-socket.
-pub fn create_with(opts: &CreateOpts, detach: bool) -> Result<Created> {
-    config::validate_id(opts.id)?;
+pub fn create_with(root: &Path, opts: &CreateOpts, detach: bool) -> Result<Created> {
+    config::validate_id(&opts.id)?;
     // --preserve-fds is bounded by its parser; with LISTEN_FDS the sum must fit too.
     let passed =
         crate::args::check_preserve_fds(u64::from(opts.preserve_fds) + u64::from(listen_fds()))
@@ -56,7 +72,7 @@ pub fn create_with(opts: &CreateOpts, detach: bool) -> Result<Created> {
                 anyhow::anyhow!("--preserve-fds {} plus LISTEN_FDS: {e}", opts.preserve_fds)
             })?;
     crate::sys::close_inherited_from(3 + passed as i32).context("close inherited fds")?;
-    let bundle = Bundle::load(opts.bundle)?;
+    let bundle = Bundle::load(&opts.bundle)?;
     if opts.systemd_cgroup {
         // Never a silent fallback to cgroupfs: the caller asked for systemd's bookkeeping.
         if !Path::new("/run/systemd/system").exists() {
@@ -81,7 +97,7 @@ pub fn create_with(opts: &CreateOpts, detach: bool) -> Result<Created> {
     crate::runtime::netdev::check_host(&bundle.spec)?;
     // runc's flag rules first: they need nothing made.
     crate::console::check(terminal, opts.console_socket.is_some(), detach)?;
-    let dir = ContainerDir::create(opts.root, opts.id)?;
+    let dir = ContainerDir::create(root, &opts.id)?;
     let mut undo = Undo {
         dir: Some(&dir),
         pid: None,
@@ -92,7 +108,7 @@ pub fn create_with(opts: &CreateOpts, detach: bool) -> Result<Created> {
     };
     // Connected here, in the caller's mount namespace, before the init exists; only for an
     // id that is free, so a refused create never reaches the console socket.
-    let console = crate::console::plan(terminal, opts.console_socket, detach)?;
+    let console = crate::console::plan(terminal, opts.console_socket.as_deref(), detach)?;
     let (console_child, relay) = match console {
         Some(p) => (Some(p.child), p.relay),
         None => (None, None),
@@ -106,7 +122,7 @@ pub fn create_with(opts: &CreateOpts, detach: bool) -> Result<Created> {
         relay.as_ref(),
         &mut undo,
     )?;
-    if let Some(f) = opts.pid_file {
+    if let Some(f) = &opts.pid_file {
         let f = absolute(f)?;
         container::write_atomic(&f, pid.to_string().as_bytes(), 0o644)
             .with_context(|| format!("write pid file {}", f.display()))?;
@@ -157,7 +173,7 @@ fn spawn(
         has_mount_ns: namespaces.has_mount_ns,
         idmapped: &idmapped,
         cgroup: &cg.cgroup,
-        keyring: (!opts.no_new_keyring).then(|| opts.id.to_string()),
+        keyring: (!opts.no_new_keyring).then(|| opts.id.clone()),
         start_listener: listener.into(),
         sync: child_ch,
         console: std::cell::Cell::new(console),
@@ -182,7 +198,7 @@ fn spawn(
     state.pid = pid;
     state.pid_start = container::process_start_time(pid)?;
     dir.save(&state)?;
-    cg.place(dir, &mut state, undo, opts.id, pid, placed)?;
+    cg.place(dir, &mut state, undo, &opts.id, pid, placed)?;
     if user_ns {
         write_id_maps(spec, pid)?;
     }
@@ -308,9 +324,9 @@ impl CgroupPlan {
         let mut cgroup = if opts.systemd_cgroup {
             sd_props = crate::cgroups::systemd::annotation_props(spec.annotations().as_ref())?;
             let user = crate::cgroups::systemd::user_manager();
-            crate::cgroups::systemd::plan(cgroups_path, opts.id, user)?
+            crate::cgroups::systemd::plan(cgroups_path, &opts.id, user)?
         } else {
-            Cgroup::plan(cgroups_path, opts.id)?
+            Cgroup::plan(cgroups_path, &opts.id)?
         };
         // The user's systemd's unit is a rootless cgroup (runc's rootless cgroup manager):
         // what can't be applied in it is a warning, also as root in a user namespace.
@@ -411,7 +427,7 @@ fn initial_state(
     let spec = &bundle.spec;
     let owner = user_name(nix::unistd::geteuid().as_raw());
     State {
-        id: opts.id.to_string(),
+        id: opts.id.clone(),
         pid: 0,
         pid_start: 0,
         bundle: bundle.dir.clone(),

@@ -23,37 +23,75 @@ use crate::seccomp;
 use crate::sync::{self, Channel, Msg};
 use crate::sys;
 
-/// runc's `exec` flags.
-pub struct ExecOpts<'a> {
-    pub root: &'a Path,
-    pub id: &'a str,
-    /// `--process FILE`: a runtime-spec process object; the other process flags are
-    /// ignored then, as in runc.
-    pub process_file: Option<&'a Path>,
-    pub args: &'a [String],
-    pub cwd: Option<&'a Path>,
-    pub env: &'a [String],
+/// runc's `exec` flags and arguments, as the CLI parses them (the doc comments are its
+/// help).
+#[derive(clap::Args)]
+pub struct ExecOpts {
+    // `--process FILE`: a runtime-spec process object; the other process flags are
+    // ignored then, as in runc.
+    /// Path to a process.json (a runtime-spec process); replaces the other process flags
+    #[arg(short = 'p', long = "process", value_name = "PROCESS")]
+    pub process_file: Option<PathBuf>,
+    /// Working directory in the container
+    #[arg(long)]
+    pub cwd: Option<PathBuf>,
+    /// Set an environment variable (KEY=VALUE; repeatable)
+    #[arg(short = 'e', long = "env")]
+    pub env: Vec<String>,
+    /// Allocate a pseudo-TTY
+    #[arg(short = 't', long)]
     pub tty: bool,
-    /// `-u UID[:GID]`.
+    /// UID[:GID] to run as
+    #[arg(short = 'u', long, value_parser = crate::args::user)]
     pub user: Option<crate::args::UserIds>,
-    pub additional_gids: &'a [u32],
-    pub caps: &'a [String],
+    /// Additional gids (repeatable)
+    #[arg(short = 'g', long = "additional-gids", value_parser = crate::args::id_number)]
+    pub additional_gids: Vec<u32>,
+    /// Add a capability (repeatable)
+    #[arg(short = 'c', long = "cap", value_name = "CAP")]
+    pub caps: Vec<String>,
+    /// Set no_new_privs
+    #[arg(long = "no-new-privs")]
     pub no_new_privs: bool,
-    pub apparmor: Option<&'a str>,
-    pub process_label: Option<&'a str>,
+    /// AppArmor profile for the process
+    #[arg(long)]
+    pub apparmor: Option<String>,
+    /// SELinux label for the process
+    #[arg(long = "process-label")]
+    pub process_label: Option<String>,
+    /// Do not wait for the process
+    #[arg(short = 'd', long)]
     pub detach: bool,
-    pub pid_file: Option<&'a Path>,
-    pub console_socket: Option<&'a Path>,
+    /// Write the process's pid to this file
+    #[arg(long = "pid-file")]
+    pub pid_file: Option<PathBuf>,
+    /// Unix socket to send the pty master to
+    #[arg(long = "console-socket")]
+    pub console_socket: Option<PathBuf>,
+    /// Pass N extra fds (3..3+N) to the process
+    #[arg(long = "preserve-fds", default_value = "0", value_parser = crate::args::preserve_fds)]
     pub preserve_fds: u32,
-    /// `--cgroup [CONTROLLER[,CONTROLLER]:]PATH` (repeatable): existing sub-cgroups of the
-    /// container's to put the process in.
-    pub cgroup: &'a [String],
+    /// Existing sub-cgroup of the container's to run in: PATH, or CONTROLLER[,CONTROLLER]:PATH
+    /// (cgroup v1; repeatable)
+    #[arg(long, action = clap::ArgAction::Append)]
+    pub cgroup: Vec<String>,
+    /// Allow exec in a paused container
+    #[arg(long = "ignore-paused")]
     pub ignore_paused: bool,
+    /// Container id
+    pub id: String,
+    /// The command and its arguments
+    #[arg(
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "COMMAND"
+    )]
+    pub args: Vec<String>,
 }
 
 /// Runs the process; returns its exit status (128+N for signal N), or 0 when detached.
-pub fn exec(o: &ExecOpts) -> Result<i32> {
-    let (_dir, state, status) = open_container(o)?;
+pub fn exec(root: &Path, o: &ExecOpts) -> Result<i32> {
+    let (_dir, state, status) = open_container(root, o)?;
     let bundle = Bundle::load(&state.bundle)?;
     let process = build_process(&bundle.spec, o)?;
     // Labels the host can't apply are refused before anything is made, as `create` does.
@@ -76,7 +114,7 @@ pub fn exec(o: &ExecOpts) -> Result<i32> {
     // Connected here, in our mount namespace, before anything is cloned.
     let console = crate::console::plan(
         process.terminal().unwrap_or(false),
-        o.console_socket,
+        o.console_socket.as_deref(),
         o.detach,
     )?;
     let (console_child, relay) = match console {
@@ -125,7 +163,7 @@ pub fn exec(o: &ExecOpts) -> Result<i32> {
                 cgroup: cgroup.as_ref(),
                 notifies,
                 relay: relay.as_ref(),
-                pid_file: o.pid_file,
+                pid_file: o.pid_file.as_deref(),
             }
             .go()?;
             if o.detach {
@@ -140,8 +178,8 @@ pub fn exec(o: &ExecOpts) -> Result<i32> {
 }
 
 /// The container, its state and status, if a process may be exec'd in it.
-fn open_container(o: &ExecOpts) -> Result<(ContainerDir, State, Status)> {
-    let dir = ContainerDir::open(o.root, o.id, false)?;
+fn open_container(root: &Path, o: &ExecOpts) -> Result<(ContainerDir, State, Status)> {
+    let dir = ContainerDir::open(root, &o.id, false)?;
     let state = dir.load_existing()?;
     let status = dir.status(&state);
     match status {
@@ -159,7 +197,7 @@ fn open_container(o: &ExecOpts) -> Result<(ContainerDir, State, Status)> {
 /// The cgroup the process goes in: the container's, or its `--cgroup` sub-cgroups.
 fn exec_cgroup(container: Option<&Cgroup>, o: &ExecOpts) -> Result<Option<Cgroup>> {
     Ok(match container {
-        Some(cg) if !o.cgroup.is_empty() => Some(sub_cgroup(cg, o.cgroup)?),
+        Some(cg) if !o.cgroup.is_empty() => Some(sub_cgroup(cg, &o.cgroup)?),
         Some(cg) => Some(cg.clone()),
         None if !o.cgroup.is_empty() => bail!("--cgroup: container {} has no cgroup", o.id),
         None => None,
@@ -268,7 +306,7 @@ fn place_and_go(
 
 /// The container's process with the exec flags applied, or the `--process` file.
 fn build_process(spec: &Spec, o: &ExecOpts) -> Result<Process> {
-    if let Some(f) = o.process_file {
+    if let Some(f) = o.process_file.as_deref() {
         let text = std::fs::read_to_string(f)
             .with_context(|| format!("read --process {}", f.display()))?;
         let parse = || format!("parse --process {}", f.display());
@@ -300,10 +338,10 @@ fn build_process(spec: &Spec, o: &ExecOpts) -> Result<Process> {
     let mut p = spec.process().clone().unwrap_or_default();
     p.set_args(Some(o.args.to_vec()));
     p.set_terminal(Some(o.tty));
-    if let Some(cwd) = o.cwd {
+    if let Some(cwd) = &o.cwd {
         p.set_cwd(cwd.to_path_buf());
     }
-    p.set_env(Some(merge_env(p.env().as_deref().unwrap_or(&[]), o.env)));
+    p.set_env(Some(merge_env(p.env().as_deref().unwrap_or(&[]), &o.env)));
     if let Some(u) = o.user {
         let mut user = User::default();
         user.set_uid(u.uid);
@@ -317,16 +355,16 @@ fn build_process(spec: &Spec, o: &ExecOpts) -> Result<Process> {
         p.set_user(user);
     }
     if !o.caps.is_empty() {
-        p.set_capabilities(Some(add_caps(p.capabilities().clone(), o.caps)?));
+        p.set_capabilities(Some(add_caps(p.capabilities().clone(), &o.caps)?));
     }
     if o.no_new_privs {
         p.set_no_new_privileges(Some(true));
     }
-    if let Some(a) = o.apparmor {
-        p.set_apparmor_profile(Some(a.to_string()));
+    if let Some(a) = &o.apparmor {
+        p.set_apparmor_profile(Some(a.clone()));
     }
-    if let Some(l) = o.process_label {
-        p.set_selinux_label(Some(l.to_string()));
+    if let Some(l) = &o.process_label {
+        p.set_selinux_label(Some(l.clone()));
     }
     Ok(p)
 }
@@ -672,18 +710,17 @@ mod tests {
         }
     }
 
-    fn opts<'a>(args: &'a [String]) -> ExecOpts<'a> {
+    fn opts(args: &[String]) -> ExecOpts {
         ExecOpts {
-            root: Path::new("/nonexistent"),
-            id: "x",
+            id: "x".into(),
             process_file: None,
-            args,
+            args: args.to_vec(),
             cwd: None,
-            env: &[],
+            env: Vec::new(),
             tty: false,
             user: None,
-            additional_gids: &[],
-            caps: &[],
+            additional_gids: Vec::new(),
+            caps: Vec::new(),
             no_new_privs: false,
             apparmor: None,
             process_label: None,
@@ -691,7 +728,7 @@ mod tests {
             pid_file: None,
             console_socket: None,
             preserve_fds: 0,
-            cgroup: &[],
+            cgroup: Vec::new(),
             ignore_paused: false,
         }
     }
@@ -731,8 +768,8 @@ mod tests {
         let config = ("exec from-config".to_string(), "l:config".to_string());
         assert_eq!(written(&p), config);
         let mut o = opts(&args);
-        o.apparmor = Some("from-flag");
-        o.process_label = Some("l:flag");
+        o.apparmor = Some("from-flag".into());
+        o.process_label = Some("l:flag".into());
         let p = build_process(&spec, &o).unwrap();
         assert_eq!(
             written(&p),
@@ -742,7 +779,7 @@ mod tests {
         let file = base.join("process.json");
         std::fs::write(&file, r#"{"args": ["true"], "cwd": "/"}"#).unwrap();
         let mut o = opts(&[]);
-        o.process_file = Some(&file);
+        o.process_file = Some(file.clone());
         let p = build_process(&spec, &o).unwrap();
         assert_eq!(written(&p), config);
         std::fs::remove_dir_all(&base).unwrap();

@@ -2,6 +2,8 @@
 //! signals to it (or relaying its terminal), delete it, and exit with its status (128+N
 //! for a signal). A failed start leaves nothing behind, unless --keep.
 
+use std::path::Path;
+
 use anyhow::{Context, Result};
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
@@ -9,8 +11,8 @@ use nix::unistd::Pid;
 
 use super::create::{CreateOpts, create_with};
 
-pub fn run(opts: &CreateOpts, detach: bool, keep: bool) -> Result<i32> {
-    let created = create_with(opts, detach)?;
+pub fn run(root: &Path, opts: &CreateOpts, detach: bool, keep: bool) -> Result<i32> {
+    let created = create_with(root, opts, detach)?;
     let pid = created.pid;
     drop(created.dir);
     // The init sent its terminal before it reported ready.
@@ -19,13 +21,13 @@ pub fn run(opts: &CreateOpts, detach: bool, keep: bool) -> Result<i32> {
         .as_ref()
         .map(crate::console::recv_master)
         .transpose()
-        .and_then(|master| super::start::start_with(opts.root, opts.id, keep).map(|()| master));
+        .and_then(|master| super::start::start_with(root, &opts.id, keep).map(|()| master));
     let master = match started {
         Ok(m) => m,
         // As runc's: nothing is left after a failure, unless --keep.
         Err(e) => {
             if !keep {
-                let _ = super::delete::delete(opts.root, opts.id, true);
+                let _ = super::delete::delete(root, &opts.id, true);
             }
             return Err(e);
         }
@@ -38,7 +40,7 @@ pub fn run(opts: &CreateOpts, detach: bool, keep: bool) -> Result<i32> {
         None => wait_forwarding(pid)?,
     };
     if !keep {
-        super::delete::delete(opts.root, opts.id, true)?;
+        super::delete::delete(root, &opts.id, true)?;
     }
     Ok(status)
 }

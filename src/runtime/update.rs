@@ -10,22 +10,40 @@ use serde_json::{Value, json};
 
 use crate::container::{ContainerDir, Status};
 
-/// runc's `update` flags, each optional.
-#[derive(Default)]
+/// runc's `update` flags, each optional, as the CLI parses them (the doc comments are its
+/// help). Sizes are bytes, -1 for unlimited (parsed by `args::bytes`).
+#[derive(Default, clap::Args)]
 pub struct Flags {
+    /// linux.resources JSON from a file, or - for stdin
+    #[arg(short = 'r', long)]
     pub resources: Option<String>,
-    /// Bytes, -1 for unlimited (parsed by `args::bytes`).
+    /// Memory limit (e.g. 512m, 1g, -1)
+    #[arg(short = 'm', long, allow_hyphen_values = true, value_parser = crate::args::bytes)]
     pub memory: Option<i64>,
+    #[arg(long = "memory-reservation", allow_hyphen_values = true, value_parser = crate::args::bytes)]
     pub memory_reservation: Option<i64>,
+    /// Memory plus swap limit
+    #[arg(long = "memory-swap", allow_hyphen_values = true, value_parser = crate::args::bytes)]
     pub memory_swap: Option<i64>,
+    #[arg(long = "cpu-quota", allow_hyphen_values = true)]
     pub cpu_quota: Option<i64>,
+    #[arg(long = "cpu-period")]
     pub cpu_period: Option<u64>,
+    #[arg(long = "cpu-share")]
     pub cpu_share: Option<u64>,
+    /// CPU realtime period (microseconds)
+    #[arg(long = "cpu-rt-period")]
     pub cpu_rt_period: Option<u64>,
+    /// CPU realtime runtime (microseconds)
+    #[arg(long = "cpu-rt-runtime", allow_hyphen_values = true)]
     pub cpu_rt_runtime: Option<i64>,
+    #[arg(long = "cpuset-cpus")]
     pub cpuset_cpus: Option<String>,
+    #[arg(long = "cpuset-mems")]
     pub cpuset_mems: Option<String>,
+    #[arg(long = "pids-limit", allow_hyphen_values = true)]
     pub pids_limit: Option<i64>,
+    #[arg(long = "blkio-weight")]
     pub blkio_weight: Option<u16>,
 }
 
