@@ -134,7 +134,8 @@ pub fn create_with(root: &Path, opts: &CreateOpts, detach: bool) -> Result<Creat
 
 /// Clones the init, places it, waits for Ready, and records the state. `console`: the
 /// init's end of the console socket; `relay`: ours, which the init must not keep.
-/// Every step before the clone runs with corten single-threaded, as clone requires.
+/// Nothing before the clone may start a thread: the init is cloned fork-style. A failed
+/// step leaves the rest to `undo`, which each step tells what it made.
 fn spawn(
     opts: &CreateOpts,
     bundle: &Bundle,

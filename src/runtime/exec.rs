@@ -91,6 +91,7 @@ pub struct ExecOpts {
 
 /// Runs the process; returns its exit status (128+N for signal N), or 0 when detached.
 pub fn exec(root: &Path, o: &ExecOpts) -> Result<i32> {
+    // The state dir stays open until the process is done with, as it always was.
     let (_dir, state, status) = open_container(root, o)?;
     let bundle = Bundle::load(&state.bundle)?;
     let process = build_process(&bundle.spec, o)?;
