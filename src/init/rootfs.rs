@@ -11,7 +11,7 @@ use nix::fcntl::OFlag;
 use nix::mount::{MntFlags, MsFlags, mount, umount2};
 use nix::sys::stat::{Mode, SFlag, makedev, mknodat};
 use nix::unistd::{Gid, Uid, fchownat, symlinkat};
-use oci_spec::runtime::{LinuxDevice, LinuxDeviceType, Spec};
+use oci_spec::runtime::{LinuxDevice, LinuxDeviceType, Mount, Spec};
 
 use super::mounts::{self, bind_fd, propagation_option};
 use crate::safepath::{self, fd_path, mkdir_all_in_root, open_in_root, split};
@@ -87,7 +87,7 @@ pub fn setup(plan: &RootfsPlan) -> Result<()> {
             continue;
         }
         let m = super::lsm::label_mount(m, label);
-        mounts::mount_entry(root, plan.bundle, &m, plan.cgroupns, plan.cgroup)?;
+        mount_entry(root, plan.bundle, &m, plan.cgroupns, plan.cgroup)?;
     }
     if !mounts::binds_dev(mount_list) {
         create_devices(
@@ -154,6 +154,31 @@ pub fn setup(plan: &RootfsPlan) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Mounts one `mounts` entry inside the rootfs `root`. `bundle` anchors relative sources.
+pub fn mount_entry(
+    root: BorrowedFd,
+    bundle: &Path,
+    m: &Mount,
+    cgroupns: bool,
+    cgroup: &crate::cgroups::Cgroup,
+) -> Result<()> {
+    let dest = m.destination();
+    let typ = m.typ().as_deref().unwrap_or("");
+    let opts = mounts::Options::parse(m.options().as_deref().unwrap_or(&[]))
+        .with_context(|| format!("mount {}", dest.display()))?;
+    if typ == "cgroup" || typ == "cgroup2" {
+        return super::cgroupfs::mount_cgroup(root, m, &opts, cgroupns, cgroup)
+            .with_context(|| format!("mount cgroup on {}", dest.display()));
+    }
+    let what = if typ.is_empty() || typ == "bind" {
+        "bind"
+    } else {
+        typ
+    };
+    mounts::do_mount(root, bundle, m, &opts, typ)
+        .with_context(|| format!("mount {what} on {}", dest.display()))
 }
 
 /// The propagation the container's mounts start with: rootfsPropagation, rslave when

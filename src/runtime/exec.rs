@@ -79,7 +79,7 @@ pub fn exec(o: &ExecOpts) -> Result<i32> {
 
     // The init, pinned by a pidfd once we know it is still the same process.
     let pidfd = sys::pidfd_open(state.pid).map_err(|_| anyhow::anyhow!("container not running"))?;
-    if !container::process_alive(state.pid, state.pid_start) {
+    if !crate::pid::process_alive(state.pid, state.pid_start) {
         bail!("container not running");
     }
     let targets = namespaces(&bundle.spec, state.pid)?;
@@ -89,7 +89,7 @@ pub fn exec(o: &ExecOpts) -> Result<i32> {
     let affinity = process.exec_cpu_affinity().clone().unwrap_or_default();
     if let Some(initial) = affinity.initial().as_deref().filter(|l| !l.is_empty()) {
         // Inherited by the joiner and the process, until `final` once in the cgroup.
-        init::sched::set_affinity(initial, "initial")?;
+        crate::sched::set_affinity(initial, "initial")?;
     }
     let seccomp = bundle.seccomp.as_ref();
     // Connected here, where listenerPath is the host's; the process sends the listener.
@@ -174,8 +174,8 @@ pub fn exec(o: &ExecOpts) -> Result<i32> {
                 return Ok(0);
             }
             match master {
-                Some(m) => super::relay::relay(m, pid),
-                None => super::run::wait_forwarding(pid),
+                Some(m) => crate::relay::relay(m, pid),
+                None => crate::wait::wait_forwarding(pid),
             }
         }
     }
@@ -232,13 +232,13 @@ fn build_process(spec: &Spec, o: &ExecOpts) -> Result<Process> {
                 f.display()
             );
         }
-        init::sched::spec_flag_names(&mut v, "/scheduler/flags");
+        crate::sched::spec_flag_names(&mut v, "/scheduler/flags");
         let mut p: Process = serde_json::from_value(v).with_context(parse)?;
         if p.args().as_ref().is_none_or(|a| a.is_empty()) {
             bail!("--process {}: args must not be empty", f.display());
         }
         inherit_from_container(&mut p, spec.process().as_ref());
-        init::sched::validate(&p).with_context(|| format!("--process {}", f.display()))?;
+        crate::sched::validate(&p).with_context(|| format!("--process {}", f.display()))?;
         return Ok(p);
     }
     if o.args.is_empty() {
@@ -534,7 +534,7 @@ fn become_process(ch: &Channel, child: &Child) -> anyhow::Error {
             .and_then(|a| a.cpu_affinity_final().as_deref())
             .filter(|l| !l.is_empty())
         {
-            init::sched::set_affinity(list, "final")?;
+            crate::sched::set_affinity(list, "final")?;
         }
         // The joiner's death must not take us along, nor must a later `corten exec` exit.
         // SAFETY: prctl with integer arguments.
