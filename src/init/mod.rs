@@ -163,14 +163,9 @@ fn prepare<'a>(cfg: &InitConfig<'a>) -> Result<finalize::Ready<'a>> {
     }
     {
         rootfs::setup(&rootfs::RootfsPlan {
-            spec,
-            bundle: cfg.bundle,
-            rootfs: cfg.rootfs,
-            no_pivot: cfg.no_pivot,
+            cfg,
             host_ns: !cfg.has_mount_ns,
-            idmapped: cfg.idmapped,
             cgroupns: cfg.new_cgroupns || has_ns(spec, LinuxNamespaceType::Cgroup),
-            cgroup: cfg.cgroup,
             cwd: process.cwd(),
             // Also when the runtime itself runs in one (rootless podman's).
             userns: in_userns || crate::sys::in_user_ns(),
