@@ -17,9 +17,10 @@ bash hack/install-deps.sh
 source hack/env.sh
 
 # The tree stays formatted and lint-free (clippy also denies unsafe blocks without a
-# SAFETY comment: see the crate attributes).
+# SAFETY comment: see the crate attributes), and the module layers stay one-way.
 cargo fmt --check
 cargo clippy --all-targets -- -D warnings
+bash hack/layers.sh
 cargo build --release --bins
 cargo test --release -- --test-threads="${TEST_THREADS:-4}"
 if [[ ${GUEST:-1} != 0 ]]; then

@@ -1,12 +1,12 @@
-//! Loading and validating a bundle's config.json, and the id rules.
+//! Loading and validating a bundle's config.json.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
 
-/// The runtime-spec version corten implements (printed by `--version` and `state`).
-pub const OCI_VERSION: &str = "1.2.1";
+use crate::idrange::{IdRange, parse_id_map};
+use crate::spec_version::OCI_VERSION;
 
 /// A loaded bundle: its absolute directory, the parsed config and its seccomp filter.
 pub struct Bundle {
@@ -31,7 +31,7 @@ impl Bundle {
             let Ok(mut v) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
                 return Err(e);
             };
-            if !crate::init::sched::spec_flag_names(&mut v, "/process/scheduler/flags") {
+            if !crate::sched::spec_flag_names(&mut v, "/process/scheduler/flags") {
                 return Err(e);
             }
             serde_path_to_error::deserialize(v)
@@ -205,12 +205,12 @@ pub fn validate(spec: &Spec) -> Result<()> {
             check_sysctl(key, &has)?;
         }
     }
-    crate::init::sched::validate(process)?;
+    crate::sched::validate(process)?;
     if let Some(mp) = linux.and_then(|l| l.memory_policy().as_ref()) {
-        crate::init::numa::plan(mp)?;
+        crate::numa::plan(mp)?;
     }
-    crate::runtime::netdev::validate(spec)?;
-    crate::runtime::intelrdt::validate(spec)?;
+    crate::netdev::validate(spec)?;
+    crate::intelrdt::validate(spec)?;
     Ok(())
 }
 
@@ -261,35 +261,6 @@ fn check_sysctl(key: &str, has: &dyn Fn(LinuxNamespaceType) -> bool) -> Result<(
     Ok(())
 }
 
-/// runc's id rule: letters, digits and `_ + - .`, not "." or "..", at most 1024 bytes.
-/// One line of an id map: `size` ids from `inside` map to `outside` in the parent.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct IdRange {
-    pub inside: u32,
-    pub outside: u32,
-    pub size: u32,
-}
-
-/// Parses /proc/<pid>/uid_map or gid_map.
-pub fn parse_id_map(text: &str) -> Vec<IdRange> {
-    text.lines()
-        .filter_map(|l| {
-            let v: Vec<u32> = l
-                .split_whitespace()
-                .filter_map(|f| f.parse().ok())
-                .collect();
-            match v[..] {
-                [inside, outside, size] => Some(IdRange {
-                    inside,
-                    outside,
-                    size,
-                }),
-                _ => None,
-            }
-        })
-        .collect()
-}
-
 /// What the kernel would refuse with a bare EINVAL or EPERM, as clear errors: empty or
 /// overflowing ranges, overlaps on either side, and host ids the caller's own user
 /// namespace does not have (`parent`, the caller's map; empty = don't check).
@@ -336,26 +307,6 @@ pub fn check_id_mappings(maps: &[IdRange], parent: &[IdRange]) -> Result<()> {
     Ok(())
 }
 
-/// runc's id rule: letters, digits and `_ + - .`, not `.` or `..` (so an id is one path
-/// component), and runc's words for the error. ContainerDir checks it for every command.
-pub fn validate_id(id: &str) -> Result<()> {
-    let ok = !id.is_empty()
-        && id.len() <= 1024
-        && id != "."
-        && id != ".."
-        && id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "_+-.".contains(c));
-    if !ok {
-        let shown: String = id.chars().take(64).collect();
-        let more = if shown.len() < id.len() { "..." } else { "" };
-        bail!(
-            "invalid container ID format: {shown:?}{more} (use letters, digits and _ + - . only)"
-        );
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -384,16 +335,6 @@ mod tests {
         assert!(err(&[r(0, 1, 65536)], &nested).contains("host id 65536"));
         // Adjacent parent ranges chain.
         check_id_mappings(&[r(0, 0, 20)], &[r(0, 5, 10), r(10, 50, 10)]).unwrap();
-    }
-
-    #[test]
-    fn ids() {
-        for good in ["a", "abc-1.2_x+y", "0"] {
-            validate_id(good).unwrap();
-        }
-        for bad in ["", ".", "..", "a/b", "../x", "a b", "é"] {
-            assert!(validate_id(bad).is_err(), "{bad:?} accepted");
-        }
     }
 
     #[test]
@@ -574,7 +515,7 @@ mod tests {
                 edits in prop::collection::vec(
                     (prop::sample::select(POINTERS), hostile()), 1..4),
             ) {
-                let mut config = crate::runtime::spec::default_spec(false);
+                let mut config = crate::default_spec::default_spec(false);
                 for (pointer, value) in edits {
                     set(&mut config, pointer, value);
                 }

@@ -3,7 +3,7 @@
 //!
 //! runc's rules decide where the master goes ([`plan`]): to `--console-socket` when corten
 //! detaches (create, run -d, exec -d), or to corten itself when it stays attached (run,
-//! exec), which then relays it to its own stdio (`runtime::relay`). The process side is the
+//! exec), which then relays it to its own stdio (`crate::relay`). The process side is the
 //! same either way: the parent connects the socket (in the host's mount namespace) before it
 //! clones, and the child, inside the container, allocates the pty ([`setup`]) and sends the
 //! master with SCM_RIGHTS.

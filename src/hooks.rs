@@ -36,8 +36,8 @@ use nix::unistd::ForkResult;
 use oci_spec::runtime::{Hook, Hooks, Spec};
 use serde::{Deserialize, Serialize};
 
-use crate::config::OCI_VERSION;
 use crate::container::{State, Status};
+use crate::spec_version::OCI_VERSION;
 use crate::sync::{Channel, Msg};
 
 /// How much of a hook's output is kept, and how much of it an error message quotes.

@@ -58,8 +58,9 @@ fn source(m: &Mount, bundle: &Path) -> Result<PathBuf> {
 }
 
 /// Makes every id-mapped mount the config asks for and, in a user namespace, a clone of
-/// every other bind's source.
-pub fn prepare(spec: &Spec, bundle: &Path) -> Result<Vec<Prepared>> {
+/// every other bind's source; each gets `propagation`, the one the container's mounts
+/// start with (`init::rootfs::initial_propagation`).
+pub fn prepare(spec: &Spec, bundle: &Path, propagation: MsFlags) -> Result<Vec<Prepared>> {
     let userns = spec
         .linux()
         .as_ref()
@@ -68,7 +69,6 @@ pub fn prepare(spec: &Spec, bundle: &Path) -> Result<Vec<Prepared>> {
     // Without mount_setattr (before 5.12) the propagation can't be set: the init binds
     // by path, as before.
     let mut clone_binds = userns && sys::has_mount_setattr();
-    let propagation = crate::init::rootfs::initial_propagation(spec)?;
     let mut out = Vec::new();
     for (index, m) in spec.mounts().iter().flatten().enumerate() {
         let dest = m.destination().display();

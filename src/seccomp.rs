@@ -583,7 +583,7 @@ fn agent_message(
     let mut st = state.clone();
     st.pid = pid;
     let mut msg = serde_json::json!({
-        "ociVersion": crate::config::OCI_VERSION,
+        "ociVersion": crate::spec_version::OCI_VERSION,
         "fds": [SECCOMP_FD_NAME],
         "pid": pid,
         "state": crate::container::spec_state(&st, status),

@@ -164,7 +164,7 @@ fn main() -> ExitCode {
     if cli.version {
         corten::outln!("corten version {}", env!("CARGO_PKG_VERSION"));
         corten::outln!("commit: {}", env!("CORTEN_COMMIT"));
-        corten::outln!("spec: {}", corten::config::OCI_VERSION);
+        corten::outln!("spec: {}", corten::spec_version::OCI_VERSION);
         return ExitCode::SUCCESS;
     }
     match dispatch(&cli) {

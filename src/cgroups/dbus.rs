@@ -566,10 +566,10 @@ impl Conn {
 pub fn host_uid() -> u32 {
     let euid = nix::unistd::geteuid().as_raw();
     let map = std::fs::read_to_string("/proc/self/uid_map").unwrap_or_default();
-    map_uid(&crate::config::parse_id_map(&map), euid)
+    map_uid(&crate::idrange::parse_id_map(&map), euid)
 }
 
-fn map_uid(map: &[crate::config::IdRange], uid: u32) -> u32 {
+fn map_uid(map: &[crate::idrange::IdRange], uid: u32) -> u32 {
     map.iter()
         .find(|r| uid >= r.inside && uid - r.inside < r.size)
         .map(|r| r.outside + (uid - r.inside))
@@ -715,12 +715,12 @@ mod tests {
 
     #[test]
     fn uids_map_outside() {
-        let m = crate::config::parse_id_map(
+        let m = crate::idrange::parse_id_map(
             "         0       1000          1\n         1     100000      65536\n",
         );
         assert_eq!(map_uid(&m, 0), 1000);
         assert_eq!(map_uid(&m, 2), 100001);
-        let identity = crate::config::parse_id_map("0 0 4294967295\n");
+        let identity = crate::idrange::parse_id_map("0 0 4294967295\n");
         assert_eq!(map_uid(&identity, 1234), 1234);
         assert_eq!(map_uid(&[], 7), 7);
     }

@@ -398,7 +398,7 @@ pub fn adopt(cg: &mut Cgroup, pid: i32, start: u64) {
     let inside = std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
         .is_ok_and(|s| s.lines().any(|l| l == want));
     // Checked after the read: the pid was not reused meanwhile.
-    let holds_init = inside && crate::container::process_alive(pid, start);
+    let holds_init = inside && crate::pid::process_alive(pid, start);
     // An init already gone leaves the scope empty, which systemd stops and collects by
     // itself, a moment later: stopping an empty scope only spares that wait (and kills
     // nothing, whoever made it).

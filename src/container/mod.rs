@@ -17,7 +17,8 @@ use nix::fcntl::{Flock, FlockArg};
 use serde::{Deserialize, Serialize};
 
 use crate::cgroups::Cgroup;
-use crate::config::OCI_VERSION;
+use crate::pid::process_alive;
+use crate::spec_version::OCI_VERSION;
 
 pub const STATE_FILE: &str = "state.json";
 pub const START_SOCKET: &str = "start.sock";
@@ -127,24 +128,6 @@ pub fn default_root() -> Result<PathBuf> {
     }
 }
 
-pub fn process_alive(pid: i32, start: u64) -> bool {
-    if pid <= 0 {
-        return false;
-    }
-    match procfs::process::Process::new(pid).and_then(|p| p.stat()) {
-        Ok(stat) => stat.starttime == start && !matches!(stat.state, 'Z' | 'X' | 'x'),
-        Err(_) => false,
-    }
-}
-
-/// The start time of `pid` from /proc/<pid>/stat.
-pub fn process_start_time(pid: i32) -> Result<u64> {
-    let stat = procfs::process::Process::new(pid)
-        .and_then(|p| p.stat())
-        .with_context(|| format!("read /proc/{pid}/stat"))?;
-    Ok(stat.starttime)
-}
-
 /// No container has this id (`delete --force` takes it as done).
 #[derive(Debug)]
 pub struct NoSuchContainer(pub String);
@@ -167,7 +150,7 @@ pub struct ContainerDir {
 impl ContainerDir {
     /// Makes `<root>/<id>` for a new container and locks it.
     pub fn create(root: &Path, id: &str) -> Result<ContainerDir> {
-        crate::config::validate_id(id)?;
+        validate_id(id)?;
         fs::DirBuilder::new()
             .recursive(true)
             .mode(0o711)
@@ -187,7 +170,7 @@ impl ContainerDir {
 
     /// Opens an existing container; `lock` takes the exclusive lock.
     pub fn open(root: &Path, id: &str, lock: bool) -> Result<ContainerDir> {
-        crate::config::validate_id(id)?;
+        validate_id(id)?;
         Self::open_at(root.join(id), id, lock)
     }
 
@@ -395,9 +378,39 @@ pub fn list_ids(root: &Path) -> Result<Vec<String>> {
     Ok(ids)
 }
 
+/// runc's id rule: letters, digits and `_ + - .`, not `.` or `..` (so an id is one path
+/// component), and runc's words for the error. ContainerDir checks it for every command.
+pub fn validate_id(id: &str) -> Result<()> {
+    let ok = !id.is_empty()
+        && id.len() <= 1024
+        && id != "."
+        && id != ".."
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_+-.".contains(c));
+    if !ok {
+        let shown: String = id.chars().take(64).collect();
+        let more = if shown.len() < id.len() { "..." } else { "" };
+        bail!(
+            "invalid container ID format: {shown:?}{more} (use letters, digits and _ + - . only)"
+        );
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ids() {
+        for good in ["a", "abc-1.2_x+y", "0"] {
+            validate_id(good).unwrap();
+        }
+        for bad in ["", ".", "..", "a/b", "../x", "a b", "é"] {
+            assert!(validate_id(bad).is_err(), "{bad:?} accepted");
+        }
+    }
 
     #[test]
     fn temp_files_of_write_atomic_are_recognised() {

@@ -11,7 +11,7 @@ use anyhow::{Context, Result, bail};
 use nix::fcntl::OFlag;
 use serde_json::{Value, json};
 
-use crate::runtime::spec::default_spec;
+use crate::default_spec::default_spec;
 use crate::safepath::open_in_root;
 
 const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";

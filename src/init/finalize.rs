@@ -17,8 +17,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use oci_spec::runtime::{Linux, Process};
 
-use super::{exec, identity, lsm, numa, personality, sched};
-use crate::seccomp;
+use super::{exec, identity, lsm, personality};
+use crate::{numa, sched, seccomp};
 
 /// What the step is applied from.
 pub struct Step<'a> {

@@ -11,13 +11,10 @@ pub mod copyup;
 pub mod exec;
 pub mod finalize;
 pub mod identity;
-pub mod idlist;
 pub mod lsm;
 pub mod mounts;
-pub mod numa;
 pub mod personality;
 pub mod rootfs;
-pub mod sched;
 
 use std::cell::Cell;
 use std::io::Write;
@@ -130,8 +127,8 @@ fn prepare<'a>(cfg: &InitConfig<'a>) -> Result<finalize::Ready<'a>> {
     if in_userns {
         become_userns_root()?;
     }
-    if crate::runtime::netdev::creates_netns(cfg.spec) {
-        crate::runtime::netdev::loopback_up()?;
+    if crate::netdev::creates_netns(cfg.spec) {
+        crate::netdev::loopback_up()?;
     }
     nix::unistd::setsid().context("setsid")?;
     let spec = cfg.spec;
@@ -166,14 +163,9 @@ fn prepare<'a>(cfg: &InitConfig<'a>) -> Result<finalize::Ready<'a>> {
     }
     {
         rootfs::setup(&rootfs::RootfsPlan {
-            spec,
-            bundle: cfg.bundle,
-            rootfs: cfg.rootfs,
-            no_pivot: cfg.no_pivot,
+            cfg,
             host_ns: !cfg.has_mount_ns,
-            idmapped: cfg.idmapped,
             cgroupns: cfg.new_cgroupns || has_ns(spec, LinuxNamespaceType::Cgroup),
-            cgroup: cfg.cgroup,
             cwd: process.cwd(),
             // Also when the runtime itself runs in one (rootless podman's).
             userns: in_userns || crate::sys::in_user_ns(),

@@ -270,31 +270,6 @@ fn recursive_option(name: &str) -> Option<(bool, u64)> {
     Some((set, attr))
 }
 
-/// Mounts one `mounts` entry inside the rootfs `root`. `bundle` anchors relative sources.
-pub fn mount_entry(
-    root: BorrowedFd,
-    bundle: &Path,
-    m: &Mount,
-    cgroupns: bool,
-    cgroup: &crate::cgroups::Cgroup,
-) -> Result<()> {
-    let dest = m.destination();
-    let typ = m.typ().as_deref().unwrap_or("");
-    let opts = Options::parse(m.options().as_deref().unwrap_or(&[]))
-        .with_context(|| format!("mount {}", dest.display()))?;
-    if typ == "cgroup" || typ == "cgroup2" {
-        return super::cgroupfs::mount_cgroup(root, m, &opts, cgroupns, cgroup)
-            .with_context(|| format!("mount cgroup on {}", dest.display()));
-    }
-    let what = if typ.is_empty() || typ == "bind" {
-        "bind"
-    } else {
-        typ
-    };
-    do_mount(root, bundle, m, &opts, typ)
-        .with_context(|| format!("mount {what} on {}", dest.display()))
-}
-
 /// Moves a bind made by `create` (crate::idmap: id-mapped, or any bind in a user
 /// namespace) onto `m`'s destination, then applies its other options.
 pub fn mount_detached(root: BorrowedFd, m: &Mount, bind: &crate::idmap::Prepared) -> Result<()> {
@@ -318,7 +293,15 @@ pub fn mount_detached(root: BorrowedFd, m: &Mount, bind: &crate::idmap::Prepared
     r.with_context(|| format!("mount {what} on {}", dest.display()))
 }
 
-fn do_mount(root: BorrowedFd, bundle: &Path, m: &Mount, opts: &Options, typ: &str) -> Result<()> {
+/// Mounts `m` (options already parsed: `opts`) inside the rootfs `root`: a bind, or a
+/// filesystem of type `typ`; cgroup mounts go through `init::cgroupfs` instead.
+pub fn do_mount(
+    root: BorrowedFd,
+    bundle: &Path,
+    m: &Mount,
+    opts: &Options,
+    typ: &str,
+) -> Result<()> {
     let dest = m.destination();
     if opts.is_bind() || typ == "bind" {
         let src = m.source().as_ref().context("a bind mount needs a source")?;

@@ -11,26 +11,23 @@ use nix::fcntl::OFlag;
 use nix::mount::{MntFlags, MsFlags, mount, umount2};
 use nix::sys::stat::{Mode, SFlag, makedev, mknodat};
 use nix::unistd::{Gid, Uid, fchownat, symlinkat};
-use oci_spec::runtime::{LinuxDevice, LinuxDeviceType, Spec};
+use oci_spec::runtime::{LinuxDevice, LinuxDeviceType, Mount, Spec};
 
+use super::InitConfig;
 use super::mounts::{self, bind_fd, propagation_option};
 use crate::safepath::{self, fd_path, mkdir_all_in_root, open_in_root, split};
 use crate::sys;
 
+/// How the init builds the rootfs: what `create` handed it (`cfg`: the spec, bundle, rootfs
+/// path, --no-pivot, the binds made by `create` and the cgroup) and what the init derived.
 pub struct RootfsPlan<'a> {
-    pub spec: &'a Spec,
-    pub bundle: &'a Path,
-    pub rootfs: &'a Path,
-    pub no_pivot: bool,
+    pub cfg: &'a InitConfig<'a>,
     /// No mount namespace of our own: the mounts are made in the runtime's (under a bind
     /// of the rootfs that `delete` detaches), the root entered by chroot, and nothing
     /// changes the propagation of the host's mounts.
     pub host_ns: bool,
+    /// The container has a cgroup namespace (of its own or joined), for the `cgroup` mount.
     pub cgroupns: bool,
-    /// Binds made by `create` (detached): the id-mapped ones, and all in a user namespace.
-    pub idmapped: &'a [crate::idmap::Prepared],
-    /// The container's cgroup, for the `cgroup` mount.
-    pub cgroup: &'a crate::cgroups::Cgroup,
     /// process.cwd, created inside the rootfs when missing (as runc does).
     pub cwd: &'a Path,
     /// In a user namespace mknod is not allowed: devices are bind-mounted from the host.
@@ -47,7 +44,7 @@ pub struct RootfsPlan<'a> {
 
 /// Sets up the rootfs and pivots into it. Returns with "/" being the container's root.
 pub fn setup(plan: &RootfsPlan) -> Result<()> {
-    let spec = plan.spec;
+    let spec = plan.cfg.spec;
     let linux = spec.linux().as_ref();
     let prop = initial_propagation(spec)?;
     if !plan.host_ns {
@@ -59,21 +56,21 @@ pub fn setup(plan: &RootfsPlan) -> Result<()> {
             None::<&str>,
         )
         .context("make / a slave mount")?;
-        parent_mount_slave(plan.rootfs)?;
+        parent_mount_slave(plan.cfg.rootfs)?;
     }
 
     // The rootfs must be a mount point of its own for pivot_root (and, in the host's
     // namespace, to be detached with everything on it at delete).
     mount(
-        Some(plan.rootfs),
-        plan.rootfs,
+        Some(plan.cfg.rootfs),
+        plan.cfg.rootfs,
         None::<&str>,
         MsFlags::MS_BIND | MsFlags::MS_REC,
         None::<&str>,
     )
-    .with_context(|| format!("bind mount rootfs {}", plan.rootfs.display()))?;
-    let root = File::open(plan.rootfs)
-        .with_context(|| format!("open rootfs {}", plan.rootfs.display()))?;
+    .with_context(|| format!("bind mount rootfs {}", plan.cfg.rootfs.display()))?;
+    let root = File::open(plan.cfg.rootfs)
+        .with_context(|| format!("open rootfs {}", plan.cfg.rootfs.display()))?;
     let root = root.as_fd();
 
     let mount_list = spec.mounts().as_deref().unwrap_or(&[]);
@@ -82,12 +79,12 @@ pub fn setup(plan: &RootfsPlan) -> Result<()> {
         if matches!(m.typ().as_deref(), Some("cgroup" | "cgroup2")) {
             (plan.before_cgroup_mount)()?;
         }
-        if let Some(p) = plan.idmapped.iter().find(|p| p.index == i) {
+        if let Some(p) = plan.cfg.idmapped.iter().find(|p| p.index == i) {
             mounts::mount_detached(root, m, p)?;
             continue;
         }
         let m = super::lsm::label_mount(m, label);
-        mounts::mount_entry(root, plan.bundle, &m, plan.cgroupns, plan.cgroup)?;
+        mount_entry(root, plan.cfg.bundle, &m, plan.cgroupns, plan.cfg.cgroup)?;
     }
     if !mounts::binds_dev(mount_list) {
         create_devices(
@@ -123,7 +120,7 @@ pub fn setup(plan: &RootfsPlan) -> Result<()> {
         .with_context(|| format!("create cwd {} in the rootfs", plan.cwd.display()))?;
     if plan.host_ns {
         enter_by_chroot(root)?;
-    } else if plan.no_pivot {
+    } else if plan.cfg.no_pivot {
         hide_host_pseudo_fs(root)?;
         enter_by_move(root)?;
     } else {
@@ -154,6 +151,31 @@ pub fn setup(plan: &RootfsPlan) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Mounts one `mounts` entry inside the rootfs `root`. `bundle` anchors relative sources.
+pub fn mount_entry(
+    root: BorrowedFd,
+    bundle: &Path,
+    m: &Mount,
+    cgroupns: bool,
+    cgroup: &crate::cgroups::Cgroup,
+) -> Result<()> {
+    let dest = m.destination();
+    let typ = m.typ().as_deref().unwrap_or("");
+    let opts = mounts::Options::parse(m.options().as_deref().unwrap_or(&[]))
+        .with_context(|| format!("mount {}", dest.display()))?;
+    if typ == "cgroup" || typ == "cgroup2" {
+        return super::cgroupfs::mount_cgroup(root, m, &opts, cgroupns, cgroup)
+            .with_context(|| format!("mount cgroup on {}", dest.display()));
+    }
+    let what = if typ.is_empty() || typ == "bind" {
+        "bind"
+    } else {
+        typ
+    };
+    mounts::do_mount(root, bundle, m, &opts, typ)
+        .with_context(|| format!("mount {what} on {}", dest.display()))
 }
 
 /// The propagation the container's mounts start with: rootfsPropagation, rslave when

@@ -14,7 +14,7 @@ use nix::unistd::Pid;
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
 
 use crate::cgroups::Cgroup;
-use crate::config::{self, Bundle};
+use crate::config::Bundle;
 use crate::container::{self, ContainerDir, Phase, State};
 use crate::init::{self, InitConfig, ns_flag};
 use crate::sync::{self, Msg};
@@ -64,7 +64,7 @@ pub fn create(root: &Path, opts: &CreateOpts) -> Result<Created> {
 /// `create` for `run`, which stays attached unless `detach` (-d): attached, a terminal goes
 /// to corten itself rather than to --console-socket.
 pub fn create_with(root: &Path, opts: &CreateOpts, detach: bool) -> Result<Created> {
-    config::validate_id(&opts.id)?;
+    container::validate_id(&opts.id)?;
     // --preserve-fds is bounded by its parser; with LISTEN_FDS the sum must fit too.
     let passed =
         crate::args::check_preserve_fds(u64::from(opts.preserve_fds) + u64::from(listen_fds()))
@@ -93,8 +93,8 @@ pub fn create_with(root: &Path, opts: &CreateOpts, detach: bool) -> Result<Creat
         .unwrap_or(false);
     // What the host must offer, checked before anything exists.
     crate::init::lsm::check_host(&bundle.spec, crate::init::lsm::Host::detect())?;
-    crate::runtime::intelrdt::check_host(&bundle.spec)?;
-    crate::runtime::netdev::check_host(&bundle.spec)?;
+    crate::intelrdt::check_host(&bundle.spec)?;
+    crate::netdev::check_host(&bundle.spec)?;
     // runc's flag rules first: they need nothing made.
     crate::console::check(terminal, opts.console_socket.is_some(), detach)?;
     let dir = ContainerDir::create(root, &opts.id)?;
@@ -156,7 +156,8 @@ fn spawn(
         record_rootfs_mount(rootfs, &mut state, undo)?;
     }
     // Made here, with the host's privileges; the init moves them into place.
-    let idmapped = crate::idmap::prepare(spec, &bundle.dir)?;
+    let propagation = crate::init::rootfs::initial_propagation(spec)?;
+    let idmapped = crate::idmap::prepare(spec, &bundle.dir, propagation)?;
     undo.shared_pid_ns = state.shared_pid_ns;
     let cgroup_fd = cg.make_before_clone(dir, &mut state, undo)?;
     let user_ns = namespaces.user_ns();
@@ -197,7 +198,7 @@ fn spawn(
     undo.poststop = state.hooks.is_some().then(|| state.clone());
     drop(cfg);
     state.pid = pid;
-    state.pid_start = container::process_start_time(pid)?;
+    state.pid_start = crate::pid::process_start_time(pid)?;
     dir.save(&state)?;
     cg.place(dir, &mut state, undo, &opts.id, pid, placed)?;
     if user_ns {
@@ -206,7 +207,7 @@ fn spawn(
     wait_ready(&parent_ch, spec, &state)?;
     // The init is parked in its network namespace: move the devices in now, so only the
     // state write below can still fail after they left the host.
-    crate::runtime::netdev::move_all(spec, pid)?;
+    crate::netdev::move_all(spec, pid)?;
     state.phase = Phase::Created;
     dir.save(&state)?;
     Ok(pid)

@@ -171,8 +171,8 @@ pub fn exec(root: &Path, o: &ExecOpts) -> Result<i32> {
                 return Ok(0);
             }
             match master {
-                Some(m) => super::relay::relay(m, pid),
-                None => super::run::wait_forwarding(pid),
+                Some(m) => crate::relay::relay(m, pid),
+                None => crate::wait::wait_forwarding(pid),
             }
         }
     }
@@ -210,7 +210,7 @@ fn exec_cgroup(container: Option<&Cgroup>, o: &ExecOpts) -> Result<Option<Cgroup
 fn set_initial_affinity(process: &Process) -> Result<()> {
     let affinity = process.exec_cpu_affinity().clone().unwrap_or_default();
     if let Some(initial) = affinity.initial().as_deref().filter(|l| !l.is_empty()) {
-        init::sched::set_affinity(initial, "initial")?;
+        crate::sched::set_affinity(initial, "initial")?;
     }
     Ok(())
 }
@@ -218,7 +218,7 @@ fn set_initial_affinity(process: &Process) -> Result<()> {
 /// The init, pinned by a pidfd once we know it is still the same process.
 fn pin_init(state: &State) -> Result<OwnedFd> {
     let pidfd = sys::pidfd_open(state.pid).map_err(|_| anyhow::anyhow!("container not running"))?;
-    if !container::process_alive(state.pid, state.pid_start) {
+    if !crate::pid::process_alive(state.pid, state.pid_start) {
         bail!("container not running");
     }
     Ok(pidfd)
@@ -324,13 +324,13 @@ fn build_process(spec: &Spec, o: &ExecOpts) -> Result<Process> {
                 f.display()
             );
         }
-        init::sched::spec_flag_names(&mut v, "/scheduler/flags");
+        crate::sched::spec_flag_names(&mut v, "/scheduler/flags");
         let mut p: Process = serde_json::from_value(v).with_context(parse)?;
         if p.args().as_ref().is_none_or(|a| a.is_empty()) {
             bail!("--process {}: args must not be empty", f.display());
         }
         inherit_from_container(&mut p, spec.process().as_ref());
-        init::sched::validate(&p).with_context(|| format!("--process {}", f.display()))?;
+        crate::sched::validate(&p).with_context(|| format!("--process {}", f.display()))?;
         return Ok(p);
     }
     if o.args.is_empty() {
@@ -626,7 +626,7 @@ fn become_process(ch: &Channel, child: &Child) -> anyhow::Error {
             .and_then(|a| a.cpu_affinity_final().as_deref())
             .filter(|l| !l.is_empty())
         {
-            init::sched::set_affinity(list, "final")?;
+            crate::sched::set_affinity(list, "final")?;
         }
         // The joiner's death must not take us along, nor must a later `corten exec` exit.
         // SAFETY: prctl with integer arguments.

@@ -2,7 +2,7 @@
 
 use serde_json::{Value, json};
 
-use crate::config::OCI_VERSION;
+use crate::spec_version::OCI_VERSION;
 
 pub fn features() -> Value {
     let caps: Vec<String> = {

@@ -9,7 +9,7 @@ use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 
-use crate::container::{self, ContainerDir, Status};
+use crate::container::{ContainerDir, Status};
 use crate::sys;
 
 /// Parses "KILL", "SIGKILL", "kill", "9".
@@ -96,7 +96,7 @@ fn signal_init_if_alive(pid: i32, start: u64, sig: i32) -> Result<bool> {
         Err(e) if e.raw_os_error() == Some(libc::ESRCH) => return Ok(false),
         Err(e) => return Err(e).context("pidfd_open"),
     };
-    if !container::process_alive(pid, start) {
+    if !crate::pid::process_alive(pid, start) {
         return Ok(false);
     }
     match sys::pidfd_send_signal(pidfd.as_fd(), sig) {

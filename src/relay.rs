@@ -23,7 +23,7 @@ const DRAIN_QUIET: Duration = Duration::from_millis(200);
 
 /// Relays `master` until `pid` (our child) exits; returns its status (128+N for signal N).
 pub fn relay(master: OwnedFd, pid: i32) -> Result<i32> {
-    let signals = super::run::block_forwarded()?;
+    let signals = crate::wait::block_forwarded()?;
     let signals = SignalFd::with_flags(&signals, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
         .context("signalfd")?;
     let flags = fcntl(&master, FcntlArg::F_GETFL).context("fcntl the terminal")?;
@@ -43,7 +43,7 @@ pub fn relay(master: OwnedFd, pid: i32) -> Result<i32> {
     };
     let child = Pid::from_raw(pid);
     loop {
-        if let Some(code) = super::run::exit_status(child)? {
+        if let Some(code) = crate::wait::exit_status(child)? {
             r.drain();
             return Ok(code);
         }

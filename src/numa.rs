@@ -4,7 +4,7 @@
 use anyhow::{Context, Result, bail};
 use oci_spec::runtime::{LinuxMemoryPolicy, MemoryPolicyFlagType, MemoryPolicyModeType};
 
-use super::idlist;
+use crate::idlist;
 
 /// Node numbers accepted (the kernel's largest MAX_NUMNODES, 1 << CONFIG_NODES_SHIFT = 10).
 const MAX_NODES: usize = 1024;

@@ -12,7 +12,7 @@ use oci_spec::runtime::{
     Process, Scheduler,
 };
 
-use super::idlist;
+use crate::idlist;
 
 /// CPU numbers accepted in CPU lists (the kernel's CONFIG_NR_CPUS maximum).
 pub const MAX_CPUS: usize = 8192;
