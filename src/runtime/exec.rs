@@ -164,8 +164,11 @@ pub fn exec(o: &ExecOpts) -> Result<i32> {
             let master = match started {
                 Ok(m) => m,
                 Err(e) => {
-                    // SAFETY: kill(2) of our own child; reaped right after.
-                    unsafe { libc::kill(pid, libc::SIGKILL) };
+                    // Our own child; reaped right after.
+                    let _ = nix::sys::signal::kill(
+                        nix::unistd::Pid::from_raw(pid),
+                        nix::sys::signal::Signal::SIGKILL,
+                    );
                     let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
                     return Err(e);
                 }
@@ -478,8 +481,8 @@ struct Child<'a> {
 /// pid, exit. Never returns.
 fn join_and_clone(pidfd: &OwnedFd, t: &Targets, ch: &Channel, child: &Child) -> ! {
     let result = (|| -> Result<i32> {
-        // SAFETY: prctl with integer arguments: die if `corten exec` dies.
-        unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) };
+        // Die if `corten exec` dies.
+        let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL);
         if nix::sched::setns(pidfd.as_fd(), t.flags).is_err() {
             for (flag, fd) in &t.files {
                 nix::sched::setns(fd, *flag).with_context(|| {
@@ -537,8 +540,7 @@ fn become_process(ch: &Channel, child: &Child) -> anyhow::Error {
             init::sched::set_affinity(list, "final")?;
         }
         // The joiner's death must not take us along, nor must a later `corten exec` exit.
-        // SAFETY: prctl with integer arguments.
-        unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, 0, 0, 0, 0) };
+        let _ = nix::sys::prctl::set_pdeathsig(None);
         nix::unistd::setsid().ok();
         if child.userns {
             // As the init is: its root, so the keyring and the pty get a mapped owner.
