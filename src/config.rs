@@ -347,11 +347,7 @@ pub fn validate_id(id: &str) -> Result<()> {
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || "_+-.".contains(c));
     if !ok {
-        let shown: String = id.chars().take(64).collect();
-        let more = if shown.len() < id.len() { "..." } else { "" };
-        bail!(
-            "invalid container ID format: {shown:?}{more} (use letters, digits and _ + - . only)"
-        );
+        return Err(crate::error::Error::InvalidId { id: id.to_string() }.into());
     }
     Ok(())
 }

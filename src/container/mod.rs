@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::cgroups::Cgroup;
 use crate::config::OCI_VERSION;
+use crate::error::Error;
 
 pub const STATE_FILE: &str = "state.json";
 pub const START_SOCKET: &str = "start.sock";
@@ -145,18 +146,6 @@ pub fn process_start_time(pid: i32) -> Result<u64> {
     Ok(stat.starttime)
 }
 
-/// No container has this id (`delete --force` takes it as done).
-#[derive(Debug)]
-pub struct NoSuchContainer(pub String);
-
-impl std::fmt::Display for NoSuchContainer {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "container {:?} does not exist", self.0)
-    }
-}
-
-impl std::error::Error for NoSuchContainer {}
-
 /// A container's state directory, opened (and, for mutating commands, locked).
 pub struct ContainerDir {
     pub id: String,
@@ -177,7 +166,7 @@ impl ContainerDir {
         match fs::DirBuilder::new().mode(0o711).create(&path) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                bail!("container {id:?} already exists")
+                return Err(Error::AlreadyExists { id: id.to_string() }.into());
             }
             Err(e) => return Err(e).with_context(|| format!("create {}", path.display())),
         }
@@ -200,7 +189,7 @@ impl ContainerDir {
         {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(NoSuchContainer(id.to_string()).into());
+                return Err(Error::NoSuchContainer { id: id.to_string() }.into());
             }
             Err(e) if matches!(e.raw_os_error(), Some(libc::ELOOP | libc::ENOTDIR)) => {
                 bail!("{} is not a container's state directory", path.display())
@@ -246,7 +235,10 @@ impl ContainerDir {
     pub fn load_existing(&self) -> Result<State> {
         match self.load()? {
             Some(s) => Ok(s),
-            None => Err(NoSuchContainer(self.id.clone()).into()),
+            None => Err(Error::NoSuchContainer {
+                id: self.id.clone(),
+            }
+            .into()),
         }
     }
 

@@ -18,6 +18,7 @@ use oci_spec::runtime::{Capability, Linux, LinuxCapabilities, Process, Spec, Use
 use crate::cgroups::Cgroup;
 use crate::config::Bundle;
 use crate::container::{self, ContainerDir, Status};
+use crate::error::Error;
 use crate::init::{self, finalize, lsm, ns_flag, ns_name};
 use crate::seccomp;
 use crate::sync::{self, Channel, Msg};
@@ -78,9 +79,13 @@ pub fn exec(o: &ExecOpts) -> Result<i32> {
     };
 
     // The init, pinned by a pidfd once we know it is still the same process.
-    let pidfd = sys::pidfd_open(state.pid).map_err(|_| anyhow::anyhow!("container not running"))?;
+    let not_running = || Error::NotRunning {
+        id: None,
+        status: None,
+    };
+    let pidfd = sys::pidfd_open(state.pid).map_err(|_| not_running())?;
     if !container::process_alive(state.pid, state.pid_start) {
-        bail!("container not running");
+        return Err(not_running().into());
     }
     let targets = namespaces(&bundle.spec, state.pid)?;
     // The host's procfs, for the process's LSM attribute files once it is in the
