@@ -26,6 +26,12 @@ pub enum Error {
 }
 
 impl Error {
+    /// "container not running", as `kill` and `exec` say it.
+    pub const NOT_RUNNING: Error = Error::NotRunning {
+        id: None,
+        status: None,
+    };
+
     /// The [`Error`] `e` is, or that it wraps with context.
     pub fn of(e: &anyhow::Error) -> Option<&Error> {
         e.downcast_ref::<Error>()

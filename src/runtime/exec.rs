@@ -79,13 +79,9 @@ pub fn exec(o: &ExecOpts) -> Result<i32> {
     };
 
     // The init, pinned by a pidfd once we know it is still the same process.
-    let not_running = || Error::NotRunning {
-        id: None,
-        status: None,
-    };
-    let pidfd = sys::pidfd_open(state.pid).map_err(|_| not_running())?;
+    let pidfd = sys::pidfd_open(state.pid).map_err(|_| Error::NOT_RUNNING)?;
     if !container::process_alive(state.pid, state.pid_start) {
-        return Err(not_running().into());
+        return Err(Error::NOT_RUNNING.into());
     }
     let targets = namespaces(&bundle.spec, state.pid)?;
     // The host's procfs, for the process's LSM attribute files once it is in the

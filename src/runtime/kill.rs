@@ -66,11 +66,7 @@ pub fn kill(root: &Path, id: &str, signal: &str, all: bool) -> Result<()> {
         if all {
             return Ok(());
         }
-        return Err(Error::NotRunning {
-            id: None,
-            status: None,
-        }
-        .into());
+        return Err(Error::NOT_RUNNING.into());
     }
     // The init first (through its pidfd); with --all then every other pid of the cgroup,
     // where one that has exited meanwhile is no error.
@@ -78,11 +74,7 @@ pub fn kill(root: &Path, id: &str, signal: &str, all: bool) -> Result<()> {
         if all {
             return Ok(());
         }
-        return Err(Error::NotRunning {
-            id: None,
-            status: None,
-        }
-        .into());
+        return Err(Error::NOT_RUNNING.into());
     }
     if all && let Some(cg) = &state.cgroup {
         cg.signal_own(sig, state.pid);
@@ -93,11 +85,7 @@ pub fn kill(root: &Path, id: &str, signal: &str, all: bool) -> Result<()> {
 /// Signals the init through a pidfd after checking it is still the same process.
 pub fn signal_init(pid: i32, start: u64, sig: i32) -> Result<()> {
     if !signal_init_if_alive(pid, start, sig)? {
-        return Err(Error::NotRunning {
-            id: None,
-            status: None,
-        }
-        .into());
+        return Err(Error::NOT_RUNNING.into());
     }
     Ok(())
 }
