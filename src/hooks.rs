@@ -23,16 +23,18 @@ use std::cell::OnceCell;
 use std::ffi::CString;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use nix::errno::Errno;
 use nix::fcntl::{FcntlArg, OFlag, fcntl};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-use nix::sys::signal::SigSet;
+use nix::sys::signal::{Signal, kill, killpg};
 use nix::sys::wait::{WaitStatus, waitpid};
-use nix::unistd::ForkResult;
+use nix::unistd::Pid;
 use oci_spec::runtime::{Hook, Hooks, Spec};
 use serde::{Deserialize, Serialize};
 
@@ -380,106 +382,105 @@ fn run_hook(hook: &Hook, input: &[u8], inherit: Inherit) -> Result<()> {
     }
 }
 
-/// Forks and execs the hook with exactly its argv (args[0] as argv[0]; the path when
-/// there are no args) and env (or the inherited one), in a process group of its own, with
-/// a pipe on stdin and `out` on stdout and stderr. Only fds 0-2 reach it. Returns its pid
-/// and the stdin pipe.
+/// Starts the hook with exactly its argv (args[0] as argv[0]; the path when there are no
+/// args) and env (or the inherited one), in a process group of its own, with a pipe on
+/// stdin and `out` on stdout and stderr. Only fds 0-2 reach it. Returns its pid and the
+/// stdin pipe.
+///
+/// std's Command forks, sets up stdio and the process group, resets SIGPIPE and the
+/// signal mask (the Rust runtime ignores the one, `run` blocks signals: neither is the
+/// hook's) and reports a failed exec. The exec itself is the last `pre_exec` step, not
+/// Command's execvp: execve takes the env list as given (order and duplicates kept, where
+/// Command keeps one value per name, sorted), and never retries a file the kernel can't
+/// run with /bin/sh, as execvp does.
 fn spawn(hook: &Hook, out: OwnedFd, inherit: Inherit) -> Result<(i32, OwnedFd)> {
-    let cstr = |s: &[u8], what: &str| {
-        CString::new(s).with_context(|| {
-            format!(
-                "{what} {:?} contains a NUL byte",
-                String::from_utf8_lossy(s)
-            )
+    let exec = Exec::new(hook, inherit)?;
+    let out2 = out.try_clone().context("dup the hook's output pipe")?;
+    let mut cmd = Command::new(hook.path());
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::from(out))
+        .stderr(Stdio::from(out2))
+        .process_group(0);
+    // SAFETY: runs in the forked child of a single-threaded process, and only flags fds
+    // and execs, on what `Exec::new` prepared: no allocation, no lock.
+    unsafe {
+        cmd.pre_exec(move || {
+            crate::sys::cloexec_from(3)?;
+            Err(exec.execve())
         })
     };
-    let path = cstr(hook.path().as_os_str().as_bytes(), "path")?;
-    let args = match hook.args().as_deref() {
-        Some(a) if !a.is_empty() => a
-            .iter()
-            .map(|a| cstr(a.as_bytes(), "argument"))
-            .collect::<Result<Vec<_>>>()?,
-        _ => vec![path.clone()],
-    };
-    let env = match (hook.env().as_deref(), inherit) {
-        (Some(env), _) | (None, Inherit::Process(env)) => env
-            .iter()
-            .map(|e| cstr(e.as_bytes(), "env entry"))
-            .collect::<Result<Vec<_>>>()?,
-        (None, Inherit::Runtime) => std::env::vars_os()
-            .map(|(k, v)| {
-                let mut e = k.into_vec();
-                e.push(b'=');
-                e.extend(v.into_vec());
-                cstr(&e, "env entry")
-            })
-            .collect::<Result<Vec<_>>>()?,
-    };
-    // Everything the child needs is made before the fork: it must not allocate.
-    let argv = nul_terminated(&args);
-    let envp = nul_terminated(&env);
-    let (in_r, in_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).context("pipe")?;
-    // The child reports a failed execve here; a successful one closes it (close-on-exec).
-    let (err_r, err_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).context("pipe")?;
-    // SAFETY: corten is single-threaded, so the child may run any code; it only makes
-    // syscalls on what was prepared above, then execs or _exits.
-    match unsafe { nix::unistd::fork() }.context("fork")? {
-        ForkResult::Child => {
-            let errno = exec_child(&path, &argv, &envp, &in_r, &out);
-            let _ = nix::unistd::write(&err_w, &(errno as i32).to_ne_bytes());
-            // SAFETY: _exit skips the atexit handlers and buffers that belong to the parent.
-            unsafe { libc::_exit(127) }
-        }
-        ForkResult::Parent { child } => {
-            drop((in_r, out, err_w));
-            let mut buf = [0u8; 4];
-            let n = loop {
-                match nix::unistd::read(&err_r, &mut buf) {
-                    Err(Errno::EINTR) => continue,
-                    r => break r.unwrap_or(0),
-                }
-            };
-            if n == buf.len() {
-                let _ = reap(child.as_raw());
-                let err = std::io::Error::from_raw_os_error(i32::from_ne_bytes(buf));
-                return Err(err).context("exec");
-            }
-            Ok((child.as_raw(), in_w))
-        }
-    }
+    let mut child = cmd.spawn().context("exec")?;
+    let stdin = child.stdin.take().context("the hook's stdin pipe")?;
+    // The pid is waited for by `reap`; dropping the handle neither waits nor kills.
+    Ok((child.id() as i32, stdin.into()))
 }
 
-/// In the forked child: stdio, process group, signal state, fds; then execve. Returns
-/// only with the error.
-fn exec_child(
-    path: &CString,
-    argv: &[*const libc::c_char],
-    envp: &[*const libc::c_char],
-    stdin: &OwnedFd,
-    out: &OwnedFd,
-) -> Errno {
-    let r = (|| -> nix::Result<std::convert::Infallible> {
-        // Copies above 2 first, so that no dup2 below overwrites a source.
-        let i = fcntl(stdin, FcntlArg::F_DUPFD_CLOEXEC(3))?;
-        let o = fcntl(out, FcntlArg::F_DUPFD_CLOEXEC(3))?;
-        for (from, to) in [(i, 0), (o, 1), (o, 2)] {
-            // SAFETY: dup2 on fd numbers (the copies just made); no memory is touched.
-            Errno::result(unsafe { libc::dup2(from, to) })?;
-        }
-        nix::unistd::setpgid(nix::unistd::Pid::from_raw(0), nix::unistd::Pid::from_raw(0))?;
-        // The Rust runtime ignores SIGPIPE and `run` blocks signals: neither is the hook's.
-        // SAFETY: setting a disposition to SIG_DFL installs no handler.
-        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
-        SigSet::empty().thread_set_mask()?;
-        crate::sys::cloexec_from(3).map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(0)))?;
+/// What execve takes for a hook, made before the fork (the child must not allocate).
+struct Exec {
+    path: CString,
+    /// The strings `argv` and `envp` point into: their heap buffers, which don't move
+    /// when the vectors do.
+    _strings: Vec<CString>,
+    argv: Vec<*const libc::c_char>,
+    envp: Vec<*const libc::c_char>,
+}
+
+// SAFETY: the pointers point into strings `Exec` owns and never changes; they are only
+// read, by execve in the child.
+unsafe impl Send for Exec {}
+// SAFETY: as above.
+unsafe impl Sync for Exec {}
+
+impl Exec {
+    fn new(hook: &Hook, inherit: Inherit) -> Result<Exec> {
+        let cstr = |s: &[u8], what: &str| {
+            CString::new(s).with_context(|| {
+                format!(
+                    "{what} {:?} contains a NUL byte",
+                    String::from_utf8_lossy(s)
+                )
+            })
+        };
+        let path = cstr(hook.path().as_os_str().as_bytes(), "path")?;
+        let args = match hook.args().as_deref() {
+            Some(a) if !a.is_empty() => a
+                .iter()
+                .map(|a| cstr(a.as_bytes(), "argument"))
+                .collect::<Result<Vec<_>>>()?,
+            _ => vec![path.clone()],
+        };
+        let env = match (hook.env().as_deref(), inherit) {
+            (Some(env), _) | (None, Inherit::Process(env)) => env
+                .iter()
+                .map(|e| cstr(e.as_bytes(), "env entry"))
+                .collect::<Result<Vec<_>>>()?,
+            (None, Inherit::Runtime) => std::env::vars_os()
+                .map(|(k, v)| {
+                    let mut e = k.into_vec();
+                    e.push(b'=');
+                    e.extend(v.into_vec());
+                    cstr(&e, "env entry")
+                })
+                .collect::<Result<Vec<_>>>()?,
+        };
+        let argv = nul_terminated(&args);
+        let envp = nul_terminated(&env);
+        let mut strings = args;
+        strings.extend(env);
+        Ok(Exec {
+            path,
+            _strings: strings,
+            argv,
+            envp,
+        })
+    }
+
+    /// execve(2); returns only with its error.
+    fn execve(&self) -> std::io::Error {
         // SAFETY: path is NUL-terminated; argv and envp are NULL-terminated arrays of
-        // pointers to NUL-terminated strings that outlive the call.
-        unsafe { libc::execve(path.as_ptr(), argv.as_ptr(), envp.as_ptr()) };
-        Err(Errno::last())
-    })();
-    match r {
-        Err(e) => e,
-        Ok(never) => match never {},
+        // pointers to NUL-terminated strings that `self` owns.
+        unsafe { libc::execve(self.path.as_ptr(), self.argv.as_ptr(), self.envp.as_ptr()) };
+        std::io::Error::last_os_error()
     }
 }
 
@@ -495,7 +496,7 @@ fn nul_terminated(strings: &[CString]) -> Vec<*const libc::c_char> {
 /// waitpid for the hook, retried on EINTR.
 fn reap(pid: i32) -> Result<WaitStatus> {
     loop {
-        match waitpid(nix::unistd::Pid::from_raw(pid), None) {
+        match waitpid(Pid::from_raw(pid), None) {
             Err(Errno::EINTR) => continue,
             r => return r.context("wait for the hook"),
         }
@@ -598,11 +599,11 @@ fn drain(fd: &OwnedFd, keep: &mut Vec<u8>) -> bool {
 
 /// SIGKILL to the hook's process group (it leads one) and so to what it started there.
 fn kill_group(pid: i32) {
-    // SAFETY: kill(2) has no memory effects; the hook is not reaped yet, so its pid still
-    // names its own group and no other.
-    unsafe { libc::kill(-pid, libc::SIGKILL) };
-    // SAFETY: as above; in case it left its group.
-    unsafe { libc::kill(pid, libc::SIGKILL) };
+    // The hook is not reaped yet, so its pid still names its own group and no other.
+    let pid = Pid::from_raw(pid);
+    let _ = killpg(pid, Signal::SIGKILL);
+    // In case it left its group.
+    let _ = kill(pid, Signal::SIGKILL);
 }
 
 fn set_nonblocking(fd: &impl AsFd) -> Result<()> {

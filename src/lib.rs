@@ -11,6 +11,7 @@ pub mod config;
 pub mod console;
 pub mod container;
 pub mod default_spec;
+pub mod error;
 pub mod hooks;
 pub mod idlist;
 pub mod idmap;

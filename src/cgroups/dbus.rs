@@ -305,6 +305,30 @@ impl std::fmt::Display for TimedOut {
 
 impl std::error::Error for TimedOut {}
 
+/// An error reply to a call: its D-Bus error name (e.g.
+/// `org.freedesktop.systemd1.NoSuchUnit`), which callers match, and its message.
+#[derive(Debug)]
+pub struct ErrorReply {
+    pub name: String,
+    pub message: String,
+}
+
+impl ErrorReply {
+    /// Is `e` (or what it wraps with context) the error reply `name`?
+    pub fn is(e: &anyhow::Error, name: &str) -> bool {
+        e.downcast_ref::<ErrorReply>()
+            .is_some_and(|r| r.name == name)
+    }
+}
+
+impl std::fmt::Display for ErrorReply {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.name, self.message)
+    }
+}
+
+impl std::error::Error for ErrorReply {}
+
 /// A connection to systemd's manager.
 pub struct Conn {
     sock: UnixStream,
@@ -480,11 +504,13 @@ impl Conn {
             let m = self.recv(Instant::now() + Duration::from_secs(30))?;
             match m.kind {
                 METHOD_RETURN if m.reply_serial == Some(serial) => return Ok(m),
-                ERROR if m.reply_serial == Some(serial) => bail!(
-                    "{}: {}",
-                    m.error_name,
-                    m.body.first().map(String::as_str).unwrap_or("")
-                ),
+                ERROR if m.reply_serial == Some(serial) => {
+                    return Err(ErrorReply {
+                        name: m.error_name,
+                        message: m.body.first().cloned().unwrap_or_default(),
+                    }
+                    .into());
+                }
                 SIGNAL => self.pending.push(m),
                 _ => {}
             }

@@ -23,7 +23,7 @@ use anyhow::{Context, Result, bail};
 use oci_spec::runtime::{LinuxBlockIo, LinuxDeviceCgroup, LinuxDeviceType, LinuxResources};
 use serde::{Deserialize, Serialize};
 
-use super::dbus::{Conn, TimedOut, Value};
+use super::dbus::{Conn, ErrorReply, TimedOut, Value};
 use super::{Cgroup, Dir, Hierarchy, hierarchies};
 
 /// How long a unit's start or stop job may take.
@@ -340,10 +340,7 @@ pub fn start(
     let reply = match conn.manager("StartTransientUnit", &args) {
         // runc's retry: a unit of that name may be a failed leftover. ResetFailedUnit
         // lets systemd collect it (a unit that is active is not touched), then once more.
-        Err(e)
-            if e.to_string()
-                .contains("org.freedesktop.systemd1.UnitExists") =>
-        {
+        Err(e) if ErrorReply::is(&e, "org.freedesktop.systemd1.UnitExists") => {
             let _ = conn.manager("ResetFailedUnit", &[Value::Str(unit.clone())]);
             conn.manager("StartTransientUnit", &args)
         }
@@ -475,7 +472,7 @@ pub fn stop(u: &Unit, dir: &Path) -> Result<()> {
             }
             clean
         }
-        Err(e) if e.to_string().contains("NoSuchUnit") => return Ok(()),
+        Err(e) if ErrorReply::is(&e, "org.freedesktop.systemd1.NoSuchUnit") => return Ok(()),
         Err(e) => return Err(e).with_context(|| format!("stop unit {unit}")),
     };
     crate::log::debug(&format!("systemd: {unit} stopped (job done: {clean})"));

@@ -17,6 +17,7 @@ use nix::fcntl::{Flock, FlockArg};
 use serde::{Deserialize, Serialize};
 
 use crate::cgroups::Cgroup;
+use crate::error::Error;
 use crate::pid::process_alive;
 use crate::spec_version::OCI_VERSION;
 
@@ -128,18 +129,6 @@ pub fn default_root() -> Result<PathBuf> {
     }
 }
 
-/// No container has this id (`delete --force` takes it as done).
-#[derive(Debug)]
-pub struct NoSuchContainer(pub String);
-
-impl std::fmt::Display for NoSuchContainer {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "container {:?} does not exist", self.0)
-    }
-}
-
-impl std::error::Error for NoSuchContainer {}
-
 /// A container's state directory, opened (and, for mutating commands, locked).
 pub struct ContainerDir {
     pub id: String,
@@ -160,7 +149,7 @@ impl ContainerDir {
         match fs::DirBuilder::new().mode(0o711).create(&path) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                bail!("container {id:?} already exists")
+                return Err(Error::AlreadyExists { id: id.to_string() }.into());
             }
             Err(e) => return Err(e).with_context(|| format!("create {}", path.display())),
         }
@@ -183,7 +172,7 @@ impl ContainerDir {
         {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(NoSuchContainer(id.to_string()).into());
+                return Err(Error::NoSuchContainer { id: id.to_string() }.into());
             }
             Err(e) if matches!(e.raw_os_error(), Some(libc::ELOOP | libc::ENOTDIR)) => {
                 bail!("{} is not a container's state directory", path.display())
@@ -229,7 +218,10 @@ impl ContainerDir {
     pub fn load_existing(&self) -> Result<State> {
         match self.load()? {
             Some(s) => Ok(s),
-            None => Err(NoSuchContainer(self.id.clone()).into()),
+            None => Err(Error::NoSuchContainer {
+                id: self.id.clone(),
+            }
+            .into()),
         }
     }
 
@@ -389,11 +381,7 @@ pub fn validate_id(id: &str) -> Result<()> {
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || "_+-.".contains(c));
     if !ok {
-        let shown: String = id.chars().take(64).collect();
-        let more = if shown.len() < id.len() { "..." } else { "" };
-        bail!(
-            "invalid container ID format: {shown:?}{more} (use letters, digits and _ + - . only)"
-        );
+        return Err(Error::InvalidId { id: id.to_string() }.into());
     }
     Ok(())
 }

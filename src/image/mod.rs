@@ -63,7 +63,7 @@ pub fn error_line(e: &anyhow::Error) -> String {
         c.downcast_ref::<std::io::Error>()
             .and_then(std::io::Error::raw_os_error)
             .is_some_and(|n| n == libc::ENOSPC || n == libc::EDQUOT)
-    }) || msg.contains("No space left on device");
+    });
     if full {
         format!("disk full: {msg}")
     } else {
@@ -410,7 +410,7 @@ fn fetch_blob(
     };
     if let Err(e) = src.fetch(d, &mut ing, progress) {
         // Keep a partial download for a later resume, unless its data is wrong.
-        if format!("{e:#}").contains("mismatch") {
+        if store::Mismatch::in_chain(&e) {
             ing.discard();
         }
         return Err(e.context(format!("blob {d}")));

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 use super::reference::{Digest, Reference, Source};
 use super::registry::Registry;
-use super::store::{Ingest, REF_NAME, Store};
+use super::store::{Ingest, Mismatch, REF_NAME, Store};
 use super::{Global, MT_DOCKER_MANIFEST};
 
 pub trait BlobSource: Sync {
@@ -44,7 +44,8 @@ pub fn open(source: &Source, g: &Global, store: &Store) -> Result<Box<dyn BlobSo
 fn verify(bytes: &[u8], want: &Digest, what: &str) -> Result<()> {
     let got = Digest::of(bytes);
     if &got != want {
-        bail!("digest mismatch for {what}: expected {want}, got {got}");
+        let msg = format!("digest mismatch for {what}: expected {want}, got {got}");
+        return Err(Mismatch(msg).into());
     }
     Ok(())
 }

@@ -280,6 +280,31 @@ impl Store {
 
 /// A blob being written: hashed and counted as it streams, moved into `blobs/` by
 /// [`Ingest::commit`] only if both match.
+/// Data that is not what was announced for it (size or digest): the source is wrong, so
+/// such a download is not kept for a resume.
+#[derive(Debug)]
+pub struct Mismatch(pub String);
+
+impl Mismatch {
+    /// Is `e`, or an error it wraps (an io::Error's payload too), a mismatch?
+    pub fn in_chain(e: &anyhow::Error) -> bool {
+        e.chain().any(|c| {
+            c.is::<Mismatch>()
+                || c.downcast_ref::<io::Error>()
+                    .and_then(io::Error::get_ref)
+                    .is_some_and(|inner| inner.is::<Mismatch>())
+        })
+    }
+}
+
+impl std::fmt::Display for Mismatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Mismatch {}
+
 pub struct Ingest {
     /// Locked while it lives: one writer per blob across processes.
     file: Flock<File>,
@@ -312,14 +337,14 @@ impl Ingest {
         if self.written != self.size || got != self.digest {
             let _ = fs::remove_file(&self.path);
             if self.written != self.size {
-                bail!(
+                return Err(Mismatch(format!(
                     "size mismatch for blob {}: expected {} bytes, got {}",
-                    self.digest,
-                    self.size,
-                    self.written
-                );
+                    self.digest, self.size, self.written
+                ))
+                .into());
             }
-            bail!("digest mismatch: expected {}, got {}", self.digest, got);
+            let msg = format!("digest mismatch: expected {}, got {}", self.digest, got);
+            return Err(Mismatch(msg).into());
         }
         fs::rename(&self.path, &self.dest)
             .with_context(|| format!("move blob {} into the store", self.digest))?;
@@ -337,10 +362,10 @@ impl Write for Ingest {
         if self.written + buf.len() as u64 > self.size {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
-                format!(
+                Mismatch(format!(
                     "size mismatch for blob {}: more than the {} bytes announced",
                     self.digest, self.size
-                ),
+                )),
             ));
         }
         let n = self.file.write(buf)?;

@@ -168,13 +168,10 @@ fn apply_exec_domain(linux: Option<&Linux>) -> Result<()> {
 /// Undoes what the Rust runtime did to the signal state: SIGPIPE is ignored, and ignored
 /// signals survive execve. The mask is cleared too.
 fn reset_signals() {
-    // SAFETY: setting a disposition to SIG_DFL and clearing the mask have no memory effects.
-    unsafe {
-        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
-    }
+    use nix::sys::signal::{SigHandler, SigSet, SigmaskHow, Signal, signal, sigprocmask};
+    // SAFETY: SIG_DFL installs no handler.
+    let _ = unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) };
+    let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
 }
 
 /// Who may search the session keyring the init makes, so that `exec`'d processes join

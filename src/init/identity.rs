@@ -5,6 +5,9 @@
 use std::collections::HashSet;
 
 use anyhow::{Context, Result, bail};
+use nix::sys::prctl;
+use nix::sys::resource::{Resource, setrlimit};
+use nix::unistd::{self, Gid, Uid};
 use oci_spec::runtime::{Capability, LinuxCapabilities, PosixRlimit, PosixRlimitType, Process};
 
 /// Applies rlimits, groups, uid/gid and capabilities, in that order.
@@ -27,11 +30,9 @@ pub fn apply(process: &Process) -> Result<()> {
             }
         }
     }
-    // SAFETY: prctl with integer arguments.
-    unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0) };
+    let _ = prctl::set_keepcaps(true);
     set_user(process)?;
-    // SAFETY: prctl with integer arguments.
-    unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, 0, 0, 0, 0) };
+    let _ = prctl::set_keepcaps(false);
     let empty = LinuxCapabilities::default();
     let caps = caps.unwrap_or(&empty);
     let eff = mask(caps.effective().as_ref(), last);
@@ -72,10 +73,9 @@ pub fn apply(process: &Process) -> Result<()> {
         }
     }
     if process.no_new_privileges().unwrap_or(false) {
-        // SAFETY: prctl with integer arguments.
-        if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
-            return Err(std::io::Error::last_os_error()).context("set no_new_privs");
-        }
+        prctl::set_no_new_privs()
+            .map_err(std::io::Error::from)
+            .context("set no_new_privs")?;
     }
     Ok(())
 }
@@ -83,7 +83,7 @@ pub fn apply(process: &Process) -> Result<()> {
 fn set_user(process: &Process) -> Result<()> {
     let user = process.user();
     let (uid, gid) = (user.uid(), user.gid());
-    let groups: Vec<libc::gid_t> = user.additional_gids().clone().unwrap_or_default();
+    let groups: Vec<u32> = user.additional_gids().clone().unwrap_or_default();
     // (uid_t)-1 means "leave unchanged" to the set*id calls: it is not an id one can be.
     if gid == u32::MAX || groups.contains(&u32::MAX) {
         bail!("setgid {gid}: 4294967295 is not a valid group id");
@@ -97,20 +97,19 @@ fn set_user(process: &Process) -> Result<()> {
     if denied && !groups.is_empty() {
         bail!("additionalGids {groups:?} need setgroups(2), which this user namespace denies");
     }
-    // SAFETY: the pointer and length describe `groups`, which outlives the call.
-    if !denied && unsafe { libc::setgroups(groups.len(), groups.as_ptr()) } != 0 {
-        return Err(std::io::Error::last_os_error())
-            .with_context(|| format!("setgroups {groups:?}"));
+    if !denied {
+        let gids: Vec<Gid> = groups.iter().copied().map(Gid::from_raw).collect();
+        unistd::setgroups(&gids)
+            .map_err(std::io::Error::from)
+            .with_context(|| format!("setgroups {groups:?}"))?;
     }
-    // Raw syscalls: the init is single-threaded, so no libc thread broadcast is needed.
-    // SAFETY: integer arguments.
-    if unsafe { libc::setresgid(gid, gid, gid) } != 0 {
-        return Err(std::io::Error::last_os_error()).with_context(|| format!("setgid {gid}"));
-    }
-    // SAFETY: integer arguments.
-    if unsafe { libc::setresuid(uid, uid, uid) } != 0 {
-        return Err(std::io::Error::last_os_error()).with_context(|| format!("setuid {uid}"));
-    }
+    let (g, u) = (Gid::from_raw(gid), Uid::from_raw(uid));
+    unistd::setresgid(g, g, g)
+        .map_err(std::io::Error::from)
+        .with_context(|| format!("setgid {gid}"))?;
+    unistd::setresuid(u, u, u)
+        .map_err(std::io::Error::from)
+        .with_context(|| format!("setuid {uid}"))?;
     Ok(())
 }
 
@@ -186,10 +185,6 @@ fn capset(eff: u64, prm: u64, inh: u64) -> Result<()> {
 
 fn set_rlimit(rl: &PosixRlimit) -> Result<()> {
     let resource = rlimit_resource(rl.typ());
-    let lim = libc::rlimit {
-        rlim_cur: rl.soft(),
-        rlim_max: rl.hard(),
-    };
     if rl.soft() > rl.hard() {
         bail!(
             "rlimit {}: soft limit {} is above hard limit {}",
@@ -198,39 +193,37 @@ fn set_rlimit(rl: &PosixRlimit) -> Result<()> {
             rl.hard()
         );
     }
-    // SAFETY: `lim` is a valid rlimit for the duration of the call.
-    if unsafe { libc::setrlimit(resource, &lim) } != 0 {
-        return Err(std::io::Error::last_os_error()).with_context(|| {
+    setrlimit(resource, rl.soft(), rl.hard())
+        .map_err(std::io::Error::from)
+        .with_context(|| {
             format!(
                 "setrlimit {} (soft {}, hard {})",
                 rl.typ(),
                 rl.soft(),
                 rl.hard()
             )
-        });
-    }
-    Ok(())
+        })
 }
 
-fn rlimit_resource(t: PosixRlimitType) -> libc::__rlimit_resource_t {
+fn rlimit_resource(t: PosixRlimitType) -> Resource {
     use PosixRlimitType::*;
     match t {
-        RlimitCpu => libc::RLIMIT_CPU,
-        RlimitFsize => libc::RLIMIT_FSIZE,
-        RlimitData => libc::RLIMIT_DATA,
-        RlimitStack => libc::RLIMIT_STACK,
-        RlimitCore => libc::RLIMIT_CORE,
-        RlimitRss => libc::RLIMIT_RSS,
-        RlimitNproc => libc::RLIMIT_NPROC,
-        RlimitNofile => libc::RLIMIT_NOFILE,
-        RlimitMemlock => libc::RLIMIT_MEMLOCK,
-        RlimitAs => libc::RLIMIT_AS,
-        RlimitLocks => libc::RLIMIT_LOCKS,
-        RlimitSigpending => libc::RLIMIT_SIGPENDING,
-        RlimitMsgqueue => libc::RLIMIT_MSGQUEUE,
-        RlimitNice => libc::RLIMIT_NICE,
-        RlimitRtprio => libc::RLIMIT_RTPRIO,
-        RlimitRttime => libc::RLIMIT_RTTIME,
+        RlimitCpu => Resource::RLIMIT_CPU,
+        RlimitFsize => Resource::RLIMIT_FSIZE,
+        RlimitData => Resource::RLIMIT_DATA,
+        RlimitStack => Resource::RLIMIT_STACK,
+        RlimitCore => Resource::RLIMIT_CORE,
+        RlimitRss => Resource::RLIMIT_RSS,
+        RlimitNproc => Resource::RLIMIT_NPROC,
+        RlimitNofile => Resource::RLIMIT_NOFILE,
+        RlimitMemlock => Resource::RLIMIT_MEMLOCK,
+        RlimitAs => Resource::RLIMIT_AS,
+        RlimitLocks => Resource::RLIMIT_LOCKS,
+        RlimitSigpending => Resource::RLIMIT_SIGPENDING,
+        RlimitMsgqueue => Resource::RLIMIT_MSGQUEUE,
+        RlimitNice => Resource::RLIMIT_NICE,
+        RlimitRtprio => Resource::RLIMIT_RTPRIO,
+        RlimitRttime => Resource::RLIMIT_RTTIME,
     }
 }
 

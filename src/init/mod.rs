@@ -101,8 +101,7 @@ fn prepare<'a>(cfg: &InitConfig<'a>) -> Result<finalize::Ready<'a>> {
         unsafe { libc::close(fd) };
     }
     // Die with the parent while it still waits for us (a killed `create` leaves no init).
-    // SAFETY: prctl with integer arguments.
-    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) };
+    let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL);
     // The parent may have died before the prctl: then its end of the socket is closed.
     if cfg.sync.peer_closed() {
         bail!("corten create exited");
@@ -242,8 +241,7 @@ pub fn become_userns_root() -> Result<()> {
 /// Reports Ready, parks in accept() until `start`, then execs.
 fn wait_and_exec(cfg: &InitConfig, mut ready: finalize::Ready) -> anyhow::Error {
     // From here on the parent exits normally; it must not take us with it.
-    // SAFETY: prctl with integer arguments.
-    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, 0, 0, 0, 0) };
+    let _ = nix::sys::prctl::set_pdeathsig(None);
     if let Err(e) = cfg.sync.send(&Msg::Ready) {
         return e;
     }

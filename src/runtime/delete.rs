@@ -11,14 +11,17 @@ use anyhow::{Context, Result, bail};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 
 use crate::cgroups::Cgroup;
-use crate::container::{ContainerDir, NoSuchContainer, Status};
+use crate::container::{ContainerDir, Status};
+use crate::error::Error;
 use crate::sys;
 
 pub fn delete(root: &Path, id: &str, force: bool) -> Result<()> {
     let dir = match ContainerDir::open(root, id, true) {
         Ok(d) => d,
         // containerd's shim calls `delete --force` on containers that are already gone.
-        Err(e) if force && e.is::<NoSuchContainer>() => return Ok(()),
+        Err(e) if force && matches!(Error::of(&e), Some(Error::NoSuchContainer { .. })) => {
+            return Ok(());
+        }
         Err(e) => return Err(e),
     };
     let Some(mut state) = dir.load()? else {
@@ -33,10 +36,13 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<()> {
         // A created container has run nothing of the user's yet: runc deletes it too.
         Status::Created | Status::Creating => kill_and_wait(state.pid, state.cgroup.as_ref())?,
         _ if force => kill_and_wait(state.pid, state.cgroup.as_ref())?,
-        status => bail!(
-            "cannot delete container {id} that is not stopped: {}",
-            status.as_str()
-        ),
+        status => {
+            return Err(Error::NotStopped {
+                id: id.to_string(),
+                status: status.as_str(),
+            }
+            .into());
+        }
     }
     if let Some(cg) = &mut state.cgroup {
         // Again once the init is gone: its scope is empty now.

@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 
 use crate::cgroups::Cgroup;
 use crate::container::{ContainerDir, Status};
+use crate::error::Error;
 
 /// One `{"type":"stats","id":…,"data":{…}}` object.
 pub fn stats(root: &Path, id: &str) -> Result<Value> {
@@ -49,7 +50,11 @@ fn open(root: &Path, id: &str) -> Result<(ContainerDir, Cgroup)> {
     let dir = ContainerDir::open(root, id, false)?;
     let state = dir.load_existing()?;
     if dir.status(&state) == Status::Stopped {
-        bail!("container {id} is not running");
+        return Err(Error::NotRunning {
+            id: Some(id.to_string()),
+            status: None,
+        }
+        .into());
     }
     let Some(cg) = state.cgroup.clone() else {
         bail!("container {id} has no cgroup")

@@ -18,6 +18,7 @@ use oci_spec::runtime::{Capability, Linux, LinuxCapabilities, Process, Spec, Use
 use crate::cgroups::Cgroup;
 use crate::config::Bundle;
 use crate::container::{self, ContainerDir, State, Status};
+use crate::error::Error;
 use crate::init::{self, finalize, lsm, ns_flag, ns_name};
 use crate::seccomp;
 use crate::sync::{self, Channel, Msg};
@@ -217,9 +218,9 @@ fn set_initial_affinity(process: &Process) -> Result<()> {
 
 /// The init, pinned by a pidfd once we know it is still the same process.
 fn pin_init(state: &State) -> Result<OwnedFd> {
-    let pidfd = sys::pidfd_open(state.pid).map_err(|_| anyhow::anyhow!("container not running"))?;
+    let pidfd = sys::pidfd_open(state.pid).map_err(|_| Error::NOT_RUNNING)?;
     if !crate::pid::process_alive(state.pid, state.pid_start) {
-        bail!("container not running");
+        return Err(Error::NOT_RUNNING.into());
     }
     Ok(pidfd)
 }
@@ -265,8 +266,11 @@ impl Pending<'_> {
             .and_then(|()| self.relay.map(crate::console::recv_master).transpose())
             .and_then(|m| write_pid_file(self.pid_file, pid).map(|()| m));
         if started.is_err() {
-            // SAFETY: kill(2) of our own child; reaped right after.
-            unsafe { libc::kill(pid, libc::SIGKILL) };
+            // Our own child; reaped right after.
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
             let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
         }
         started
@@ -570,8 +574,8 @@ struct Child<'a> {
 /// pid, exit. Never returns.
 fn join_and_clone(pidfd: &OwnedFd, t: &Targets, ch: &Channel, child: &Child) -> ! {
     let result = (|| -> Result<i32> {
-        // SAFETY: prctl with integer arguments: die if `corten exec` dies.
-        unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) };
+        // Die if `corten exec` dies.
+        let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL);
         if nix::sched::setns(pidfd.as_fd(), t.flags).is_err() {
             for (flag, fd) in &t.files {
                 nix::sched::setns(fd, *flag).with_context(|| {
@@ -629,8 +633,7 @@ fn become_process(ch: &Channel, child: &Child) -> anyhow::Error {
             crate::sched::set_affinity(list, "final")?;
         }
         // The joiner's death must not take us along, nor must a later `corten exec` exit.
-        // SAFETY: prctl with integer arguments.
-        unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, 0, 0, 0, 0) };
+        let _ = nix::sys::prctl::set_pdeathsig(None);
         nix::unistd::setsid().ok();
         if child.userns {
             // As the init is: its root, so the keyring and the pty get a mapped owner.

@@ -10,6 +10,7 @@ use std::path::Path;
 use anyhow::{Context, Result, bail};
 
 use crate::container::{ContainerDir, Status};
+use crate::error::Error;
 use crate::sys;
 
 /// Parses "KILL", "SIGKILL", "kill", "9".
@@ -65,7 +66,7 @@ pub fn kill(root: &Path, id: &str, signal: &str, all: bool) -> Result<()> {
         if all {
             return Ok(());
         }
-        bail!("container not running");
+        return Err(Error::NOT_RUNNING.into());
     }
     // The init first (through its pidfd); with --all then every other pid of the cgroup,
     // where one that has exited meanwhile is no error.
@@ -73,7 +74,7 @@ pub fn kill(root: &Path, id: &str, signal: &str, all: bool) -> Result<()> {
         if all {
             return Ok(());
         }
-        bail!("container not running");
+        return Err(Error::NOT_RUNNING.into());
     }
     if all && let Some(cg) = &state.cgroup {
         cg.signal_own(sig, state.pid);
@@ -84,7 +85,7 @@ pub fn kill(root: &Path, id: &str, signal: &str, all: bool) -> Result<()> {
 /// Signals the init through a pidfd after checking it is still the same process.
 pub fn signal_init(pid: i32, start: u64, sig: i32) -> Result<()> {
     if !signal_init_if_alive(pid, start, sig)? {
-        bail!("container not running");
+        return Err(Error::NOT_RUNNING.into());
     }
     Ok(())
 }

@@ -5,6 +5,7 @@ use std::path::Path;
 use anyhow::{Result, bail};
 
 use crate::container::{ContainerDir, Status};
+use crate::error::Error;
 
 pub fn pause(root: &Path, id: &str) -> Result<()> {
     set(root, id, true)
@@ -21,7 +22,13 @@ fn set(root: &Path, id: &str, frozen: bool) -> Result<()> {
         (Status::Running, true) | (Status::Paused, false) => {}
         (Status::Paused, true) => bail!("container {id} is already paused"),
         (Status::Running, false) => bail!("container {id} is not paused"),
-        (status, _) => bail!("container {id} is not running: {}", status.as_str()),
+        (status, _) => {
+            return Err(Error::NotRunning {
+                id: Some(id.to_string()),
+                status: Some(status.as_str()),
+            }
+            .into());
+        }
     }
     let Some(cg) = &state.cgroup else {
         bail!("container {id} has no cgroup")

@@ -9,6 +9,7 @@ use oci_spec::runtime::LinuxResources;
 use serde_json::{Value, json};
 
 use crate::container::{ContainerDir, Status};
+use crate::error::Error;
 
 /// runc's `update` flags, each optional, as the CLI parses them (the doc comments are its
 /// help). Sizes are bytes, -1 for unlimited (parsed by `args::bytes`).
@@ -51,7 +52,11 @@ pub fn update(root: &Path, id: &str, flags: &Flags) -> Result<()> {
     let dir = ContainerDir::open(root, id, true)?;
     let state = dir.load_existing()?;
     if dir.status(&state) == Status::Stopped {
-        bail!("container {id} is not running");
+        return Err(Error::NotRunning {
+            id: Some(id.to_string()),
+            status: None,
+        }
+        .into());
     }
     let Some(cg) = &state.cgroup else {
         bail!("container {id} has no cgroup")
