@@ -278,10 +278,22 @@ fn podman_systemd_manager_run() {
     );
     assert_eq!(out.code, Some(137), "{out}");
     assert_eq!(p.podman(&["ps", "-a", "-q"]).stdout.trim(), "");
-    let units = systemctl(&["list-units", "--all", "--no-legend", "--plain", "libpod-*"]);
+    // `--rm` is raced by conmon's exit command (`podman container cleanup --rm`): when
+    // that one wins, `run` returns while its runtime `delete` may still be stopping the
+    // unit, so the unit is given the time a cleanup takes.
+    let libpod_units = || {
+        let units = systemctl(&["list-units", "--all", "--no-legend", "--plain", "libpod-*"]);
+        let left: Vec<String> = units
+            .lines()
+            .filter(|l| !l.contains("libpod-conmon"))
+            .map(str::to_string)
+            .collect();
+        left
+    };
     assert!(
-        !units.lines().any(|l| !l.contains("libpod-conmon")),
-        "units left by --rm:\n{units}"
+        poll_until(STATE_TIMEOUT, || libpod_units().is_empty()),
+        "units left by --rm:\n{}",
+        libpod_units().join("\n")
     );
 }
 

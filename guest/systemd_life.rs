@@ -436,7 +436,7 @@ fn systemd_delete_force_running() {
 
 /// A create SIGKILLed at different points (the createRuntime hook sleeps, so the unit is
 /// up with the init in it while the create is still running): `delete --force` leaves no
-/// unit, no cgroup and no state. runc is given time for its init to go.
+/// unit, no cgroup and no state. With runc (which does not promise it) a unit left is reported.
 #[test]
 #[ignore = "guest only: hack/guest.sh runs it in the systemd + cgroup v2 guest"]
 fn systemd_delete_after_killed_create() {
@@ -488,9 +488,20 @@ fn systemd_delete_after_killed_create() {
             out.code
         );
         if is_runc() {
-            let _ = poll_until(Duration::from_secs(10), || {
+            // runc, the reference, does not promise this: a create killed after the
+            // unit started but before the state was written leaves runc's delete
+            // nothing to find, and the unit with its runc init stays. Reported, then
+            // stopped here so that the next round starts clean.
+            let gone = poll_until(Duration::from_secs(10), || {
                 !s.dir().exists() && systemctl(&["is-active", &s.unit]) != "active"
             });
+            if !gone {
+                eprintln!("runc left the unit {} (stopping it)", s.unit);
+                systemctl(&["stop", &s.unit]);
+                let _ = Command::new("systemctl")
+                    .args(["reset-failed", &s.unit])
+                    .output();
+            }
         } else {
             out.ok();
             assert!(!s.c.root_entry_exists(), "state left");
