@@ -158,7 +158,10 @@ fn offers(controller: &str, test: &str) -> bool {
     if have.split_whitespace().any(|c| c == controller) {
         return true;
     }
-    eprintln!("SKIP: {test}: the kernel has no {controller} cgroup controller");
+    skipped(
+        test,
+        &format!("the kernel has no {controller} cgroup controller"),
+    );
     false
 }
 
@@ -269,7 +272,7 @@ impl IoCost {
                 dev: dev.to_string(),
             }),
             Err(e) => {
-                eprintln!("SKIP: {test}: io.weight per device: iocost on {dev}: {e}");
+                skipped(test, &format!("io.weight per device: iocost on {dev}: {e}"));
                 None
             }
         }
@@ -323,7 +326,7 @@ fn io_weight_written() {
     if is_runc() {
         // Debian 12's runc (1.1) leaves weightDevice out on cgroup v2.
         eprintln!("io_weight_written: runc's io.weight: {weight:?}");
-        return;
+        skip!("Debian 12's runc leaves weightDevice out on cgroup v2");
     }
     // 200 → 1 + 190 * 9999 / 990 = 1920
     assert_eq!(

@@ -33,7 +33,7 @@ pub fn on_systemd_host(test: &str) -> bool {
         std::env::var_os("CORTEN_GUEST").is_none(),
         "{test}: systemd is not running in the guest"
     );
-    eprintln!("SKIP: {test}: needs systemd as init");
+    skipped(test, "needs systemd as init");
     false
 }
 

@@ -512,8 +512,7 @@ fn systemd_delete_adopts_the_unit_of_a_create_killed_while_starting_it() {
         return;
     }
     if is_runc() {
-        eprintln!("SKIP: {test}: corten's state format");
-        return;
+        skip!("corten's state format");
     }
     let mut s = Scoped::new("g-sdl-adopt");
     s.c.args(&["sleep", "100"]);

@@ -39,8 +39,9 @@ fn on_v1_systemd_host(test: &str) -> bool {
         .split_whitespace()
         .any(|a| a == "systemd.unified_cgroup_hierarchy=0")
     {
-        eprintln!(
-            "SKIP: {test}: needs the guest booted on cgroup v1 with systemd (hack/guest.sh test --v1)"
+        skipped(
+            test,
+            "needs the guest booted on cgroup v1 with systemd (hack/guest.sh test --v1)",
         );
         return false;
     }

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::common::{Container, TempDir, bind, poll_until, sleeper, unique_id};
+use crate::common::{Container, TempDir, bind, poll_until, skip, sleeper, unique_id};
 
 /// IFF_UP | IFF_LOOPBACK and IFF_LOOPBACK, as /sys/class/net/lo/flags shows them.
 const LO_UP: &str = "0x9";
@@ -73,8 +73,7 @@ impl Drop for NetnsHolder {
 #[test]
 fn joined_network_namespace_is_left_as_it_is() {
     let Some(holder) = NetnsHolder::start() else {
-        eprintln!("SKIP: joined_network_namespace_is_left_as_it_is: `unshare --net` failed");
-        return;
+        skip!("`unshare --net` failed");
     };
     let mut c = Container::new("lo-joined");
     for ns in c.config["linux"]["namespaces"].as_array_mut().unwrap() {
