@@ -21,7 +21,10 @@ struct Scoped {
 impl Scoped {
     fn new(test: &str) -> Scoped {
         let mut c = Container::new(test);
-        c.config["linux"]["cgroupsPath"] = json!(format!("system.slice:corten:{}", c.id));
+        c.set(
+            "/linux/cgroupsPath",
+            json!(format!("system.slice:corten:{}", c.id)),
+        );
         let unit = format!("corten-{}.scope", c.id);
         Scoped { c, unit }
     }
@@ -386,7 +389,10 @@ fn cgroupfs_events_report_oom() {
     }
     let mut c = Container::new("g-fs-oom");
     c.args(&["sleep", "100"]);
-    c.config["linux"]["resources"] = json!({"memory": {"limit": 33554432, "swap": 33554432}});
+    c.set(
+        "/linux/resources",
+        json!({"memory": {"limit": 33554432, "swap": 33554432}}),
+    );
     c.create_ok();
     c.start_ok();
     assert_oom_event(&c, &HOG);

@@ -172,7 +172,7 @@ fn malformed_config_json() {
 #[test]
 fn config_with_wrong_type_is_rejected() {
     let mut c = sleeper("wrong-type");
-    c.config["process"]["args"] = json!("sleep 100");
+    c.set("/process/args", json!("sleep 100"));
     let out = c.create();
     assert_err(&out, &["config.json"], &["cannot unmarshal", "json"]);
     c.assert_no_leftovers();
@@ -181,7 +181,7 @@ fn config_with_wrong_type_is_rejected() {
 #[test]
 fn unsupported_oci_version_old() {
     let mut c = sleeper("ociversion-old");
-    c.config["ociVersion"] = json!("0.1.0");
+    c.set("/ociVersion", json!("0.1.0"));
     let out = c.create();
     assert_err(&out, &["unsupported ociVersion", "0.1.0"], &["ociVersion"]);
     c.assert_no_leftovers();
@@ -190,7 +190,7 @@ fn unsupported_oci_version_old() {
 #[test]
 fn unsupported_oci_version_new_major() {
     let mut c = sleeper("ociversion-new");
-    c.config["ociVersion"] = json!("2.0.0");
+    c.set("/ociVersion", json!("2.0.0"));
     let out = c.create();
     assert_err(&out, &["unsupported ociVersion", "2.0.0"], &["ociVersion"]);
     c.assert_no_leftovers();
@@ -263,7 +263,7 @@ fn bind_mount_of_missing_source() {
 #[test]
 fn bad_uid() {
     let mut c = sleeper("baduid");
-    c.config["process"]["user"] = json!({ "uid": 4294967295u32, "gid": 0 });
+    c.set("/process/user", json!({ "uid": 4294967295u32, "gid": 0 }));
     let out = c.create();
     assert_err(&out, &["setuid"], &["setup user", "setuid"]);
     c.assert_no_leftovers();
@@ -272,7 +272,7 @@ fn bad_uid() {
 #[test]
 fn bad_gid() {
     let mut c = sleeper("badgid");
-    c.config["process"]["user"] = json!({ "uid": 0, "gid": 4294967295u32 });
+    c.set("/process/user", json!({ "uid": 0, "gid": 4294967295u32 }));
     let out = c.create();
     assert!(
         ["setgid", "setgroups"]

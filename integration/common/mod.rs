@@ -6,6 +6,7 @@
 //! - `temp`: unique ids and self-removing temporary directories.
 //! - `bundle`: the busybox rootfs, capability tables and the base config.json.
 //! - `container`: the `Container` guard that cleans everything up on drop.
+//! - `spec`: `Container::set`, config edits checked against the runtime-spec's fields.
 //! - `procfs`: parsing mountinfo, /proc status and sectioned container output.
 //! - `terminal`: console sockets, ptys and tmux.
 //!
@@ -17,6 +18,7 @@ mod bundle;
 mod container;
 mod procfs;
 mod run;
+mod spec;
 mod temp;
 mod terminal;
 

@@ -1,5 +1,5 @@
-//! linux.cgroupsPath confinement: the path can't leave the cgroup hierarchy, the root
-//! cgroup is refused (also inside a cgroup namespace), a cgroup that existed before
+//! linux.cgroupsPath (config-linux.md, "Cgroups path") confinement: the path can't leave
+//! the cgroup hierarchy, the root cgroup is refused (also inside a cgroup namespace), a cgroup that existed before
 //! `create` is joined but never emptied or removed, and `delete`, `kill` and a failed
 //! `create` reach only the container's own processes. Every case has a bystander process
 //! that must survive; the tests are built so that a runtime with the bug can only hit
@@ -124,7 +124,7 @@ fn a_joined_cgroup_keeps_its_other_processes_and_sub_cgroups() {
     let mut in_other = Bystander::in_cgroup(&other);
 
     let mut a = sleeper("cg-joined-a");
-    a.config["linux"]["cgroupsPath"] = json!(format!("/{name}"));
+    a.set("/linux/cgroupsPath", json!(format!("/{name}")));
     a.create_ok();
     a.start_ok();
     let init = init_pid(&a);
@@ -156,7 +156,7 @@ fn a_joined_cgroup_keeps_its_other_processes_and_sub_cgroups() {
     );
 
     let mut b = sleeper("cg-joined-b");
-    b.config["linux"]["cgroupsPath"] = json!(format!("/{name}"));
+    b.set("/linux/cgroupsPath", json!(format!("/{name}")));
     b.create_ok();
     b.start_ok();
     let init = init_pid(&b);
@@ -286,7 +286,7 @@ fn the_root_cgroup_is_refused_inside_a_cgroup_namespace() {
     let t = pids.join(unique_id("cg-nsroot"));
     let _cgroups = TestCgroups::make(std::slice::from_ref(&t));
     let mut c = sleeper("cg-nsroot");
-    c.config["linux"]["cgroupsPath"] = json!("/");
+    c.set("/linux/cgroupsPath", json!("/"));
     c.write_config();
     let state_root = TempDir::new("cg-nsroot-state");
     let inner = r#"
@@ -373,7 +373,7 @@ fn invalid_cgroup_names_are_refused_at_once() {
         ("/a\nb", "can't contain a newline"),
     ] {
         let mut c = sleeper("cg-badname");
-        c.config["linux"]["cgroupsPath"] = json!(path);
+        c.set("/linux/cgroupsPath", json!(path));
         let start = Instant::now();
         let out = c.create();
         assert_err(&out, &["linux.cgroupsPath", why], &["cgroup"]);
