@@ -163,7 +163,7 @@ fn systemd_run_leaves_no_unit() {
 fn sleeping_scope(test: &str, resources: serde_json::Value) -> Scoped {
     let mut s = Scoped::new(test);
     s.c.args(&["sleep", "100"]);
-    s.c.config["linux"]["resources"] = resources;
+    s.c.set("/linux/resources", resources);
     s.create().ok();
     s.c.start_ok();
     s

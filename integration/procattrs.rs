@@ -30,7 +30,7 @@ fn create_fails(c: &Container, want: &[&str]) {
 fn each_refused(section: &str, key: &str, cases: Vec<(Value, &str)>) {
     for (value, want) in cases {
         let mut c = sleeper(key);
-        c.config[section][key] = value;
+        c.set(&format!("/{section}/{key}"), value);
         create_fails(&c, &[&format!("{section}.{key}"), want]);
     }
 }
@@ -233,7 +233,7 @@ fn bad_memory_policies_are_refused() {
 /// A started sleeper container with `field` of the config section set.
 fn running_with(tag: &str, section: &str, field: &str, value: Value) -> Container {
     let mut c = sleeper(tag);
-    c.config[section][field] = value;
+    c.set(&format!("/{section}/{field}"), value);
     c.create_ok();
     c.start_ok();
     c

@@ -255,7 +255,7 @@ fn podman_default_profile() {
     let run = |profile: Option<Value>| {
         let mut c = Container::new("podman-profile");
         for set in ["bounding", "effective", "permitted"] {
-            c.config["process"]["capabilities"][set] = json!(caps);
+            c.set(&format!("/process/capabilities/{set}"), json!(caps));
         }
         if let Some(p) = profile {
             c.set("/linux/seccomp", p);

@@ -621,6 +621,10 @@ fn assert_rfc3339(s: &str) {
     );
 }
 
+/// Spec (runtime.md, State): "`status` (string, REQUIRED) is the runtime state of the
+/// container." "`pid` (int, REQUIRED when `status` is `created` or `running` on Linux,
+/// OPTIONAL on other platforms) is the ID of the container process, as seen by the host."
+/// "`bundle` (string, REQUIRED) is the absolute path to the container's bundle directory."
 #[test]
 fn state_json_through_the_lifecycle() {
     let ctl = TempDir::new("state-ctl");

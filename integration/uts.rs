@@ -14,7 +14,9 @@ fn kernel_hostname_sysctl_is_refused() {
     for hostname in [Some("corten-host"), None] {
         let mut c = Container::new("uts-sysctl-hostname");
         match hostname {
-            Some(h) => c.config["hostname"] = json!(h),
+            Some(h) => {
+                c.set("/hostname", json!(h));
+            }
             None => {
                 c.config.as_object_mut().unwrap().remove("hostname");
             }
