@@ -60,8 +60,8 @@ impl Drop for Profile {
 fn confined(profile: &Profile, out: &TempDir) -> Container {
     let mut c = Container::new("g-aa");
     c.add_mount(bind("/out", out.path(), &["bind", "rw"]));
-    c.config["process"]["apparmorProfile"] = json!(profile.name);
-    c.config["root"]["readonly"] = json!(false);
+    c.set("/process/apparmorProfile", json!(profile.name));
+    c.set("/root/readonly", json!(false));
     c.sh(&format!(
         "{{ {PROBE}; }} >/out/tmp 2>&1; mv /out/tmp /out/init; sleep 100"
     ));

@@ -3,7 +3,7 @@
 //! machines (cgroup v1 hybrid) can't be. `hack/guest.sh` builds this binary on the host
 //! (static), boots the Debian guest under qemu and runs it there, with corten and then with
 //! runc (the reference) through `CORTEN_TEST_RUNTIME`; tests are written like the host's
-//! integration tests and share their helpers (integration/common.rs). The same guest
+//! integration tests and share their helpers (integration/common/). The same guest
 //! booted on cgroup v1 (systemd.unified_cgroup_hierarchy=0) runs the tests of `systemd_v1`,
 //! which skip elsewhere.
 //!
@@ -17,7 +17,10 @@
 
 mod apparmor;
 mod cgroup_v2;
-#[path = "../integration/common.rs"]
+// The guest suite uses a part of the integration suite's helpers (no terminals, no
+// mountinfo parsing): what only the integration suite uses is not dead code.
+#[allow(dead_code)]
+#[path = "../integration/common/mod.rs"]
 mod common;
 mod containerd;
 mod docker;
@@ -52,7 +55,7 @@ pub fn on_v2_host(test: &str) -> bool {
         "needs a pure cgroup v2 host with the controllers {missing:?} (hack/guest.sh runs it in one)"
     );
     assert!(std::env::var_os("CORTEN_GUEST").is_none(), "{test}: {why}");
-    eprintln!("SKIP: {test}: {why}");
+    common::skipped(test, &why);
     false
 }
 

@@ -33,7 +33,7 @@ pub fn on_systemd_host(test: &str) -> bool {
         std::env::var_os("CORTEN_GUEST").is_none(),
         "{test}: systemd is not running in the guest"
     );
-    eprintln!("SKIP: {test}: needs systemd as init");
+    skipped(test, "needs systemd as init");
     false
 }
 
@@ -120,8 +120,14 @@ fn scope_holds_the_container_and_goes_with_it() {
     c.remove_namespace("cgroup");
     c.args(&["sleep", "100"]);
     let unit = format!("corten-{}.scope", c.id);
-    c.config["linux"]["cgroupsPath"] = json!(format!("system.slice:corten:{}", c.id));
-    c.config["linux"]["resources"] = json!({"memory": {"limit": 67108864}, "pids": {"limit": 99}});
+    c.set(
+        "/linux/cgroupsPath",
+        json!(format!("system.slice:corten:{}", c.id)),
+    );
+    c.set(
+        "/linux/resources",
+        json!({"memory": {"limit": 67108864}, "pids": {"limit": 99}}),
+    );
     c.write_config();
     let bundle = c.bundle_str();
     c.rt(&["--systemd-cgroup", "create", "--bundle", &bundle, &c.id])
@@ -180,7 +186,7 @@ fn malformed_cgroups_path_is_refused() {
         return;
     }
     let mut c = Container::new("g-sd-bad");
-    c.config["linux"]["cgroupsPath"] = json!("/not/a/unit");
+    c.set("/linux/cgroupsPath", json!("/not/a/unit"));
     c.write_config();
     let bundle = c.bundle_str();
     let out = c.rt(&["--systemd-cgroup", "create", "--bundle", &bundle, &c.id]);
@@ -194,7 +200,10 @@ fn malformed_cgroups_path_is_refused() {
     );
     assert!(!c.root_entry_exists(), "state left by a refused create");
     let mut c = Container::new("g-sd-badslice");
-    c.config["linux"]["cgroupsPath"] = json!(format!("a--b.slice:corten:{}", c.id));
+    c.set(
+        "/linux/cgroupsPath",
+        json!(format!("a--b.slice:corten:{}", c.id)),
+    );
     c.write_config();
     let bundle = c.bundle_str();
     let out = c.rt(&["--systemd-cgroup", "create", "--bundle", &bundle, &c.id]);
@@ -215,7 +224,10 @@ fn sd_sleeper(tag: &str) -> (Container, String) {
     c.remove_namespace("cgroup");
     c.args(&["sleep", "100"]);
     let unit = format!("corten-{}.scope", c.id);
-    c.config["linux"]["cgroupsPath"] = json!(format!("system.slice:corten:{}", c.id));
+    c.set(
+        "/linux/cgroupsPath",
+        json!(format!("system.slice:corten:{}", c.id)),
+    );
     (c, unit)
 }
 
@@ -249,8 +261,11 @@ fn slice_unit_holds_the_container() {
     }
     let (mut c, _) = sd_sleeper("g-sd-slice");
     let unit = format!("system-{}.slice", c.id.replace('-', "_"));
-    c.config["linux"]["cgroupsPath"] = json!(format!("system.slice:corten:{unit}"));
-    c.config["linux"]["resources"] = json!({"memory": {"limit": 67108864}});
+    c.set(
+        "/linux/cgroupsPath",
+        json!(format!("system.slice:corten:{unit}")),
+    );
+    c.set("/linux/resources", json!({"memory": {"limit": 67108864}}));
     let out = sd_create(&c);
     if is_runc() {
         assert_err(&out, &[], &["Cannot set property PIDs"]);
@@ -278,7 +293,10 @@ fn slice_unit_holds_the_container() {
     delete_leaves_nothing(&c, &dir);
     // A slice that systemd would place outside the parent slice is refused.
     let (mut c, _) = sd_sleeper("g-sd-slice-out");
-    c.config["linux"]["cgroupsPath"] = json!("system.slice:corten:gsdelsewhere.slice");
+    c.set(
+        "/linux/cgroupsPath",
+        json!("system.slice:corten:gsdelsewhere.slice"),
+    );
     let out = sd_create(&c);
     if !is_runc() {
         assert_err(
@@ -301,13 +319,16 @@ fn annotations_become_unit_properties() {
         return;
     }
     let (mut c, unit) = sd_sleeper("g-sd-ann");
-    c.config["annotations"] = json!({
-        "org.systemd.property.CollectMode": "'inactive-or-failed'",
-        "org.systemd.property.TimeoutStopUSec": "uint64 1000000",
-        "org.systemd.property.RuntimeMaxSec": "3600",
-        "org.systemd.property.CPUWeight": "uint64 42",
-        "org.systemd.property.Description": "'a corten test'"
-    });
+    c.set(
+        "/annotations",
+        json!({
+            "org.systemd.property.CollectMode": "'inactive-or-failed'",
+            "org.systemd.property.TimeoutStopUSec": "uint64 1000000",
+            "org.systemd.property.RuntimeMaxSec": "3600",
+            "org.systemd.property.CPUWeight": "uint64 42",
+            "org.systemd.property.Description": "'a corten test'"
+        }),
+    );
     sd_create(&c).ok();
     assert_eq!(systemctl(&["is-active", &unit]), "active");
     assert_eq!(show(&unit, "CollectMode"), "inactive-or-failed");
@@ -330,7 +351,7 @@ fn annotations_become_unit_properties() {
     ] {
         let (mut c, unit) = sd_sleeper("g-sd-annbad");
         let key = format!("org.systemd.property.{name}");
-        c.config["annotations"] = json!({ key.clone(): value });
+        c.set("/annotations", json!({ key.clone(): value }));
         let out = sd_create(&c);
         assert_err(&out, &[&key, words], &[words]);
         assert!(!c.root_entry_exists(), "state left by a refused create");
@@ -356,13 +377,16 @@ fn block_io_becomes_io_properties() {
     }
     let (major, minor) = root_disk();
     let (mut c, unit) = sd_sleeper("g-sd-io");
-    c.config["linux"]["resources"] = json!({"blockIO": {
-        "weight": 500,
-        "throttleReadBpsDevice": [{"major": major, "minor": minor, "rate": 1048576}],
-        "throttleWriteBpsDevice": [{"major": major, "minor": minor, "rate": 2097152}],
-        "throttleReadIOPSDevice": [{"major": major, "minor": minor, "rate": 100}],
-        "throttleWriteIOPSDevice": [{"major": major, "minor": minor, "rate": 30}]
-    }});
+    c.set(
+        "/linux/resources",
+        json!({"blockIO": {
+            "weight": 500,
+            "throttleReadBpsDevice": [{"major": major, "minor": minor, "rate": 1048576}],
+            "throttleWriteBpsDevice": [{"major": major, "minor": minor, "rate": 2097152}],
+            "throttleReadIOPSDevice": [{"major": major, "minor": minor, "rate": 100}],
+            "throttleWriteIOPSDevice": [{"major": major, "minor": minor, "rate": 30}]
+        }}),
+    );
     sd_create(&c).ok();
     let dir = Path::new("/sys/fs/cgroup/system.slice").join(&unit);
     assert_eq!(
@@ -398,7 +422,10 @@ fn device_rules_become_device_properties() {
     }
     let (major, minor) = root_disk();
     let (mut c, unit) = sd_sleeper("g-sd-dev");
-    c.config["linux"]["resources"] = json!({"devices": [{"allow": false, "access": "rwm"}]});
+    c.set(
+        "/linux/resources",
+        json!({"devices": [{"allow": false, "access": "rwm"}]}),
+    );
     c.config["process"]["capabilities"]["bounding"]
         .as_array_mut()
         .unwrap()

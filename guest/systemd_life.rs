@@ -21,7 +21,10 @@ struct Scoped {
 impl Scoped {
     fn new(test: &str) -> Scoped {
         let mut c = Container::new(test);
-        c.config["linux"]["cgroupsPath"] = json!(format!("system.slice:corten:{}", c.id));
+        c.set(
+            "/linux/cgroupsPath",
+            json!(format!("system.slice:corten:{}", c.id)),
+        );
         let unit = format!("corten-{}.scope", c.id);
         Scoped { c, unit }
     }
@@ -160,7 +163,7 @@ fn systemd_run_leaves_no_unit() {
 fn sleeping_scope(test: &str, resources: serde_json::Value) -> Scoped {
     let mut s = Scoped::new(test);
     s.c.args(&["sleep", "100"]);
-    s.c.config["linux"]["resources"] = resources;
+    s.c.set("/linux/resources", resources);
     s.create().ok();
     s.c.start_ok();
     s
@@ -386,7 +389,10 @@ fn cgroupfs_events_report_oom() {
     }
     let mut c = Container::new("g-fs-oom");
     c.args(&["sleep", "100"]);
-    c.config["linux"]["resources"] = json!({"memory": {"limit": 33554432, "swap": 33554432}});
+    c.set(
+        "/linux/resources",
+        json!({"memory": {"limit": 33554432, "swap": 33554432}}),
+    );
     c.create_ok();
     c.start_ok();
     assert_oom_event(&c, &HOG);
@@ -523,8 +529,7 @@ fn systemd_delete_adopts_the_unit_of_a_create_killed_while_starting_it() {
         return;
     }
     if is_runc() {
-        eprintln!("SKIP: {test}: corten's state format");
-        return;
+        skip!("corten's state format");
     }
     let mut s = Scoped::new("g-sdl-adopt");
     s.c.args(&["sleep", "100"]);

@@ -39,8 +39,9 @@ fn on_v1_systemd_host(test: &str) -> bool {
         .split_whitespace()
         .any(|a| a == "systemd.unified_cgroup_hierarchy=0")
     {
-        eprintln!(
-            "SKIP: {test}: needs the guest booted on cgroup v1 with systemd (hack/guest.sh test --v1)"
+        skipped(
+            test,
+            "needs the guest booted on cgroup v1 with systemd (hack/guest.sh test --v1)",
         );
         return false;
     }
@@ -103,12 +104,18 @@ fn scope_in_every_v1_hierarchy() {
     let mut c = Container::new("g-sdv1-scope");
     c.args(&["sleep", "100"]);
     let unit = format!("corten-{}.scope", c.id);
-    c.config["linux"]["cgroupsPath"] = json!(format!("system.slice:corten:{}", c.id));
-    c.config["linux"]["resources"] = json!({
-        "memory": {"limit": 67108864},
-        "cpu": {"shares": 512, "quota": 50000, "period": 100000},
-        "pids": {"limit": 99}
-    });
+    c.set(
+        "/linux/cgroupsPath",
+        json!(format!("system.slice:corten:{}", c.id)),
+    );
+    c.set(
+        "/linux/resources",
+        json!({
+            "memory": {"limit": 67108864},
+            "cpu": {"shares": 512, "quota": 50000, "period": 100000},
+            "pids": {"limit": 99}
+        }),
+    );
     c.write_config();
     let bundle = c.bundle_str();
     c.rt(&["--systemd-cgroup", "create", "--bundle", &bundle, &c.id])
@@ -180,11 +187,14 @@ fn cgroupfs_container_on_v1() {
     let _serial = serial();
     let mut c = Container::new("g-sdv1-fs");
     c.args(&["sleep", "100"]);
-    c.config["linux"]["resources"] = json!({
-        "memory": {"limit": 33554432},
-        "cpu": {"quota": 20000, "period": 100000},
-        "pids": {"limit": 42}
-    });
+    c.set(
+        "/linux/resources",
+        json!({
+            "memory": {"limit": 33554432},
+            "cpu": {"quota": 20000, "period": 100000},
+            "pids": {"limit": 42}
+        }),
+    );
     c.create_ok();
     c.start_ok();
     let pid = c.state()["pid"].as_i64().unwrap();
@@ -223,8 +233,14 @@ fn refused_create_leaves_nothing_on_v1() {
     let _serial = serial();
     let mut c = Container::new("g-sdv1-bad");
     c.args(&["true"]);
-    c.config["linux"]["cgroupsPath"] = json!(format!("system.slice:corten:{}", c.id));
-    c.config["linux"]["resources"] = json!({"unified": {"memory.high": "1000000"}});
+    c.set(
+        "/linux/cgroupsPath",
+        json!(format!("system.slice:corten:{}", c.id)),
+    );
+    c.set(
+        "/linux/resources",
+        json!({"unified": {"memory.high": "1000000"}}),
+    );
     c.write_config();
     let bundle = c.bundle_str();
     let out = c.rt(&["--systemd-cgroup", "create", "--bundle", &bundle, &c.id]);

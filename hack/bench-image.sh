@@ -12,7 +12,7 @@ source hack/env.sh
 RUNS=${RUNS:-5}
 FILES=${FILES:-4000}
 cargo build --release --bin corten-image >/dev/null
-BIN=$PWD/target/$CARGO_BUILD_TARGET/release/corten-image
+BIN=$CORTEN_TARGET_DIR/release/corten-image
 
 W=$(mktemp -d /tmp/corten-bench-image.XXXXXX)
 REG_PID=

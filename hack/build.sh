@@ -1,7 +1,6 @@
 #!/usr/bin/env bash
-# Builds the release corten: static and non-PIE, so each exec skips ld.so and relocation
-# (half the start-up time; corten is exec'd four times per container lifecycle).
-# Prints the binary's path. Source hack/env.sh for the same settings in other scripts.
+# Builds the release corten (static and non-PIE: .cargo/config.toml has the settings, so a
+# plain `cargo build --release` gives the same binary) and prints the binary's path.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=hack/env.sh

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Set-up and demo for new users: installs dependencies, builds corten, makes a busybox
-# bundle at BUNDLE (default /tmp/corten-demo) and runs a container from it.
+# Set-up and demo for new users: installs what building corten and the demo need (not the
+# container engines the test suite uses: hack/test.sh installs those), builds corten, makes
+# a busybox bundle at BUNDLE (default /tmp/corten-demo) and runs a container from it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -9,7 +10,7 @@ if ((EUID != 0)); then
     exit 1
 fi
 
-bash hack/install-deps.sh
+bash hack/install-deps.sh demo
 corten=$(bash hack/build.sh)
 bundle=${BUNDLE:-/tmp/corten-demo}
 id=corten-demo-$$

@@ -275,13 +275,13 @@ build_binaries() {
     if [[ $GUEST_PROFILE == release ]]; then flag=(--release); else dir=debug; fi
     log "building corten and the guest suite ($GUEST_PROFILE)"
     cargo build "${flag[@]}" --bins -q || die "building corten failed"
-    CORTEN=$ROOT_DIR/target/$CARGO_BUILD_TARGET/$dir/corten
+    CORTEN=$CORTEN_TARGET_DIR/$dir/corten
     SUITE_BIN=$(cargo test "${flag[@]}" --test guest --no-run --message-format=json -q |
         jq -r 'select(.reason == "compiler-artifact" and .target.name == "guest" and .executable != null) | .executable') ||
         die "building the guest suite failed"
     [[ -x $SUITE_BIN ]] || die "could not find the guest suite's test binary"
     if ldd "$CORTEN" >/dev/null 2>&1 || ldd "$SUITE_BIN" >/dev/null 2>&1; then
-        die "the binaries must be static (source hack/env.sh before building)"
+        die "the binaries must be static (see .cargo/config.toml)"
     fi
 }
 

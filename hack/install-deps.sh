@@ -1,21 +1,30 @@
 #!/usr/bin/env bash
 # Install the system packages corten's build, tests and benchmarks need (Debian, as root).
+# Usage: hack/install-deps.sh [demo]: with `demo`, only what building corten and running
+# hack/demo.sh need; without, also the container engines, peer runtimes and guest tools
+# the test suite uses (hack/test.sh alone installs those).
 # Idempotent: apt is skipped entirely when every package is already installed.
 # Also makes sure cargo is on PATH, at least the rust-version of Cargo.toml, and fails
 # clearly (saying how to get rustup's toolchain) if it is not.
 set -euo pipefail
 
+# Building corten (gcc links it, static libseccomp from libseccomp-dev) and the demo's
+# bundle (busybox-static, jq).
+PACKAGES=(busybox-static jq libseccomp-dev pkg-config gcc ca-certificates util-linux)
 # containerd, podman + conmon and docker.io are the engines integration/engines/ runs
 # corten under (each test starts its own daemon; the packages' services are never started).
 # The docker client the tests use is docker.io's /usr/bin/docker, matching its dockerd.
 # qemu-system-x86, debootstrap and e2fsprogs (mkfs.ext4 -d, debugfs) build and boot the
-# Debian guest of hack/guest.sh.
-PACKAGES=(busybox-static runc crun hyperfine jq libseccomp-dev pkg-config
-          golang-github-containers-common
-          docker-registry skopeo umoci openssl
-          containerd podman conmon docker.io tmux
-          util-linux iproute2 ca-certificates gcc
-          qemu-system-x86 debootstrap e2fsprogs)
+# Debian guest of hack/guest.sh. On a host with Docker CE, docker.io and containerd
+# conflict with containerd.io: apt may remove Docker CE to install them.
+if [[ ${1:-} != demo ]]; then
+    PACKAGES+=(runc crun hyperfine
+               golang-github-containers-common
+               docker-registry skopeo umoci openssl
+               containerd podman conmon docker.io tmux
+               iproute2
+               qemu-system-x86 debootstrap e2fsprogs)
+fi
 
 missing=()
 for pkg in "${PACKAGES[@]}"; do

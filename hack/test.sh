@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The project's test command: installs dependencies, checks formatting and lints, builds
+# The project's test command: installs dependencies (the engines and peer runtimes too:
+# only this command installs those), checks formatting and lints, builds
 # the release binaries and runs all unit + integration tests (TEST_THREADS=4 by default),
 # then the guest suite in a Debian 12 guest with systemd and cgroup v2 (hack/guest.sh;
 # GUEST=0 leaves it out). Must run as root, because the integration tests create real
@@ -12,6 +13,9 @@ if ((EUID != 0)); then
     exit 1
 fi
 
+echo "test: installing the test dependencies: the engines (docker.io, containerd, podman)," \
+    "peer runtimes (runc, crun) and guest tools (qemu, debootstrap) with apt-get;" \
+    "on a host with Docker CE, apt may replace it (containerd.io conflicts with containerd)"
 bash hack/install-deps.sh
 # shellcheck source=hack/env.sh
 source hack/env.sh

@@ -139,7 +139,7 @@ fn attack_ids(s: &Scratch) -> Vec<String> {
 #[test]
 fn every_command_checks_the_id() {
     if is_runc() {
-        return;
+        skip!("corten's own behaviour, not runc's");
     }
     let s = Scratch::new("ids");
     // A real bundle, so that create/run would get as far as making the state dir.
@@ -173,7 +173,7 @@ fn every_command_checks_the_id() {
 #[test]
 fn delete_removes_only_corten_state_dirs() {
     if is_runc() {
-        return;
+        skip!("corten's own behaviour, not runc's");
     }
     let s = Scratch::new("del-own");
     let root = s.base.join("root");
@@ -316,7 +316,7 @@ const TABLE: &[&[&str]] = &[
 #[test]
 fn hostile_values_give_one_line_and_touch_nothing() {
     if is_runc() {
-        return;
+        skip!("corten's own behaviour, not runc's");
     }
     let s = Scratch::new("hostile");
     let before = s.snapshot();
@@ -348,7 +348,7 @@ fn hostile_values_give_one_line_and_touch_nothing() {
 #[test]
 fn preserve_fds_is_bounded_by_the_fd_limit() {
     if is_runc() {
-        return;
+        skip!("corten's own behaviour, not runc's");
     }
     let (_, hard) =
         nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE).unwrap();
@@ -385,7 +385,7 @@ fn preserve_fds_is_bounded_by_the_fd_limit() {
 #[test]
 fn events_interval_is_checked() {
     if is_runc() {
-        return;
+        skip!("corten's own behaviour, not runc's");
     }
     let s = Scratch::new("interval");
     for bad in [
@@ -418,7 +418,7 @@ fn events_interval_is_checked() {
 #[test]
 fn long_init_error_is_truncated_not_lost() {
     if is_runc() {
-        return;
+        skip!("corten's own behaviour, not runc's");
     }
     let mut c = Container::new("long-error");
     let name = format!("start-{}-end", "x".repeat(100_000));
@@ -449,7 +449,7 @@ fn long_init_error_is_truncated_not_lost() {
 #[test]
 fn control_characters_in_errors_are_escaped() {
     if is_runc() {
-        return;
+        skip!("corten's own behaviour, not runc's");
     }
     let s = Scratch::new("escape");
     let bundle = format!("{}/no\nsuch\r\u{1b}[2Jbundle", s.base.path().display());

@@ -304,14 +304,14 @@ fn cve_2024_21626_cwd_through_proc_self_fd_is_refused() {
     let host = TempDir::new("cwd-host");
     for n in 3..=8 {
         let mut c = Container::new("cwd-fd");
-        c.config["process"]["cwd"] = json!(format!("/proc/self/fd/{n}"));
+        c.set("/process/cwd", json!(format!("/proc/self/fd/{n}")));
         c.args(&["touch", "escaped"]);
         let out = c.run(&[]);
         assert_err(&out, &[&format!("/proc/self/fd/{n}")], &["cwd", "chdir"]);
         c.assert_no_leftovers();
     }
     let mut c = Container::new("cwd-preserved");
-    c.config["process"]["cwd"] = json!("/proc/self/fd/3");
+    c.set("/process/cwd", json!("/proc/self/fd/3"));
     c.args(&["touch", "escaped"]);
     c.write_config();
     let bundle = c.bundle_str();
@@ -347,7 +347,7 @@ fn cve_2021_30465_mount_destination_symlinks_stay_in_the_rootfs() {
     symlink(host.path(), rootfs.join("abs")).unwrap();
     symlink(climbing(host.path()), rootfs.join("rel")).unwrap();
     fs::create_dir_all(in_rootfs(&rootfs, host.path())).unwrap();
-    c.config["linux"]["rootfsPropagation"] = json!("shared");
+    c.set("/linux/rootfsPropagation", json!("shared"));
     c.add_mount(json!({
         "destination": "/abs/tmpfs", "type": "tmpfs", "source": "tmpfs", "options": ["size=64k"]
     }));
@@ -380,7 +380,7 @@ fn cve_2024_45310_dangling_destination_symlink_creates_nothing_on_the_host() {
     let target = host.join("made-by-runtime");
     let mut c = Container::new("dest-dangling");
     symlink(&target, c.rootfs().join("dangling")).unwrap();
-    c.config["linux"]["rootfsPropagation"] = json!("shared");
+    c.set("/linux/rootfsPropagation", json!("shared"));
     c.add_mount(json!({
         "destination": "/dangling/sub", "type": "tmpfs", "source": "tmpfs", "options": ["size=64k"]
     }));
@@ -447,8 +447,8 @@ fn cve_2021_30465_racing_destination_symlinks_never_reach_the_host() {
     let (mut ok, mut failed) = (0, 0);
     for _ in 0..20 {
         let mut c = Container::with_root("race", root.clone());
-        c.config["root"]["path"] = json!(rootfs.to_string_lossy());
-        c.config["linux"]["rootfsPropagation"] = json!("shared");
+        c.set("/root/path", json!(rootfs.to_string_lossy()));
+        c.set("/linux/rootfsPropagation", json!("shared"));
         c.add_mount(json!({
             "destination": "/vol", "type": "tmpfs", "source": "tmpfs", "options": ["size=64k"]
         }));
@@ -500,7 +500,7 @@ fn cve_2019_16884_proc_or_sys_symlink_is_refused() {
             fs::remove_dir(rootfs.join(dir)).unwrap();
             symlink(&link, rootfs.join(dir)).unwrap();
             fs::create_dir_all(in_rootfs(&rootfs, host.path())).unwrap();
-            c.config["linux"]["rootfsPropagation"] = json!("shared");
+            c.set("/linux/rootfsPropagation", json!("shared"));
             let before = snapshot(&rootfs.join("tmp"));
             let out = c.create();
             assert_err(
@@ -530,7 +530,7 @@ fn cve_2019_19921_non_procfs_at_proc_is_refused() {
     let tmpfs = json!({ "destination": "/proc", "type": "tmpfs", "source": "tmpfs" });
     for m in [tmpfs, bind("/proc", fake.path(), &["rbind"])] {
         let mut c = sleeper("fakeproc");
-        c.config["process"]["oomScoreAdj"] = json!(100);
+        c.set("/process/oomScoreAdj", json!(100));
         let mounts = c.config["mounts"].as_array_mut().unwrap();
         mounts.retain(|m| m["destination"] != "/proc");
         mounts.insert(0, m);
@@ -558,8 +558,8 @@ fn cve_2023_27561_mounts_inside_proc_are_refused() {
         (Some("../proc/sys/net"), "/evil/ipv4/ip_forward"),
     ] {
         let mut c = sleeper("inproc");
-        c.config["process"]["oomScoreAdj"] = json!(100);
-        c.config["linux"]["sysctl"] = json!({ "net.ipv4.ip_forward": "1" });
+        c.set("/process/oomScoreAdj", json!(100));
+        c.set("/linux/sysctl", json!({ "net.ipv4.ip_forward": "1" }));
         if let Some(link) = link {
             symlink(link, c.rootfs().join("evil")).unwrap();
         }
@@ -659,7 +659,7 @@ fn cve_2025_52565_image_dev_symlinks_are_not_followed() {
     let files = shared_host_dir("console-host");
     let mut c = Container::new("console");
     without_dev_mounts(&mut c);
-    c.config["linux"]["rootfsPropagation"] = json!("shared");
+    c.set("/linux/rootfsPropagation", json!("shared"));
     let dev = c.rootfs().join("dev");
     for name in ["null", "console", "ptmx", "tty", "zero"] {
         symlink(sentinel(&files, name), dev.join(name)).unwrap();
@@ -716,10 +716,10 @@ fn dev_symlink_in_the_image_stays_in_the_rootfs() {
             if !tmpfs {
                 without_dev_mounts(&mut c);
             }
-            c.config["linux"]["rootfsPropagation"] = json!("shared");
-            c.config["linux"]["devices"] = json!([{
+            c.set("/linux/rootfsPropagation", json!("shared"));
+            c.set("/linux/devices", json!([{
                 "path": "/dev/extra/mydev", "type": "c", "major": 1, "minor": 7, "fileMode": 0o666
-            }]);
+            }]));
             let out = c.run_sh(
                 "stat -L -c '%n|%t:%T' /dev/null /dev/extra/mydev; readlink /dev/ptmx; readlink /dev/fd",
             );
@@ -757,7 +757,10 @@ fn cve_2022_29162_inheritable_capabilities_only_when_asked() {
         .ok();
     let spec: serde_json::Value =
         serde_json::from_str(&fs::read_to_string(dir.join("config.json")).unwrap()).unwrap();
-    c.config["process"]["capabilities"] = spec["process"]["capabilities"].clone();
+    c.set(
+        "/process/capabilities",
+        spec["process"]["capabilities"].clone(),
+    );
     let out = c.run_sh("grep Cap /proc/$$/status");
     assert_eq!(
         status_field(&out, "CapInh").as_deref(),
@@ -770,7 +773,7 @@ fn cve_2022_29162_inheritable_capabilities_only_when_asked() {
         "{out}"
     );
 
-    c.config["process"]["capabilities"]["inheritable"] = json!(["CAP_KILL"]);
+    c.set("/process/capabilities/inheritable", json!(["CAP_KILL"]));
     let out = c.run_sh("grep Cap /proc/$$/status");
     let inh = u64::from_str_radix(&status_field(&out, "CapInh").unwrap(), 16).unwrap();
     assert_eq!(inh, cap_mask(&["CAP_KILL"]), "{out}");
@@ -787,7 +790,7 @@ fn root_path_resolving_to_host_root_is_refused() {
     for root in ["/", "hostroot", "hostroot/"] {
         let mut c = sleeper("rootslash");
         let _ = symlink("/", c.bundle().join("hostroot"));
-        c.config["root"]["path"] = json!(root);
+        c.set("/root/path", json!(root));
         let out = c.create();
         assert_err(&out, &["root.path", "/"], &["rootfs", "root"]);
         c.assert_no_leftovers();
@@ -806,7 +809,7 @@ fn dotdot_in_mount_destinations_and_sources() {
     fs::write(bundle.join("data/file"), "bundle-data\n").unwrap();
     let h = host.path().to_string_lossy().to_string();
     let up = "/..".repeat(24);
-    c.config["linux"]["rootfsPropagation"] = json!("shared");
+    c.set("/linux/rootfsPropagation", json!("shared"));
     c.add_mount(json!({
         "destination": format!("{up}{h}/tmpfs"), "type": "tmpfs", "source": "tmpfs"
     }));

@@ -128,7 +128,7 @@ fn set_hooks(c: &mut Container, hooks: &[(&str, Value)]) {
             .unwrap()
             .push(hook.clone());
     }
-    c.config["hooks"] = Value::Object(obj);
+    c.set("/hooks", Value::Object(obj));
 }
 
 fn ns_of(pid: &str, ns: &str) -> String {
@@ -144,13 +144,26 @@ fn strings(v: &[&str]) -> Vec<String> {
 
 /// Every hook at its point of the lifecycle: order, status, state, argv, exact env, and
 /// the namespaces each runs in.
+///
+/// Spec (config.md, POSIX-platform Hooks): "Hooks MUST be called in the listed order."
+/// Spec (config.md, POSIX-platform Hooks): "The state of the container MUST be passed to hooks
+/// over stdin so that they may do work appropriate to the current state of the container."
+/// Spec (config.md, CreateContainer Hooks): "The `createContainer` hooks MUST be called after
+/// the `createRuntime` hooks."
+/// Spec (config.md, CreateContainer Hooks): "The `createContainer` hooks MUST be executed in
+/// the container namespace."
+/// Spec (config.md, StartContainer Hooks): "The `startContainer` hooks' path MUST resolve in
+/// the container namespace."
 #[test]
 fn every_hook_runs_in_order_with_its_state_and_namespaces() {
     let mut c = sleeper("hooks-all");
     let h = HookDir::new(&mut c);
     // A big one too: more than a sync message or a pipe buffer holds.
     let big = "x".repeat(100_000);
-    c.config["annotations"] = json!({"org.example.key": "value", "org.example.big": big});
+    c.set(
+        "/annotations",
+        json!({"org.example.key": "value", "org.example.big": big}),
+    );
     let hooks: Vec<(&str, Value)> = ALL_KINDS.iter().map(|k| (*k, h.record(k))).collect();
     set_hooks(&mut c, &hooks);
 
@@ -308,7 +321,10 @@ fn environ_entries(raw: &[u8]) -> Vec<String> {
 fn hooks_without_env_inherit_as_runc_does() {
     let mut c = Container::new("hooks-env-inherit");
     c.args(&["true"]);
-    c.config["process"]["env"] = json!(["PATH=/bin:/usr/bin", "ONE=two", "FOO=bar", "ONE=three"]);
+    c.set(
+        "/process/env",
+        json!(["PATH=/bin:/usr/bin", "ONE=two", "FOO=bar", "ONE=three"]),
+    );
     let h = HookDir::new(&mut c);
     fs::write(h.dir.join("environ.sh"), RECORD_ENVIRON).unwrap();
     fs::write(c.rootfs().join("environ.sh"), RECORD_ENVIRON).unwrap();
@@ -349,6 +365,10 @@ fn hooks_without_env_inherit_as_runc_does() {
 /// A failing prestart, createRuntime or createContainer hook fails `create` with an error
 /// naming it and quoting its stderr; the later hooks don't run, nothing is left, and the
 /// lifecycle goes on at delete: the poststop hooks run.
+///
+/// Spec (runtime.md, Errors): "Unless otherwise stated, generating an error MUST leave the
+/// state of the environment as if the operation were never attempted - modulo any possible
+/// trivial ancillary changes such as logging."
 #[test]
 fn a_failing_create_hook_fails_create_and_leaves_nothing() {
     for (i, failing) in CREATE_KINDS.iter().enumerate() {
@@ -568,6 +588,9 @@ fn a_failing_poststart_hook_with_run_keep_leaves_it_stopped() {
 }
 
 /// A failing poststop hook is a warning: delete succeeds, the next poststop hook runs.
+///
+/// Spec (runtime.md, Lifecycle): "If any poststop hook fails, the runtime MUST log a warning,
+/// but the remaining hooks and lifecycle continue as if the hook had succeeded."
 #[test]
 fn a_failing_poststop_hook_is_a_warning() {
     let (c, h) = failing_then_recording("poststop");
@@ -578,6 +601,9 @@ fn a_failing_poststop_hook_is_a_warning() {
 
 /// Deleting a container that was created but never started still runs poststop, and
 /// only that.
+///
+/// Spec (config.md, Poststop): "The `poststop` hooks MUST be called after the container is
+/// deleted but before the `delete` operation returns."
 #[test]
 fn deleting_a_created_container_runs_poststop() {
     let mut c = sleeper("hooks-created-delete");
@@ -639,6 +665,10 @@ fn hooks_get_only_stdio() {
 }
 
 /// Hooks are checked before anything is made: absolute paths, positive timeouts.
+///
+/// Spec (config.md, POSIX-platform Hooks): "This specification extends the IEEE standard in
+/// that **`path`** MUST be absolute."
+/// Spec (config.md, POSIX-platform Hooks): "If set, `timeout` MUST be greater than zero."
 #[test]
 fn invalid_hooks_are_refused() {
     for (hook, want) in [

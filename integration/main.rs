@@ -12,7 +12,8 @@
 
 #![deny(clippy::undocumented_unsafe_blocks)]
 
-mod cgroup_confinement;
+mod cgroups;
+mod cgroups_path;
 mod cli_input;
 mod common;
 mod engines;
@@ -26,7 +27,6 @@ mod image_support;
 mod lifecycle;
 mod procattrs;
 mod process;
-mod resources;
 mod rootfs;
 mod runc_parity;
 mod seccomp;

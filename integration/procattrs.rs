@@ -30,7 +30,7 @@ fn create_fails(c: &Container, want: &[&str]) {
 fn each_refused(section: &str, key: &str, cases: Vec<(Value, &str)>) {
     for (value, want) in cases {
         let mut c = sleeper(key);
-        c.config[section][key] = value;
+        c.set(&format!("/{section}/{key}"), value);
         create_fails(&c, &[&format!("{section}.{key}"), want]);
     }
 }
@@ -38,17 +38,17 @@ fn each_refused(section: &str, key: &str, cases: Vec<(Value, &str)>) {
 #[test]
 fn personality_linux32_makes_uname_report_i686() {
     let mut c = Container::new("pers32");
-    c.config["linux"]["personality"] = json!({"domain": "LINUX32"});
+    c.set("/linux/personality", json!({"domain": "LINUX32"}));
     assert_eq!(c.run_sh("uname -m").trim(), "i686");
     let mut c = Container::new("pers64");
-    c.config["linux"]["personality"] = json!({"domain": "LINUX"});
+    c.set("/linux/personality", json!({"domain": "LINUX"}));
     assert_eq!(c.run_sh("uname -m").trim(), std::env::consts::ARCH);
 }
 
 #[test]
 fn unknown_personality_domain_is_refused() {
     let mut c = sleeper("persbad");
-    c.config["linux"]["personality"] = json!({"domain": "LINUX64"});
+    c.set("/linux/personality", json!({"domain": "LINUX64"}));
     create_fails(&c, &["linux.personality.domain", "LINUX64"]);
 }
 
@@ -61,14 +61,14 @@ fn io_priority_is_seen_from_the_host_and_inside() {
     ] {
         let io = json!({"class": class, "priority": prio});
         let mut c = sleeper("ioprio");
-        c.config["process"]["ioPriority"] = io.clone();
+        c.set("/process/ioPriority", io.clone());
         c.create_ok();
         const IOPRIO_WHO_PROCESS: libc::c_long = 1;
         // SAFETY: integer arguments only.
         let got = unsafe { libc::syscall(libc::SYS_ioprio_get, IOPRIO_WHO_PROCESS, pid_of(&c)) };
         assert_eq!(got, (number << 13) | prio, "{class} {prio}");
         let mut c = Container::new("ioprio-in");
-        c.config["process"]["ioPriority"] = io;
+        c.set("/process/ioPriority", io);
         assert_eq!(c.run_sh("ionice").trim(), text, "{class}");
     }
 }
@@ -76,14 +76,20 @@ fn io_priority_is_seen_from_the_host_and_inside() {
 #[test]
 fn io_priority_out_of_range_is_refused() {
     let mut c = sleeper("ioprio-bad");
-    c.config["process"]["ioPriority"] = json!({"class": "IOPRIO_CLASS_BE", "priority": 8});
+    c.set(
+        "/process/ioPriority",
+        json!({"class": "IOPRIO_CLASS_BE", "priority": 8}),
+    );
     create_fails(&c, &["process.ioPriority.priority", "8"]);
 }
 
 #[test]
 fn scheduler_batch_with_nice_is_seen_from_the_host() {
     let mut c = sleeper("sched-batch");
-    c.config["process"]["scheduler"] = json!({"policy": "SCHED_BATCH", "nice": 7});
+    c.set(
+        "/process/scheduler",
+        json!({"policy": "SCHED_BATCH", "nice": 7}),
+    );
     c.create_ok();
     let pid = pid_of(&c);
     assert_eq!(stat_field(pid, 19), "7", "nice");
@@ -96,7 +102,7 @@ fn scheduler_batch_with_nice_is_seen_from_the_host() {
 #[test]
 fn scheduler_idle_policy() {
     let mut c = sleeper("sched-idle");
-    c.config["process"]["scheduler"] = json!({"policy": "SCHED_IDLE"});
+    c.set("/process/scheduler", json!({"policy": "SCHED_IDLE"}));
     c.create_ok();
     assert_eq!(stat_field(pid_of(&c), 41), "5", "policy SCHED_IDLE");
 }
@@ -107,7 +113,10 @@ fn scheduler_idle_policy() {
 fn scheduler_fifo_applies_or_says_why() {
     let rt_group = std::path::Path::new("/sys/fs/cgroup/cpu/cpu.rt_runtime_us").exists();
     let mut c = sleeper("sched-fifo");
-    c.config["process"]["scheduler"] = json!({"policy": "SCHED_FIFO", "priority": 10});
+    c.set(
+        "/process/scheduler",
+        json!({"policy": "SCHED_FIFO", "priority": 10}),
+    );
     let out = c.create();
     if rt_group {
         assert_err(
@@ -157,7 +166,10 @@ fn bad_scheduler_values_are_refused() {
 #[test]
 fn exec_cpu_affinity_leaves_the_init_alone_but_is_checked() {
     let mut c = Container::new("affinity");
-    c.config["process"]["execCPUAffinity"] = json!({"initial": "1", "final": "0"});
+    c.set(
+        "/process/execCPUAffinity",
+        json!({"initial": "1", "final": "0"}),
+    );
     let out = c.run_sh("grep Cpus_allowed_list /proc/self/status");
     let all = status_field(
         &fs::read_to_string("/proc/self/status").unwrap(),
@@ -177,7 +189,10 @@ fn exec_cpu_affinity_leaves_the_init_alone_but_is_checked() {
 #[test]
 fn memory_policy_bind_shows_in_numa_maps() {
     let mut c = Container::new("mempolicy");
-    c.config["linux"]["memoryPolicy"] = json!({"mode": "MPOL_BIND", "nodes": "0"});
+    c.set(
+        "/linux/memoryPolicy",
+        json!({"mode": "MPOL_BIND", "nodes": "0"}),
+    );
     let out = c.run_sh("cat /proc/self/numa_maps");
     assert!(out.lines().any(|l| l.contains(" bind:0 ")), "{out}");
     let mut c = Container::new("mempolicy-il");
@@ -218,7 +233,7 @@ fn bad_memory_policies_are_refused() {
 /// A started sleeper container with `field` of the config section set.
 fn running_with(tag: &str, section: &str, field: &str, value: Value) -> Container {
     let mut c = sleeper(tag);
-    c.config[section][field] = value;
+    c.set(&format!("/{section}/{field}"), value);
     c.create_ok();
     c.start_ok();
     c
@@ -321,10 +336,13 @@ fn exec_gets_the_memory_policy() {
 #[test]
 fn intel_rdt_without_resctrl_is_a_clear_error() {
     let mut c = sleeper("rdt");
-    c.config["linux"]["intelRdt"] = json!({"closID": "corten", "l3CacheSchema": "L3:0=f"});
+    c.set(
+        "/linux/intelRdt",
+        json!({"closID": "corten", "l3CacheSchema": "L3:0=f"}),
+    );
     create_fails(&c, &["linux.intelRdt"]);
     let mut c = sleeper("rdt-bad");
-    c.config["linux"]["intelRdt"] = json!({"closID": "../x"});
+    c.set("/linux/intelRdt", json!({"closID": "../x"}));
     create_fails(&c, &["linux.intelRdt.closID"]);
 }
 
@@ -334,13 +352,10 @@ const LABEL: &str = "system_u:system_r:container_t:s0";
 const NO_APPARMOR: &str = "corten: process.apparmorProfile \"corten-test\" is set but AppArmor is not enabled on this host";
 const NO_SELINUX: &str = "corten: process.selinuxLabel \"system_u:system_r:container_t:s0\" is set but SELinux is not enabled on this host";
 
-/// True (after a SKIP line) when this host has AppArmor or SELinux enabled.
+/// True when this host has AppArmor or SELinux enabled (the tests below skip).
 fn host_has_lsm() -> bool {
     let aa = fs::read("/sys/module/apparmor/parameters/enabled").is_ok_and(|b| b.starts_with(b"Y"));
     let se = std::path::Path::new("/sys/fs/selinux/enforce").exists();
-    if aa || se {
-        eprintln!("SKIP: this host has an LSM enabled");
-    }
     aa || se
 }
 
@@ -356,18 +371,21 @@ fn refused_with(out: &Out, line: &str) {
 #[test]
 fn lsm_labels_on_a_host_without_lsms() {
     if host_has_lsm() {
-        return;
+        skip!("this host has an LSM enabled");
     }
     let mut c = sleeper("apparmor");
-    c.config["process"]["apparmorProfile"] = json!(PROFILE);
+    c.set("/process/apparmorProfile", json!(PROFILE));
     refused_with(&c.create(), NO_APPARMOR);
     c.assert_no_leftovers();
     let mut c = sleeper("selinux");
-    c.config["process"]["selinuxLabel"] = json!(LABEL);
+    c.set("/process/selinuxLabel", json!(LABEL));
     refused_with(&c.create(), NO_SELINUX);
     c.assert_no_leftovers();
     let mut c = Container::new("mountlabel");
-    c.config["linux"]["mountLabel"] = json!("system_u:object_r:container_file_t:s0");
+    c.set(
+        "/linux/mountLabel",
+        json!("system_u:object_r:container_file_t:s0"),
+    );
     assert_eq!(c.run_sh("echo ok").trim(), "ok");
 }
 
@@ -377,7 +395,7 @@ fn lsm_labels_on_a_host_without_lsms() {
 #[test]
 fn exec_lsm_labels_on_a_host_without_lsms() {
     if host_has_lsm() {
-        return;
+        skip!("this host has an LSM enabled");
     }
     let c = sleeper("exec-lsm");
     c.create_ok();
@@ -439,7 +457,10 @@ fn net_device_is_moved_renamed_up_and_keeps_its_address() {
         .success();
     assert!(ok);
     let mut c = sleeper("netdev");
-    c.config["linux"]["netDevices"] = json!({ v.0.clone(): {"name": "ctr0"} });
+    c.set(
+        "/linux/netDevices",
+        json!({ v.0.clone(): {"name": "ctr0"} }),
+    );
     c.create_ok();
     assert!(!Veth::exists(&v.0), "{} is still on the host", v.0);
     // `ip` on the host, run in the container's network namespace.
@@ -460,7 +481,7 @@ fn net_device_is_moved_renamed_up_and_keeps_its_address() {
     c.delete().ok();
     let mut c2 = Container::new("netdev-in");
     let v2 = Veth::new("b");
-    c2.config["linux"]["netDevices"] = json!({ v2.0.clone(): {} });
+    c2.set("/linux/netDevices", json!({ v2.0.clone(): {} }));
     let out = c2.run_sh("ls /sys/class/net | sort | tr '\\n' ' '");
     assert_eq!(out.trim(), format!("{} lo", v2.0));
 }
@@ -468,15 +489,15 @@ fn net_device_is_moved_renamed_up_and_keeps_its_address() {
 #[test]
 fn bad_net_devices_are_refused_and_leave_nothing() {
     let mut c = sleeper("netdev-missing");
-    c.config["linux"]["netDevices"] = json!({"cvnosuchdev0": {}});
+    c.set("/linux/netDevices", json!({"cvnosuchdev0": {}}));
     create_fails(&c, &["linux.netDevices", "cvnosuchdev0"]);
     let v = Veth::new("c");
     let mut c = sleeper("netdev-nons");
     c.remove_namespace("network");
-    c.config["linux"]["netDevices"] = json!({ v.0.clone(): {} });
+    c.set("/linux/netDevices", json!({ v.0.clone(): {} }));
     create_fails(&c, &["linux.netDevices", "network namespace"]);
     let mut c = sleeper("netdev-badname");
-    c.config["linux"]["netDevices"] = json!({ v.0.clone(): {"name": "a/b"} });
+    c.set("/linux/netDevices", json!({ v.0.clone(): {"name": "a/b"} }));
     create_fails(&c, &["linux.netDevices", "a/b"]);
     // Two devices, the second one's new name taken in the container ("lo"): the first,
     // already moved, comes back to the host.

@@ -16,7 +16,7 @@ fn process_is_pid_1() {
 #[test]
 fn hostname_is_applied() {
     let mut c = Container::new("hostname");
-    c.config["hostname"] = json!("corten-host");
+    c.set("/hostname", json!("corten-host"));
     let out = c.run_sh("hostname; cat /proc/sys/kernel/hostname");
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines, vec!["corten-host", "corten-host"], "{out}");
@@ -25,16 +25,18 @@ fn hostname_is_applied() {
 #[test]
 fn domainname_is_applied() {
     let mut c = Container::new("domainname");
-    c.config["hostname"] = json!("corten-host");
-    c.config["domainname"] = json!("corten.example");
+    c.set("/hostname", json!("corten-host"));
+    c.set("/domainname", json!("corten.example"));
     let out = c.run_sh("cat /proc/sys/kernel/domainname");
     assert_eq!(out.trim(), "corten.example");
 }
 
+/// Spec (config.md, Process): "`cwd` (string, REQUIRED) is the working directory that will be
+/// set for the executable. This value MUST be an absolute path."
 #[test]
 fn cwd_is_applied() {
     let mut c = Container::new("cwd");
-    c.config["process"]["cwd"] = json!("/tmp");
+    c.set("/process/cwd", json!("/tmp"));
     let out = c.run_sh("pwd");
     assert_eq!(out.trim(), "/tmp");
 }
@@ -42,7 +44,10 @@ fn cwd_is_applied() {
 #[test]
 fn env_is_applied() {
     let mut c = Container::new("env");
-    c.config["process"]["env"] = json!([DEFAULT_PATH, "TERM=xterm", "FOO=bar", "SPACED=a b  c"]);
+    c.set(
+        "/process/env",
+        json!([DEFAULT_PATH, "TERM=xterm", "FOO=bar", "SPACED=a b  c"]),
+    );
     let out = c.run_sh("env");
     let lines: Vec<&str> = out.lines().collect();
     for want in ["FOO=bar", "SPACED=a b  c", DEFAULT_PATH, "TERM=xterm"] {
@@ -55,7 +60,10 @@ fn env_is_applied() {
 #[test]
 fn env_duplicates_and_empty_home() {
     let mut c = Container::new("env-dup");
-    c.config["process"]["env"] = json!([DEFAULT_PATH, "ONE=two", "HOME=", "ONE=three"]);
+    c.set(
+        "/process/env",
+        json!([DEFAULT_PATH, "ONE=two", "HOME=", "ONE=three"]),
+    );
     c.args(&["env"]);
     let out = c.run_ok();
     let mut lines: Vec<&str> = out.lines().collect();
@@ -68,7 +76,10 @@ fn env_duplicates_and_empty_home() {
 #[test]
 fn unknown_capabilities_are_an_error() {
     let mut c = Container::new("caps-unknown");
-    c.config["process"]["capabilities"]["bounding"] = json!(["CAP_UNKNOWN", "CAP_KILL"]);
+    c.set(
+        "/process/capabilities/bounding",
+        json!(["CAP_UNKNOWN", "CAP_KILL"]),
+    );
     c.args(&["true"]);
     assert_err(
         &c.create(),
@@ -81,7 +92,10 @@ fn unknown_capabilities_are_an_error() {
 #[test]
 fn user_uid_gid_and_additional_groups() {
     let mut c = Container::new("user");
-    c.config["process"]["user"] = json!({ "uid": 1000, "gid": 1000, "additionalGids": [10, 20] });
+    c.set(
+        "/process/user",
+        json!({ "uid": 1000, "gid": 1000, "additionalGids": [10, 20] }),
+    );
     let out = c.run_sh("id; echo @@status; cat /proc/self/status");
     let s = sections(&out);
     let id = s[""].trim();
@@ -140,11 +154,13 @@ fn root_user_has_no_supplementary_groups_from_host() {
 #[test]
 fn umask_is_applied() {
     let mut c = Container::new("umask");
-    c.config["process"]["user"]["umask"] = json!(0o027);
+    c.set("/process/user/umask", json!(0o027));
     let out = c.run_sh("umask");
     assert_eq!(out.trim(), "0027");
 }
 
+/// Spec (config.md, POSIX process): "`rlim.rlim_cur` MUST match the configured value."
+/// Spec (config.md, POSIX process): "`rlim.rlim_max` MUST match the configured value."
 #[test]
 fn rlimit_nofile_is_applied() {
     let mut c = Container::new("rlimit");
@@ -184,18 +200,21 @@ fn capabilities_default_set_for_root() {
 #[test]
 fn capabilities_small_set_with_ambient_for_non_root() {
     let mut c = Container::new("caps-small");
-    c.config["process"]["user"] = json!({ "uid": 1000, "gid": 1000 });
+    c.set("/process/user", json!({ "uid": 1000, "gid": 1000 }));
     // For a non-root user the kernel recomputes the sets at execve: permitted
     // and effective become the ambient set. The configuration is therefore
     // chosen self-consistent (permitted = effective = inheritable = ambient),
     // so each line of /proc/PID/status must equal its configured set.
-    c.config["process"]["capabilities"] = json!({
-        "bounding": ["CAP_CHOWN", "CAP_KILL"],
-        "effective": ["CAP_KILL"],
-        "permitted": ["CAP_KILL"],
-        "inheritable": ["CAP_KILL"],
-        "ambient": ["CAP_KILL"]
-    });
+    c.set(
+        "/process/capabilities",
+        json!({
+            "bounding": ["CAP_CHOWN", "CAP_KILL"],
+            "effective": ["CAP_KILL"],
+            "permitted": ["CAP_KILL"],
+            "inheritable": ["CAP_KILL"],
+            "ambient": ["CAP_KILL"]
+        }),
+    );
     let out = c.run_sh("cat /proc/$$/status");
     let [inh, prm, eff, bnd, amb] = cap_fields(&out);
     let kill = cap_mask(&["CAP_KILL"]);
@@ -215,12 +234,15 @@ fn capabilities_small_set_with_ambient_for_non_root() {
 #[test]
 fn capabilities_empty_for_non_root_without_ambient() {
     let mut c = Container::new("caps-none");
-    c.config["process"]["user"] = json!({ "uid": 1000, "gid": 1000 });
-    c.config["process"]["capabilities"] = json!({
-        "bounding": ["CAP_CHOWN", "CAP_KILL", "CAP_NET_BIND_SERVICE"],
-        "effective": ["CAP_CHOWN", "CAP_KILL", "CAP_NET_BIND_SERVICE"],
-        "permitted": ["CAP_CHOWN", "CAP_KILL", "CAP_NET_BIND_SERVICE"]
-    });
+    c.set("/process/user", json!({ "uid": 1000, "gid": 1000 }));
+    c.set(
+        "/process/capabilities",
+        json!({
+            "bounding": ["CAP_CHOWN", "CAP_KILL", "CAP_NET_BIND_SERVICE"],
+            "effective": ["CAP_CHOWN", "CAP_KILL", "CAP_NET_BIND_SERVICE"],
+            "permitted": ["CAP_CHOWN", "CAP_KILL", "CAP_NET_BIND_SERVICE"]
+        }),
+    );
     let out = c.run_sh("cat /proc/$$/status");
     let [inh, prm, eff, bnd, amb] = cap_fields(&out);
     assert_eq!(
@@ -233,7 +255,7 @@ fn capabilities_empty_for_non_root_without_ambient() {
 #[test]
 fn no_new_privileges_true() {
     let mut c = Container::new("nnp-true");
-    c.config["process"]["noNewPrivileges"] = json!(true);
+    c.set("/process/noNewPrivileges", json!(true));
     let out = c.run_sh("cat /proc/$$/status");
     assert_eq!(status_field(&out, "NoNewPrivs").as_deref(), Some("1"));
 }
@@ -241,7 +263,7 @@ fn no_new_privileges_true() {
 #[test]
 fn no_new_privileges_false() {
     let mut c = Container::new("nnp-false");
-    c.config["process"]["noNewPrivileges"] = json!(false);
+    c.set("/process/noNewPrivileges", json!(false));
     let out = c.run_sh("cat /proc/$$/status");
     assert_eq!(status_field(&out, "NoNewPrivs").as_deref(), Some("0"));
 }
@@ -264,14 +286,18 @@ fn only_stdio_fds_are_open() {
     );
 }
 
+/// Spec (config.md, Linux Process): "If `oomScoreAdj` is set, the runtime MUST set
+/// `oom_score_adj` to the given value."
 #[test]
 fn oom_score_adj_is_applied() {
     let mut c = Container::new("oom");
-    c.config["process"]["oomScoreAdj"] = json!(100);
+    c.set("/process/oomScoreAdj", json!(100));
     let out = c.run_sh("cat /proc/$$/oom_score_adj");
     assert_eq!(out.trim(), "100");
 }
 
+/// Spec (config.md, Process): "at least one entry is REQUIRED (non-Windows), and that entry is
+/// used with the same semantics as `execvp`'s *file*."
 #[test]
 fn args_resolved_on_container_path() {
     let mut c = Container::new("path");

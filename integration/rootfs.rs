@@ -89,10 +89,13 @@ fn dev_has_standard_devices_and_links() {
 #[test]
 fn linux_devices_are_created() {
     let mut c = Container::new("devices");
-    c.config["linux"]["devices"] = json!([{
-        "path": "/dev/mydev", "type": "c", "major": 1, "minor": 7,
-        "fileMode": 0o666, "uid": 0, "gid": 0
-    }]);
+    c.set(
+        "/linux/devices",
+        json!([{
+            "path": "/dev/mydev", "type": "c", "major": 1, "minor": 7,
+            "fileMode": 0o666, "uid": 0, "gid": 0
+        }]),
+    );
     let out = c.run_sh("stat -c '%F|%t:%T|%a|%u|%g' /dev/mydev");
     assert_eq!(out.trim(), "character special file|1:7|666|0|0");
 }
@@ -186,6 +189,8 @@ fn readonly_paths_refuse_writes() {
     }
 }
 
+/// Spec (config.md, Root): "If true then the root filesystem MUST be read-only inside the
+/// container, defaults to false."
 #[test]
 fn readonly_root_refuses_writes_but_tmpfs_is_writable() {
     let mut c = Container::new("roroot");
@@ -207,10 +212,12 @@ fn readonly_root_refuses_writes_but_tmpfs_is_writable() {
     assert!(root.mount_opts.iter().any(|o| o == "ro"), "{root:?}");
 }
 
+/// Spec (config.md, Root): "If true then the root filesystem MUST be read-only inside the
+/// container, defaults to false."
 #[test]
 fn writable_root_when_not_readonly() {
     let mut c = Container::new("rwroot");
-    c.config["root"]["readonly"] = json!(false);
+    c.set("/root/readonly", json!(false));
     let out = c.run_sh("echo written > /from-container && echo ok");
     assert_eq!(out.trim(), "ok");
     assert_eq!(
@@ -219,6 +226,8 @@ fn writable_root_when_not_readonly() {
     );
 }
 
+/// Spec (config.md, Linux mount options): `bind` and `ro` are in the table of options
+/// "Runtimes MUST/SHOULD/MAY implement" with the requirement MUST.
 #[test]
 fn bind_mount_read_only() {
     let host = TempDir::new("bindro");
@@ -247,6 +256,8 @@ fn bind_mount_read_write_is_visible_on_host() {
     );
 }
 
+/// Spec (config.md, Linux mount options): `nosuid` and `noexec` are in the table of options
+/// "Runtimes MUST/SHOULD/MAY implement" with the requirement MUST.
 #[test]
 fn bind_mount_nosuid_noexec() {
     let host = TempDir::new("bindnoexec");
@@ -307,7 +318,7 @@ fn idmapped_bind_mount_maps_owners_both_ways() {
                        "uidMappings": map, "gidMappings": map});
     let mut c = Container::new("idmap");
     c.add_mount(mount.clone());
-    c.config["process"]["user"] = json!({"uid": 1000, "gid": 1000});
+    c.set("/process/user", json!({"uid": 1000, "gid": 1000}));
     let out = c.run_sh(
         "stat -c '%n %u:%g' /mnt/id/rootfile /mnt/id/userfile; touch /mnt/id/made; \
          stat -c '%n %u:%g' /mnt/id/made",
@@ -448,7 +459,7 @@ fn missing_mount_destination_is_created() {
 fn sysctl_in_network_namespace() {
     let host_before = fs::read_to_string("/proc/sys/net/ipv4/ip_forward").unwrap();
     let mut c = Container::new("sysctl");
-    c.config["linux"]["sysctl"] = json!({ "net.ipv4.ip_forward": "1" });
+    c.set("/linux/sysctl", json!({ "net.ipv4.ip_forward": "1" }));
     let out = c.run_sh("cat /proc/sys/net/ipv4/ip_forward");
     assert_eq!(out.trim(), "1");
     let host_after = fs::read_to_string("/proc/sys/net/ipv4/ip_forward").unwrap();

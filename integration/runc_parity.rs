@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::common::{Container, TempDir, bind, poll_until, sleeper, unique_id};
+use crate::common::{Container, TempDir, bind, poll_until, skip, sleeper, unique_id};
 
 /// IFF_UP | IFF_LOOPBACK and IFF_LOOPBACK, as /sys/class/net/lo/flags shows them.
 const LO_UP: &str = "0x9";
@@ -73,8 +73,7 @@ impl Drop for NetnsHolder {
 #[test]
 fn joined_network_namespace_is_left_as_it_is() {
     let Some(holder) = NetnsHolder::start() else {
-        eprintln!("SKIP: joined_network_namespace_is_left_as_it_is: `unshare --net` failed");
-        return;
+        skip!("`unshare --net` failed");
     };
     let mut c = Container::new("lo-joined");
     for ns in c.config["linux"]["namespaces"].as_array_mut().unwrap() {
@@ -109,11 +108,14 @@ fn cgroup_namespace_without_a_cgroup_mount() {
 #[test]
 fn scheduler_flags_take_the_specs_spelling() {
     let mut c = Container::new("sched-flags");
-    c.config["process"]["scheduler"] = json!({
-        "policy": "SCHED_OTHER",
-        "nice": -5,
-        "flags": ["SCHED_FLAG_RESET_ON_FORK", "SCHED_FLAG_DL_OVERRUN"]
-    });
+    c.set(
+        "/process/scheduler",
+        json!({
+            "policy": "SCHED_OTHER",
+            "nice": -5,
+            "flags": ["SCHED_FLAG_RESET_ON_FORK", "SCHED_FLAG_DL_OVERRUN"]
+        }),
+    );
     // Field 19 of stat is the nice value: the shell keeps -5, a child it forks (cut) is
     // reset to 0 by SCHED_RESET_ON_FORK.
     let script = "echo shell=$(cut -d' ' -f19 /proc/$$/stat); \
@@ -139,10 +141,13 @@ fn scheduler_flags_take_the_specs_spelling() {
 #[test]
 fn devices_outside_dev_are_created() {
     let mut c = Container::new("dev-outside");
-    c.config["linux"]["devices"] = json!([
-        {"path": "/foo-dev", "type": "c", "major": 1, "minor": 3, "fileMode": 438},
-        {"path": "/mnt/x/zero", "type": "c", "major": 1, "minor": 5, "fileMode": 420}
-    ]);
+    c.set(
+        "/linux/devices",
+        json!([
+            {"path": "/foo-dev", "type": "c", "major": 1, "minor": 3, "fileMode": 438},
+            {"path": "/mnt/x/zero", "type": "c", "major": 1, "minor": 5, "fileMode": 420}
+        ]),
+    );
     let out = c.run_sh(
         "stat -c '%n %F %t,%T %a' /foo-dev /mnt/x/zero; \
          echo data > /foo-dev && echo wrote-null; \

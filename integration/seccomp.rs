@@ -17,7 +17,10 @@ const PODMAN_PROFILE: &str = "/usr/share/containers/seccomp.json";
 /// A container whose linux.seccomp is `default` for everything but `rules`.
 fn with_profile(test: &str, default: &str, rules: Value) -> Container {
     let mut c = Container::new(test);
-    c.config["linux"]["seccomp"] = json!({ "defaultAction": default, "syscalls": rules });
+    c.set(
+        "/linux/seccomp",
+        json!({ "defaultAction": default, "syscalls": rules }),
+    );
     c
 }
 
@@ -28,7 +31,7 @@ fn mkdir_denied(test: &str, no_new_privileges: bool) -> Container {
         "SCMP_ACT_ALLOW",
         json!([mkdir_rule("SCMP_ACT_ERRNO")]),
     );
-    c.config["process"]["noNewPrivileges"] = json!(no_new_privileges);
+    c.set("/process/noNewPrivileges", json!(no_new_privileges));
     c
 }
 
@@ -52,9 +55,12 @@ const TRY_MKDIR: &str = "mkdir /dev/shm/d 2>&1; echo rc=$?";
 fn start_container_hooks_run_under_the_filter() {
     for nnp in [true, false] {
         let mut c = mkdir_denied("hook-filter", nnp);
-        c.config["hooks"] = json!({"startContainer": [
-            {"path": "/bin/sh", "args": ["sh", "-c", "mkdir /dev/shm/hook"]}
-        ]});
+        c.set(
+            "/hooks",
+            json!({"startContainer": [
+                {"path": "/bin/sh", "args": ["sh", "-c", "mkdir /dev/shm/hook"]}
+            ]}),
+        );
         c.args(&["sleep", "100"]);
         c.create_ok();
         assert_err(
@@ -105,7 +111,7 @@ fn default_errno_ret_with_an_allow_list() {
         names.retain(|n| n != "mkdir" && n != "mkdirat");
     }
     let mut c = Container::new("default-errno");
-    c.config["linux"]["seccomp"] = profile;
+    c.set("/linux/seccomp", profile);
     let out = c.run_sh(&format!("echo hello; {TRY_MKDIR}"));
     assert!(out.starts_with("hello\n"), "{out}");
     assert!(
@@ -136,7 +142,7 @@ fn log_and_allow_let_the_syscall_through() {
     let rules =
         json!([mkdir_rule("SCMP_ACT_LOG"), {"names": ["rmdir"], "action": "SCMP_ACT_ALLOW"}]);
     let mut c = with_profile("log", "SCMP_ACT_ALLOW", rules);
-    c.config["linux"]["seccomp"]["flags"] = supported_flags();
+    c.set("/linux/seccomp/flags", supported_flags());
     let out = c
         .run_sh("mkdir /dev/shm/d && rmdir /dev/shm/d && echo ok; grep Seccomp: /proc/self/status");
     assert!(out.starts_with("ok\n") && out.contains("\t2"), "{out}");
@@ -213,8 +219,8 @@ fn filter_is_loaded_without_no_new_privileges() {
             "SCMP_ACT_ALLOW",
             json!([mkdir_rule("SCMP_ACT_ERRNO")]),
         );
-        c.config["process"]["noNewPrivileges"] = json!(false);
-        c.config["process"]["user"] = user.clone();
+        c.set("/process/noNewPrivileges", json!(false));
+        c.set("/process/user", user.clone());
         let out = c.run_sh(&format!(
             "{TRY_MKDIR}; echo @@status; cat /proc/self/status"
         ));
@@ -249,10 +255,10 @@ fn podman_default_profile() {
     let run = |profile: Option<Value>| {
         let mut c = Container::new("podman-profile");
         for set in ["bounding", "effective", "permitted"] {
-            c.config["process"]["capabilities"][set] = json!(caps);
+            c.set(&format!("/process/capabilities/{set}"), json!(caps));
         }
         if let Some(p) = profile {
-            c.config["linux"]["seccomp"] = p;
+            c.set("/linux/seccomp", p);
         }
         sections(&c.run_sh(script))
     };
@@ -393,17 +399,20 @@ fn notify_container(test: &str) -> (TempDir, UnixListener, Container) {
         "SCMP_ACT_ALLOW",
         json!([mkdir_rule("SCMP_ACT_NOTIFY")]),
     );
-    c.config["linux"]["seccomp"]["listenerPath"] = json!(sock);
+    c.set("/linux/seccomp/listenerPath", json!(sock));
     (dir, listener, c)
 }
 
 fn notify_case(no_new_privileges: bool) {
     let (_dir, listener, mut c) = notify_container("notify");
     let agent = spawn_agent(listener);
-    c.config["linux"]["seccomp"]["listenerMetadata"] = json!("corten-test-metadata");
-    c.config["annotations"] = json!({"org.corten.test": "seccomp"});
-    c.config["process"]["noNewPrivileges"] = json!(no_new_privileges);
-    c.config["linux"]["seccomp"]["flags"] = supported_flags();
+    c.set(
+        "/linux/seccomp/listenerMetadata",
+        json!("corten-test-metadata"),
+    );
+    c.set("/annotations", json!({"org.corten.test": "seccomp"}));
+    c.set("/process/noNewPrivileges", json!(no_new_privileges));
+    c.set("/linux/seccomp/flags", supported_flags());
     // The agent says mkdir succeeded, but it made nothing.
     let out =
         c.run_sh("mkdir /dev/shm/d && echo made; test -d /dev/shm/d && echo exists || echo absent");
@@ -452,7 +461,7 @@ fn notify_agent_gets_the_fd_without_no_new_privileges() {
 fn notify_agent_gets_the_fd_during_create() {
     for nnp in [true, false] {
         let (_dir, listener, mut c) = notify_container("notify-create");
-        c.config["process"]["noNewPrivileges"] = json!(nnp);
+        c.set("/process/noNewPrivileges", json!(nnp));
         c.sh("mkdir /dev/shm/d");
         c.create_ok();
         let deadline = Instant::now() + Duration::from_secs(5);
@@ -487,8 +496,8 @@ fn listener_path_without_notify_rules_is_not_contacted() {
     listener.set_nonblocking(true).unwrap();
     for (path, nnp) in [(sock.clone(), true), (dir.join("nobody-here.sock"), false)] {
         let mut c = mkdir_denied("listener-no-notify", nnp);
-        c.config["linux"]["seccomp"]["listenerPath"] = json!(path);
-        c.config["linux"]["seccomp"]["listenerMetadata"] = json!("unused");
+        c.set("/linux/seccomp/listenerPath", json!(path));
+        c.set("/linux/seccomp/listenerMetadata", json!("unused"));
         let out = c.run_sh(TRY_MKDIR);
         assert!(out.contains("Operation not permitted"), "{out}");
         assert!(out.contains("rc=1"), "{out}");
@@ -581,7 +590,7 @@ fn bad_profiles_fail_create_cleanly() {
 
     // Known to the spec, but of the other byte order: no filter can hold it here.
     let mut foreign = with_profile("foreign-arch", "SCMP_ACT_ALLOW", json!([]));
-    foreign.config["linux"]["seccomp"]["architectures"] = json!(["SCMP_ARCH_S390X"]);
+    foreign.set("/linux/seccomp/architectures", json!(["SCMP_ARCH_S390X"]));
     create_fails(
         &foreign,
         &[r#"linux.seccomp.architectures[0] "SCMP_ARCH_S390X" cannot be filtered"#],
@@ -599,14 +608,17 @@ fn bad_profiles_fail_create_cleanly() {
         "SCMP_ACT_ALLOW",
         json!([mkdir_rule("SCMP_ACT_NOTIFY")]),
     );
-    no_agent.config["linux"]["seccomp"]["listenerPath"] = json!("/nonexistent/agent.sock");
+    no_agent.set(
+        "/linux/seccomp/listenerPath",
+        json!("/nonexistent/agent.sock"),
+    );
     create_fails(
         &no_agent,
         &["connect to the seccomp agent at /nonexistent/agent.sock"],
     );
 
     let mut bad_flag = with_profile("bad-flag", "SCMP_ACT_ALLOW", json!([]));
-    bad_flag.config["linux"]["seccomp"]["flags"] = json!(["SECCOMP_FILTER_FLAG_NOPE"]);
+    bad_flag.set("/linux/seccomp/flags", json!(["SECCOMP_FILTER_FLAG_NOPE"]));
     create_fails(
         &bad_flag,
         &[r#"linux.seccomp.flags[0] "SECCOMP_FILTER_FLAG_NOPE" is unknown"#],
@@ -621,7 +633,7 @@ fn unsupported_flags_fail_create_cleanly() {
     let supported = sc["supportedFlags"].as_array().unwrap();
     for flag in known.iter().filter(|f| !supported.contains(f)) {
         let mut c = with_profile("flag", "SCMP_ACT_ALLOW", json!([]));
-        c.config["linux"]["seccomp"]["flags"] = json!([flag]);
+        c.set("/linux/seccomp/flags", json!([flag]));
         create_fails(
             &c,
             &[&format!("linux.seccomp.flags[0] {flag} is not supported")],
@@ -632,7 +644,7 @@ fn unsupported_flags_fail_create_cleanly() {
 #[test]
 fn features_describe_seccomp() {
     if is_runc() {
-        return;
+        skip!("corten's own behaviour, not runc's");
     }
     let features: Value = serde_json::from_str(&rt(&["features"]).ok().stdout).unwrap();
     let sc = &features["linux"]["seccomp"];

@@ -48,7 +48,7 @@ fn has_optional(m: &MountInfo, prefix: &str) -> bool {
 #[test]
 fn joins_namespaces_by_path() {
     let mut a = sleeper("ns-owner");
-    a.config["hostname"] = json!("aaa");
+    a.set("/hostname", json!("aaa"));
     a.create_ok();
     a.start_ok();
     let st = a.wait_status("running", STATE_TIMEOUT);
@@ -121,7 +121,10 @@ fn no_mount_namespace_inherits_the_hosts_and_delete_detaches_the_mounts() {
     // A create that fails after its mounts (a hook) leaves none of them.
     let mut c = sleeper("no-mntns-fail");
     c.remove_namespace("mount");
-    c.config["hooks"] = json!({"createContainer": [{"path": "/bin/false"}]});
+    c.set(
+        "/hooks",
+        json!({"createContainer": [{"path": "/bin/false"}]}),
+    );
     assert!(c.create().code != Some(0));
     c.assert_no_leftovers();
 }
@@ -144,15 +147,18 @@ fn time_namespace_offsets() {
         .as_array_mut()
         .unwrap()
         .push(json!({ "type": "time" }));
-    c.config["linux"]["timeOffsets"] = json!({
-        "boottime": { "secs": 86400 * 365, "nanosecs": 0 },
-        "monotonic": { "secs": 86400 * 365, "nanosecs": 0 }
-    });
+    c.set(
+        "/linux/timeOffsets",
+        json!({
+            "boottime": { "secs": 86400 * 365, "nanosecs": 0 },
+            "monotonic": { "secs": 86400 * 365, "nanosecs": 0 }
+        }),
+    );
     c.sh("cat /proc/uptime; readlink /proc/self/ns/time");
     let run = c.run(&[]);
     if is_runc() && !run.success() {
-        eprintln!("this runc does not support time namespaces:\n{run}");
-        return;
+        eprintln!("{run}");
+        skip!("this runc does not support time namespaces");
     }
     run.ok();
     let out = run.stdout;
@@ -179,7 +185,7 @@ fn time_namespace_offsets() {
 #[test]
 fn time_offsets_without_a_time_namespace_are_refused() {
     let mut c = sleeper("timens-none");
-    c.config["linux"]["timeOffsets"] = json!({"monotonic": {"secs": 3600}});
+    c.set("/linux/timeOffsets", json!({"monotonic": {"secs": 3600}}));
     let want = "time namespace offsets specified, but time namespace isn't enabled in the config";
     assert_err(&c.create(), &[want], &[want]);
     c.assert_no_leftovers();
@@ -200,7 +206,7 @@ fn rootfs_propagation_values_hold_for_the_root() {
         ("private", ""),
     ] {
         let mut c = Container::new("rootprop");
-        c.config["linux"]["rootfsPropagation"] = json!(value);
+        c.set("/linux/rootfsPropagation", json!(value));
         let out = c.run_sh("awk '$5 == \"/\" {print $7}' /proc/self/mountinfo");
         let fields = out.trim();
         if want.is_empty() {
@@ -243,7 +249,7 @@ fn rootfs_propagation_and_bind_propagation() {
     }
     fs::create_dir_all(c.rootfs().join("mnt/fromhost")).unwrap();
 
-    c.config["linux"]["rootfsPropagation"] = json!("rslave");
+    c.set("/linux/rootfsPropagation", json!("rslave"));
     // Both sources lie on the (now slave) copy of the shared bundle mount: a
     // plain bind of them would be a slave too.
     c.add_mount(bind(
@@ -350,8 +356,8 @@ fn recursive_read_only_bind() {
     c.add_mount(bind("/data", host.path(), &["rbind", "rro"]));
     let out = c.run_sh(TOUCH_BOTH);
     if is_runc() && out.contains("rc2=0") {
-        eprintln!("this runc does not support rro:\n{out}");
-        return;
+        eprintln!("{out}");
+        skip!("this runc does not support rro");
     }
     assert!(out.contains("rc1=1") && out.contains("rc2=1"), "{out}");
     assert_eq!(
@@ -428,7 +434,7 @@ fn no_pivot_hides_the_hosts_proc_and_sysfs() {
         } else {
             "pivot-proc"
         });
-        c.config["root"]["readonly"] = json!(false);
+        c.set("/root/readonly", json!(false));
         for set in ["bounding", "effective", "permitted"] {
             let list = c.config["process"]["capabilities"][set]
                 .as_array_mut()
@@ -615,6 +621,10 @@ fn assert_rfc3339(s: &str) {
     );
 }
 
+/// Spec (runtime.md, State): "`status` (string, REQUIRED) is the runtime state of the
+/// container." "`pid` (int, REQUIRED when `status` is `created` or `running` on Linux,
+/// OPTIONAL on other platforms) is the ID of the container process, as seen by the host."
+/// "`bundle` (string, REQUIRED) is the absolute path to the container's bundle directory."
 #[test]
 fn state_json_through_the_lifecycle() {
     let ctl = TempDir::new("state-ctl");
@@ -799,4 +809,20 @@ fn killed_create_leaves_nothing_after_delete() {
         );
         c.assert_no_leftovers();
     }
+}
+
+/// The tests' typed config edits (`Container::set`) refuse a field the runtime-spec does
+/// not have, at the pointer or inside the value, so a misspelt key fails the test.
+#[test]
+#[should_panic(expected = "/linux/cgroupPath: the runtime-spec config has no such field")]
+fn set_refuses_a_misspelt_field() {
+    Container::new("set-misspelt").set("/linux/cgroupPath", json!("/x"));
+}
+
+#[test]
+#[should_panic(
+    expected = "/linux/resources/memory/limt: the runtime-spec config has no such field"
+)]
+fn set_refuses_a_misspelt_field_inside_the_value() {
+    Container::new("set-misspelt-inside").set("/linux/resources", json!({"memory": {"limt": 1}}));
 }

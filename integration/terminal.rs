@@ -15,7 +15,7 @@ use crate::escapes::{host_mounts_under, sentinel, shared_host_dir, snapshot};
 /// A container whose process, `sh -c SCRIPT`, has a terminal.
 fn with_terminal(test: &str, script: &str) -> Container {
     let mut c = Container::new(test);
-    c.config["process"]["terminal"] = json!(true);
+    c.set("/process/terminal", json!(true));
     c.sh(script);
     c
 }
@@ -63,7 +63,7 @@ fn command_line(c: &Container, args: &[&str]) -> String {
 /// `run`s it in the foreground.
 fn interactive_shell(test: &str) -> (Container, String) {
     let mut c = Container::new(test);
-    c.config["process"]["terminal"] = json!(true);
+    c.set("/process/terminal", json!(true));
     c.args(&["sh"]);
     c.write_config();
     let bundle = c.bundle_str();
@@ -101,8 +101,8 @@ fn console_socket_gets_the_terminal_of_the_container() {
          echo @@stat; cut -d' ' -f6,7 /proc/self/stat; echo @@fds; ls -l /proc/self/fd; \
          echo @@input; read x; echo got:$x; exit 7",
     );
-    c.config["process"]["consoleSize"] = json!({"height": 27, "width": 91});
-    c.config["process"]["user"] = json!({"uid": 1000, "gid": 1000});
+    c.set("/process/consoleSize", json!({"height": 27, "width": 91}));
+    c.set("/process/user", json!({"uid": 1000, "gid": 1000}));
     let master = start_on_console(&c);
     let mut text = read_pty(&master, Some("@@input\n"));
     write_pty(&master, "typed words\n");
@@ -168,7 +168,7 @@ fn console_socket_rules_are_runcs() {
     let busy = sleeper("tty-busy");
     busy.create_ok();
     let mut again = Container::with_root("tty-busy-again", busy.root_arc());
-    again.config["process"]["terminal"] = json!(true);
+    again.set("/process/terminal", json!(true));
     again.id = busy.id.clone();
     let out = create_on(&again, &path);
     assert_err(&out, &["already exists"], &["already exists"]);
@@ -207,7 +207,7 @@ fn run_relays_the_terminal_and_the_exit_status() {
     // Not on a terminal (stdin /dev/null, stdout a file): relayed all the same (runc
     // wants a controlling terminal).
     if is_runc() {
-        return;
+        skip!("the rest is corten's own behaviour: runc wants a controlling terminal");
     }
     // Newlines come out as written: the relayed terminal has ONLCR cleared, as runc's.
     let c = with_terminal("tty-run-plain", "tty; echo done; exit 4");
@@ -322,7 +322,7 @@ fn dev_console_symlink_in_the_image_is_not_followed() {
         let dest = m["destination"].as_str().unwrap();
         dest == "/dev/pts" || !dest.starts_with("/dev")
     });
-    c.config["linux"]["rootfsPropagation"] = json!("shared");
+    c.set("/linux/rootfsPropagation", json!("shared"));
     symlink(&host_file, c.rootfs().join("dev/console")).unwrap();
     let before = snapshot(files.path());
     if is_runc() {
@@ -359,7 +359,7 @@ fn in_rootfs_is_symlink(p: &Path) -> bool {
 fn terminal_in_a_user_namespace() {
     let mut c = with_terminal("tty-userns", "stat -c %u:%g $(tty); read x; echo got:$x");
     crate::userns::user_ns(&mut c, 100000);
-    c.config["process"]["user"] = json!({"uid": 1000, "gid": 1000});
+    c.set("/process/user", json!({"uid": 1000, "gid": 1000}));
     let master = start_on_console(&c);
     let text = read_pty(&master, Some("1000:5\n"));
     assert!(text.starts_with("1000:5\n"), "{text}");

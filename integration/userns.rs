@@ -20,8 +20,8 @@ pub fn user_ns(c: &mut Container, host: u32) {
         .unwrap()
         .push(json!({"type": "user"}));
     let map = json!([{"containerID": 0, "hostID": host, "size": 65536}]);
-    c.config["linux"]["uidMappings"] = map.clone();
-    c.config["linux"]["gidMappings"] = map;
+    c.set("/linux/uidMappings", map.clone());
+    c.set("/linux/gidMappings", map);
 }
 
 /// A host directory owned by `uid`, bind-mounted at /shared.
@@ -75,7 +75,10 @@ fn user_namespace_process_user_and_groups_map_too() {
     let mut c = Container::new("userns-user");
     user_ns(&mut c, HOST_BASE);
     shared_dir(&mut c, &tmp, HOST_BASE + 1000);
-    c.config["process"]["user"] = json!({"uid": 1000, "gid": 1000, "additionalGids": [2000]});
+    c.set(
+        "/process/user",
+        json!({"uid": 1000, "gid": 1000, "additionalGids": [2000]}),
+    );
     let out = c.run_sh("id -u; id -g; id -G; touch /shared/by-user");
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines[..2], ["1000", "1000"], "{out}");

@@ -14,12 +14,14 @@ fn kernel_hostname_sysctl_is_refused() {
     for hostname in [Some("corten-host"), None] {
         let mut c = Container::new("uts-sysctl-hostname");
         match hostname {
-            Some(h) => c.config["hostname"] = json!(h),
+            Some(h) => {
+                c.set("/hostname", json!(h));
+            }
             None => {
                 c.config.as_object_mut().unwrap().remove("hostname");
             }
         }
-        c.config["linux"]["sysctl"] = json!({"kernel.hostname": "from-sysctl"});
+        c.set("/linux/sysctl", json!({"kernel.hostname": "from-sysctl"}));
         // runc's log quotes the quotes.
         assert_err(&c.create(), &[words], &["conflicts with the OCI"]);
         c.assert_no_leftovers();
@@ -32,8 +34,8 @@ fn kernel_hostname_sysctl_is_refused() {
 #[test]
 fn kernel_domainname_sysctl_is_allowed_next_to_domainname() {
     let mut c = Container::new("uts-sysctl-domainname");
-    c.config["domainname"] = json!("from-field");
-    c.config["linux"]["sysctl"] = json!({"kernel.domainname": "from-sysctl"});
+    c.set("/domainname", json!("from-field"));
+    c.set("/linux/sysctl", json!({"kernel.domainname": "from-sysctl"}));
     let out = c.run_sh("cat /proc/sys/kernel/domainname");
     assert_eq!(out.trim(), "from-sysctl");
     c.assert_no_leftovers();

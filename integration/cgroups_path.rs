@@ -1,5 +1,5 @@
-//! linux.cgroupsPath confinement: the path can't leave the cgroup hierarchy, the root
-//! cgroup is refused (also inside a cgroup namespace), a cgroup that existed before
+//! linux.cgroupsPath (config-linux.md, "Cgroups path") confinement: the path can't leave
+//! the cgroup hierarchy, the root cgroup is refused (also inside a cgroup namespace), a cgroup that existed before
 //! `create` is joined but never emptied or removed, and `delete`, `kill` and a failed
 //! `create` reach only the container's own processes. Every case has a bystander process
 //! that must survive; the tests are built so that a runtime with the bug can only hit
@@ -13,16 +13,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// The v1 pids hierarchy, where the tests put their bystanders (None, with a SKIP line,
-/// on a host without it).
-fn pids_hierarchy(test: &str) -> Option<PathBuf> {
-    let p = PathBuf::from("/sys/fs/cgroup/pids");
-    if p.join("cgroup.procs").exists() {
-        Some(p)
-    } else {
-        eprintln!("SKIP: {test}: no v1 pids hierarchy at {}", p.display());
-        None
-    }
+/// Where the tests put their bystanders: the v1 pids hierarchy.
+const PIDS_HIERARCHY: &str = "/sys/fs/cgroup/pids";
+
+/// The v1 pids hierarchy (None on a host without it: the tests skip).
+fn pids_hierarchy() -> Option<PathBuf> {
+    let p = PathBuf::from(PIDS_HIERARCHY);
+    p.join("cgroup.procs").exists().then_some(p)
 }
 
 /// A `sleep` made by the test, killed and reaped on drop.
@@ -116,9 +113,8 @@ fn init_pid(c: &Container) -> u32 {
 /// made in the other hierarchies are removed.
 #[test]
 fn a_joined_cgroup_keeps_its_other_processes_and_sub_cgroups() {
-    let Some(pids) = pids_hierarchy("a_joined_cgroup_keeps_its_other_processes_and_sub_cgroups")
-    else {
-        return;
+    let Some(pids) = pids_hierarchy() else {
+        skip!("no v1 pids hierarchy at {PIDS_HIERARCHY}");
     };
     let name = unique_id("cg-joined");
     let p = pids.join(&name);
@@ -128,7 +124,7 @@ fn a_joined_cgroup_keeps_its_other_processes_and_sub_cgroups() {
     let mut in_other = Bystander::in_cgroup(&other);
 
     let mut a = sleeper("cg-joined-a");
-    a.config["linux"]["cgroupsPath"] = json!(format!("/{name}"));
+    a.set("/linux/cgroupsPath", json!(format!("/{name}")));
     a.create_ok();
     a.start_ok();
     let init = init_pid(&a);
@@ -160,7 +156,7 @@ fn a_joined_cgroup_keeps_its_other_processes_and_sub_cgroups() {
     );
 
     let mut b = sleeper("cg-joined-b");
-    b.config["linux"]["cgroupsPath"] = json!(format!("/{name}"));
+    b.set("/linux/cgroupsPath", json!(format!("/{name}")));
     b.create_ok();
     b.start_ok();
     let init = init_pid(&b);
@@ -182,9 +178,8 @@ fn a_joined_cgroup_keeps_its_other_processes_and_sub_cgroups() {
 /// someone else made there.
 #[test]
 fn shared_pid_ns_delete_kills_only_the_containers_own_cgroup() {
-    let Some(pids) = pids_hierarchy("shared_pid_ns_delete_kills_only_the_containers_own_cgroup")
-    else {
-        return;
+    let Some(pids) = pids_hierarchy() else {
+        skip!("no v1 pids hierarchy at {PIDS_HIERARCHY}");
     };
     let mut c = Container::new("cg-sharedpid");
     c.remove_namespace("pid");
@@ -224,8 +219,8 @@ fn shared_pid_ns_delete_kills_only_the_containers_own_cgroup() {
 /// that a later kill would find after it was reused.)
 #[test]
 fn dotdot_in_cgroups_path_stays_inside_the_hierarchy() {
-    let Some(pids) = pids_hierarchy("dotdot_in_cgroups_path_stays_inside_the_hierarchy") else {
-        return;
+    let Some(pids) = pids_hierarchy() else {
+        skip!("no v1 pids hierarchy at {PIDS_HIERARCHY}");
     };
     let decoy = TempDir::new("cg-decoy");
     let x = decoy.join("x");
@@ -285,13 +280,13 @@ fn dotdot_in_cgroups_path_stays_inside_the_hierarchy() {
 /// processes of this test. The state root is a tmpfs of that mount namespace too.
 #[test]
 fn the_root_cgroup_is_refused_inside_a_cgroup_namespace() {
-    let Some(pids) = pids_hierarchy("the_root_cgroup_is_refused_inside_a_cgroup_namespace") else {
-        return;
+    let Some(pids) = pids_hierarchy() else {
+        skip!("no v1 pids hierarchy at {PIDS_HIERARCHY}");
     };
     let t = pids.join(unique_id("cg-nsroot"));
     let _cgroups = TestCgroups::make(std::slice::from_ref(&t));
     let mut c = sleeper("cg-nsroot");
-    c.config["linux"]["cgroupsPath"] = json!("/");
+    c.set("/linux/cgroupsPath", json!("/"));
     c.write_config();
     let state_root = TempDir::new("cg-nsroot-state");
     let inner = r#"
@@ -378,7 +373,7 @@ fn invalid_cgroup_names_are_refused_at_once() {
         ("/a\nb", "can't contain a newline"),
     ] {
         let mut c = sleeper("cg-badname");
-        c.config["linux"]["cgroupsPath"] = json!(path);
+        c.set("/linux/cgroupsPath", json!(path));
         let start = Instant::now();
         let out = c.create();
         assert_err(&out, &["linux.cgroupsPath", why], &["cgroup"]);
@@ -396,8 +391,8 @@ fn invalid_cgroup_names_are_refused_at_once() {
 /// pid namespace.
 #[test]
 fn sub_cgroups_made_inside_the_container_go_with_it() {
-    let Some(pids) = pids_hierarchy("sub_cgroups_made_inside_the_container_go_with_it") else {
-        return;
+    let Some(pids) = pids_hierarchy() else {
+        skip!("no v1 pids hierarchy at {PIDS_HIERARCHY}");
     };
     let mut c = Container::new("cg-inner");
     for m in c.config["mounts"].as_array_mut().unwrap() {
