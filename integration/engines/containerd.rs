@@ -15,27 +15,46 @@ use crate::common::{Out, TempDir, unique_id};
 
 /// A containerd of its own (root, state, sockets, config in a temp dir), with the test
 /// image imported in a namespace of its own (so containers' cgroups are `/<ns>/<id>`).
-struct Containerd {
+/// The CRI tests (cri.rs) start one with the CRI plugin instead (`start_cri`).
+pub(super) struct Containerd {
     child: Option<Child>,
-    dir: TempDir,
-    address: String,
-    ns: String,
+    pub(super) dir: TempDir,
+    pub(super) address: String,
+    pub(super) ns: String,
+    /// The cgroup (in every hierarchy) its containers live under, removed on drop.
+    pub(super) cgroup: String,
     ids: Mutex<Vec<String>>,
     _shared: Shared,
 }
 
-const IMAGE: &str = "localhost/corten-it:latest";
+pub(super) const IMAGE: &str = "localhost/corten-it:latest";
 
 impl Containerd {
     fn start() -> Containerd {
-        let shared = Shared::hold("containerd");
         let dir = TempDir::new("containerd");
+        let ns = dir_name(&dir);
+        let c = Containerd::start_in(dir, ns.clone(), ns, "\"io.containerd.grpc.v1.cri\", ", "");
+        c.import(IMAGE, &["/bin/sh"]);
+        c
+    }
+
+    /// A containerd in `dir` whose clients use namespace `ns` and whose containers' cgroups
+    /// are under `cgroup`; `disabled` lists extra plugins to disable (`"name", ...`) and
+    /// `plugins` is more TOML for the config (the CRI plugin's section).
+    pub(super) fn start_in(
+        dir: TempDir,
+        ns: String,
+        cgroup: String,
+        disabled: &str,
+        plugins: &str,
+    ) -> Containerd {
+        let shared = Shared::hold("containerd");
         let address = dir.join("c.sock").to_string_lossy().into_owned();
         let config = format!(
             r#"version = 2
 root = "{root}"
 state = "{state}"
-disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.btrfs",
+disabled_plugins = [{disabled}"io.containerd.snapshotter.v1.btrfs",
   "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.devmapper",
   "io.containerd.snapshotter.v1.aufs", "io.containerd.tracing.processor.v1.otlp",
   "io.containerd.internal.v1.tracing"]
@@ -45,7 +64,7 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.b
   address = "{address}.ttrpc"
 [debug]
   level = "info"
-"#,
+{plugins}"#,
             root = dir.join("root").display(),
             state = dir.join("state").display(),
         );
@@ -58,12 +77,12 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.b
             .stderr(fs::File::create(dir.join("containerd.log")).unwrap())
             .spawn()
             .expect("these tests need containerd (hack/install-deps.sh)");
-        let ns = dir_name(&dir);
         let c = Containerd {
             child: Some(child),
             dir,
             address,
             ns,
+            cgroup,
             ids: Mutex::new(Vec::new()),
             _shared: shared,
         };
@@ -76,21 +95,22 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.b
                 .is_ok_and(|s| s.success())
         });
         assert!(up, "containerd did not start:\n{}", c.log());
-        let archive = c.dir.join("image.tar");
-        write_oci_archive(&archive);
-        let archive = archive.to_string_lossy().into_owned();
-        c.ctr(&[
-            "image",
-            "import",
-            "--base-name",
-            "localhost/corten-it",
-            &archive,
-        ])
-        .ok();
         c
     }
 
-    fn log(&self) -> String {
+    /// Imports the test image as `name` (`<base>:latest`) whose command is `cmd`.
+    pub(super) fn import(&self, name: &str, cmd: &[&str]) {
+        let base = name.strip_suffix(":latest").unwrap_or(name);
+        let archive = self
+            .dir
+            .join(format!("{}.tar", sha256_hex(base.as_bytes())));
+        write_oci_archive(&archive, cmd);
+        let archive = archive.to_string_lossy().into_owned();
+        self.ctr(&["image", "import", "--base-name", base, &archive])
+            .ok();
+    }
+
+    pub(super) fn log(&self) -> String {
         fs::read_to_string(self.dir.join("containerd.log")).unwrap_or_default()
     }
 
@@ -101,7 +121,7 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.b
         cmd
     }
 
-    fn ctr(&self, args: &[&str]) -> Out {
+    pub(super) fn ctr(&self, args: &[&str]) -> Out {
         run_cmd(self.dir.path(), self.cmd().args(args), None, CMD_TIMEOUT)
     }
 
@@ -110,7 +130,7 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.b
     }
 
     /// The runc root the shim passes to corten (`--runc-root`), per namespace.
-    fn runc_root(&self) -> PathBuf {
+    pub(super) fn runc_root(&self) -> PathBuf {
         self.dir.join("runc")
     }
 
@@ -209,7 +229,7 @@ impl Drop for Containerd {
         }
         kill_procs_mentioning(&self.address);
         delete_all_in(&self.runc_root().join(&self.ns));
-        remove_cgroup_tree(&self.ns);
+        remove_cgroup_tree(&self.cgroup);
         for id in &ids {
             let _ = fs::remove_file(shim_socket(&self.address, &self.ns, id));
         }

@@ -7,6 +7,7 @@
 #![allow(dead_code)]
 
 mod containerd;
+mod cri;
 mod docker;
 mod podman;
 
@@ -137,8 +138,9 @@ pub fn write_rootfs_tar(dest: &Path) {
     fs::write(dest, TAR.get_or_init(|| layer_tar(&image_entries()))).unwrap();
 }
 
-/// An OCI archive (a tar of an OCI layout, tag `latest`) for `ctr image import`.
-pub fn write_oci_archive(dest: &Path) {
+/// An OCI archive (a tar of an OCI layout, tag `latest`, command `cmd`) for `ctr image
+/// import`.
+pub fn write_oci_archive(dest: &Path, cmd: &[&str]) {
     let dir = TempDir::new("oci-layout");
     let arch = match std::env::consts::ARCH {
         "x86_64" => "amd64",
@@ -147,7 +149,7 @@ pub fn write_oci_archive(dest: &Path) {
     };
     let img = image(
         vec![(image_entries(), Comp::Plain)],
-        json!({"Cmd": ["/bin/sh"], "Env": [crate::common::DEFAULT_PATH]}),
+        json!({"Cmd": cmd, "Env": [crate::common::DEFAULT_PATH]}),
         arch,
         None,
     );
