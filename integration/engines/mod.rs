@@ -267,10 +267,10 @@ pub fn cgroup_v1_file(controller: &str, rel: &str, file: &str) -> PathBuf {
         .join(file)
 }
 
-/// Shared machine-wide directories an engine makes and never removes (containerd's shim
-/// socket dir, podman's libpod_parent cgroup). Each test using them holds a `Shared` while
-/// it runs; the last one to finish removes what is left of them if it is empty, so tests
-/// of this process never remove one under another.
+/// Shared machine-wide things an engine makes and never removes (containerd's shim
+/// socket dir, podman's libpod_parent cgroup, CNI portmap's iptables chains). Each test
+/// using them holds a `Shared` while it runs; the last one to finish removes what is left
+/// of them if it is empty, so tests of this process never remove one under another.
 pub struct Shared {
     what: &'static str,
 }
@@ -298,6 +298,7 @@ impl Drop for Shared {
                 let _ = fs::remove_dir("/run/containerd/s");
                 let _ = fs::remove_dir("/run/containerd");
             }
+            "cni-portmap" => cri::remove_portmap_chains(),
             // Empty directories only: nothing is killed in a cgroup that isn't a test's.
             "podman" => {
                 for h in cgroup_hierarchies() {
