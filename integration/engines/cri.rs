@@ -45,7 +45,7 @@ struct Cri {
     /// A host port of this daemon's own (for hostPort).
     host_port: u16,
     ctd: Containerd,
-    _portmap: Shared,
+    _cni: Shared,
 }
 
 impl Cri {
@@ -111,7 +111,7 @@ impl Cri {
             gateway: format!("10.231.{subnet}.1"),
             host_port: 20000 + ((std::process::id() as usize * 7 + n) % 20000) as u16,
             ctd,
-            _portmap: Shared::hold("cni-portmap"),
+            _cni: Shared::hold("cni"),
         };
         let up = poll_until(Duration::from_secs(20), || {
             cri.cmd().arg("info").status().is_ok_and(|s| s.success())
@@ -299,9 +299,18 @@ impl Drop for Cri {
     }
 }
 
+/// Removes what CNI leaves on the machine and no pod uses any more (`Shared`'s last holder
+/// calls this): the empty cache and netns dirs, and portmap's chains.
+pub(super) fn remove_cni_leftovers() {
+    for dir in ["/var/lib/cni/results", "/var/lib/cni", "/run/netns"] {
+        let _ = fs::remove_dir(dir);
+    }
+    remove_portmap_chains();
+}
+
 /// Removes portmap's machine-wide chains (CNI-HOSTPORT-*: made on first use, never removed
-/// by the plugin) if no hostPort rule is left in them (`Shared`'s last holder calls this).
-pub(super) fn remove_portmap_chains() {
+/// by the plugin) if no hostPort rule is left in them.
+fn remove_portmap_chains() {
     let iptables = |args: &[&str]| {
         Command::new("iptables")
             .args(["-w", "-t", "nat"])

@@ -268,7 +268,7 @@ pub fn cgroup_v1_file(controller: &str, rel: &str, file: &str) -> PathBuf {
 }
 
 /// Shared machine-wide things an engine makes and never removes (containerd's shim
-/// socket dir, podman's libpod_parent cgroup, CNI portmap's iptables chains). Each test
+/// socket dir, podman's libpod_parent cgroup, CNI's cache and portmap's chains). Each test
 /// using them holds a `Shared` while it runs; the last one to finish removes what is left
 /// of them if it is empty, so tests of this process never remove one under another.
 pub struct Shared {
@@ -298,7 +298,7 @@ impl Drop for Shared {
                 let _ = fs::remove_dir("/run/containerd/s");
                 let _ = fs::remove_dir("/run/containerd");
             }
-            "cni-portmap" => cri::remove_portmap_chains(),
+            "cni" => cri::remove_cni_leftovers(),
             // Empty directories only: nothing is killed in a cgroup that isn't a test's.
             "podman" => {
                 for h in cgroup_hierarchies() {
