@@ -114,12 +114,14 @@ impl Cri {
             _cni: Shared::hold("cni"),
         };
         let up = poll_until(Duration::from_secs(20), || {
-            cri.cmd().arg("info").status().is_ok_and(|s| s.success())
+            let info = cri.cmd().arg("info").output();
+            info.is_ok_and(|o| o.status.success())
         });
         assert!(up, "the CRI plugin did not come up:\n{}", cri.ctd.log());
         cri
     }
 
+    /// crictl for this daemon (with a config file of its own: crictl warns without one).
     fn cmd(&self) -> Command {
         let mut cmd = Command::new(&self.crictl);
         let endpoint = format!("unix://{}", self.ctd.address);
