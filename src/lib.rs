@@ -16,6 +16,7 @@ pub mod image;
 pub mod init;
 pub mod log;
 pub mod output;
+pub mod passwd;
 pub mod runtime;
 pub mod safepath;
 pub mod seccomp;
