@@ -23,7 +23,6 @@ use std::cell::OnceCell;
 use std::ffi::CString;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -34,9 +33,7 @@ use nix::sys::signal::SigSet;
 use nix::sys::wait::{WaitStatus, waitpid};
 use nix::unistd::ForkResult;
 use oci_spec::runtime::{Hook, Hooks, Spec};
-use serde::{Deserialize, Serialize};
 
-use crate::config::OCI_VERSION;
 use crate::container::{State, Status};
 use crate::sync::{Channel, Msg};
 
@@ -132,39 +129,7 @@ pub fn persisted(spec: &Spec) -> Option<Hooks> {
 }
 
 /// The state a hook reads on stdin: the spec's state, nothing more.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
-#[serde(rename_all = "camelCase")]
-pub struct HookState {
-    pub oci_version: String,
-    pub id: String,
-    pub status: String,
-    /// Required while created or running; left out once stopped (runc leaves it out too).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pid: Option<i32>,
-    pub bundle: PathBuf,
-    #[serde(default)]
-    pub annotations: std::collections::BTreeMap<String, String>,
-}
-
-impl HookState {
-    pub fn new(state: &State, status: Status) -> HookState {
-        HookState {
-            oci_version: OCI_VERSION.to_string(),
-            id: state.id.clone(),
-            status: status.as_str().to_string(),
-            pid: (status != Status::Stopped).then_some(state.pid),
-            bundle: state.bundle.clone(),
-            annotations: state.annotations.clone(),
-        }
-    }
-
-    fn with_status(&self, status: Status) -> HookState {
-        HookState {
-            status: status.as_str().to_string(),
-            ..self.clone()
-        }
-    }
-}
+pub type HookState = crate::container::SpecState;
 
 /// The environment of a hook whose config has no `env` (an empty list is an empty
 /// environment). runc runs hooks as Go exec.Cmds, whose nil Env means the environment of
@@ -653,6 +618,7 @@ fn one_line_tail(output: &[u8], max: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::OCI_VERSION;
     use std::path::Path;
 
     fn hook(v: serde_json::Value) -> Hook {
