@@ -56,6 +56,7 @@ LAYERS='
 1 relay           relaying an attached terminal
 1 wait            waiting for a child and forwarding signals to it
 1 pid             a process as pid and start time
+1 passwd          /etc/passwd and /etc/group entries (host, container, image)
 1 error           the errors callers tell apart (no such container, not running, ...)
 1 idrange         /proc/<pid>/uid_map and gid_map lines
 1 idlist          the kernel list format for CPUs and nodes ("0-3,7")

@@ -24,7 +24,6 @@ use std::ffi::CString;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::process::CommandExt;
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -36,10 +35,8 @@ use nix::sys::signal::{Signal, kill, killpg};
 use nix::sys::wait::{WaitStatus, waitpid};
 use nix::unistd::Pid;
 use oci_spec::runtime::{Hook, Hooks, Spec};
-use serde::{Deserialize, Serialize};
 
 use crate::container::{State, Status};
-use crate::spec_version::OCI_VERSION;
 use crate::sync::{Channel, Msg};
 
 /// How much of a hook's output is kept, and how much of it an error message quotes.
@@ -134,39 +131,7 @@ pub fn persisted(spec: &Spec) -> Option<Hooks> {
 }
 
 /// The state a hook reads on stdin: the spec's state, nothing more.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
-#[serde(rename_all = "camelCase")]
-pub struct HookState {
-    pub oci_version: String,
-    pub id: String,
-    pub status: String,
-    /// Required while created or running; left out once stopped (runc leaves it out too).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pid: Option<i32>,
-    pub bundle: PathBuf,
-    #[serde(default)]
-    pub annotations: std::collections::BTreeMap<String, String>,
-}
-
-impl HookState {
-    pub fn new(state: &State, status: Status) -> HookState {
-        HookState {
-            oci_version: OCI_VERSION.to_string(),
-            id: state.id.clone(),
-            status: status.as_str().to_string(),
-            pid: (status != Status::Stopped).then_some(state.pid),
-            bundle: state.bundle.clone(),
-            annotations: state.annotations.clone(),
-        }
-    }
-
-    fn with_status(&self, status: Status) -> HookState {
-        HookState {
-            status: status.as_str().to_string(),
-            ..self.clone()
-        }
-    }
-}
+pub type HookState = crate::container::SpecState;
 
 /// The environment of a hook whose config has no `env` (an empty list is an empty
 /// environment). runc runs hooks as Go exec.Cmds, whose nil Env means the environment of
@@ -654,6 +619,7 @@ fn one_line_tail(output: &[u8], max: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::spec_version::OCI_VERSION;
     use std::path::Path;
 
     fn hook(v: serde_json::Value) -> Hook {

@@ -37,10 +37,9 @@ pub fn check_host(spec: &Spec) -> Result<()> {
 
 /// Where resctrl is mounted in our mount namespace, if anywhere.
 fn resctrl_mount() -> Option<String> {
-    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
-    info.lines().find_map(|l| {
-        let (left, right) = l.split_once(" - ")?;
-        (right.split_whitespace().next() == Some("resctrl"))
-            .then(|| left.split_whitespace().nth(4).unwrap_or("?").to_string())
-    })
+    let mounts = procfs::process::Process::myself().ok()?.mountinfo().ok()?;
+    mounts
+        .into_iter()
+        .find(|m| m.fs_type == "resctrl")
+        .map(|m| m.mount_point.to_string_lossy().into_owned())
 }

@@ -23,6 +23,7 @@ pub mod log;
 pub mod netdev;
 pub mod numa;
 pub mod output;
+pub mod passwd;
 pub mod pid;
 pub mod relay;
 pub mod runtime;

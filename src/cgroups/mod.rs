@@ -24,6 +24,7 @@ use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
+use procfs::process::MountInfo;
 use serde::{Deserialize, Serialize};
 
 /// One mounted cgroup hierarchy.
@@ -43,36 +44,37 @@ pub fn hierarchies() -> Result<Vec<Hierarchy>> {
 
 fn parse_mountinfo(info: &str) -> Vec<Hierarchy> {
     let mut out: Vec<Hierarchy> = Vec::new();
-    for line in info.lines() {
-        // id parent major:minor root mountpoint opts [optional...] - fstype source superopts
-        let Some((pre, post)) = line.split_once(" - ") else {
-            continue;
-        };
-        let mut post = post.split(' ');
-        let (Some(fstype), _, Some(superopts)) = (post.next(), post.next(), post.next()) else {
-            continue;
-        };
-        let fields: Vec<&str> = pre.split(' ').collect();
+    // procfs parses each line; it leaves the octal escapes of paths in place.
+    for m in info.lines().filter_map(|l| MountInfo::from_line(l).ok()) {
         // Only a hierarchy's root mount: a bind of a sub-cgroup would misplace us.
-        if fields.len() < 5 || fields[3] != "/" {
+        if m.root != "/" {
             continue;
         }
-        let mount = PathBuf::from(unescape(fields[4]));
-        let h = match fstype {
+        let mount = PathBuf::from(unescape(&m.mount_point.to_string_lossy()));
+        let h = match m.fs_type.as_str() {
             "cgroup2" => Hierarchy {
                 mount,
                 controllers: Vec::new(),
                 v2: true,
             },
             "cgroup" => {
-                let controllers = superopts
-                    .split(',')
-                    .filter(|o| {
-                        !matches!(*o, "rw" | "ro" | "xattr" | "clone_children")
-                            && !o.starts_with("release_agent=")
+                // The super options come as a map: sorted, so that one hierarchy always
+                // has one list (they are compared as sets everywhere else).
+                let mut controllers: Vec<String> = m
+                    .super_options
+                    .iter()
+                    .filter(|(k, _)| {
+                        !matches!(
+                            k.as_str(),
+                            "rw" | "ro" | "xattr" | "clone_children" | "release_agent"
+                        )
                     })
-                    .map(str::to_string)
+                    .map(|(k, v)| match v {
+                        Some(v) => format!("{k}={v}"),
+                        None => k.clone(),
+                    })
                     .collect();
+                controllers.sort();
                 Hierarchy {
                     mount,
                     controllers,

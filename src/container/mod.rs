@@ -302,25 +302,63 @@ impl ContainerDir {
     }
 }
 
+/// The runtime spec's state of a container: what hooks read on stdin, and the core of
+/// what `state` and `list` print ([`spec_state`]). One builder, so both agree on every
+/// field; they differ only where runc's do: a stopped container's `pid` is left out for
+/// hooks (runc's specs.State has `pid,omitempty`) and printed as 0 by `state` (runc's
+/// containerState). Not oci_spec's `State`: it has no `paused` status (runc's `state`
+/// prints it), keeps annotations in a HashMap (their order would change from run to run)
+/// and has no room for runc's extra fields.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct SpecState {
+    pub oci_version: String,
+    pub id: String,
+    pub status: String,
+    /// Required while created or running; left out once stopped (runc leaves it out too).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<i32>,
+    pub bundle: PathBuf,
+    #[serde(default)]
+    pub annotations: std::collections::BTreeMap<String, String>,
+}
+
+impl SpecState {
+    pub fn new(state: &State, status: Status) -> SpecState {
+        SpecState {
+            oci_version: OCI_VERSION.to_string(),
+            id: state.id.clone(),
+            status: status.as_str().to_string(),
+            pid: (status != Status::Stopped).then_some(state.pid),
+            bundle: state.bundle.clone(),
+            annotations: state.annotations.clone(),
+        }
+    }
+
+    /// The same state with another status.
+    pub fn with_status(&self, status: Status) -> SpecState {
+        SpecState {
+            status: status.as_str().to_string(),
+            ..self.clone()
+        }
+    }
+}
+
 /// The spec's state JSON for `state`, with runc's extra `created` and `owner` fields, in
-/// runc's key order (annotations only when there are some).
+/// runc's key order (pid 0 once stopped, annotations only when there are some).
 pub fn spec_state(state: &State, status: Status) -> serde_json::Value {
-    let pid = if status == Status::Stopped {
-        0
-    } else {
-        state.pid
-    };
+    let spec = SpecState::new(state, status);
     let mut v = serde_json::json!({
-        "ociVersion": OCI_VERSION,
-        "id": state.id,
-        "pid": pid,
-        "status": status.as_str(),
-        "bundle": state.bundle,
+        "ociVersion": spec.oci_version,
+        "id": spec.id,
+        "pid": spec.pid.unwrap_or(0),
+        "status": spec.status,
+        "bundle": spec.bundle,
         "rootfs": state.rootfs,
         "created": state.created,
     });
-    if !state.annotations.is_empty() {
-        v["annotations"] = serde_json::json!(state.annotations);
+    if !spec.annotations.is_empty() {
+        v["annotations"] = serde_json::json!(spec.annotations);
     }
     v["owner"] = state.owner.clone().into();
     v

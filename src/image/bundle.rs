@@ -12,6 +12,7 @@ use nix::fcntl::OFlag;
 use serde_json::{Value, json};
 
 use crate::default_spec::default_spec;
+use crate::passwd;
 use crate::safepath::open_in_root;
 
 const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -51,46 +52,36 @@ fn resolve_user(root: &File, spec: &str) -> Result<User> {
     let u = if u.is_empty() { "0" } else { u };
     let passwd = read_in_root(root, "etc/passwd").unwrap_or_default();
     let group = read_in_root(root, "etc/group").unwrap_or_default();
-    let pw: Vec<Vec<&str>> = passwd
-        .lines()
-        .map(|l| l.split(':').collect())
-        .filter(|f: &Vec<&str>| f.len() >= 7)
-        .collect();
-    let gr: Vec<Vec<&str>> = group
-        .lines()
-        .map(|l| l.split(':').collect())
-        .filter(|f: &Vec<&str>| f.len() >= 3)
-        .collect();
     let entry = if let Ok(uid) = u.parse::<u32>() {
-        pw.iter().find(|f| f[2].parse() == Ok(uid))
+        passwd::by_uid(&passwd, uid)
     } else {
-        let e = pw.iter().find(|f| f[0] == u);
+        let e = passwd::users(&passwd).find(|e| e.name == u);
         if e.is_none() {
             bail!("user {u:?} of the image is not in its /etc/passwd");
         }
         e
     };
     let uid = match entry {
-        Some(f) => f[2].parse().context("bad uid in /etc/passwd")?,
+        Some(e) => e.uid.context("bad uid in /etc/passwd")?,
         None => u.parse().unwrap_or(0),
     };
     let gid = match g {
         Some(g) => match g.parse::<u32>() {
             Ok(n) => n,
-            Err(_) => match gr.iter().find(|f| f[0] == g) {
-                Some(f) => f[2].parse().context("bad gid in /etc/group")?,
+            Err(_) => match passwd::groups(&group).find(|e| e.name == g) {
+                Some(e) => e.gid.context("bad gid in /etc/group")?,
                 None => bail!("group {g:?} of the image is not in its /etc/group"),
             },
         },
-        None => entry.and_then(|f| f[3].parse().ok()).unwrap_or(0),
+        None => entry.and_then(|e| e.gid).unwrap_or(0),
     };
     let mut additional = Vec::new();
     if g.is_none()
-        && let Some(f) = entry
+        && let Some(e) = entry
     {
-        for gf in &gr {
-            if gf.get(3).is_some_and(|m| m.split(',').any(|m| m == f[0]))
-                && let Ok(n) = gf[2].parse::<u32>()
+        for ge in passwd::groups(&group) {
+            if ge.has_member(e.name)
+                && let Some(n) = ge.gid
                 && n != gid
                 && !additional.contains(&n)
             {
@@ -102,7 +93,7 @@ fn resolve_user(root: &File, spec: &str) -> Result<User> {
         uid,
         gid,
         additional,
-        home: entry.map(|f| f[5].to_string()),
+        home: entry.map(|e| e.home.to_string()),
     })
 }
 

@@ -3,6 +3,11 @@
 //! `busybox` is `docker.io/library/busybox:latest`, served by `registry-1.docker.io`;
 //! `host:port/path/name:tag@sha256:…` names any registry. `oci:DIR[:TAG]` and
 //! `docker-archive:FILE` are local sources.
+//!
+//! Not oci_spec's `distribution::Reference`, though it normalises docker.io names the same
+//! way: it keeps `registry-1.docker.io` as a registry of its own, accepts sha384 and sha512
+//! digests (the store names blobs by sha256 only), and its one "invalid format" error does
+//! not say which rule a name broke, as ours do.
 
 use std::fmt;
 use std::path::{Path, PathBuf};

@@ -95,10 +95,7 @@ fn add_listen_fds(env: &mut Vec<String>, listen_fds: u32) {
 
 fn home_of(uid: u32) -> Option<String> {
     let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
-    passwd.lines().find_map(|line| {
-        let f: Vec<&str> = line.split(':').collect();
-        (f.len() >= 6 && f[2].parse() == Ok(uid)).then(|| f[5].to_string())
-    })
+    crate::passwd::by_uid(&passwd, uid).map(|u| u.home.to_string())
 }
 
 /// execve(2); returns only on failure.

@@ -472,6 +472,9 @@ pub fn reopen(root: BorrowedFd, dest: &Path, target: &OwnedFd) -> Result<OwnedFd
     let at = escape_mountinfo(at.as_os_str().as_bytes());
     let info = std::fs::read_to_string("/proc/self/mountinfo").context("read mountinfo")?;
     // "ID PARENT MAJ:MIN ROOT MOUNTPOINT ...": ours is a child of `target`'s mount, on it.
+    // Split by hand, not by procfs's MountInfo: this runs in the init once per such mount,
+    // over every line of the host's mountinfo, and procfs would build two option maps per
+    // line for the three fields wanted here.
     let ours = info.lines().any(|l| {
         let f: Vec<&str> = l.splitn(6, ' ').collect();
         f.len() == 6 && f[0] == id && f[1] == parent && f[4].as_bytes() == at.as_slice()

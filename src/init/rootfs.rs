@@ -327,15 +327,10 @@ fn hide_host_pseudo_fs(root: BorrowedFd) -> Result<()> {
 fn full_pseudo_fs_mounts(mountinfo: &str) -> Vec<PathBuf> {
     mountinfo
         .lines()
-        .filter_map(|line| {
-            // id parent major:minor root mountpoint opts [optional...] - fstype source ...
-            let (pre, post) = line.split_once(" - ")?;
-            let fstype = post.split(' ').next()?;
-            let fields: Vec<&str> = pre.split(' ').collect();
-            let full = fields.len() >= 5 && fields[3] == "/";
-            (full && matches!(fstype, "proc" | "sysfs"))
-                .then(|| PathBuf::from(crate::cgroups::unescape(fields[4])))
-        })
+        .filter_map(|line| procfs::process::MountInfo::from_line(line).ok())
+        .filter(|m| m.root == "/" && matches!(m.fs_type.as_str(), "proc" | "sysfs"))
+        // procfs leaves the octal escapes of the path in place.
+        .map(|m| PathBuf::from(crate::cgroups::unescape(&m.mount_point.to_string_lossy())))
         .collect()
 }
 

@@ -632,13 +632,7 @@ fn write_id_maps(spec: &Spec, pid: i32) -> Result<()> {
 /// The name of `uid` from the host's /etc/passwd (corten is linked statically: no NSS).
 fn user_name(uid: u32) -> String {
     let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
-    passwd
-        .lines()
-        .find_map(|l| {
-            let f: Vec<&str> = l.split(':').collect();
-            (f.len() > 2 && f[2].parse() == Ok(uid)).then(|| f[0].to_string())
-        })
-        .unwrap_or_else(|| uid.to_string())
+    crate::passwd::by_uid(&passwd, uid).map_or_else(|| uid.to_string(), |u| u.name.to_string())
 }
 
 fn absolute(p: &Path) -> Result<PathBuf> {

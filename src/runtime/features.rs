@@ -1,4 +1,8 @@
 //! `features`: the runtime-spec features document, listing only what corten implements.
+//!
+//! Built as JSON, not with oci_spec's `Features`: that type puts `mountExtensions` before
+//! `netDevices` and keeps the annotations in a HashMap (their order would change from run
+//! to run), so the document would no longer be byte for byte what it is.
 
 use serde_json::{Value, json};
 
