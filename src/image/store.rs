@@ -511,3 +511,26 @@ impl Store {
         Ok((d, size, head))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_malformed_document_is_named_with_its_field() {
+        let m = br#"{"schemaVersion": 2, "config": {"mediaType": "x",
+            "digest": "sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"},
+            "layers": []}"#;
+        let err = parse_json::<ImageManifest>(m, "manifest M").unwrap_err();
+        assert_eq!(
+            err.to_string().split(" at line").next().unwrap(),
+            "parse manifest M: field config: missing field `size`"
+        );
+        let err = parse_json::<ImageManifest>(b"{}", "manifest M").unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("parse manifest M: missing field"),
+            "{err}"
+        );
+    }
+}
