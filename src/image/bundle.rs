@@ -9,6 +9,7 @@ use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 use nix::fcntl::OFlag;
+use oci_spec::image::{Config, ImageConfiguration};
 use serde_json::{Value, json};
 
 use crate::default_spec::default_spec;
@@ -98,20 +99,13 @@ fn resolve_user(root: &File, spec: &str) -> Result<User> {
 }
 
 /// The runtime config for an image config `image` unpacked at `rootfs`.
-pub fn config(image: &Value, rootfs: &Path, info: &BundleInfo) -> Result<Value> {
-    let c = &image["config"];
-    let strs = |v: &Value| -> Vec<String> {
-        v.as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|s| s.as_str().map(String::from))
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
-    let mut args = strs(&c["Entrypoint"]);
+pub fn config(image: &ImageConfiguration, rootfs: &Path, info: &BundleInfo) -> Result<Value> {
+    let none = Config::default();
+    let c = image.config().as_ref().unwrap_or(&none);
+    let strs = |v: &Option<Vec<String>>| v.clone().unwrap_or_default();
+    let mut args = strs(c.entrypoint());
     if info.cmd.is_empty() {
-        args.extend(strs(&c["Cmd"]));
+        args.extend(strs(c.cmd()));
     } else {
         args.extend(info.cmd.iter().cloned());
     }
@@ -119,11 +113,11 @@ pub fn config(image: &Value, rootfs: &Path, info: &BundleInfo) -> Result<Value> 
         bail!("the image has no Entrypoint or Cmd: give a command after --");
     }
     let root = File::open(rootfs).with_context(|| format!("open {}", rootfs.display()))?;
-    let user = resolve_user(&root, c["User"].as_str().unwrap_or(""))?;
+    let user = resolve_user(&root, c.user().as_deref().unwrap_or(""))?;
 
     // Env: the default PATH, overridden key by key by the image.
     let mut env: Vec<String> = vec![DEFAULT_PATH.into()];
-    for e in strs(&c["Env"]) {
+    for e in strs(c.env()) {
         let key = e.split('=').next().unwrap_or_default().to_string();
         env.retain(|x| x.split('=').next() != Some(key.as_str()));
         env.push(e);
@@ -134,8 +128,9 @@ pub fn config(image: &Value, rootfs: &Path, info: &BundleInfo) -> Result<Value> 
     if !env.iter().any(|e| e.starts_with("HOME=")) {
         env.push(format!("HOME={}", user.home.as_deref().unwrap_or("/")));
     }
-    let cwd = c["WorkingDir"]
-        .as_str()
+    let cwd = c
+        .working_dir()
+        .as_deref()
         .filter(|s| !s.is_empty())
         .unwrap_or("/");
     if !cwd.starts_with('/') {
@@ -156,25 +151,24 @@ pub fn config(image: &Value, rootfs: &Path, info: &BundleInfo) -> Result<Value> 
     if let Some(v) = &info.platform.variant {
         put("variant", v.clone());
     }
-    if let Some(s) = image["created"].as_str() {
-        put("created", s.into());
+    if let Some(s) = image.created() {
+        put("created", s.clone());
     }
-    if let Some(s) = image["author"].as_str() {
-        put("author", s.into());
+    if let Some(s) = image.author() {
+        put("author", s.clone());
     }
-    if let Some(s) = c["StopSignal"].as_str() {
-        put("stopSignal", s.into());
+    if let Some(s) = c.stop_signal() {
+        put("stopSignal", s.clone());
     }
-    if let Some(p) = c["ExposedPorts"].as_object() {
-        put(
-            "exposedPorts",
-            p.keys().cloned().collect::<Vec<_>>().join(","),
-        );
+    if let Some(p) = c.exposed_ports() {
+        // oci-spec keeps the ports in a HashMap's order; sorted, they are in the order
+        // the document has when Go (docker, buildkit) wrote it.
+        let mut ports = p.clone();
+        ports.sort();
+        put("exposedPorts", ports.join(","));
     }
-    for (k, v) in c["Labels"].as_object().into_iter().flatten() {
-        if let Some(s) = v.as_str() {
-            ann.insert(k.clone(), json!(s));
-        }
+    for (k, v) in c.labels().iter().flatten() {
+        ann.insert(k.clone(), json!(v));
     }
 
     let mut spec = default_spec(false);

@@ -22,6 +22,7 @@ use std::sync::mpsc;
 use std::time::Instant;
 
 use anyhow::{Context, Result, anyhow, bail};
+use oci_spec::image::{Descriptor, ImageConfiguration, ImageIndex, ImageManifest};
 use serde_json::{Value, json};
 
 use platform::Platform;
@@ -29,7 +30,7 @@ use progress::Progress;
 use reference::{Digest, Source};
 use registry::Creds;
 use sources::BlobSource;
-use store::Store;
+use store::{Store, annotation, parse_json};
 
 pub const MT_OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 pub const MT_DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
@@ -71,24 +72,23 @@ pub fn error_line(e: &anyhow::Error) -> String {
     }
 }
 
-/// An image resolved to one platform's manifest, its config in the store.
+/// An image resolved to one platform's manifest, its config in the store. The `*_json`
+/// fields are the documents as served, which `inspect` prints as they are.
 pub struct Resolved {
     pub name: String,
     pub digest: Digest,
     pub media_type: String,
-    pub manifest: Value,
+    pub manifest: ImageManifest,
+    pub manifest_json: Value,
     pub index_digest: Option<Digest>,
     pub platform: Platform,
-    pub config: Value,
+    pub config: ImageConfiguration,
+    pub config_json: Value,
 }
 
-/// A descriptor's digest and size.
-pub fn descriptor(v: &Value) -> Result<(Digest, u64)> {
-    let d = Digest::parse(v["digest"].as_str().unwrap_or_default())?;
-    let size = v["size"]
-        .as_u64()
-        .ok_or_else(|| anyhow!("descriptor {d} has no size"))?;
-    Ok((d, size))
+/// A descriptor's digest (sha256, the only algorithm the store keeps) and size.
+pub fn descriptor(d: &Descriptor) -> Result<(Digest, u64)> {
+    Ok((Digest::parse(d.digest().as_ref())?, d.size()))
 }
 
 fn media_type(bytes_ct: &str, v: &Value) -> String {
@@ -116,7 +116,9 @@ pub fn resolve(
     let name = src.name();
     let host = Platform::host();
     let target = want.unwrap_or(&host);
-    let (bytes, ct, digest) = src.top()?;
+    let (mut bytes, ct, digest) = src.top()?;
+    // The untyped document says what it is (an index, a manifest, a legacy schema 1)
+    // before it is parsed as that type.
     let mut v: Value =
         serde_json::from_slice(&bytes).with_context(|| format!("parse the manifest of {name}"))?;
     let mut mt = media_type(&ct, &v);
@@ -133,19 +135,15 @@ pub fn resolve(
         || mt == MT_DOCKER_LIST
         || (v["manifests"].is_array() && v["layers"].is_null())
     {
-        let chosen = platform::choose(
-            v["manifests"].as_array().map(Vec::as_slice).unwrap_or(&[]),
-            target,
-            &name,
-        )?
-        .clone();
-        let (d, _) = descriptor(&chosen)?;
-        let b = src.manifest(&d)?;
-        store.put(&d, &b)?;
+        let index: ImageIndex = parse_json(&bytes, &format!("the index of {name}"))?;
+        let chosen = platform::choose(index.manifests(), target, &name)?;
+        let (d, _) = descriptor(chosen)?;
+        bytes = src.manifest(&d)?;
+        store.put(&d, &bytes)?;
         index_digest = Some(digest);
         digest = d;
-        v = serde_json::from_slice(&b).with_context(|| format!("parse manifest {digest}"))?;
-        mt = media_type(chosen["mediaType"].as_str().unwrap_or_default(), &v);
+        v = serde_json::from_slice(&bytes).with_context(|| format!("parse manifest {digest}"))?;
+        mt = media_type(chosen.media_type().as_ref(), &v);
         if v["schemaVersion"] == 1 {
             bail!("unsupported legacy manifest (docker schema 1) for {name}");
         }
@@ -153,16 +151,19 @@ pub fn resolve(
     if mt != MT_OCI_MANIFEST && mt != MT_DOCKER_MANIFEST && !v["layers"].is_array() {
         bail!("unsupported manifest type {mt:?} for {name}");
     }
-    let (cd, csize) = descriptor(&v["config"]).context("the manifest's config")?;
+    let manifest: ImageManifest = parse_json(&bytes, &format!("manifest {digest} of {name}"))?;
+    let (cd, csize) = descriptor(manifest.config()).context("the manifest's config")?;
     if !store.has(&cd, Some(csize))
         && let Some(mut ing) = store.ingest(&cd, csize)?
     {
         src.fetch(&cd, &mut ing, &|_| {})?;
         ing.commit().with_context(|| format!("config {cd}"))?;
     }
-    let config: Value =
-        serde_json::from_slice(&store.get(&cd)?).context("parse the image config")?;
-    let platform = Platform::from_json(&config).unwrap_or_else(|| target.clone());
+    let config_bytes = store.get(&cd)?;
+    let config_json: Value =
+        serde_json::from_slice(&config_bytes).context("parse the image config")?;
+    let config: ImageConfiguration = parse_json(&config_bytes, &format!("image config {cd}"))?;
+    let platform = Platform::from_config(&config);
     if index_digest.is_none()
         && let Some(w) = want
         && !w.accepts(&platform)
@@ -174,10 +175,12 @@ pub fn resolve(
         name,
         digest,
         media_type: mt,
-        manifest: v,
+        manifest,
+        manifest_json: v,
         index_digest,
         platform,
         config,
+        config_json,
     })
 }
 
@@ -249,15 +252,14 @@ pub fn pull(g: &Global, o: &PullOptions) -> Result<Value> {
     let src = sources::open(&source, g, &store)?;
     let r = resolve(&store, src.as_ref(), want.as_ref(), &progress)?;
 
-    let layers = r.manifest["layers"].as_array().cloned().unwrap_or_default();
-    let diff_ids: Vec<Digest> = r.config["rootfs"]["diff_ids"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|d| d.as_str().and_then(|s| Digest::parse(s).ok()))
-                .collect()
-        })
-        .unwrap_or_default();
+    let layers = r.manifest.layers();
+    let diff_ids: Vec<Digest> = r
+        .config
+        .rootfs()
+        .diff_ids()
+        .iter()
+        .filter_map(|s| Digest::parse(s).ok())
+        .collect();
     if diff_ids.len() != layers.len() {
         bail!(
             "image {}: the manifest has {} layers but the config lists {} diff_ids",
@@ -373,13 +375,19 @@ pub fn pull(g: &Global, o: &PullOptions) -> Result<Value> {
 
 /// Applies layer `d` to `rootfs`: from the store's unpacked copy (`diff_id`) if it has
 /// one, else by decompressing the blob, checking its diff_id and caching the result.
-fn apply(store: &Store, rootfs: &File, d: &Digest, diff_id: &Digest, desc: &Value) -> Result<()> {
+fn apply(
+    store: &Store,
+    rootfs: &File,
+    d: &Digest,
+    diff_id: &Digest,
+    desc: &Descriptor,
+) -> Result<()> {
     let cached = store.blob_path(diff_id);
     if let Ok(tar) = File::open(&cached) {
         return unpack::apply_unpacked(rootfs, tar)
             .with_context(|| format!("layer {d} (unpacked copy {diff_id})"));
     }
-    let mt = desc["mediaType"].as_str().unwrap_or_default();
+    let mt = desc.media_type().as_ref();
     let blob = File::open(store.blob_path(d)).with_context(|| format!("open blob {d}"))?;
     let mut cache = store.cache_layer(diff_id)?;
     let got = unpack::apply_layer(rootfs, blob, mt, cache.as_mut().map(|c| c.writer()))
@@ -420,7 +428,7 @@ fn fetch_blob(
 }
 
 fn record(store: &Store, r: &Resolved) -> Result<()> {
-    let bytes = serde_json::to_vec(&r.manifest)?;
+    let bytes = serde_json::to_vec(&r.manifest_json)?;
     let size = fs::metadata(store.blob_path(&r.digest))
         .map(|m| m.len())
         .unwrap_or(bytes.len() as u64);
@@ -441,17 +449,16 @@ pub fn images(g: &Global) -> Result<Vec<Value>> {
     let mut rows = Vec::new();
     for r in store.refs()? {
         let (d, _) = descriptor(&r)?;
-        let m: Value = serde_json::from_slice(&store.get(&d)?)?;
-        let size: u64 = m["layers"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .chain(std::iter::once(&m["config"]))
-            .filter_map(|l| l["size"].as_u64())
+        let m = store.manifest(&d)?;
+        let size: u64 = m
+            .layers()
+            .iter()
+            .chain(std::iter::once(m.config()))
+            .map(Descriptor::size)
             .sum();
         rows.push(json!({
-            "ref": r["annotations"][store::REF_NAME],
-            "platform": r["annotations"][store::PLATFORM],
+            "ref": annotation(&r, store::REF_NAME),
+            "platform": annotation(&r, store::PLATFORM),
             "digest": d.as_str(),
             "size": size,
         }));
@@ -488,17 +495,20 @@ pub fn inspect(g: &Global, reference: &str, platform: Option<&str>) -> Result<Va
     let host = Platform::host();
     let target = want.as_ref().unwrap_or(&host);
     for r in store.refs()? {
-        let p = Platform::from_json(&r["platform"]);
-        if r["annotations"][store::REF_NAME] == name.as_str()
-            && p.as_ref().is_some_and(|p| target.accepts(p))
+        let p = r.platform().as_ref().map(Platform::from_oci);
+        if annotation(&r, store::REF_NAME) == Some(name.as_str())
+            && let Some(p) = p.filter(|p| target.accepts(p))
         {
+            // Printed as stored: the typed manifest is read only for the config's digest.
             let (d, _) = descriptor(&r)?;
-            let m: Value = serde_json::from_slice(&store.get(&d)?)?;
-            let (cd, _) = descriptor(&m["config"])?;
+            let bytes = store.get(&d)?;
+            let m: Value = serde_json::from_slice(&bytes)?;
+            let manifest: ImageManifest = parse_json(&bytes, &format!("manifest {d}"))?;
+            let (cd, _) = descriptor(manifest.config())?;
             let c: Value = serde_json::from_slice(&store.get(&cd)?)?;
             return Ok(
-                json!({"ref": name, "digest": d.as_str(), "index": r["annotations"][store::INDEX_DIGEST],
-                             "platform": p.unwrap().to_string(), "manifest": m, "config": c}),
+                json!({"ref": name, "digest": d.as_str(), "index": annotation(&r, store::INDEX_DIGEST),
+                             "platform": p.to_string(), "manifest": m, "config": c}),
             );
         }
     }
@@ -507,5 +517,5 @@ pub fn inspect(g: &Global, reference: &str, platform: Option<&str>) -> Result<Va
     let r = resolve(&store, src.as_ref(), want.as_ref(), &Progress::new(true))?;
     Ok(json!({"ref": r.name, "digest": r.digest.as_str(),
               "index": r.index_digest.as_ref().map(Digest::as_str),
-              "platform": r.platform.to_string(), "manifest": r.manifest, "config": r.config}))
+              "platform": r.platform.to_string(), "manifest": r.manifest_json, "config": r.config_json}))
 }

@@ -3,7 +3,7 @@
 use std::fmt;
 
 use anyhow::{Result, bail};
-use serde_json::Value;
+use oci_spec::image::{Descriptor, ImageConfiguration};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Platform {
@@ -51,15 +51,18 @@ impl Platform {
         }
     }
 
-    /// The platform of an index entry or image config (`os`, `architecture`, `variant`).
-    pub fn from_json(v: &Value) -> Option<Platform> {
-        let os = v["os"].as_str()?;
-        let arch = v["architecture"].as_str()?;
-        let variant = v["variant"]
-            .as_str()
-            .filter(|s| !s.is_empty())
-            .map(String::from);
-        Some(Platform::new(os, arch, variant))
+    /// The platform of an index entry or a stored ref, normalized as [`Platform::parse`]
+    /// does. oci-spec's `Arch` reads Go's `armbe` as `arm64be` (its one lossy name); no
+    /// registry publishes armbe images, so matching on its names loses nothing real.
+    pub fn from_oci(p: &oci_spec::image::Platform) -> Platform {
+        let variant = p.variant().clone().filter(|s| !s.is_empty());
+        Platform::new(&p.os().to_string(), &p.architecture().to_string(), variant)
+    }
+
+    /// The platform an image config declares (`os`, `architecture`, `variant`).
+    pub fn from_config(c: &ImageConfiguration) -> Platform {
+        let variant = c.variant().clone().filter(|s| !s.is_empty());
+        Platform::new(&c.os().to_string(), &c.architecture().to_string(), variant)
     }
 
     /// Whether an image for `other` runs here: same os and arch, and the variant equal
@@ -96,13 +99,21 @@ impl fmt::Display for Platform {
 
 /// Picks the manifest for `want` from an index's `manifests` array (attestations and
 /// `unknown/unknown` skipped); the error lists the platforms the image has.
-pub fn choose<'a>(manifests: &'a [Value], want: &Platform, image: &str) -> Result<&'a Value> {
+pub fn choose<'a>(
+    manifests: &'a [Descriptor],
+    want: &Platform,
+    image: &str,
+) -> Result<&'a Descriptor> {
     let mut have = Vec::new();
     for m in manifests {
-        if m["annotations"]["vnd.docker.reference.type"] == "attestation-manifest" {
+        let kind = m
+            .annotations()
+            .as_ref()
+            .and_then(|a| a.get("vnd.docker.reference.type"));
+        if kind.is_some_and(|k| k == "attestation-manifest") {
             continue;
         }
-        let Some(p) = Platform::from_json(&m["platform"]) else {
+        let Some(p) = m.platform().as_ref().map(Platform::from_oci) else {
             continue;
         };
         if p.os == "unknown" || p.architecture == "unknown" {
@@ -127,6 +138,11 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    const A: &str = "sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+    const B: &str = "sha256:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
+    const C: &str = "sha256:cccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccc";
+    const MT: &str = "application/vnd.oci.image.manifest.v1+json";
+
     #[test]
     fn parse_and_normalize() {
         assert_eq!(
@@ -146,14 +162,15 @@ mod tests {
 
     #[test]
     fn choose_skips_attestations_and_lists_platforms() {
-        let ms = vec![
-            json!({"digest": "a", "platform": {"os": "linux", "architecture": "amd64"}}),
-            json!({"digest": "b", "platform": {"os": "linux", "architecture": "arm64"}}),
-            json!({"digest": "c", "platform": {"os": "unknown", "architecture": "unknown"},
-                   "annotations": {"vnd.docker.reference.type": "attestation-manifest"}}),
-        ];
+        let ms: Vec<Descriptor> = serde_json::from_value(json!([
+            {"mediaType": MT, "digest": A, "size": 1, "platform": {"os": "linux", "architecture": "amd64"}},
+            {"mediaType": MT, "digest": B, "size": 1, "platform": {"os": "linux", "architecture": "arm64"}},
+            {"mediaType": MT, "digest": C, "size": 1, "platform": {"os": "unknown", "architecture": "unknown"},
+             "annotations": {"vnd.docker.reference.type": "attestation-manifest"}},
+        ]))
+        .unwrap();
         let arm = Platform::parse("linux/arm64/v8").unwrap();
-        assert_eq!(choose(&ms, &arm, "x").unwrap()["digest"], "b");
+        assert_eq!(choose(&ms, &arm, "x").unwrap().digest().to_string(), B);
         let err = choose(&ms, &Platform::parse("linux/s390x").unwrap(), "x").unwrap_err();
         assert!(
             err.to_string().contains("linux/amd64, linux/arm64/v8"),

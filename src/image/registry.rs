@@ -206,7 +206,9 @@ fn backoff(attempt: u32) -> Duration {
     Duration::from_millis(200u64 << attempt.min(6))
 }
 
-/// A registry's error body (`{"errors":[{"code","message"}]}`) as one line.
+/// A registry's error body (`{"errors":[{"code","message"}]}`) as one line. Read here, not
+/// with oci-spec's `distribution::ErrorResponse`, which refuses codes outside the spec's
+/// list (registries add their own) and so would lose the registry's message.
 fn error_text(resp: ureq::Response) -> String {
     let status = resp.status();
     let body = resp.into_string().unwrap_or_default();

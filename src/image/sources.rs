@@ -7,11 +7,13 @@ use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow, bail};
-use serde_json::{Value, json};
+use oci_spec::image::{Descriptor, ImageIndex};
+use serde::Deserialize;
+use serde_json::json;
 
 use super::reference::{Digest, Reference, Source};
 use super::registry::Registry;
-use super::store::{Ingest, Mismatch, REF_NAME, Store};
+use super::store::{Ingest, Mismatch, REF_NAME, Store, annotation, parse_json};
 use super::{Global, MT_DOCKER_MANIFEST};
 
 pub trait BlobSource: Sync {
@@ -129,13 +131,13 @@ impl BlobSource for OciLayout {
 
     fn top(&self) -> Result<(Vec<u8>, String, Digest)> {
         let path = self.dir.join("index.json");
-        let index: Value = serde_json::from_slice(
+        let index: ImageIndex = parse_json(
             &std::fs::read(&path)
                 .with_context(|| format!("{} is not an OCI image layout", self.dir.display()))?,
-        )
-        .with_context(|| format!("parse {}", path.display()))?;
-        let ms = index["manifests"].as_array().cloned().unwrap_or_default();
-        let tag_of = |m: &Value| m["annotations"][REF_NAME].as_str().map(String::from);
+            &path.display().to_string(),
+        )?;
+        let ms = index.manifests();
+        let tag_of = |m: &Descriptor| annotation(m, REF_NAME).map(String::from);
         let chosen = match &self.tag {
             Some(t) => ms
                 .iter()
@@ -154,11 +156,7 @@ impl BlobSource for OciLayout {
         };
         let (d, _) = super::descriptor(chosen)?;
         let b = self.read(&d)?;
-        Ok((
-            b,
-            chosen["mediaType"].as_str().unwrap_or_default().to_string(),
-            d,
-        ))
+        Ok((b, chosen.media_type().to_string(), d))
     }
 
     fn manifest(&self, d: &Digest) -> Result<Vec<u8>> {
@@ -192,10 +190,19 @@ struct DockerArchive {
     manifest: Vec<u8>,
 }
 
+/// An image in a `docker save` manifest.json (docker's own format, not in oci-spec).
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct SavedImage {
+    config: Option<String>,
+    #[serde(default)]
+    layers: Vec<String>,
+}
+
 fn docker_archive(name: String, file: &Path, store: &Store) -> Result<DockerArchive> {
     let open = || File::open(file).with_context(|| format!("open {}", file.display()));
     // Pass 1: manifest.json says which files are the config and the layers.
-    let mut index: Option<Value> = None;
+    let mut index: Option<Vec<SavedImage>> = None;
     for e in tar::Archive::new(open()?).entries()? {
         let mut e = e?;
         if e.path()?.as_os_str() == "manifest.json" {
@@ -211,15 +218,14 @@ fn docker_archive(name: String, file: &Path, store: &Store) -> Result<DockerArch
             file.display()
         )
     })?;
-    let img = &index[0];
-    let config_path = img["Config"]
-        .as_str()
+    let img = index.first();
+    let config_path = img
+        .and_then(|i| i.config.as_deref())
         .ok_or_else(|| anyhow!("manifest.json names no Config"))?;
-    let layer_paths: Vec<&str> = img["Layers"]
-        .as_array()
+    let layer_paths: Vec<&str> = img
         .into_iter()
-        .flatten()
-        .filter_map(Value::as_str)
+        .flat_map(|i| &i.layers)
+        .map(String::as_str)
         .collect();
     // Pass 2: stream each needed file into the store, hashing it on the way.
     let mut found: HashMap<String, (Digest, u64, [u8; 4])> = HashMap::new();

@@ -11,7 +11,9 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, anyhow, bail};
+use oci_spec::image::{Descriptor, ImageConfiguration, ImageManifest};
+use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
 
@@ -23,6 +25,26 @@ pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
 pub const PLATFORM: &str = "io.corten.image.platform";
 /// Annotation holding the digest of the index the platform was chosen from.
 pub const INDEX_DIGEST: &str = "io.corten.image.index";
+
+/// The annotation `key` of descriptor `d`.
+pub fn annotation<'a>(d: &'a Descriptor, key: &str) -> Option<&'a str> {
+    d.annotations().as_ref()?.get(key).map(String::as_str)
+}
+
+/// Parses the JSON document `what` (a manifest, index or config) into its oci-spec type;
+/// a document the spec calls malformed (e.g. a descriptor without `size`) is refused with
+/// one line naming it and the field.
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T> {
+    let de = &mut serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize(de).map_err(|e| doc_error(what, e))
+}
+
+fn doc_error(what: &str, e: serde_path_to_error::Error<serde_json::Error>) -> anyhow::Error {
+    match e.path().to_string().as_str() {
+        "." => anyhow!("parse {what}: {}", e.inner()),
+        path => anyhow!("parse {what}: field {path}: {}", e.inner()),
+    }
+}
 
 pub struct Store {
     root: PathBuf,
@@ -154,7 +176,30 @@ impl Store {
     }
 
     /// The descriptors of index.json (one per ref and platform).
-    pub fn refs(&self) -> Result<Vec<Value>> {
+    pub fn refs(&self) -> Result<Vec<Descriptor>> {
+        let path = self.root.join("index.json");
+        self.raw_refs()?
+            .into_iter()
+            .map(|r| {
+                serde_path_to_error::deserialize(r)
+                    .map_err(|e| doc_error(&path.display().to_string(), e))
+            })
+            .collect()
+    }
+
+    /// The manifest `d`, parsed.
+    pub fn manifest(&self, d: &Digest) -> Result<ImageManifest> {
+        parse_json(&self.get(d)?, &format!("manifest {d}"))
+    }
+
+    /// The image config `d`, parsed.
+    pub fn image_config(&self, d: &Digest) -> Result<ImageConfiguration> {
+        parse_json(&self.get(d)?, &format!("image config {d}"))
+    }
+
+    /// index.json's entries as written: [`Store::update_refs`] writes them back as they
+    /// are, since oci-spec's `Descriptor` would reorder their fields.
+    fn raw_refs(&self) -> Result<Vec<Value>> {
         let path = self.root.join("index.json");
         match fs::read(&path) {
             Ok(b) => {
@@ -190,7 +235,7 @@ impl Store {
     /// Read-modify-write index.json under a lock.
     fn update_refs<T>(&self, f: impl FnOnce(&mut Vec<Value>) -> T) -> Result<T> {
         let _lock = self.lock("index.lock", FlockArg::LockExclusive)?;
-        let mut refs = self.refs()?;
+        let mut refs = self.raw_refs()?;
         let out = f(&mut refs);
         let index = json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
                            "manifests": refs});
@@ -227,32 +272,30 @@ impl Store {
         let _index = self.lock("index.lock", FlockArg::LockExclusive)?;
         let mut keep: HashSet<String> = HashSet::new();
         for r in self.refs()? {
-            let mut add = |v: &Value| {
-                if let Some(d) = v.as_str().and_then(|s| Digest::parse(s).ok()) {
+            let mut add = |s: &str| {
+                if let Ok(d) = Digest::parse(s) {
                     keep.insert(d.hex().to_string());
                 }
             };
-            add(&r["digest"]);
-            add(&r["annotations"][INDEX_DIGEST]);
-            let Ok(d) = Digest::parse(r["digest"].as_str().unwrap_or_default()) else {
+            add(r.digest().as_ref());
+            if let Some(i) = annotation(&r, INDEX_DIGEST) {
+                add(i);
+            }
+            let Ok(d) = Digest::parse(r.digest().as_ref()) else {
                 continue;
             };
-            if let Ok(m) = self
-                .get(&d)
-                .and_then(|b| Ok(serde_json::from_slice::<Value>(&b)?))
-            {
-                add(&m["config"]["digest"]);
+            if let Ok(m) = self.manifest(&d) {
+                add(m.config().digest().as_ref());
                 // The unpacked-layer cache, keyed by the config's diff_ids.
-                if let Ok(c) = Digest::parse(m["config"]["digest"].as_str().unwrap_or_default())
-                    .and_then(|cd| self.get(&cd))
-                    .and_then(|b| Ok(serde_json::from_slice::<Value>(&b)?))
+                if let Ok(c) = Digest::parse(m.config().digest().as_ref())
+                    .and_then(|cd| self.image_config(&cd))
                 {
-                    for d in c["rootfs"]["diff_ids"].as_array().into_iter().flatten() {
+                    for d in c.rootfs().diff_ids() {
                         add(d);
                     }
                 }
-                for l in m["layers"].as_array().into_iter().flatten() {
-                    add(&l["digest"]);
+                for l in m.layers() {
+                    add(l.digest().as_ref());
                 }
             }
         }
@@ -466,5 +509,28 @@ impl Store {
         let d = Digest::from_hash(&hasher.finalize());
         fs::rename(&tmp, self.blob_path(&d))?;
         Ok((d, size, head))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_malformed_document_is_named_with_its_field() {
+        let m = br#"{"schemaVersion": 2, "config": {"mediaType": "x",
+            "digest": "sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"},
+            "layers": []}"#;
+        let err = parse_json::<ImageManifest>(m, "manifest M").unwrap_err();
+        assert_eq!(
+            err.to_string().split(" at line").next().unwrap(),
+            "parse manifest M: field config: missing field `size`"
+        );
+        let err = parse_json::<ImageManifest>(b"{}", "manifest M").unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("parse manifest M: missing field"),
+            "{err}"
+        );
     }
 }
