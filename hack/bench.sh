@@ -109,10 +109,15 @@ bench() {
             "${bin[$name]}" --root "$work/$tag/$name/state" delete -f "bench-$name" >/dev/null 2>&1 || true
         done
     fi
+    # Medians (a loaded machine's outliers move the means), and the CPU time (user+sys).
     summary+=("$(jq -r --arg tag "$tag" '
-        (.results | map(select(.command == "crun")) | first | .mean) as $crun
-        | [$tag] + (.results | map("\(.command) \(.mean * 1000 * 100 | round / 100) ms ± \(.stddev * 1000 * 100 | round / 100)"
-            + (if $crun and .command != "crun" then " (\(.mean / $crun * 100 | round / 100)x crun)" else "" end)))
+        def ms: . * 1000 * 100 | round / 100;
+        (.results | map(select(.command == "crun")) | first) as $crun
+        | [$tag + " (median, mean ± σ, user+sys)"] + (.results | map(
+            "\(.command) \(.median | ms) ms"
+            + (if $crun and .command != "crun" then " (\(.median / $crun.median * 100 | round / 100)x crun)" else "" end)
+            + ", \(.mean | ms) ± \(.stddev | ms) ms, cpu \(.user + .system | ms) ms"
+            + (if $crun and .command != "crun" then " (\((.user + .system) / ($crun.user + $crun.system) * 100 | round / 100)x crun)" else "" end)))
         | join("\n  ")' "$work/$tag.json")")
 }
 

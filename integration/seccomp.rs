@@ -797,4 +797,7 @@ fn damaged_program_cache_entries_are_rebuilt() {
         assert_eq!(fs::read(&path).unwrap(), good, "{what}: not rebuilt");
         assert_eq!(mode(&path), 0o600, "{what}");
     }
+    // The cache is no container.
+    let listed = rt(&["--root", &root.path().to_string_lossy(), "list", "-q"]);
+    assert_eq!(listed.ok().stdout, "");
 }
