@@ -1,6 +1,10 @@
 #!/usr/bin/env bash
 # Benchmark create+start+delete of a busybox `true` container for corten, runc and
 # crun in one hyperfine run (RUNS=100 by default; CORTEN=path skips the cargo build).
+# Usage: hack/bench.sh [CONFIG.json...]. Without arguments the config is the minimal one
+# (`runc spec`). With arguments (e.g. hack/configs/podman.json, an engine's real config;
+# see hack/configs/README), each config is measured twice: the lifecycle and `create`
+# alone; the three runtimes side by side in one hyperfine run each, with ratios to crun.
 # Runs in a private mount namespace without the cgroup2 "unified" mount: crun 1.8
 # refuses hybrid v1/v2 cgroup layouts, so all three runtimes see plain cgroup v1.
 set -euo pipefail
@@ -33,32 +37,89 @@ fi
 
 declare -A bin=([corten]=$CORTEN [runc]=$(command -v runc) [crun]=$(command -v crun))
 work=$(mktemp -d -t corten-bench.XXXXXX)
+roots=()  # "runtime state-root id" of each container the benchmark may leave
 cleanup() {
-    for name in "${!bin[@]}"; do
-        "${bin[$name]}" --root "$work/$name/state" delete -f "bench-$name" >/dev/null 2>&1 || true
+    local entry name root id
+    for entry in "${roots[@]}"; do
+        read -r name root id <<<"$entry"
+        "${bin[$name]}" --root "$root" delete -f "$id" >/dev/null 2>&1 || true
     done
     rm -rf "$work"
 }
 trap cleanup EXIT
 
-hyperfine_args=()
-for name in corten runc crun; do
-    rt=${bin[$name]} root=$work/$name/state bundle=$work/$name/bundle id=bench-$name
-    if [[ $name == corten && ! -x $rt ]]; then
-        warn "corten binary $rt does not exist: SKIPPING corten"
-        continue
+# The captured config made runnable here: our rootfs, `true`, a cgroup of our own, hooks
+# dropped, the engine's bind-mounted files (hosts, hostname, shm...) replaced by empty ones
+# in the bundle, and rlimits no higher than this host's hard limit (raising it needs
+# CAP_SYS_RESOURCE, which a sandbox may not have).
+adapt() { # CONFIG BUNDLE NAME
+    local files=$2/files hard
+    mkdir -p "$files"
+    hard=$(ulimit -Hn)
+    jq --arg files "$files" --arg cg "/corten-bench/$3" --argjson hard "$hard" '
+        .root = {path: "rootfs", readonly: (.root.readonly // false)}
+        | .process.args = ["true"] | .process.terminal = false
+        | del(.hooks) | .linux.cgroupsPath = $cg
+        | .process.rlimits |= (if . == null then null else map(
+            if .type == "RLIMIT_NOFILE" then .hard = ([.hard, $hard] | min) | .soft = ([.soft, $hard] | min)
+            else . end) end)
+        | .mounts |= map(if .type == "bind" then .source = ($files + "/" + (.source | split("/") | last)) else . end)
+        ' "$1" > "$2/config.json"
+    jq -r '.mounts[] | select(.type == "bind") | .source' "$2/config.json" | while read -r src; do
+        case ${src##*/} in
+            shm) mkdir -p "$src" ;;
+            *) touch "$src" ;;
+        esac
+    done
+}
+
+# One hyperfine run of the three runtimes with config $1 (empty: the minimal one), mode
+# $2: "lifecycle" (create, start, delete of `true`) or "create" (create alone; the
+# container is removed in hyperfine's --prepare step, outside the timing).
+bench() {
+    local config=$1 mode=$2 tag name rt root bundle id cycle
+    local hyperfine_args=()
+    tag=$(basename "${config:-minimal}" .json)-$mode
+    for name in corten runc crun; do
+        rt=${bin[$name]} root=$work/$tag/$name/state bundle=$work/$tag/$name/bundle id=bench-$name
+        if [[ $name == corten && ! -x $rt ]]; then
+            warn "corten binary $rt does not exist: SKIPPING corten"
+            continue
+        fi
+        mkdir -p "$root"
+        CORTEN='' hack/mkbundle.sh "$bundle" true >/dev/null  # same runc-generated config for all
+        [[ -z $config ]] || adapt "$config" "$bundle" "$name"
+        roots+=("$name $root $id")
+        cycle=$(printf '%q --root %q create -b %q %q && %q --root %q start %q && %q --root %q delete -f %q' \
+            "$rt" "$root" "$bundle" "$id" "$rt" "$root" "$id" "$rt" "$root" "$id")
+        if ! sh -c "$cycle"; then
+            [[ $name == corten ]] || die "$name failed a create/start/delete cycle: $cycle"
+            warn "corten failed a create/start/delete cycle: SKIPPING corten"
+            continue
+        fi
+        if [[ $mode == create ]]; then
+            hyperfine_args+=(--prepare "$(printf '%q --root %q delete -f %q' "$rt" "$root" "$id")")
+            cycle=$(printf '%q --root %q create -b %q %q' "$rt" "$root" "$bundle" "$id")
+        fi
+        hyperfine_args+=(--command-name "$name" "sh -c $(printf %q "$cycle")")
+    done
+    hyperfine --warmup 5 --runs "${RUNS:-100}" -N --export-json "$work/$tag.json" "${hyperfine_args[@]}"
+    if [[ $mode == create ]]; then
+        for name in corten runc crun; do
+            "${bin[$name]}" --root "$work/$tag/$name/state" delete -f "bench-$name" >/dev/null 2>&1 || true
+        done
     fi
-    mkdir -p "$root"
-    CORTEN='' hack/mkbundle.sh "$bundle" true >/dev/null  # same runc-generated config for all
-    cycle=$(printf '%q --root %q create -b %q %q && %q --root %q start %q && %q --root %q delete -f %q' \
-        "$rt" "$root" "$bundle" "$id" "$rt" "$root" "$id" "$rt" "$root" "$id")
-    if ! sh -c "$cycle"; then
-        [[ $name == corten ]] || die "$name failed a create/start/delete cycle: $cycle"
-        warn "corten failed a create/start/delete cycle: SKIPPING corten"
-        continue
-    fi
-    hyperfine_args+=(--command-name "$name" "sh -c $(printf %q "$cycle")")
-done
+    # Medians (a loaded machine's outliers move the means), and the CPU time (user+sys).
+    summary+=("$(jq -r --arg tag "$tag" '
+        def ms: . * 1000 * 100 | round / 100;
+        (.results | map(select(.command == "crun")) | first) as $crun
+        | [$tag + " (median, mean ± σ, user+sys)"] + (.results | map(
+            "\(.command) \(.median | ms) ms"
+            + (if $crun and .command != "crun" then " (\(.median / $crun.median * 100 | round / 100)x crun)" else "" end)
+            + ", \(.mean | ms) ± \(.stddev | ms) ms, cpu \(.user + .system | ms) ms"
+            + (if $crun and .command != "crun" then " (\((.user + .system) / ($crun.user + $crun.system) * 100 | round / 100)x crun)" else "" end)))
+        | join("\n  ")' "$work/$tag.json")")
+}
 
 echo "kernel: $(uname -r)"
 for name in corten runc crun; do
@@ -67,19 +128,17 @@ for name in corten runc crun; do
 done
 echo
 
-hyperfine --warmup 5 --runs "${RUNS:-100}" -N --export-json "$work/results.json" "${hyperfine_args[@]}"
+summary=()
+if (($# == 0)); then
+    bench "" lifecycle
+else
+    for config in "$@"; do
+        [[ -f $config ]] || die "$config: no such config"
+        bench "$config" lifecycle
+        bench "$config" create
+    done
+fi
 
 echo
-echo "create+start+delete of a busybox 'true' container (${RUNS:-100} runs):"
-jq -r '.results[] | [.command, .mean * 1000, .stddev * 1000] | @tsv' "$work/results.json" |
-    while IFS=$'\t' read -r name mean stddev; do
-        printf '  %-7s %8.2f ms ± %5.2f ms\n' "$name" "$mean" "$stddev"
-    done
-ratio=$(jq -r '.results
-    | (map(select(.command == "runc" or .command == "crun") | .mean) | min) as $best
-    | map(select(.command == "corten") | .mean / $best) | first // empty' "$work/results.json")
-if [[ -n $ratio ]]; then
-    printf '  corten / fastest(runc, crun) = %.2fx\n' "$ratio"
-else
-    warn "corten was not benchmarked"
-fi
+echo "busybox 'true' container, ${RUNS:-100} runs each (lifecycle: create+start+delete):"
+printf '%s\n' "${summary[@]}"

@@ -734,3 +734,70 @@ fn podman_profile(caps: &[&str]) -> Value {
         "syscalls": rules,
     })
 }
+
+/// corten's program cache (under --root): a program is cached once and reused; an entry
+/// that is tampered with, truncated or writable by others is ignored and rebuilt, and the
+/// container still gets the profile's filter.
+#[test]
+fn damaged_program_cache_entries_are_rebuilt() {
+    use std::os::unix::fs::PermissionsExt;
+    if is_runc() {
+        skip!("corten's own cache");
+    }
+    let first = mkdir_denied("cache", true);
+    let root = first.root_arc();
+    // Runs a container of the shared root whose filter must deny mkdir.
+    let denied = |mut c: Container| {
+        let out = c.run_sh(TRY_MKDIR);
+        assert!(
+            out.contains("Operation not permitted") && out.contains("rc=1"),
+            "{out}"
+        );
+    };
+    let cache = first.root().join("seccomp:cache");
+    let entry = || {
+        let names: Vec<_> = fs::read_dir(&cache)
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .collect();
+        assert_eq!(names.len(), 1, "{names:?}");
+        names[0].clone()
+    };
+    let mode = |p: &std::path::Path| fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+    denied(first);
+    assert_eq!(mode(&cache), 0o700);
+    let path = entry();
+    let good = fs::read(&path).unwrap();
+    type Damage = fn(&std::path::Path, &[u8]);
+    let damages: [(&str, Damage); 3] = [
+        ("tampered", |p, good| {
+            let mut bad = good.to_vec();
+            let mid = bad.len() / 2;
+            bad[mid] ^= 0xff;
+            fs::write(p, bad).unwrap();
+        }),
+        ("truncated", |p, good| {
+            fs::write(p, &good[..good.len() / 2]).unwrap()
+        }),
+        ("writable by others", |p, _| {
+            fs::set_permissions(p, fs::Permissions::from_mode(0o666)).unwrap()
+        }),
+    ];
+    for (what, damage) in damages {
+        damage(&path, &good);
+        let mut next = Container::with_root("cache", root.clone());
+        next.set(
+            "/linux/seccomp",
+            json!({ "defaultAction": "SCMP_ACT_ALLOW", "syscalls": [mkdir_rule("SCMP_ACT_ERRNO")] }),
+        );
+        next.set("/process/noNewPrivileges", json!(true));
+        denied(next);
+        assert_eq!(entry(), path, "{what}");
+        assert_eq!(fs::read(&path).unwrap(), good, "{what}: not rebuilt");
+        assert_eq!(mode(&path), 0o600, "{what}");
+    }
+    // The cache is no container.
+    let listed = rt(&["--root", &root.path().to_string_lossy(), "list", "-q"]);
+    assert_eq!(listed.ok().stdout, "");
+}

@@ -18,6 +18,11 @@ pub struct Bundle {
 impl Bundle {
     /// Reads `<dir>/config.json`, parses and validates it.
     pub fn load(dir: &Path) -> Result<Bundle> {
+        Self::load_in(dir, None)
+    }
+
+    /// [`Bundle::load`] for state root `root`, whose seccomp program cache is used.
+    pub fn load_in(dir: &Path, root: Option<&Path>) -> Result<Bundle> {
         let dir =
             std::fs::canonicalize(dir).with_context(|| format!("bundle {}", dir.display()))?;
         let path = dir.join("config.json");
@@ -55,7 +60,7 @@ impl Bundle {
         validate(&spec).with_context(invalid)?;
         // Compiled here, so that a bad profile fails before anything is made.
         let seccomp = match spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
-            Some(s) => Some(crate::seccomp::Program::build(s).with_context(invalid)?),
+            Some(s) => Some(crate::seccomp::Program::build(s, root).with_context(invalid)?),
             None => None,
         };
         Ok(Bundle { dir, spec, seccomp })

@@ -13,6 +13,9 @@
 //! seccomp(2) call to make. corten loads the program itself, as runc does, so the filter
 //! flags only need the kernel's support, not libseccomp's.
 //!
+//! Compiled programs are cached under the state root ([`cache`]): a hit costs a file read
+//! and no libseccomp filter context at all.
+//!
 //! The `SCMP_ACT_NOTIFY` listener reaches the agent during `create`, as runc sends it (the
 //! agent is attached before the container starts): the init loads such a filter before it
 //! reports ready. A listenerPath without a NOTIFY rule is never contacted.
@@ -20,7 +23,7 @@
 use std::io::{IoSlice, Read, Seek};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use libseccomp::{
@@ -28,6 +31,8 @@ use libseccomp::{
 };
 use oci_spec::runtime::{Capability, LinuxSeccomp, Process};
 use serde::Deserialize;
+
+mod cache;
 
 /// The actions corten knows (`features` lists them).
 pub const ACTIONS: &[&str] = &[
@@ -440,10 +445,13 @@ impl Rules {
 }
 
 impl Program {
-    /// The program of a config's linux.seccomp; unknown syscall names are logged, as runc
-    /// does.
-    pub fn build(s: &LinuxSeccomp) -> Result<Program> {
-        let p = compile(&Profile::from_spec(s)?)?;
+    /// The program of a config's linux.seccomp, through the program cache of state root
+    /// `root` if given; unknown syscall names are logged, as runc does.
+    pub fn build(s: &LinuxSeccomp, root: Option<&Path>) -> Result<Program> {
+        let p = match root {
+            Some(root) => cached(s, &root.join(cache::DIR_NAME))?,
+            None => compile(&Profile::from_spec(s)?)?,
+        };
         for name in &p.skipped {
             crate::log::debug(&format!("unknown seccomp syscall {name:?} ignored"));
         }
@@ -521,6 +529,52 @@ impl Program {
         }
         Ok(())
     }
+}
+
+/// The program of `s` from the cache in `dir`, or compiled and then cached. The cache never
+/// fails a build: an entry that isn't sound is rebuilt, one that can't be written is not kept.
+fn cached(s: &LinuxSeccomp, dir: &Path) -> Result<Program> {
+    let json = serde_json::to_vec(s).context("linux.seccomp")?;
+    let p: Profile = serde_json::from_slice(&json).context("linux.seccomp")?;
+    let key = cache::key(&json, kernel_flag_support());
+    if let Some(e) = cache::read(dir, &key) {
+        let listener = match (e.notify, &p.listener_path) {
+            (false, _) => Some(None),
+            (true, Some(path)) => Some(Some(Listener {
+                path: path.clone(),
+                metadata: p.listener_metadata.clone(),
+            })),
+            (true, None) => None,
+        };
+        if let Some(listener) = listener {
+            return Ok(Program {
+                bpf: e.bpf,
+                flags: e.flags as libc::c_ulong,
+                listener,
+                skipped: e.skipped,
+            });
+        }
+    }
+    let prog = compile(&p)?;
+    let entry = cache::Entry {
+        flags: prog.flags as u64,
+        notify: prog.listener.is_some(),
+        skipped: prog.skipped.clone(),
+        bpf: prog.bpf.clone(),
+    };
+    if let Err(e) = cache::write(dir, &key, &entry) {
+        crate::log::debug(&format!("seccomp cache: {e:#}; program not cached"));
+    }
+    Ok(prog)
+}
+
+/// The filter flags this kernel supports, a bit per entry of [`FLAGS`].
+fn kernel_flag_support() -> u64 {
+    FLAGS
+        .iter()
+        .enumerate()
+        .filter(|(_, f)| flag_bit(f).is_ok())
+        .fold(0, |bits, (i, _)| bits | 1 << i)
 }
 
 /// The connection to the seccomp agent and what its message says. Keep it until execve:
@@ -814,6 +868,46 @@ mod tests {
             "cwd": "/", "user": {"uid": 0, "gid": 0}, "noNewPrivileges": true}))
         .unwrap();
         assert!(load_before_exec(&p));
+    }
+
+    /// The raw fields of a program, to compare two.
+    fn raw(p: &Program) -> String {
+        let bpf: Vec<_> = p.bpf.iter().map(|i| (i.code, i.jt, i.jf, i.k)).collect();
+        format!("{bpf:?} {:x} {} {:?}", p.flags, p.notifies(), p.skipped)
+    }
+
+    #[test]
+    fn a_cached_program_is_the_compiled_one() {
+        let root = std::env::temp_dir().join(format!("corten-sc-build-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir(&root).unwrap();
+        for v in [
+            json!({"defaultAction": "SCMP_ACT_ERRNO", "architectures": ["SCMP_ARCH_X86"],
+                "flags": ["SECCOMP_FILTER_FLAG_TSYNC"], "syscalls": [
+                {"names": ["no_such_syscall", "getpid"], "action": "SCMP_ACT_ALLOW"}]}),
+            json!({"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": "/x",
+                "listenerMetadata": "m", "syscalls": [
+                {"names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"}]}),
+        ] {
+            let spec: LinuxSeccomp = serde_json::from_value(v.clone()).unwrap();
+            let compiled = compile(&profile(v)).unwrap();
+            let missed = Program::build(&spec, Some(&root)).unwrap();
+            let hit = Program::build(&spec, Some(&root)).unwrap();
+            assert_eq!(raw(&missed), raw(&compiled));
+            assert_eq!(raw(&hit), raw(&compiled));
+            let (a, b) = (hit.listener.as_ref(), compiled.listener.as_ref());
+            assert_eq!(a.map(|l| &l.path), b.map(|l| &l.path));
+            assert_eq!(a.map(|l| &l.metadata), b.map(|l| &l.metadata));
+        }
+        let entries = std::fs::read_dir(root.join(cache::DIR_NAME))
+            .unwrap()
+            .count();
+        assert_eq!(entries, 2);
+        // A bad profile is still refused, with the cache there.
+        let bad: LinuxSeccomp =
+            serde_json::from_value(json!({"defaultAction": "SCMP_ACT_NOTIFY"})).unwrap();
+        assert!(Program::build(&bad, Some(&root)).is_err());
+        std::fs::remove_dir_all(&root).unwrap();
     }
 
     #[test]

@@ -392,7 +392,8 @@ fn is_temp_of(file: &str, name: &str) -> bool {
         .is_some_and(|pid| !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()))
 }
 
-/// The ids of all containers under `root` (directories only), sorted.
+/// The ids of all containers under `root` (directories named by a valid id: not the
+/// seccomp program cache), sorted.
 pub fn list_ids(root: &Path) -> Result<Vec<String>> {
     let entries = match fs::read_dir(root) {
         Ok(e) => e,
@@ -403,6 +404,7 @@ pub fn list_ids(root: &Path) -> Result<Vec<String>> {
         .filter_map(|e| e.ok())
         .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
         .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|id| validate_id(id).is_ok())
         .collect();
     ids.sort();
     Ok(ids)

@@ -72,7 +72,7 @@ pub fn create_with(root: &Path, opts: &CreateOpts, detach: bool) -> Result<Creat
                 anyhow::anyhow!("--preserve-fds {} plus LISTEN_FDS: {e}", opts.preserve_fds)
             })?;
     crate::sys::close_inherited_from(3 + passed as i32).context("close inherited fds")?;
-    let bundle = Bundle::load(&opts.bundle)?;
+    let bundle = Bundle::load_in(&opts.bundle, Some(root))?;
     if opts.systemd_cgroup {
         // Never a silent fallback to cgroupfs: the caller asked for systemd's bookkeeping.
         if !Path::new("/run/systemd/system").exists() {

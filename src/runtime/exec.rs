@@ -94,7 +94,7 @@ pub struct ExecOpts {
 pub fn exec(root: &Path, o: &ExecOpts) -> Result<i32> {
     // The state dir stays open until the process is done with, as it always was.
     let (_dir, state, status) = open_container(root, o)?;
-    let bundle = Bundle::load(&state.bundle)?;
+    let bundle = Bundle::load_in(&state.bundle, Some(root))?;
     let process = build_process(&bundle.spec, o)?;
     // Labels the host can't apply are refused before anything is made, as `create` does.
     let lsm_host = lsm::Host::detect();
