@@ -234,6 +234,16 @@ fn levels<'a>(mount: &Path, path: &'a Path) -> Vec<&'a Path> {
     v
 }
 
+/// A control file of a few bytes (freezer.state, cgroup.freeze) in one read: no stat and
+/// no second read to see EOF, as a cgroup file gives its whole content to the first read.
+fn read_small(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut buf = vec![0u8; 64];
+    let n = fs::File::open(path)?.read(&mut buf)?;
+    buf.truncate(n);
+    Ok(buf)
+}
+
 /// Is `p` on a cgroup filesystem (v1 or v2)?
 fn on_cgroupfs(p: &Path) -> nix::Result<bool> {
     use nix::sys::statfs::{CGROUP_SUPER_MAGIC, CGROUP2_SUPER_MAGIC, statfs};
@@ -543,9 +553,17 @@ impl Cgroup {
 
     /// Frozen by `pause` (v1 freezer.state or v2 cgroup.freeze)?
     pub fn is_frozen(&self) -> bool {
-        self.paths().any(|d| {
-            fs::read_to_string(d.join("freezer.state")).is_ok_and(|s| s.trim() == "FROZEN")
-                || fs::read_to_string(d.join("cgroup.freeze")).is_ok_and(|s| s.trim() == "1")
+        // Only where the file can be (`list` asks this of every container): freezer.state
+        // in the v1 freezer hierarchy, cgroup.freeze in cgroup2.
+        self.dirs.iter().any(|d| {
+            let (file, frozen) = if d.hierarchy.v2 {
+                ("cgroup.freeze", "1")
+            } else if d.hierarchy.controllers.iter().any(|c| c == "freezer") {
+                ("freezer.state", "FROZEN")
+            } else {
+                return false;
+            };
+            read_small(&d.path.join(file)).is_ok_and(|s| s.trim_ascii() == frozen.as_bytes())
         })
     }
 
