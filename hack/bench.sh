@@ -45,6 +45,9 @@ cleanup() {
         "${bin[$name]}" --root "$root" delete -f "$id" >/dev/null 2>&1 || true
     done
     rm -rf "$work"
+    # The containers' parent cgroup (cgroupsPath /corten-bench/...): runc and crun leave
+    # the level they made; removed once empty (rmdir never removes a busy cgroup).
+    rmdir /sys/fs/cgroup/*/corten-bench 2>/dev/null || true
 }
 trap cleanup EXIT
 
