@@ -431,7 +431,10 @@ fn wait_job(conn: &mut Conn, job: &str, unit: &str, what: &str) -> Result<()> {
 /// Stops `unit` and waits until it is stopped: its stop job's JobRemoved, or its cgroup
 /// `dir` gone (systemd removes it as the unit stops), whichever is seen first, so that a
 /// unit that stops at once never costs a wait. A unit already gone is fine. Then clears a
-/// failed state so that nothing of it is left listed. Best effort on the wait.
+/// failed state so that nothing of it is left listed (always, as runc does: a unit that
+/// failed before the stop, e.g. killed by its RuntimeMaxSec or left with no process when
+/// a create was killed, ends its stop job "done" and stays failed). Best effort on the
+/// wait.
 pub fn stop(u: &Unit, dir: &Path) -> Result<()> {
     let unit = u.name.as_str();
     let mut conn = connect(u.user)?;
@@ -443,8 +446,6 @@ pub fn stop(u: &Unit, dir: &Path) -> Result<()> {
             let job = reply.body.first().cloned().unwrap_or_default();
             crate::log::debug(&format!("systemd: stop job {job} of {unit} queued"));
             let deadline = Instant::now() + JOB_TIMEOUT;
-            // A stop job that ends "done" leaves the unit inactive, which systemd
-            // collects; any other end (or none seen) may leave it failed: reset below.
             let mut clean = false;
             loop {
                 let slice = (Instant::now() + Duration::from_millis(50)).min(deadline);
@@ -476,9 +477,8 @@ pub fn stop(u: &Unit, dir: &Path) -> Result<()> {
         Err(e) => return Err(e).with_context(|| format!("stop unit {unit}")),
     };
     crate::log::debug(&format!("systemd: {unit} stopped (job done: {clean})"));
-    if !clean {
-        let _ = conn.manager("ResetFailedUnit", &[Value::Str(unit.into())]);
-    }
+    // NoSuchUnit / "not loaded" when systemd has collected it already: nothing to clear.
+    let _ = conn.manager("ResetFailedUnit", &[Value::Str(unit.into())]);
     Ok(())
 }
 
