@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 
-use crate::common::{TempDir, rt, unique_id};
+use crate::common::TempDir;
 use crate::image_support::*;
 
 fn main_image() -> Image {
@@ -111,23 +111,6 @@ fn pull_ok(args: &[&str]) -> Value {
     out.ok();
     serde_json::from_str(out.stdout.trim())
         .unwrap_or_else(|e| panic!("--json output ({e}):\n{out}"))
-}
-
-/// Runs the bundle under corten; returns its stdout.
-fn run_bundle(bundle: &Path) -> String {
-    let root = TempDir::new("imgroot");
-    let id = unique_id("image");
-    let out = rt(&[
-        "--root",
-        root.path().to_str().unwrap(),
-        "run",
-        "--bundle",
-        bundle.to_str().unwrap(),
-        &id,
-    ]);
-    let _ = rt(&["--root", root.path().to_str().unwrap(), "delete", "-f", &id]);
-    out.ok();
-    out.stdout
 }
 
 #[test]

@@ -17,7 +17,7 @@ use base64::Engine;
 use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
 
-use crate::common::{Out, TempDir};
+use crate::common::{Out, TempDir, rt, unique_id};
 
 pub fn image_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_corten-image"))
@@ -781,4 +781,21 @@ pub fn drain(mut r: impl Read) -> Vec<u8> {
     let mut v = Vec::new();
     r.read_to_end(&mut v).unwrap();
     v
+}
+
+/// Runs the bundle under corten; returns its stdout.
+pub fn run_bundle(bundle: &Path) -> String {
+    let root = TempDir::new("imgroot");
+    let id = unique_id("image");
+    let out = rt(&[
+        "--root",
+        root.path().to_str().unwrap(),
+        "run",
+        "--bundle",
+        bundle.to_str().unwrap(),
+        &id,
+    ]);
+    let _ = rt(&["--root", root.path().to_str().unwrap(), "delete", "-f", &id]);
+    out.ok();
+    out.stdout
 }

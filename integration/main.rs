@@ -22,6 +22,7 @@ mod escapes;
 mod exec;
 mod hooks;
 mod image;
+mod image_net;
 mod image_resilience;
 mod image_support;
 mod lifecycle;

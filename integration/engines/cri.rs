@@ -302,12 +302,52 @@ impl Drop for Cri {
 }
 
 /// Removes what CNI leaves on the machine and no pod uses any more (`Shared`'s last holder
-/// calls this): the empty cache and netns dirs, and portmap's chains.
-pub(super) fn remove_cni_leftovers() {
+/// calls this): the empty cache and netns dirs, portmap's and the firewall plugin's chains.
+pub(crate) fn remove_cni_leftovers() {
     for dir in ["/var/lib/cni/results", "/var/lib/cni", "/run/netns"] {
         let _ = fs::remove_dir(dir);
     }
     remove_portmap_chains();
+    remove_firewall_chains();
+}
+
+/// Removes the firewall plugin's CNI-FORWARD and CNI-ADMIN (filter table: made on first
+/// use, never removed) if they hold no rule but the plugin's own jumps.
+fn remove_firewall_chains() {
+    let iptables = |args: &[&str]| {
+        Command::new("iptables")
+            .arg("-w")
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+    };
+    let rules = |chain: &str| {
+        iptables(&["-S", chain]).map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .filter(|l| l.starts_with("-A") && !l.contains("-j CNI-ADMIN"))
+                .count()
+        })
+    };
+    if rules("CNI-FORWARD") != Some(0) || rules("CNI-ADMIN") != Some(0) {
+        return;
+    }
+    let comment = "CNI firewall plugin rules";
+    iptables(&[
+        "-D",
+        "FORWARD",
+        "-m",
+        "comment",
+        "--comment",
+        comment,
+        "-j",
+        "CNI-FORWARD",
+    ]);
+    for chain in ["CNI-FORWARD", "CNI-ADMIN"] {
+        iptables(&["-F", chain]);
+        iptables(&["-X", chain]);
+    }
 }
 
 /// Removes portmap's machine-wide chains (CNI-HOSTPORT-*: made on first use, never removed

@@ -50,6 +50,8 @@ enum Cmd {
         /// Replace the rootfs and config.json of a non-empty BUNDLE.
         #[arg(long)]
         force: bool,
+        #[command(flatten)]
+        net: NetFlags,
         /// NAME[:TAG|@DIGEST], oci:DIR[:TAG] or docker-archive:FILE.
         reference: String,
         bundle: PathBuf,
@@ -66,12 +68,58 @@ enum Cmd {
     Rm { reference: String },
     /// Remove the blobs no image uses.
     Prune,
+    /// The bundle's network hook (`--net bridge`), run by the runtime with the container's
+    /// state on stdin: ACTION is add (createRuntime) or del (poststop).
+    #[command(hide = true)]
+    NetHook { action: String, dir: PathBuf },
     /// Print an image's manifest and config as JSON.
     Inspect {
         #[arg(long)]
         platform: Option<String>,
         reference: String,
     },
+}
+
+/// The container's network, written into the bundle (see `corten::image::net`).
+#[derive(clap::Args)]
+struct NetFlags {
+    /// none (its own network namespace, only loopback), host (the host's), or bridge (an
+    /// address on a CNI bridge, default `corten0` 10.90.0.0/16, set up by the bundle's hooks).
+    #[arg(long, default_value = "none", value_name = "MODE")]
+    net: String,
+    /// Publish a container port on the host: [IP:]HOSTPORT:CONTAINERPORT[/tcp|udp] (--net bridge).
+    #[arg(short = 'p', long = "publish", value_name = "PORTS")]
+    publish: Vec<String>,
+    /// The container's hostname.
+    #[arg(long)]
+    hostname: Option<String>,
+    /// A nameserver for the container's /etc/resolv.conf (replaces the host's).
+    #[arg(long, value_name = "IP")]
+    dns: Vec<std::net::IpAddr>,
+    /// The CNI network configuration to use (its first *.conflist); default: corten-image's own.
+    #[arg(long, value_name = "DIR")]
+    cni_conf_dir: Option<PathBuf>,
+    /// Where the CNI plugins are (default /usr/lib/cni).
+    #[arg(long, value_name = "DIR")]
+    cni_bin_dir: Option<PathBuf>,
+}
+
+impl NetFlags {
+    /// The options, checked (each error one line, as corten-image's others).
+    fn options(self) -> Result<image::net::NetOptions> {
+        Ok(image::net::NetOptions {
+            mode: self.net.parse()?,
+            ports: self
+                .publish
+                .iter()
+                .map(|p| p.parse())
+                .collect::<Result<_>>()?,
+            hostname: self.hostname,
+            dns: self.dns,
+            conf_dir: self.cni_conf_dir,
+            bin_dir: self.cni_bin_dir,
+        })
+    }
 }
 
 fn human(bytes: u64) -> String {
@@ -102,6 +150,7 @@ fn run(cli: Cli) -> Result<()> {
             quiet,
             json,
             force,
+            net,
             reference,
             bundle,
             cmd,
@@ -114,6 +163,7 @@ fn run(cli: Cli) -> Result<()> {
                 quiet: quiet || json,
                 force,
                 cmd,
+                net: net.options()?,
             };
             let summary = image::pull(&g, &o)?;
             if json {
@@ -145,6 +195,7 @@ fn run(cli: Cli) -> Result<()> {
             let (n, bytes) = image::prune(&g)?;
             corten::outln!("removed {n} blobs ({})", human(bytes));
         }
+        Cmd::NetHook { action, dir } => image::net::hook(&action, &dir)?,
         Cmd::Inspect {
             platform,
             reference,

@@ -6,6 +6,7 @@
 //! [`progress`] and [`sources`] (where manifests and blobs come from).
 
 pub mod bundle;
+pub mod net;
 pub mod platform;
 pub mod progress;
 pub mod reference;
@@ -55,6 +56,8 @@ pub struct PullOptions {
     pub quiet: bool,
     pub force: bool,
     pub cmd: Vec<String>,
+    /// The container's network (`--net`, `-p`, `--hostname`, `--dns`).
+    pub net: net::NetOptions,
 }
 
 /// The one-line message for a failed command; a full disk or quota says so first.
@@ -201,6 +204,7 @@ impl Drop for BundleGuard {
         } else {
             let _ = fs::remove_dir_all(self.dir.join("rootfs"));
             let _ = fs::remove_file(self.dir.join("config.json"));
+            let _ = fs::remove_dir_all(self.dir.join("net"));
         }
     }
 }
@@ -221,6 +225,7 @@ fn prepare_bundle(dir: &Path, force: bool) -> Result<BundleGuard> {
                         .with_context(|| format!("remove {}", rootfs.display()))?;
                 }
                 let _ = fs::remove_file(dir.join("config.json"));
+                let _ = fs::remove_dir_all(dir.join("net"));
             }
             false
         }
@@ -246,6 +251,7 @@ pub fn pull(g: &Global, o: &PullOptions) -> Result<Value> {
     let start = Instant::now();
     let want = o.platform.as_deref().map(Platform::parse).transpose()?;
     let source = Source::parse(&o.source)?;
+    let network = o.net.plan()?;
     let store = Store::open(g.store.as_deref())?;
     let _pulling = store.pull_lock()?;
     let progress = Progress::new(o.quiet);
@@ -353,7 +359,12 @@ pub fn pull(g: &Global, o: &PullOptions) -> Result<Value> {
         tty: o.tty,
         cmd: &o.cmd,
     };
-    let spec = bundle::config(&r.config, &rootfs_path, &info)?;
+    let mut spec = bundle::config(&r.config, &rootfs_path, &info)?;
+    let bundle_dir = fs::canonicalize(&o.bundle)
+        .with_context(|| format!("resolve the bundle path {}", o.bundle.display()))?;
+    let hook_bin =
+        std::env::current_exe().context("find corten-image's own path (for the network hooks)")?;
+    network.write(&mut spec, &bundle_dir, &hook_bin)?;
     let cfg = o.bundle.join("config.json");
     fs::write(&cfg, serde_json::to_string_pretty(&spec)? + "\n")
         .with_context(|| format!("write {}", cfg.display()))?;
