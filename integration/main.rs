@@ -24,6 +24,7 @@ mod hooks;
 mod image;
 mod image_net;
 mod image_resilience;
+mod image_runflags;
 mod image_support;
 mod lifecycle;
 mod procattrs;

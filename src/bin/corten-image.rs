@@ -31,6 +31,8 @@ struct Cli {
     cmd: Cmd,
 }
 
+// Parsed once per process: the size of the largest variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Cmd {
     /// Pull REF and unpack it into BUNDLE (BUNDLE/rootfs + BUNDLE/config.json).
@@ -52,6 +54,8 @@ enum Cmd {
         force: bool,
         #[command(flatten)]
         net: NetFlags,
+        #[command(flatten)]
+        run: RunFlags,
         /// NAME[:TAG|@DIGEST], oci:DIR[:TAG] or docker-archive:FILE.
         reference: String,
         bundle: PathBuf,
@@ -122,6 +126,54 @@ impl NetFlags {
     }
 }
 
+/// docker run's flags, written into the bundle's config.json.
+#[derive(clap::Args)]
+struct RunFlags {
+    /// The user: name, uid, name:group or uid:gid, resolved in the image (replaces its User).
+    #[arg(short = 'u', long)]
+    user: Option<String>,
+    /// An environment variable KEY=VALUE (after the image's).
+    #[arg(short = 'e', long = "env", value_name = "KEY=VALUE")]
+    env: Vec<String>,
+    /// The working directory (replaces the image's).
+    #[arg(short = 'w', long, value_name = "DIR")]
+    workdir: Option<String>,
+    /// Mount the rootfs read-only.
+    #[arg(long)]
+    read_only: bool,
+    /// A memory limit: bytes, or a size like 512m, 1g.
+    #[arg(short = 'm', long, value_name = "SIZE")]
+    memory: Option<String>,
+    /// A CPU quota in CPUs, like 1.5.
+    #[arg(long, value_name = "N", allow_hyphen_values = true)]
+    cpus: Option<String>,
+    /// At most this many processes (-1: no limit).
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    pids_limit: Option<i64>,
+}
+
+impl RunFlags {
+    fn options(self) -> Result<image::bundle::RunOptions> {
+        Ok(image::bundle::RunOptions {
+            user: self.user,
+            env: self.env,
+            workdir: self.workdir,
+            read_only: self.read_only,
+            memory: self
+                .memory
+                .as_deref()
+                .map(image::bundle::RunOptions::parse_memory)
+                .transpose()?,
+            cpus: self
+                .cpus
+                .as_deref()
+                .map(image::bundle::RunOptions::parse_cpus)
+                .transpose()?,
+            pids_limit: self.pids_limit,
+        })
+    }
+}
+
 fn human(bytes: u64) -> String {
     let units = ["B", "kB", "MB", "GB", "TB"];
     let mut v = bytes as f64;
@@ -151,6 +203,7 @@ fn run(cli: Cli) -> Result<()> {
             json,
             force,
             net,
+            run,
             reference,
             bundle,
             cmd,
@@ -164,6 +217,7 @@ fn run(cli: Cli) -> Result<()> {
                 force,
                 cmd,
                 net: net.options()?,
+                run: run.options()?,
             };
             let summary = image::pull(&g, &o)?;
             if json {

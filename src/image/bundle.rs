@@ -1,5 +1,6 @@
 //! config.json from an image config: `corten spec`'s default with the image's command,
-//! environment, working directory, user and annotations.
+//! environment, working directory, user and annotations, and what `pull` was given of
+//! docker run's flags (user, env, workdir, read-only, memory, cpus, pids limit).
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -26,6 +27,93 @@ pub struct BundleInfo<'a> {
     pub tty: bool,
     /// Replaces the image's Cmd when not empty.
     pub cmd: &'a [String],
+    /// docker run's flags given at pull time.
+    pub run: &'a RunOptions,
+}
+
+/// What docker users set on `docker run`, given to `pull` and written into config.json.
+#[derive(Clone, Debug, Default)]
+pub struct RunOptions {
+    /// `--user`: replaces the image's User (same forms: name, uid, name:group, uid:gid).
+    pub user: Option<String>,
+    /// `--env K=V`: added after the image's, replacing a variable of the same name.
+    pub env: Vec<String>,
+    /// `--workdir`: replaces the image's WorkingDir (absolute).
+    pub workdir: Option<String>,
+    /// `--read-only`: the rootfs mounted read-only.
+    pub read_only: bool,
+    /// `--memory`: bytes (memory.limit).
+    pub memory: Option<i64>,
+    /// `--cpus`: a CPU quota in CPUs (cpu.quota over a 100 ms period).
+    pub cpus: Option<f64>,
+    /// `--pids-limit`.
+    pub pids_limit: Option<i64>,
+}
+
+impl RunOptions {
+    /// docker's size syntax for `--memory`: a number with an optional b, k, m or g.
+    pub fn parse_memory(s: &str) -> Result<i64> {
+        let t = s.trim().to_ascii_lowercase();
+        let (num, mult) = match t.char_indices().last() {
+            Some((i, 'b')) => (&t[..i], 1),
+            Some((i, 'k')) => (&t[..i], 1 << 10),
+            Some((i, 'm')) => (&t[..i], 1 << 20),
+            Some((i, 'g')) => (&t[..i], 1 << 30),
+            _ => (t.as_str(), 1),
+        };
+        match num.parse::<i64>().ok().and_then(|n| n.checked_mul(mult)) {
+            // docker's floor: a container can't start in less.
+            Some(n) if n >= 6 << 20 => Ok(n),
+            Some(_) => bail!("--memory {s}: at least 6m"),
+            None => bail!("--memory {s}: expected a size like 512m or 1g"),
+        }
+    }
+
+    pub fn parse_cpus(s: &str) -> Result<f64> {
+        match s.parse::<f64>() {
+            Ok(c) if c > 0.0 && c.is_finite() && c <= 4096.0 => Ok(c),
+            _ => bail!("--cpus {s}: expected a positive number of CPUs, like 1.5"),
+        }
+    }
+
+    /// Checks what can be checked before anything is pulled.
+    pub fn check(&self) -> Result<()> {
+        if let Some(w) = &self.workdir
+            && !w.starts_with('/')
+        {
+            bail!("--workdir {w:?} is not absolute");
+        }
+        for e in &self.env {
+            if !e.contains('=') || e.starts_with('=') {
+                bail!("--env {e:?}: expected KEY=VALUE");
+            }
+        }
+        if let Some(p) = self.pids_limit
+            && p == 0
+        {
+            bail!("--pids-limit 0: give a positive limit, or -1 for none");
+        }
+        Ok(())
+    }
+
+    /// linux.resources and root.readonly.
+    fn apply(&self, spec: &mut Value) {
+        if self.read_only {
+            spec["root"]["readonly"] = json!(true);
+        }
+        let r = &mut spec["linux"]["resources"];
+        if let Some(m) = self.memory {
+            r["memory"]["limit"] = json!(m);
+        }
+        if let Some(c) = self.cpus {
+            const PERIOD: u64 = 100_000;
+            r["cpu"]["quota"] = json!((c * PERIOD as f64).round() as i64);
+            r["cpu"]["period"] = json!(PERIOD);
+        }
+        if let Some(p) = self.pids_limit {
+            r["pids"]["limit"] = json!(p);
+        }
+    }
 }
 
 /// Reads `etc/<file>` of the rootfs, resolved inside it (a symlink can't read the host's).
@@ -113,11 +201,20 @@ pub fn config(image: &ImageConfiguration, rootfs: &Path, info: &BundleInfo) -> R
         bail!("the image has no Entrypoint or Cmd: give a command after --");
     }
     let root = File::open(rootfs).with_context(|| format!("open {}", rootfs.display()))?;
-    let user = resolve_user(&root, c.user().as_deref().unwrap_or(""))?;
+    let user_spec = info
+        .run
+        .user
+        .as_deref()
+        .or(c.user().as_deref())
+        .unwrap_or("");
+    let user = resolve_user(&root, user_spec)?;
 
     // Env: the default PATH, overridden key by key by the image.
     let mut env: Vec<String> = vec![DEFAULT_PATH.into()];
-    for e in strs(c.env()) {
+    for e in strs(c.env())
+        .into_iter()
+        .chain(info.run.env.iter().cloned())
+    {
         let key = e.split('=').next().unwrap_or_default().to_string();
         env.retain(|x| x.split('=').next() != Some(key.as_str()));
         env.push(e);
@@ -128,9 +225,11 @@ pub fn config(image: &ImageConfiguration, rootfs: &Path, info: &BundleInfo) -> R
     if !env.iter().any(|e| e.starts_with("HOME=")) {
         env.push(format!("HOME={}", user.home.as_deref().unwrap_or("/")));
     }
-    let cwd = c
-        .working_dir()
+    let cwd = info
+        .run
+        .workdir
         .as_deref()
+        .or(c.working_dir().as_deref())
         .filter(|s| !s.is_empty())
         .unwrap_or("/");
     if !cwd.starts_with('/') {
@@ -184,5 +283,24 @@ pub fn config(image: &ImageConfiguration, rootfs: &Path, info: &BundleInfo) -> R
     // An image's rootfs is the container's writable layer, as with docker.
     spec["root"]["readonly"] = json!(false);
     spec["annotations"] = json!(ann);
+    info.run.apply(&mut spec);
     Ok(spec)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RunOptions;
+
+    #[test]
+    fn memory_sizes_as_docker_s() {
+        assert_eq!(RunOptions::parse_memory("64m").unwrap(), 64 << 20);
+        assert_eq!(RunOptions::parse_memory("1G").unwrap(), 1 << 30);
+        assert_eq!(RunOptions::parse_memory("10485760").unwrap(), 10 << 20);
+        assert_eq!(RunOptions::parse_memory("8192k").unwrap(), 8 << 20);
+        for bad in ["", "m", "1k", "-5m", "1.5g", "9999999999g"] {
+            assert!(RunOptions::parse_memory(bad).is_err(), "{bad}");
+        }
+        assert!(RunOptions::parse_cpus("0").is_err());
+        assert_eq!(RunOptions::parse_cpus("1.5").unwrap(), 1.5);
+    }
 }

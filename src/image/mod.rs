@@ -58,6 +58,8 @@ pub struct PullOptions {
     pub cmd: Vec<String>,
     /// The container's network (`--net`, `-p`, `--hostname`, `--dns`).
     pub net: net::NetOptions,
+    /// docker run's flags (`--user`, `--env`, `--memory`...).
+    pub run: bundle::RunOptions,
 }
 
 /// The one-line message for a failed command; a full disk or quota says so first.
@@ -252,6 +254,7 @@ pub fn pull(g: &Global, o: &PullOptions) -> Result<Value> {
     let want = o.platform.as_deref().map(Platform::parse).transpose()?;
     let source = Source::parse(&o.source)?;
     let network = o.net.plan()?;
+    o.run.check()?;
     let store = Store::open(g.store.as_deref())?;
     let _pulling = store.pull_lock()?;
     let progress = Progress::new(o.quiet);
@@ -358,6 +361,7 @@ pub fn pull(g: &Global, o: &PullOptions) -> Result<Value> {
         platform: &r.platform,
         tty: o.tty,
         cmd: &o.cmd,
+        run: &o.run,
     };
     let mut spec = bundle::config(&r.config, &rootfs_path, &info)?;
     let bundle_dir = fs::canonicalize(&o.bundle)
