@@ -45,7 +45,7 @@ impl Net {
             "cniVersion": "1.0.0",
             "name": format!("cin{}", &tag[..10]),
             "plugins": [
-                {"type": "bridge", "bridge": bridge, "isGateway": true, "ipMasq": false,
+                {"type": "bridge", "bridge": bridge, "isGateway": true, "ipMasq": true,
                  "ipam": {"type": "host-local", "subnet": format!("{subnet}.0/24"),
                           "dataDir": dir.join("ipam"), "routes": [{"dst": "0.0.0.0/0"}]}},
                 {"type": "portmap", "capabilities": {"portMappings": true}},
@@ -176,6 +176,20 @@ fn nat_rules() -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// Nothing of container `id`'s network is left: its address, port rule, masquerade rules
+/// (the comment names the id), its record and its pinned namespace in `bundle/net`.
+fn assert_released(net: &Net, bundle: &Path, id: &str, port: u16) {
+    assert!(net.leased().is_empty(), "{:?}", net.leased());
+    let nat = nat_rules();
+    assert!(!nat.contains(&format!("--dport {port}")), "{nat}");
+    assert!(!nat.contains(&format!("id: \\\"{id}\\\"")), "{nat}");
+    let netdir = bundle.join("net");
+    assert!(!netdir.join(format!("result-{id}.json")).exists());
+    assert!(!netdir.join(format!("ns-{id}")).exists());
+    let mounts = fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(!mounts.contains(netdir.to_str().unwrap()), "{mounts}");
+}
+
 fn pull(store: &Path, args: &[&str]) -> Out {
     let mut a = vec!["pull", "-q", "--store", store.to_str().unwrap()];
     a.extend_from_slice(args);
@@ -299,8 +313,13 @@ fn image_net_bridge_publishes_a_port_and_releases_it() {
         "{}",
         nat_rules()
     );
+    let id = a.id.clone();
+    assert!(
+        nat_rules().contains(&format!("id: \\\"{id}\\\"")),
+        "no masquerade rule for {id}"
+    );
     drop(a);
-    assert!(net.leased().is_empty(), "{:?}", net.leased());
+    assert_released(net, &web, &id, port);
     assert!(
         !nat_rules().contains(&format!("--dport {port}")),
         "{}",
@@ -366,7 +385,7 @@ fn image_net_killed_create_is_cleaned_by_delete() {
     let _ = child.wait();
     assert!(added, "the network hook never ran");
     rt(&["--root", &root_s, "delete", "--force", &id]).ok();
-    assert!(net.leased().is_empty(), "{:?}", net.leased());
+    assert_released(net, &b, &id, port);
     assert!(
         !nat_rules().contains(&format!("--dport {port}")),
         "{}",

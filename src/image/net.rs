@@ -28,6 +28,7 @@ use std::process::{Command, Stdio};
 
 use anyhow::{Context, Result, anyhow, bail};
 use nix::fcntl::{Flock, FlockArg};
+use nix::mount::{MntFlags, MsFlags};
 use serde_json::{Value, json};
 
 /// Where Debian's containernetworking-plugins (and most distributions') put the plugins.
@@ -506,10 +507,16 @@ pub fn hook(action: &str, dir: &Path) -> Result<()> {
     match action {
         "add" => {
             let pid = pid.context("the state has no pid: is the container created?")?;
-            let netns = format!("/proc/{pid}/ns/net");
+            // The namespace pinned by a bind mount, as containerd and podman do: `del`
+            // must run inside it (the bridge plugin removes the masquerade rules only
+            // there), and the container is dead by then.
+            let pinned = dir.join(format!("ns-{id}"));
+            pin(&format!("/proc/{pid}/ns/net"), &pinned)?;
+            let netns = pinned.to_string_lossy().into_owned();
             let result = add(&bin_dir, list, ports, &id, &netns).inspect_err(|_| {
                 // Undo whatever part of the chain was added.
                 let _ = del(&bin_dir, list, ports, &id, &netns, &Value::Null);
+                unpin(&pinned);
             })?;
             let text = serde_json::to_string_pretty(&json!({"containerId": id, "result": result}))?;
             write(&record, &(text + "\n"))?;
@@ -519,25 +526,62 @@ pub fn hook(action: &str, dir: &Path) -> Result<()> {
             Ok(())
         }
         "del" => {
-            // The namespace is gone once the container is: the plugins release what
-            // lives outside it (address, port rules, firewall rules).
-            let netns = pid
-                .map(|p| format!("/proc/{p}/ns/net"))
-                .filter(|p| Path::new(p).exists())
-                .unwrap_or_default();
-            let Ok(text) = fs::read_to_string(&record) else {
+            let pinned = dir.join(format!("ns-{id}"));
+            let netns = if is_pinned(&pinned) {
+                pinned.to_string_lossy().into_owned()
+            } else {
+                // Not pinned (the add stopped before): the plugins still release what
+                // lives outside the namespace (address, port and firewall rules).
+                String::new()
+            };
+            let result = match fs::read_to_string(&record) {
+                Ok(text) => {
+                    let saved: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+                    del(&bin_dir, list, ports, &id, &netns, &saved["result"])
+                }
                 // No record: the add never ran, or was stopped midway (its hook killed at
                 // a timeout). DEL is idempotent, so ask anyway, quietly.
-                let _ = del(&bin_dir, list, ports, &id, &netns, &Value::Null);
-                return Ok(());
+                Err(_) => {
+                    let _ = del(&bin_dir, list, ports, &id, &netns, &Value::Null);
+                    Ok(())
+                }
             };
-            let saved: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
-            del(&bin_dir, list, ports, &id, &netns, &saved["result"])?;
-            fs::remove_file(&record).with_context(|| format!("remove {}", record.display()))?;
-            Ok(())
+            unpin(&pinned);
+            result?;
+            match fs::remove_file(&record) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    Err(e).with_context(|| format!("remove {}", record.display()))
+                }
+                _ => Ok(()),
+            }
         }
         _ => bail!("net-hook: expected add or del, got {action:?}"),
     }
+}
+
+/// Keeps the network namespace `ns` alive at `at` (an empty file bind-mounted over).
+fn pin(ns: &str, at: &Path) -> Result<()> {
+    fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(at)
+        .with_context(|| format!("create {}", at.display()))?;
+    nix::mount::mount(Some(ns), at, None::<&str>, MsFlags::MS_BIND, None::<&str>)
+        .with_context(|| format!("bind-mount {ns} on {}", at.display()))
+}
+
+/// True if `at` holds a pinned namespace (a mount of nsfs, not the empty file).
+fn is_pinned(at: &Path) -> bool {
+    nix::sys::statfs::statfs(at).is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::NSFS_MAGIC)
+}
+
+/// Releases a pinned namespace, if any, and removes its file.
+fn unpin(at: &Path) {
+    if is_pinned(at) {
+        let _ = nix::mount::umount2(at, MntFlags::MNT_DETACH);
+    }
+    let _ = fs::remove_file(at);
 }
 
 fn add(bin_dir: &Path, list: &Value, ports: &Value, id: &str, netns: &str) -> Result<Value> {
