@@ -10,32 +10,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-warn() { printf '\n\033[1;31m*** WARNING: %s ***\033[0m\n\n' "$*" >&2; }
-die() { echo "bench: $*" >&2; exit 1; }
+# shellcheck source=hack/bench-lib.sh
+source hack/bench-lib.sh
+bench_enter_ns "$@"
 
-# Stage 1 (host namespace): build corten, then re-exec inside a private mount namespace.
-if [[ -z ${CORTEN_BENCH_IN_NS:-} ]]; then
-    ((EUID == 0)) || die "must run as root"
-    for tool in hyperfine jq runc crun unshare; do
-        command -v "$tool" >/dev/null || die "$tool not found (run hack/install-deps.sh)"
-    done
-    if [[ -z ${CORTEN:-} ]]; then
-        if ! CORTEN=$(bash hack/build.sh); then
-            warn "hack/build.sh failed (not using a stale binary)"
-            CORTEN=/nonexistent/corten-build-failed
-        fi
-    fi
-    export CORTEN CORTEN_BENCH_IN_NS=1
-    exec unshare --mount -- "$BASH" "$0" "$@"
-fi
-
-# Stage 2 (private mount namespace).
-mount --make-rprivate /
-if mountpoint -q /sys/fs/cgroup/unified; then
-    umount /sys/fs/cgroup/unified
-fi
-
-declare -A bin=([corten]=$CORTEN [runc]=$(command -v runc) [crun]=$(command -v crun))
 work=$(mktemp -d -t corten-bench.XXXXXX)
 roots=()  # "runtime state-root id" of each container the benchmark may leave
 cleanup() {
@@ -112,23 +90,10 @@ bench() {
             "${bin[$name]}" --root "$work/$tag/$name/state" delete -f "bench-$name" >/dev/null 2>&1 || true
         done
     fi
-    # Medians (a loaded machine's outliers move the means), and the CPU time (user+sys).
-    summary+=("$(jq -r --arg tag "$tag" '
-        def ms: . * 1000 * 100 | round / 100;
-        (.results | map(select(.command == "crun")) | first) as $crun
-        | [$tag + " (median, mean ± σ, user+sys)"] + (.results | map(
-            "\(.command) \(.median | ms) ms"
-            + (if $crun and .command != "crun" then " (\(.median / $crun.median * 100 | round / 100)x crun)" else "" end)
-            + ", \(.mean | ms) ± \(.stddev | ms) ms, cpu \(.user + .system | ms) ms"
-            + (if $crun and .command != "crun" then " (\((.user + .system) / ($crun.user + $crun.system) * 100 | round / 100)x crun)" else "" end)))
-        | join("\n  ")' "$work/$tag.json")")
+    summary+=("$(bench_summary "$tag" "$work/$tag.json")")
 }
 
-echo "kernel: $(uname -r)"
-for name in corten runc crun; do
-    version=$("${bin[$name]}" --version 2>/dev/null | head -n1) || version="(unavailable)"
-    echo "$name: $version"
-done
+bench_versions
 echo
 
 summary=()
