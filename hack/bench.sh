@@ -16,12 +16,14 @@ bench_enter_ns "$@"
 
 work=$(mktemp -d -t corten-bench.XXXXXX)
 roots=()  # "runtime state-root id" of each container the benchmark may leave
+pod=''    # the pid of the "pod" whose namespaces a config joins (/proc/POD/ns/...), if any
 cleanup() {
     local entry name root id
     for entry in "${roots[@]}"; do
         read -r name root id <<<"$entry"
         "${bin[$name]}" --root "$root" delete -f "$id" >/dev/null 2>&1 || true
     done
+    [[ -z $pod ]] || kill "$pod" 2>/dev/null || true
     rm -rf "$work"
     # The containers' parent cgroup (cgroupsPath /corten-bench/...): runc and crun leave
     # the level they made; removed once empty (rmdir never removes a busy cgroup).
@@ -32,12 +34,21 @@ trap cleanup EXIT
 # The captured config made runnable here: our rootfs, `true`, a cgroup of our own, hooks
 # dropped, the engine's bind-mounted files (hosts, hostname, shm...) replaced by empty ones
 # in the bundle, and rlimits no higher than this host's hard limit (raising it needs
-# CAP_SYS_RESOURCE, which a sandbox may not have).
+# CAP_SYS_RESOURCE, which a sandbox may not have). A CRI container joins its pod's
+# namespaces (/proc/POD/ns/... in hack/configs/cri.json): those of a `sleep` started here
+# in new ipc, uts and network namespaces, as a pod's pause process holds them.
 adapt() { # CONFIG BUNDLE NAME
     local files=$2/files hard
     mkdir -p "$files"
     hard=$(ulimit -Hn)
-    jq --arg files "$files" --arg cg "/corten-bench/$3" --argjson hard "$hard" '
+    if [[ -z $pod ]] && grep -q '/proc/POD/' "$1"; then
+        unshare --ipc --uts --net sleep 1000000 &
+        pod=$!
+        until [[ $(readlink "/proc/$pod/ns/net") != "$(readlink /proc/self/ns/net)" ]]; do
+            sleep 0.01  # until unshare is in the new namespaces
+        done
+    fi
+    jq --arg files "$files" --arg cg "/corten-bench/$3" --argjson hard "$hard" --arg pod "${pod:-0}" '
         .root = {path: "rootfs", readonly: (.root.readonly // false)}
         | .process.args = ["true"] | .process.terminal = false
         | del(.hooks) | .linux.cgroupsPath = $cg
@@ -45,6 +56,7 @@ adapt() { # CONFIG BUNDLE NAME
             if .type == "RLIMIT_NOFILE" then .hard = ([.hard, $hard] | min) | .soft = ([.soft, $hard] | min)
             else . end) end)
         | .mounts |= map(if .type == "bind" then .source = ($files + "/" + (.source | split("/") | last)) else . end)
+        | .linux.namespaces |= map(if .path then .path |= sub("/proc/POD/"; "/proc/" + $pod + "/") else . end)
         ' "$1" > "$2/config.json"
     jq -r '.mounts[] | select(.type == "bind") | .source' "$2/config.json" | while read -r src; do
         case ${src##*/} in
