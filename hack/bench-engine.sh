@@ -4,7 +4,8 @@
 # hack/mkbundle.sh, `podman import`ed, so nothing is pulled), the three runtimes side by
 # side in one hyperfine run (podman --runtime PATH). podman runs with everything of its
 # own under a temporary directory (storage root and runroot, tmpdir, locks, events log,
-# config files), the cgroupfs manager and a cgroup parent of its own, all removed on exit.
+# config files, each runtime's state root through --runtime-flag root=DIR), the cgroupfs
+# manager and a cgroup parent of its own, all removed on exit.
 # RUNS=30 by default; CORTEN=path skips the cargo build. Usage: hack/bench-engine.sh
 # Like hack/bench.sh it runs in a private mount namespace (hack/bench-lib.sh).
 set -euo pipefail
@@ -76,7 +77,8 @@ tar -C "$work/bundle/rootfs" -cf "$work/rootfs.tar" .
 
 args=()
 for name in corten runc crun; do
-    cmd=("${podman[@]}" --runtime "${bin[$name]}" run --rm --network none
+    cmd=("${podman[@]}" --runtime "${bin[$name]}" --runtime-flag "root=$work/state-$name"
+        run --rm --network none
         --cgroup-parent "/$parent" "$image" true)
     "${cmd[@]}" || die "podman with $name failed: ${cmd[*]}"
     args+=(--command-name "$name" "$(printf '%q ' "${cmd[@]}")")

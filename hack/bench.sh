@@ -2,11 +2,10 @@
 # Benchmark create+start+delete of a busybox `true` container for corten, runc and
 # crun in one hyperfine run (RUNS=100 by default; CORTEN=path skips the cargo build).
 # Usage: hack/bench.sh [CONFIG.json...]. Without arguments the config is the minimal one
-# (`runc spec`). With arguments (e.g. hack/configs/podman.json, an engine's real config;
-# see hack/configs/README), each config is measured twice: the lifecycle and `create`
-# alone; the three runtimes side by side in one hyperfine run each, with ratios to crun.
-# Runs in a private mount namespace without the cgroup2 "unified" mount: crun 1.8
-# refuses hybrid v1/v2 cgroup layouts, so all three runtimes see plain cgroup v1.
+# (`runc spec`). With arguments (hack/configs/*.json: podman's, docker's and containerd
+# CRI's real configs; see hack/configs/README), each config is measured twice: the
+# lifecycle and `create` alone; the three runtimes side by side in one hyperfine run each,
+# with ratios to crun. Runs in a private mount namespace (hack/bench-lib.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
