@@ -23,12 +23,19 @@ image=localhost/corten-bench-busybox:latest
 podman=(podman --root "$work/root" --runroot "$work/runroot" --tmpdir "$work/tmp"
     --cgroup-manager cgroupfs --events-backend file)
 cleanup() {
+    local name id dir
+    # A run cut short (^C) may leave a container: delete it with the runtime that made it.
+    for name in corten runc crun; do
+        [[ -d $work/state-$name ]] || continue
+        for id in $("${bin[$name]}" --root "$work/state-$name" list -q 2>/dev/null); do
+            "${bin[$name]}" --root "$work/state-$name" delete -f "$id" >/dev/null 2>&1 || true
+        done
+    done
     "${podman[@]}" rm --all --force --time 0 >/dev/null 2>&1 || true
     "${podman[@]}" rmi --all --force >/dev/null 2>&1 || true
     # The storage's overlay mounts live in this mount namespace; unmount before removing.
     grep -F " $work/" /proc/self/mountinfo | cut -d' ' -f5 | sort -r | xargs -r -n1 umount -l 2>/dev/null || true
     rm -rf "$work"
-    local dir
     for dir in /sys/fs/cgroup/*/"$parent"; do
         [[ -d $dir ]] && find "$dir" -depth -type d -exec rmdir {} + 2>/dev/null
     done
