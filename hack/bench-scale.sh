@@ -1,92 +1,127 @@
 #!/usr/bin/env bash
-# Benchmark `list` (and `state` of one container) as the host fills up: N (default 200)
-# live busybox `sleep 1000` containers per runtime (corten, runc, crun; each its own
-# --root, all from the minimal `runc spec` config hack/mkbundle.sh writes), then one
-# hyperfine run per command with the three runtimes side by side, then `delete -f` of
-# every container (also on failure or ^C). RUNS=50 by default; CORTEN=path skips the
-# cargo build. Usage: hack/bench-scale.sh [N]
-# Like hack/bench.sh it runs in a private mount namespace without the cgroup2 "unified"
-# mount (crun 1.8 refuses hybrid v1/v2 cgroup layouts).
+# Benchmark how each command's cost grows as the host fills up: at N live busybox
+# `sleep 1000` containers per runtime (corten, runc, crun; each its own --root, all from
+# the minimal `runc spec` config hack/mkbundle.sh writes), one more container, the probe,
+# is timed: create+start, `state` of it, `list` (of the N and the probe) and `delete -f`,
+# each in one hyperfine run with the three runtimes side by side. N grows through the
+# levels given (default 0 50 100 200); every container is deleted at the end (also on
+# failure or ^C). RUNS=30 by default; CORTEN=path skips the cargo build.
+# Usage: hack/bench-scale.sh [N...]
+# Like hack/bench.sh it runs in a private mount namespace (hack/bench-lib.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-die() { echo "bench-scale: $*" >&2; exit 1; }
+# shellcheck source=hack/bench-lib.sh
+source hack/bench-lib.sh
 
-n=${1:-200}
-[[ $n =~ ^[0-9]+$ ]] || die "N must be a number, not $n"
+levels=("$@")
+((${#levels[@]})) || levels=(0 50 100 200)
+prev=-1
+for n in "${levels[@]}"; do
+    [[ $n =~ ^[0-9]+$ ]] || die "N must be a number, not $n"
+    ((n > prev)) || die "the levels must grow: $n after $prev"
+    prev=$n
+done
 
-# Stage 1 (host namespace): build corten, then re-exec inside a private mount namespace.
-if [[ -z ${CORTEN_BENCH_IN_NS:-} ]]; then
-    ((EUID == 0)) || die "must run as root"
-    for tool in hyperfine jq runc crun unshare; do
-        command -v "$tool" >/dev/null || die "$tool not found (run hack/install-deps.sh)"
-    done
-    if [[ -z ${CORTEN:-} ]]; then
-        CORTEN=$(bash hack/build.sh) || die "hack/build.sh failed"
-    fi
-    export CORTEN CORTEN_BENCH_IN_NS=1
-    exec unshare --mount -- "$BASH" "$0" "$@"
-fi
-
-# Stage 2 (private mount namespace).
-mount --make-rprivate /
-if mountpoint -q /sys/fs/cgroup/unified; then
-    umount /sys/fs/cgroup/unified
-fi
+bench_enter_ns "$@"
+[[ -x ${bin[corten]} ]] || die "no corten binary at ${bin[corten]}"
 
 runtimes=(corten runc crun)
-declare -A bin=([corten]=$CORTEN [runc]=$(command -v runc) [crun]=$(command -v crun))
 work=$(mktemp -d -t corten-bench-scale.XXXXXX)
+live=0  # containers scale-NAME-1..live exist for every runtime (and maybe more, up to the last level)
 cleanup() {
-    local name id
+    local name i
     for name in "${runtimes[@]}"; do
         [[ -d $work/$name/state ]] || continue
-        for ((i = 1; i <= n; i++)); do
-            id=scale-$name-$i
-            "${bin[$name]}" --root "$work/$name/state" delete -f "$id" >/dev/null 2>&1 || true
+        for ((i = 1; i <= ${levels[-1]}; i++)); do
+            "${bin[$name]}" --root "$work/$name/state" delete -f "scale-$name-$i" >/dev/null 2>&1 || true
         done
+        "${bin[$name]}" --root "$work/$name/state" delete -f "probe-$name" >/dev/null 2>&1 || true
     done
     rm -rf "$work"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-echo "kernel: $(uname -r)"
+bench_versions
+
+# The runtime NAME's command line: `ARGS...` with its binary and --root, shell-quoted.
+rt() {
+    local name=$1
+    shift
+    printf '%q --root %q' "${bin[$name]}" "$work/$name/state"
+    printf ' %q' "$@"
+}
+
 for name in "${runtimes[@]}"; do
-    echo "$name: $("${bin[$name]}" --version 2>/dev/null | head -n1)"
+    mkdir -p "$work/$name/state"
+    CORTEN='' hack/mkbundle.sh "$work/$name/bundle" sleep 1000 >/dev/null
 done
 
-list_args=() state_args=()
-for name in "${runtimes[@]}"; do
-    rt=${bin[$name]} root=$work/$name/state bundle=$work/$name/bundle
-    mkdir -p "$root"
-    CORTEN='' hack/mkbundle.sh "$bundle" sleep 1000 >/dev/null
-    echo "starting $n containers with $name..."
-    for ((i = 1; i <= n; i++)); do
-        "$rt" --root "$root" run -d -b "$bundle" "scale-$name-$i" >/dev/null </dev/null ||
-            die "$name: run of container $i failed"
+# hyperfine WHAT N: the three runtimes side by side; the probe is removed (or made) in
+# --prepare when the timed command needs it absent (or present). hyperfine -N runs every
+# command line without a shell: those with && or || go through `sh -c`.
+measure() {
+    local what=$1 n=$2 name probe bundle up cmd args=()
+    for name in "${runtimes[@]}"; do
+        probe=probe-$name bundle=$work/$name/bundle
+        up="$(rt "$name" create -b "$bundle" "$probe") && $(rt "$name" start "$probe")"
+        case $what in
+            create+start) args+=(--prepare "sh -c $(printf %q "$(rt "$name" delete -f "$probe") >/dev/null 2>&1 || true")")
+                          cmd=$up ;;
+            delete) args+=(--prepare "sh -c $(printf %q "$up")")
+                    cmd=$(rt "$name" delete -f "$probe") ;;
+            state) cmd=$(rt "$name" state "$probe") ;;
+            list) cmd=$(rt "$name" list) ;;
+        esac
+        args+=(--command-name "$name" "sh -c $(printf %q "$cmd")")
     done
-    running=$("$rt" --root "$root" list -q | wc -l)
-    ((running == n)) || die "$name lists $running containers, not $n"
-    list_args+=(--command-name "$name list" "$(printf '%q --root %q list' "$rt" "$root")")
-    state_args+=(--command-name "$name state" "$(printf '%q --root %q state scale-%s-1' "$rt" "$root" "$name")")
+    hyperfine --warmup 3 --runs "${RUNS:-30}" -N --output null \
+        --export-json "$work/$what-$n.json" "${args[@]}" >&2
+    # state and list need the probe alive, delete needs it absent at its first prepare.
+    for name in "${runtimes[@]}"; do
+        sh -c "$(rt "$name" delete -f "probe-$name")" >/dev/null 2>&1 || true
+    done
+}
+
+whats=(create+start state list delete)
+for n in "${levels[@]}"; do
+    for name in "${runtimes[@]}"; do
+        echo "$name: $n live containers" >&2
+        for ((i = live + 1; i <= n; i++)); do
+            "${bin[$name]}" --root "$work/$name/state" run -d -b "$work/$name/bundle" \
+                "scale-$name-$i" >/dev/null </dev/null || die "$name: run of container $i failed"
+        done
+    done
+    live=$n
+    for name in "${runtimes[@]}"; do
+        count=$("${bin[$name]}" --root "$work/$name/state" list -q | wc -l)
+        ((count == n)) || die "$name lists $count containers, not $n"
+    done
+    for what in "${whats[@]}"; do
+        if [[ $what == state || $what == list ]]; then
+            for name in "${runtimes[@]}"; do
+                sh -c "$(rt "$name" create -b "$work/$name/bundle" "probe-$name") && $(rt "$name" start "probe-$name")" ||
+                    die "$name: the probe did not start"
+            done
+        fi
+        measure "$what" "$n"
+    done
 done
 
-summary=()
-for what in list state; do
-    declare -n args=${what}_args
-    hyperfine --warmup 3 --runs "${RUNS:-50}" -N --output null \
-        --export-json "$work/$what.json" "${args[@]}"
-    summary+=("$(jq -r --arg what "$what" '
-        def ms: . * 1000 * 100 | round / 100;
-        (.results | map(select(.command | startswith("crun"))) | first) as $crun
-        | [$what + " (median, mean ± σ)"] + (.results | map(
-            "\(.command) \(.median | ms) ms"
-            + (if $crun and (.command | startswith("crun") | not) then " (\(.median / $crun.median * 100 | round / 100)x crun)" else "" end)
-            + ", \(.mean | ms) ± \(.stddev | ms) ms"))
-        | join("\n  ")' "$work/$what.json")")
-done
-
+# One table: a row per command and N, the medians side by side, corten's ratio to crun.
 echo
-echo "$n live busybox 'sleep 1000' containers per runtime, ${RUNS:-50} runs each:"
-printf '%s\n' "${summary[@]}"
+echo "busybox 'sleep 1000' containers, ${RUNS:-30} runs each; medians in ms at N live containers"
+echo "(the probe is the N+1st: created+started, its state, list of all, its delete -f):"
+echo
+echo "| command | N | corten | crun | runc | corten/crun |"
+echo "|---|---|---|---|---|---|"
+for what in "${whats[@]}"; do
+    for n in "${levels[@]}"; do
+        jq -r --arg what "$what" --arg n "$n" '
+            def ms: . * 1000 * 100 | round / 100;
+            (.results | map({key: .command, value: .median}) | from_entries) as $m
+            | "| \($what) | \($n) | \($m.corten | ms) | \($m.crun | ms) | \($m.runc | ms) | \($m.corten / $m.crun * 100 | round / 100)x |"
+            ' "$work/$what-$n.json"
+    done
+done

@@ -2,48 +2,27 @@
 # Benchmark create+start+delete of a busybox `true` container for corten, runc and
 # crun in one hyperfine run (RUNS=100 by default; CORTEN=path skips the cargo build).
 # Usage: hack/bench.sh [CONFIG.json...]. Without arguments the config is the minimal one
-# (`runc spec`). With arguments (e.g. hack/configs/podman.json, an engine's real config;
-# see hack/configs/README), each config is measured twice: the lifecycle and `create`
-# alone; the three runtimes side by side in one hyperfine run each, with ratios to crun.
-# Runs in a private mount namespace without the cgroup2 "unified" mount: crun 1.8
-# refuses hybrid v1/v2 cgroup layouts, so all three runtimes see plain cgroup v1.
+# (`runc spec`). With arguments (hack/configs/*.json: podman's, docker's and containerd
+# CRI's real configs; see hack/configs/README), each config is measured twice: the
+# lifecycle and `create` alone; the three runtimes side by side in one hyperfine run each,
+# with ratios to crun. Runs in a private mount namespace (hack/bench-lib.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-warn() { printf '\n\033[1;31m*** WARNING: %s ***\033[0m\n\n' "$*" >&2; }
-die() { echo "bench: $*" >&2; exit 1; }
+# shellcheck source=hack/bench-lib.sh
+source hack/bench-lib.sh
+bench_enter_ns "$@"
 
-# Stage 1 (host namespace): build corten, then re-exec inside a private mount namespace.
-if [[ -z ${CORTEN_BENCH_IN_NS:-} ]]; then
-    ((EUID == 0)) || die "must run as root"
-    for tool in hyperfine jq runc crun unshare; do
-        command -v "$tool" >/dev/null || die "$tool not found (run hack/install-deps.sh)"
-    done
-    if [[ -z ${CORTEN:-} ]]; then
-        if ! CORTEN=$(bash hack/build.sh); then
-            warn "hack/build.sh failed (not using a stale binary)"
-            CORTEN=/nonexistent/corten-build-failed
-        fi
-    fi
-    export CORTEN CORTEN_BENCH_IN_NS=1
-    exec unshare --mount -- "$BASH" "$0" "$@"
-fi
-
-# Stage 2 (private mount namespace).
-mount --make-rprivate /
-if mountpoint -q /sys/fs/cgroup/unified; then
-    umount /sys/fs/cgroup/unified
-fi
-
-declare -A bin=([corten]=$CORTEN [runc]=$(command -v runc) [crun]=$(command -v crun))
 work=$(mktemp -d -t corten-bench.XXXXXX)
 roots=()  # "runtime state-root id" of each container the benchmark may leave
+pod=''    # the pid of the "pod" whose namespaces a config joins (/proc/POD/ns/...), if any
 cleanup() {
     local entry name root id
     for entry in "${roots[@]}"; do
         read -r name root id <<<"$entry"
         "${bin[$name]}" --root "$root" delete -f "$id" >/dev/null 2>&1 || true
     done
+    [[ -z $pod ]] || kill "$pod" 2>/dev/null || true
     rm -rf "$work"
     # The containers' parent cgroup (cgroupsPath /corten-bench/...): runc and crun leave
     # the level they made; removed once empty (rmdir never removes a busy cgroup).
@@ -54,12 +33,21 @@ trap cleanup EXIT
 # The captured config made runnable here: our rootfs, `true`, a cgroup of our own, hooks
 # dropped, the engine's bind-mounted files (hosts, hostname, shm...) replaced by empty ones
 # in the bundle, and rlimits no higher than this host's hard limit (raising it needs
-# CAP_SYS_RESOURCE, which a sandbox may not have).
+# CAP_SYS_RESOURCE, which a sandbox may not have). A CRI container joins its pod's
+# namespaces (/proc/POD/ns/... in hack/configs/cri.json): those of a `sleep` started here
+# in new ipc, uts and network namespaces, as a pod's pause process holds them.
 adapt() { # CONFIG BUNDLE NAME
     local files=$2/files hard
     mkdir -p "$files"
     hard=$(ulimit -Hn)
-    jq --arg files "$files" --arg cg "/corten-bench/$3" --argjson hard "$hard" '
+    if [[ -z $pod ]] && grep -q '/proc/POD/' "$1"; then
+        unshare --ipc --uts --net sleep 1000000 &
+        pod=$!
+        until [[ $(readlink "/proc/$pod/ns/net") != "$(readlink /proc/self/ns/net)" ]]; do
+            sleep 0.01  # until unshare is in the new namespaces
+        done
+    fi
+    jq --arg files "$files" --arg cg "/corten-bench/$3" --argjson hard "$hard" --arg pod "${pod:-0}" '
         .root = {path: "rootfs", readonly: (.root.readonly // false)}
         | .process.args = ["true"] | .process.terminal = false
         | del(.hooks) | .linux.cgroupsPath = $cg
@@ -67,6 +55,7 @@ adapt() { # CONFIG BUNDLE NAME
             if .type == "RLIMIT_NOFILE" then .hard = ([.hard, $hard] | min) | .soft = ([.soft, $hard] | min)
             else . end) end)
         | .mounts |= map(if .type == "bind" then .source = ($files + "/" + (.source | split("/") | last)) else . end)
+        | .linux.namespaces |= map(if .path then .path |= sub("/proc/POD/"; "/proc/" + $pod + "/") else . end)
         ' "$1" > "$2/config.json"
     jq -r '.mounts[] | select(.type == "bind") | .source' "$2/config.json" | while read -r src; do
         case ${src##*/} in
@@ -112,23 +101,10 @@ bench() {
             "${bin[$name]}" --root "$work/$tag/$name/state" delete -f "bench-$name" >/dev/null 2>&1 || true
         done
     fi
-    # Medians (a loaded machine's outliers move the means), and the CPU time (user+sys).
-    summary+=("$(jq -r --arg tag "$tag" '
-        def ms: . * 1000 * 100 | round / 100;
-        (.results | map(select(.command == "crun")) | first) as $crun
-        | [$tag + " (median, mean ± σ, user+sys)"] + (.results | map(
-            "\(.command) \(.median | ms) ms"
-            + (if $crun and .command != "crun" then " (\(.median / $crun.median * 100 | round / 100)x crun)" else "" end)
-            + ", \(.mean | ms) ± \(.stddev | ms) ms, cpu \(.user + .system | ms) ms"
-            + (if $crun and .command != "crun" then " (\((.user + .system) / ($crun.user + $crun.system) * 100 | round / 100)x crun)" else "" end)))
-        | join("\n  ")' "$work/$tag.json")")
+    summary+=("$(bench_summary "$tag" "$work/$tag.json")")
 }
 
-echo "kernel: $(uname -r)"
-for name in corten runc crun; do
-    version=$("${bin[$name]}" --version 2>/dev/null | head -n1) || version="(unavailable)"
-    echo "$name: $version"
-done
+bench_versions
 echo
 
 summary=()
