@@ -293,6 +293,7 @@ make_shared() { # $1: work dir; the rest: arguments for the suite
     cp "$CORTEN" "$stage/bin/corten"
     cp "$SUITE_BIN" "$stage/bin/guest-suite"
     cp hack/guest/run.sh "$stage/run.sh"
+    mkdir -p "$stage/configs" && cp hack/configs/podman.json "$stage/configs/"
     printf '%s\n' "$@" >"$stage/args"
     echo "$GUEST_RUNC" >"$stage/runc"
     mkfs.ext4 -q -L corten-guest -d "$stage" "$work/shared.img" 512M >/dev/null

@@ -15,8 +15,40 @@ else
 fi
 echo "guest: $(uname -sr), $(nproc) CPUs, $cgroups"
 echo "guest: AppArmor: $(cat /sys/module/apparmor/parameters/enabled 2>/dev/null || echo absent)"
+# bench_one CONFIG BUNDLE DRIVER: the lifecycle of each runtime on BUNDLE, n times.
+bench_one() {
+    config=$1 bundle=$2 driver=$3
+    flag=
+    [ $driver = systemd ] && flag=--systemd-cgroup
+    # One run with corten's debug log first, shown when it fails or is slow.
+    t0=$(date +%s%N)
+    timeout 120 /guest/bin/corten --debug --log $b/trace.log --root $b/root $flag run --bundle $bundle trace >/dev/null 2>&1
+    trc=$? tms=$((($(date +%s%N) - t0) / 1000000))
+    if [ $trc != 0 ] || [ $tms -gt 10000 ] || [ -n "${GUEST_BENCH_TRACE:-}" ]; then
+        echo "guest: corten's first run ($config config, $driver): rc $trc, $tms ms; its debug log:"
+        cat $b/trace.log
+    fi
+    echo "guest: lifecycle benchmark, $n x create+start+delete of busybox true ($config config, $driver driver, v2)"
+    for rt in /guest/bin/corten $(command -v crun) $(command -v runc); do
+        name=$(basename "$rt")
+        start=$(date +%s%N)
+        i=0
+        while [ $i -lt "$n" ]; do
+            timeout 120 "$rt" --root $b/root $flag run --bundle $bundle "bench-$i" >/dev/null 2>$b/err ||
+                { echo "guest: $name run failed: $(tail -1 $b/err)"; return 1; }
+            i=$((i + 1))
+        done
+        ms=$((($(date +%s%N) - start) / 1000000 / n))
+        eval "ms_$name=$ms"
+        echo "guest:   $name: $ms ms per container"
+    done
+    echo "guest: $config config, $driver driver: corten/crun = $(awk "BEGIN {printf \"%.2f\", $ms_corten / $ms_crun}")x," \
+        "corten/runc = $(awk "BEGIN {printf \"%.2f\", $ms_corten / $ms_runc}")x"
+}
+
 # The lifecycle benchmark on v2 (create + start + wait + delete of busybox `true`), each
-# runtime on the same bundle in turn. TCG makes absolute times meaningless: the ratios count.
+# runtime on the same bundle in turn, with corten's minimal config and podman's, each with
+# both cgroup drivers. TCG makes absolute times meaningless: the ratios count.
 bench() {
     n=${GUEST_BENCH_N:-20}
     b=/tmp/guest-bench
@@ -27,33 +59,27 @@ bench() {
     # ociVersion 1.0.2: Debian 12's crun (1.8) refuses the newer version corten's spec names.
     sed -i 's/"terminal": true/"terminal": false/; s/"sh"/"true"/;
         s/"ociVersion": "[^"]*"/"ociVersion": "1.0.2"/' $b/config.json
-    for driver in cgroupfs systemd; do
-        flag=
-        [ $driver = systemd ] && flag=--systemd-cgroup
-        # One run with corten's debug log first, shown when it fails or is slow.
-        t0=$(date +%s%N)
-        timeout 120 /guest/bin/corten --debug --log $b/trace.log --root $b/root $flag run --bundle $b trace >/dev/null 2>&1
-        trc=$? tms=$((($(date +%s%N) - t0) / 1000000))
-        if [ $trc != 0 ] || [ $tms -gt 10000 ] || [ -n "${GUEST_BENCH_TRACE:-}" ]; then
-            echo "guest: corten's first run ($driver): rc $trc, $tms ms; its debug log:"
-            cat $b/trace.log
-        fi
-        echo "guest: lifecycle benchmark, $n x create+start+delete of busybox true ($driver driver, v2)"
-        for rt in /guest/bin/corten $(command -v crun) $(command -v runc); do
-            name=$(basename "$rt")
-            start=$(date +%s%N)
-            i=0
-            while [ $i -lt "$n" ]; do
-                timeout 120 "$rt" --root $b/root $flag run --bundle $b "bench-$i" >/dev/null 2>$b/err ||
-                    { echo "guest: $name run failed: $(tail -1 $b/err)"; return 0; }
-                i=$((i + 1))
-            done
-            ms=$((($(date +%s%N) - start) / 1000000 / n))
-            eval "ms_$name=$ms"
-            echo "guest:   $name: $ms ms per container"
+    # podman's own config.json (hack/configs/podman.json, on the shared disk): adapted as
+    # hack/bench.sh does (this bundle's rootfs, `true`, no hooks, the bind-mounted files
+    # made here) and without a cgroupsPath, so each runtime and driver names its own.
+    if [ -f configs/podman.json ]; then
+        mkdir -p $b/podman/files
+        jq --arg files $b/podman/files --arg rootfs $b/rootfs '
+            .root = {path: $rootfs, readonly: false}
+            | .process.args = ["true"] | .process.terminal = false
+            | del(.hooks) | del(.linux.cgroupsPath)
+            | .mounts |= map(if .type == "bind" then .source = ($files + "/" + (.source | split("/") | last)) else . end)
+            ' configs/podman.json >$b/podman/config.json
+        for f in hosts .containerenv hostname; do touch $b/podman/files/$f; done
+        mkdir -p $b/podman/files/shm
+    fi
+    for config in minimal podman; do
+        bundle=$b
+        [ $config = podman ] && bundle=$b/podman
+        [ -f $bundle/config.json ] || continue
+        for driver in cgroupfs systemd; do
+            bench_one $config $bundle $driver || return 0
         done
-        echo "guest: $driver driver: corten/crun = $(awk "BEGIN {printf \"%.2f\", $ms_corten / $ms_crun}")x," \
-            "corten/runc = $(awk "BEGIN {printf \"%.2f\", $ms_corten / $ms_runc}")x"
     done
     # The CVE-2019-5736 protection's cost: corten's usual read-only overlay re-exec, against
     # no re-exec at all (the binary on a read-only bind mount) and the memfd fallback (a
