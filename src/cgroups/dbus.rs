@@ -471,6 +471,33 @@ impl Conn {
         member: &str,
         args: &[Value],
     ) -> Result<Msg> {
+        let serial = self.send(dest, path, iface, member, args)?;
+        self.reply(serial)
+    }
+
+    /// Sends a method call of org.freedesktop.systemd1.Manager without waiting: calls
+    /// pipelined on one connection cost one round trip. Returns its serial for [`reply`].
+    ///
+    /// [`reply`]: Conn::reply
+    pub fn send_manager(&mut self, member: &str, args: &[Value]) -> Result<u32> {
+        self.send(
+            "org.freedesktop.systemd1",
+            "/org/freedesktop/systemd1",
+            "org.freedesktop.systemd1.Manager",
+            member,
+            args,
+        )
+    }
+
+    /// Sends a method call; returns its serial.
+    fn send(
+        &mut self,
+        dest: &str,
+        path: &str,
+        iface: &str,
+        member: &str,
+        args: &[Value],
+    ) -> Result<u32> {
         self.serial += 1;
         let serial = self.serial;
         let mut body = Enc::default();
@@ -500,6 +527,12 @@ impl Conn {
         self.sock
             .write_all(&h.b)
             .with_context(|| format!("D-Bus call {member}"))?;
+        Ok(serial)
+    }
+
+    /// The reply to the call `serial`; a D-Bus error is an error "Name: message". Replies
+    /// to other calls are dropped, signals kept for [`Conn::wait_signal`].
+    pub fn reply(&mut self, serial: u32) -> Result<Msg> {
         loop {
             let m = self.recv(Instant::now() + Duration::from_secs(30))?;
             match m.kind {

@@ -431,17 +431,23 @@ fn wait_job(conn: &mut Conn, job: &str, unit: &str, what: &str) -> Result<()> {
 /// Stops `unit` and waits until it is stopped: its stop job's JobRemoved, or its cgroup
 /// `dir` gone (systemd removes it as the unit stops), whichever is seen first, so that a
 /// unit that stops at once never costs a wait. A unit already gone is fine. Then clears a
-/// failed state so that nothing of it is left listed (always, as runc does: a unit that
-/// failed before the stop, e.g. killed by its RuntimeMaxSec or left with no process when
-/// a create was killed, ends its stop job "done" and stays failed). Best effort on the
-/// wait.
+/// failed state so that nothing of it is left listed, as runc does: a unit that failed
+/// before the stop (killed by its RuntimeMaxSec, or left with no process when a create was
+/// killed) ends its stop job "done" and stays failed, so ResetFailedUnit goes right behind
+/// StopUnit, pipelined (no round trip of its own); a unit that fails while stopping is
+/// reset once its stop job ends. Best effort on the wait.
 pub fn stop(u: &Unit, dir: &Path) -> Result<()> {
     let unit = u.name.as_str();
     let mut conn = connect(u.user)?;
-    let clean = match conn.manager(
+    let stop = conn.send_manager(
         "StopUnit",
         &[Value::Str(unit.into()), Value::Str("replace".into())],
-    ) {
+    )?;
+    let reset = conn.send_manager("ResetFailedUnit", &[Value::Str(unit.into())])?;
+    let stopped = conn.reply(stop);
+    // NoSuchUnit / "not loaded" when there is nothing failed to clear: fine.
+    let _ = conn.reply(reset);
+    let clean = match stopped {
         Ok(reply) => {
             let job = reply.body.first().cloned().unwrap_or_default();
             crate::log::debug(&format!("systemd: stop job {job} of {unit} queued"));
@@ -477,8 +483,9 @@ pub fn stop(u: &Unit, dir: &Path) -> Result<()> {
         Err(e) => return Err(e).with_context(|| format!("stop unit {unit}")),
     };
     crate::log::debug(&format!("systemd: {unit} stopped (job done: {clean})"));
-    // NoSuchUnit / "not loaded" when systemd has collected it already: nothing to clear.
-    let _ = conn.manager("ResetFailedUnit", &[Value::Str(unit.into())]);
+    if !clean {
+        let _ = conn.manager("ResetFailedUnit", &[Value::Str(unit.into())]);
+    }
     Ok(())
 }
 
