@@ -130,36 +130,10 @@ fn run_bundle(bundle: &Path) -> String {
     out.stdout
 }
 
-#[test]
-fn image_pull_layers_store_and_run() {
-    let reg = Registry::start();
-    let tmp = TempDir::new("img");
-    let img = main_image();
-    layout_of(&tmp.join("layout"), &img, "v1");
-    reg.push(&tmp.join("layout"), "v1", "test/main", false, None);
-    let store = tmp.join("store");
-    let store_s = store.to_str().unwrap();
-    let r = format!("{}/test/main:v1", reg.host());
-    let bundle = tmp.join("bundle");
-    let script = "id; pwd; echo \"G=$GREETING\"; echo \"H=$HOME\"; cat /app/data.txt; echo; cat /work/plain.txt";
-    let summary = pull_ok(&[
-        "--store",
-        store_s,
-        &r,
-        bundle.to_str().unwrap(),
-        "--",
-        script,
-    ]);
-    assert_eq!(summary["ref"], r);
-    // skopeo may re-serialize the manifest: its digest is the registry's.
-    let digest = summary["digest"].as_str().unwrap().to_string();
-    assert!(digest.starts_with("sha256:"), "{summary}");
-    assert_eq!(summary["platform"], "linux/amd64");
-    assert_eq!(summary["layers"], 4);
-    assert!(summary["bytes"].as_u64().unwrap() > 0);
-
-    // The rootfs, seen from the host.
-    let rf = bundle.join("rootfs");
+/// The rootfs of `main_image`, seen from the host: whiteouts, opaque directories, type
+/// changes, setuid/setgid, ownership, xattrs, hard and symbolic links, a fifo, modes and
+/// mtimes. The same checks hold for a copied rootfs and an overlay one.
+fn check_rootfs(rf: &Path) {
     assert!(!rf.join("del/file").exists(), "whiteout removed del/file");
     assert_eq!(read(&rf.join("del/keep")), "kept");
     assert!(
@@ -222,6 +196,40 @@ fn image_pull_layers_store_and_run() {
         fs::metadata(rf.join("work/plain.txt")).unwrap().mtime(),
         1_700_000_000
     );
+}
+
+#[test]
+fn image_pull_layers_store_and_run() {
+    let reg = Registry::start();
+    let tmp = TempDir::new("img");
+    let img = main_image();
+    layout_of(&tmp.join("layout"), &img, "v1");
+    reg.push(&tmp.join("layout"), "v1", "test/main", false, None);
+    let store = tmp.join("store");
+    let store_s = store.to_str().unwrap();
+    let r = format!("{}/test/main:v1", reg.host());
+    let bundle = tmp.join("bundle");
+    let script = "id; pwd; echo \"G=$GREETING\"; echo \"H=$HOME\"; cat /app/data.txt; echo; cat /work/plain.txt";
+    let summary = pull_ok(&[
+        "--copy",
+        "--store",
+        store_s,
+        &r,
+        bundle.to_str().unwrap(),
+        "--",
+        script,
+    ]);
+    assert_eq!(summary["rootfs"], "copy");
+    assert_eq!(summary["ref"], r);
+    // skopeo may re-serialize the manifest: its digest is the registry's.
+    let digest = summary["digest"].as_str().unwrap().to_string();
+    assert!(digest.starts_with("sha256:"), "{summary}");
+    assert_eq!(summary["platform"], "linux/amd64");
+    assert_eq!(summary["layers"], 4);
+    assert!(summary["bytes"].as_u64().unwrap() > 0);
+
+    let rf = bundle.join("rootfs");
+    check_rootfs(&rf);
 
     // config.json from the image config.
     let cfg: Value = serde_json::from_str(&read(&bundle.join("config.json"))).unwrap();
@@ -271,7 +279,7 @@ fn image_pull_layers_store_and_run() {
         "{out}"
     );
 
-    // The store keeps each layer unpacked under its diff_id; a second pull applies those
+    // With --copy, the store keeps each layer uncompressed under its diff_id; a second pull applies those
     // copies: it downloads nothing and needs no compressed layer (removed here to show
     // it). The default Cmd is used without `--`.
     let cfg: Value = serde_json::from_slice(&img.config.data).unwrap();
@@ -294,7 +302,7 @@ fn image_pull_layers_store_and_run() {
         }
     }
     let b2 = tmp.join("bundle2");
-    let s2 = pull_ok(&["--store", store_s, &r, b2.to_str().unwrap()]);
+    let s2 = pull_ok(&["--copy", "--store", store_s, &r, b2.to_str().unwrap()]);
     assert_eq!(s2["bytes"], 0, "warm store: nothing downloaded: {s2}");
     assert!(run_bundle(&b2).contains("default-cmd"));
     for f in ["app/data.txt", "work/plain.txt", "etc/passwd"] {
@@ -302,9 +310,17 @@ fn image_pull_layers_store_and_run() {
     }
 
     // A non-empty bundle is refused without --force.
-    let out = pull_cmd(&["--store", store_s, &r, b2.to_str().unwrap()]);
+    let out = pull_cmd(&["--copy", "--store", store_s, &r, b2.to_str().unwrap()]);
     assert_image_err(&out, &["not empty", "--force"]);
-    pull_cmd(&["--force", "--store", store_s, &r, b2.to_str().unwrap()]).ok();
+    pull_cmd(&[
+        "--copy",
+        "--force",
+        "--store",
+        store_s,
+        &r,
+        b2.to_str().unwrap(),
+    ])
+    .ok();
 
     // images / inspect / rm / prune.
     let out = image_cmd(&["images", "--store", store_s], &[]);
@@ -342,6 +358,144 @@ fn image_pull_layers_store_and_run() {
     assert_image_err(
         &image_cmd(&["rm", "--store", store_s, &r], &[]),
         &["not in the store"],
+    );
+}
+
+/// The entries of the tree `rf` with what a rootfs's user sees of each: type, mode,
+/// owner, size, mtime (not for directories: removing an entry sets theirs), link target
+/// or content, and the `user.corten` xattr; sorted by path.
+fn tree(rf: &Path) -> Vec<String> {
+    fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) {
+        for e in fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            let m = fs::symlink_metadata(&p).unwrap();
+            let what = if m.is_symlink() {
+                format!("-> {}", fs::read_link(&p).unwrap().display())
+            } else if m.is_file() {
+                sha256_hex(&fs::read(&p).unwrap())
+            } else {
+                String::new()
+            };
+            let mtime = if m.is_dir() { 0 } else { m.mtime() };
+            let rel = p.strip_prefix(root).unwrap().display().to_string();
+            out.push(format!(
+                "{rel} mode={:o} {}:{} size={} mtime={mtime} {what} x={:?}",
+                m.mode(),
+                m.uid(),
+                m.gid(),
+                if m.is_dir() { 0 } else { m.len() },
+                lgetxattr(&p, "user.corten"),
+            ));
+            if m.is_dir() {
+                walk(root, &p, out);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(rf, rf, &mut out);
+    out.sort();
+    out
+}
+
+/// Whether an overlay is mounted at `p` (in the host's mount namespace).
+fn overlay_mounted(p: &Path) -> bool {
+    let text = fs::read_to_string("/proc/self/mountinfo").unwrap();
+    crate::common::parse_mountinfo(&text)
+        .iter()
+        .any(|m| Path::new(&m.mount_point) == p && m.fstype == "overlay")
+}
+
+/// Overlay bundles: the layers unpacked once in the store, the rootfs an overlay whose
+/// content is the copied rootfs's, writes private to each bundle, prune keeping what live
+/// bundles use, umount/mount, rm-bundle.
+#[test]
+fn image_overlay_bundles() {
+    if !nix::unistd::geteuid().is_root() {
+        crate::common::skip!("overlay bundles need root");
+    }
+    let reg = Registry::start();
+    let tmp = TempDir::new("imgov");
+    let img = main_image();
+    layout_of(&tmp.join("layout"), &img, "v1");
+    reg.push(&tmp.join("layout"), "v1", "test/overlay", false, None);
+    let store = tmp.join("store");
+    let store_s = store.to_str().unwrap();
+    let r = format!("{}/test/overlay:v1", reg.host());
+    let (ov, ov2, cp) = (tmp.join("ov"), tmp.join("ov2"), tmp.join("cp"));
+    let script = "cat /app/data.txt; echo; cat /work/plain.txt";
+    let s = pull_ok(&["--store", store_s, &r, ov.to_str().unwrap(), "--", script]);
+    assert_eq!(s["rootfs"], "overlay", "{s}");
+    assert!(overlay_mounted(&ov.join("rootfs")));
+    check_rootfs(&ov.join("rootfs"));
+    pull_ok(&["--copy", "--store", store_s, &r, cp.to_str().unwrap()]);
+    check_rootfs(&cp.join("rootfs"));
+    assert_eq!(
+        tree(&ov.join("rootfs")),
+        tree(&cp.join("rootfs")),
+        "the overlay shows what the copy holds"
+    );
+    let layer_dirs = || fs::read_dir(store.join("layers")).unwrap().count();
+    assert_eq!(layer_dirs(), 4, "each layer unpacked once");
+    let out = run_bundle(&ov);
+    assert!(
+        out.contains("from the zstd layer") && out.contains("plain tar"),
+        "{out}"
+    );
+
+    // A second bundle: nothing downloaded or unpacked, its writes its own.
+    let s2 = pull_ok(&["--store", store_s, &r, ov2.to_str().unwrap()]);
+    assert_eq!(s2["bytes"], 0, "{s2}");
+    assert_eq!(layer_dirs(), 4, "the layers are shared");
+    fs::write(ov.join("rootfs/app/data.txt"), "changed in ov").unwrap();
+    fs::write(ov.join("rootfs/new.txt"), "new in ov").unwrap();
+    assert_eq!(
+        read(&ov2.join("rootfs/app/data.txt")),
+        "from the zstd layer"
+    );
+    assert!(!ov2.join("rootfs/new.txt").exists());
+    assert!(
+        ov.join(".overlay/upper/new.txt").is_file(),
+        "written to ov's upper"
+    );
+
+    // With the image removed, prune keeps what the live bundles use.
+    image_cmd(&["rm", "--store", store_s, &r], &[]).ok();
+    image_cmd(&["prune", "--store", store_s], &[]).ok();
+    assert_eq!(layer_dirs(), 4, "prune keeps the bundles' layers");
+    assert!(run_bundle(&ov2).contains("default-cmd"));
+
+    // umount / mount: the bundle's writes survive.
+    image_cmd(&["umount", ov.to_str().unwrap()], &[]).ok();
+    assert!(!overlay_mounted(&ov.join("rootfs")));
+    assert!(
+        !ov.join("rootfs/app").exists(),
+        "unmounted: an empty directory"
+    );
+    image_cmd(&["mount", ov.to_str().unwrap()], &[]).ok();
+    assert!(overlay_mounted(&ov.join("rootfs")));
+    assert_eq!(read(&ov.join("rootfs/app/data.txt")), "changed in ov");
+    let out = image_cmd(&["mount", ov.to_str().unwrap()], &[]);
+    out.ok();
+    assert!(out.stdout.contains("already mounted"), "{out}");
+    assert_image_err(
+        &image_cmd(&["mount", cp.to_str().unwrap()], &[]),
+        &["not an overlay bundle"],
+    );
+
+    // rm-bundle leaves nothing: no mount, no directory, no reference; then prune frees
+    // the layers.
+    for b in [&ov, &ov2, &cp] {
+        image_cmd(&["rm-bundle", b.to_str().unwrap()], &[]).ok();
+        assert!(!b.exists(), "{} removed", b.display());
+        assert!(!overlay_mounted(&b.join("rootfs")));
+    }
+    assert_eq!(fs::read_dir(store.join("bundles")).unwrap().count(), 0);
+    image_cmd(&["prune", "--store", store_s], &[]).ok();
+    assert_eq!(layer_dirs(), 0, "prune removes the layers no bundle uses");
+    assert_eq!(fs::read_dir(store.join("blobs/sha256")).unwrap().count(), 0);
+    assert_image_err(
+        &image_cmd(&["rm-bundle", ov.to_str().unwrap()], &[]),
+        &["not a bundle"],
     );
 }
 
@@ -770,9 +924,11 @@ fn image_disk_full_is_named_and_leaves_nothing() {
     )
     .expect("mount a small tmpfs");
 
+    // A copied rootfs fills the bundle's file system (an overlay's upper would not).
     let store = tmp.join("store");
     let bundle = small.join("bundle");
     let out = pull_cmd(&[
+        "--copy",
         "--store",
         store.to_str().unwrap(),
         &r,
@@ -800,4 +956,9 @@ fn image_disk_full_is_named_and_leaves_nothing() {
             "only whole, verified blobs in the store"
         );
     }
+    assert_eq!(
+        fs::read_dir(small_store.join("layers")).unwrap().count(),
+        0,
+        "no partly unpacked layer in the store"
+    );
 }

@@ -50,6 +50,10 @@ enum Cmd {
         /// Replace the rootfs and config.json of a non-empty BUNDLE.
         #[arg(long)]
         force: bool,
+        /// Make BUNDLE/rootfs a plain directory with the layers applied, not an overlay
+        /// over the store's layers (the default as root).
+        #[arg(long)]
+        copy: bool,
         /// NAME[:TAG|@DIGEST], oci:DIR[:TAG] or docker-archive:FILE.
         reference: String,
         bundle: PathBuf,
@@ -66,6 +70,12 @@ enum Cmd {
     Rm { reference: String },
     /// Remove the blobs no image uses.
     Prune,
+    /// Mount an overlay BUNDLE's rootfs again (e.g. after a reboot).
+    Mount { bundle: PathBuf },
+    /// Unmount an overlay BUNDLE's rootfs.
+    Umount { bundle: PathBuf },
+    /// Unmount and remove BUNDLE, and drop the store's reference to it.
+    RmBundle { bundle: PathBuf },
     /// Print an image's manifest and config as JSON.
     Inspect {
         #[arg(long)]
@@ -102,6 +112,7 @@ fn run(cli: Cli) -> Result<()> {
             quiet,
             json,
             force,
+            copy,
             reference,
             bundle,
             cmd,
@@ -113,6 +124,7 @@ fn run(cli: Cli) -> Result<()> {
                 tty,
                 quiet: quiet || json,
                 force,
+                copy,
                 cmd,
             };
             let summary = image::pull(&g, &o)?;
@@ -145,6 +157,17 @@ fn run(cli: Cli) -> Result<()> {
             let (n, bytes) = image::prune(&g)?;
             corten::outln!("removed {n} blobs ({})", human(bytes));
         }
+        Cmd::Mount { bundle } => {
+            if !image::mount(&bundle)? {
+                corten::outln!("{}: already mounted", bundle.display());
+            }
+        }
+        Cmd::Umount { bundle } => {
+            if !image::umount(&bundle)? {
+                corten::outln!("{}: not mounted", bundle.display());
+            }
+        }
+        Cmd::RmBundle { bundle } => image::rm_bundle(&bundle)?,
         Cmd::Inspect {
             platform,
             reference,
