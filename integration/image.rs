@@ -499,6 +499,82 @@ fn image_overlay_bundles() {
     );
 }
 
+/// An image of 70 layers (more than one mount(2) option page holds: the overlay is made
+/// with fsconfig's lowerdir+), pulled by two pulls at once: both bundles hold every layer,
+/// each unpacked once. Unprivileged, a pull says it copies and makes a plain rootfs.
+#[test]
+fn image_overlay_many_layers_concurrent_pulls_and_unprivileged() {
+    if !nix::unistd::geteuid().is_root() {
+        crate::common::skip!("overlay bundles need root");
+    }
+    let reg = Registry::start();
+    let tmp = TempDir::new("imgmany");
+    let layers: Vec<(Vec<E>, Comp)> = (0..70)
+        .map(|i| {
+            let name: &'static str = Box::leak(format!("f{i}").into_boxed_str());
+            (vec![E::File(name, "x", 0o644)], Comp::Gzip)
+        })
+        .collect();
+    let img = image(layers, json!({"Cmd": ["true"]}), "amd64", None);
+    layout_of(&tmp.join("layout"), &img, "v1");
+    reg.push(&tmp.join("layout"), "v1", "test/many", false, None);
+    let store = tmp.join("store");
+    let r = format!("{}/test/many:v1", reg.host());
+    let bundles = [tmp.join("b1"), tmp.join("b2")];
+    let outs: Vec<crate::common::Out> = std::thread::scope(|s| {
+        let hs: Vec<_> = bundles
+            .iter()
+            .map(|b| {
+                let (store, r) = (&store, &r);
+                s.spawn(move || {
+                    let args = [
+                        "pull",
+                        "-q",
+                        "--store",
+                        store.to_str().unwrap(),
+                        r,
+                        b.to_str().unwrap(),
+                    ];
+                    image_cmd(&args, &[])
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for (b, out) in bundles.iter().zip(&outs) {
+        out.ok();
+        assert!(overlay_mounted(&b.join("rootfs")), "{}", b.display());
+        for i in [0, 35, 69] {
+            assert_eq!(read(&b.join(format!("rootfs/f{i}"))), "x");
+        }
+    }
+    assert_eq!(fs::read_dir(store.join("layers")).unwrap().count(), 70);
+
+    // Not root: a copy, with one line saying so.
+    let home = tmp.join("nobody");
+    fs::create_dir(&home).unwrap();
+    nix::unistd::chown(&home, Some(65534.into()), Some(65534.into())).unwrap();
+    let out = std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .arg(image_bin())
+        .args(["pull", "--store"])
+        .arg(home.join("store"))
+        .arg(format!("oci:{}:v1", tmp.join("layout").display()))
+        .arg(home.join("b"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert_eq!(
+        err.lines().filter(|l| l.contains("--copy")).count(),
+        1,
+        "one line says why it copies: {err}"
+    );
+    assert!(err.contains("overlay bundles need root"), "{err}");
+    assert!(!overlay_mounted(&home.join("b/rootfs")));
+    assert_eq!(read(&home.join("b/rootfs/f69")), "x");
+}
+
 fn arch_image(arch: &str, variant: Option<&str>) -> Image {
     let mut l = base_entries();
     let tag: &'static str = Box::leak(

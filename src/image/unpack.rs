@@ -1104,6 +1104,37 @@ mod tests {
                     sb.assert_confined();
                 }
             }
+
+            /// The same layers unpacked each alone as overlay layers (target/0, target/1…),
+            /// each over the ones before: nothing appears or changes outside the target.
+            #[test]
+            fn random_overlay_layers_stay_inside(
+                layers in prop::collection::vec(prop::collection::vec(entry(), 1..12), 1..4),
+            ) {
+                let sb = Sandbox::new("prop-ov");
+                let out = sb.outside();
+                let mut lowers: Vec<File> = Vec::new();
+                for (i, layer) in layers.iter().enumerate() {
+                    let layer: Vec<RawEntry> = layer
+                        .iter()
+                        .cloned()
+                        .map(|mut e| {
+                            if e.link.starts_with(b"@OUT@") {
+                                let mut l = out.as_os_str().as_bytes().to_vec();
+                                l.extend_from_slice(&e.link[5..]);
+                                e.link = l;
+                            }
+                            e
+                        })
+                        .collect();
+                    let dir = sb.base.join("target").join(i.to_string());
+                    std::fs::create_dir(&dir).unwrap();
+                    let d = File::open(&dir).unwrap();
+                    let _ = apply_tar_as(&d, &mut raw_tar(&layer).as_slice(), Some(&lowers));
+                    lowers.insert(0, d);
+                    sb.assert_confined();
+                }
+            }
         }
     }
 }
