@@ -1032,6 +1032,22 @@ mod tests {
             })
         }
 
+        /// `layer` with the `@OUT@` placeholder in link targets replaced by `out`.
+        fn with_outside(layer: &[RawEntry], out: &Path) -> Vec<RawEntry> {
+            layer
+                .iter()
+                .cloned()
+                .map(|mut e| {
+                    if e.link.starts_with(b"@OUT@") {
+                        let mut l = out.as_os_str().as_bytes().to_vec();
+                        l.extend_from_slice(&e.link[5..]);
+                        e.link = l;
+                    }
+                    e
+                })
+                .collect()
+        }
+
         fn entry() -> impl Strategy<Value = RawEntry> {
             prop_oneof![link_entry(), any_entry()]
         }
@@ -1080,18 +1096,7 @@ mod tests {
                 let sb = Sandbox::new("prop");
                 let out = sb.outside();
                 for (i, layer) in layers.iter().enumerate() {
-                    let layer: Vec<RawEntry> = layer
-                        .iter()
-                        .cloned()
-                        .map(|mut e| {
-                            if e.link.starts_with(b"@OUT@") {
-                                let mut l = out.as_os_str().as_bytes().to_vec();
-                                l.extend_from_slice(&e.link[5..]);
-                                e.link = l;
-                            }
-                            e
-                        })
-                        .collect();
+                    let layer = with_outside(layer, &out);
                     let mut bytes = raw_tar(&layer);
                     // The first layer also gets a few corrupted bytes.
                     if i == 0 {
@@ -1115,18 +1120,7 @@ mod tests {
                 let out = sb.outside();
                 let mut lowers: Vec<File> = Vec::new();
                 for (i, layer) in layers.iter().enumerate() {
-                    let layer: Vec<RawEntry> = layer
-                        .iter()
-                        .cloned()
-                        .map(|mut e| {
-                            if e.link.starts_with(b"@OUT@") {
-                                let mut l = out.as_os_str().as_bytes().to_vec();
-                                l.extend_from_slice(&e.link[5..]);
-                                e.link = l;
-                            }
-                            e
-                        })
-                        .collect();
+                    let layer = with_outside(layer, &out);
                     let dir = sb.base.join("target").join(i.to_string());
                     std::fs::create_dir(&dir).unwrap();
                     let d = File::open(&dir).unwrap();
