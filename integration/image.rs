@@ -783,32 +783,76 @@ fn image_token_auth() {
             .any(|l| l == "alice repository:private/app:pull")
     );
 
-    // Credentials from a docker config.json.
+    // Credentials from a docker config.json: `auths`, or a docker-credential helper
+    // (credsStore, or credHelpers for this registry, which wins; a failing one is named in
+    // the error).
     let home = tmp.join("home");
     fs::create_dir_all(home.join(".docker")).unwrap();
     let auth = base64::Engine::encode(
         &base64::engine::general_purpose::STANDARD,
         "alice:wonderland",
     );
-    fs::write(
-        home.join(".docker/config.json"),
-        json!({"auths": {reg.host(): {"auth": auth}}}).to_string(),
-    )
-    .unwrap();
-    let b = tmp.join("priv2");
-    let out = image_cmd(
-        &[
+    let bin = tmp.join("bin");
+    fs::create_dir_all(&bin).unwrap();
+    let helper = |name: &str, body: &str| {
+        let p = bin.join(format!("docker-credential-{name}"));
+        fs::write(
+            &p,
+            format!("#!/bin/sh\n[ \"$1\" = get ] || exit 2\nread -r server\n{body}\n"),
+        )
+        .unwrap();
+        fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).unwrap();
+    };
+    helper(
+        "store",
+        &format!(
+            "[ \"$server\" = {} ] || {{ echo 'credentials not found in native keychain'; exit 1; }}\n\
+             echo '{{\"ServerURL\":\"'$server'\",\"Username\":\"alice\",\"Secret\":\"wonderland\"}}'",
+            reg.host()
+        ),
+    );
+    helper("broken", "echo 'cannot reach the keyring' >&2; exit 1");
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    let env = [
+        ("HOME", home.to_str().unwrap()),
+        ("DOCKER_CONFIG", ""),
+        ("PATH", path.as_str()),
+    ];
+    let pull_with = |cfg: Value, b: &str| {
+        fs::write(home.join(".docker/config.json"), cfg.to_string()).unwrap();
+        let b = tmp.join(b);
+        let args = [
             "pull",
             "-q",
             "--store",
             store_s,
             &privref,
             b.to_str().unwrap(),
-        ],
-        &[("HOME", home.to_str().unwrap()), ("DOCKER_CONFIG", "")],
-    );
+        ];
+        (image_cmd(&args, &env), b)
+    };
+    let (out, b) = pull_with(json!({"auths": {reg.host(): {"auth": auth}}}), "priv2");
     out.ok();
     assert_eq!(read(&b.join("rootfs/arch.txt")), "amd64");
+
+    let (out, b) = pull_with(json!({"credsStore": "store"}), "helper1");
+    out.ok();
+    assert_eq!(read(&b.join("rootfs/arch.txt")), "amd64");
+    let (out, b) = pull_with(
+        json!({"credsStore": "broken", "credHelpers": {reg.host(): "store"}}),
+        "helper2",
+    );
+    out.ok();
+    assert!(b.join("rootfs/arch.txt").is_file());
+    let (out, b) = pull_with(json!({"credsStore": "broken"}), "helper3");
+    assert_image_err(
+        &out,
+        &[
+            "docker-credential-broken failed: cannot reach the keyring",
+            "give --creds",
+        ],
+    );
+    assert!(!b.exists());
 }
 
 fn hostile(reg: &Registry, tmp: &TempDir, name: &str, entries: Vec<E>) -> String {

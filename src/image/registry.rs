@@ -56,37 +56,48 @@ impl Creds {
         )
     }
 
-    /// The credentials ~/.docker/config.json (or $DOCKER_CONFIG/config.json) holds for
-    /// `registry` in `auths` (`auth`: base64 user:pass, or `username` + `password`).
-    pub fn from_docker_config(registry: &str) -> Option<Creds> {
-        let dir = std::env::var_os("DOCKER_CONFIG")
-            .filter(|v| !v.is_empty())
-            .map(std::path::PathBuf::from)
-            .or_else(|| {
-                std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".docker"))
-            })?;
-        let cfg: Value =
-            serde_json::from_slice(&std::fs::read(dir.join("config.json")).ok()?).ok()?;
+    /// The credentials ~/.docker/config.json (or $DOCKER_CONFIG/config.json) gives for
+    /// `registry`: from the `docker-credential-<name>` helper its `credHelpers` (for this
+    /// registry) or `credsStore` names, as docker asks it, else from `auths` (`auth`:
+    /// base64 user:pass, or `username` + `password`). With them, why the helper gave none
+    /// when it failed (for the "authentication required" line).
+    pub fn from_docker_config(registry: &str) -> (Option<Creds>, Option<String>) {
+        let Some(cfg) = docker_config() else {
+            return (None, None);
+        };
         let want = if registry == DOCKER_HUB {
             "index.docker.io"
         } else {
             registry
         };
-        let auths = cfg["auths"].as_object()?;
-        let entry = auths.iter().find_map(|(k, v)| {
-            let host = k
-                .trim_start_matches("https://")
-                .trim_start_matches("http://")
-                .split('/')
-                .next()
-                .unwrap_or_default();
-            let host = if host == DOCKER_HUB || host == "registry-1.docker.io" {
-                "index.docker.io"
+        let helper = cfg["credHelpers"]
+            .as_object()
+            .and_then(|h| h.iter().find(|(k, _)| config_host(k) == want))
+            .and_then(|(_, v)| v.as_str())
+            .or_else(|| cfg["credsStore"].as_str())
+            .filter(|h| !h.is_empty());
+        let mut note = None;
+        if let Some(h) = helper {
+            // The server name docker stores Docker Hub's credentials under.
+            let server = if want == "index.docker.io" {
+                "https://index.docker.io/v1/"
             } else {
-                host
+                want
             };
-            (host == want).then_some(v)
-        })?;
+            match credential_helper(h, server) {
+                Ok(Some(c)) => return (Some(c), None),
+                Ok(None) => {}
+                Err(e) => note = Some(e),
+            }
+        }
+        (Creds::from_auths(&cfg, want), note)
+    }
+
+    fn from_auths(cfg: &Value, want: &str) -> Option<Creds> {
+        let auths = cfg["auths"].as_object()?;
+        let entry = auths
+            .iter()
+            .find_map(|(k, v)| (config_host(k) == want).then_some(v))?;
         if let Some(a) = entry["auth"].as_str().filter(|a| !a.is_empty()) {
             let raw = base64::engine::general_purpose::STANDARD
                 .decode(a.trim())
@@ -97,6 +108,75 @@ impl Creds {
             user: entry["username"].as_str()?.into(),
             pass: entry["password"].as_str()?.into(),
         })
+    }
+}
+
+/// ~/.docker/config.json (or $DOCKER_CONFIG/config.json), parsed.
+fn docker_config() -> Option<Value> {
+    let dir = std::env::var_os("DOCKER_CONFIG")
+        .filter(|v| !v.is_empty())
+        .map(std::path::PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".docker"))
+        })?;
+    serde_json::from_slice(&std::fs::read(dir.join("config.json")).ok()?).ok()
+}
+
+/// The registry a key of config.json's `auths` or `credHelpers` names (Docker Hub as
+/// index.docker.io).
+fn config_host(key: &str) -> &str {
+    let host = key
+        .trim_start_matches("https://")
+        .trim_start_matches("http://")
+        .split('/')
+        .next()
+        .unwrap_or_default();
+    if host == DOCKER_HUB || host == "registry-1.docker.io" {
+        "index.docker.io"
+    } else {
+        host
+    }
+}
+
+/// `docker-credential-<name> get` for `server`, as docker runs it: the server on stdin,
+/// `{"Username", "Secret"}` on stdout. Ok(None) when it has none for that server.
+fn credential_helper(name: &str, server: &str) -> std::result::Result<Option<Creds>, String> {
+    use std::io::Write as _;
+    use std::process::{Command, Stdio};
+    let prog = format!("docker-credential-{name}");
+    let mut child = Command::new(&prog)
+        .arg("get")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("credential helper {prog}: {e}"))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        let _ = stdin.write_all(server.as_bytes());
+    }
+    let out = child
+        .wait_with_output()
+        .map_err(|e| format!("credential helper {prog}: {e}"))?;
+    if !out.status.success() {
+        let msg = String::from_utf8_lossy(&out.stdout).to_string()
+            + &String::from_utf8_lossy(&out.stderr);
+        let msg = msg.trim().replace('\n', " ");
+        if msg.contains("credentials not found") {
+            return Ok(None);
+        }
+        return Err(format!("credential helper {prog} failed: {msg}"));
+    }
+    let v: Value = serde_json::from_slice(&out.stdout)
+        .map_err(|e| format!("credential helper {prog}: unreadable answer: {e}"))?;
+    match (v["Username"].as_str(), v["Secret"].as_str()) {
+        (Some("<token>"), _) => Err(format!(
+            "credential helper {prog} holds an identity token, which corten-image can't use: give --creds"
+        )),
+        (Some(u), Some(p)) if !u.is_empty() => Ok(Some(Creds {
+            user: u.into(),
+            pass: p.into(),
+        })),
+        _ => Ok(None),
     }
 }
 
@@ -124,6 +204,8 @@ pub struct Registry {
     host: String,
     plain_http: bool,
     creds: Option<Creds>,
+    /// Why the docker config's credential helper gave no credentials, if it failed.
+    creds_note: Option<String>,
     base: OnceLock<String>,
     auth: Mutex<Auth>,
 }
@@ -238,10 +320,15 @@ impl Registry {
             .user_agent(concat!("corten-image/", env!("CARGO_PKG_VERSION")))
             .resolver(resolve)
             .build();
+        let (creds, creds_note) = match creds {
+            Some(c) => (Some(c), None),
+            None => Creds::from_docker_config(&r.registry),
+        };
         Registry {
             agent,
             name: r.registry.clone(),
-            creds: creds.or_else(|| Creds::from_docker_config(&r.registry)),
+            creds,
+            creds_note,
             host,
             plain_http,
             base: OnceLock::new(),
@@ -249,6 +336,14 @@ impl Registry {
                 challenge: Challenge::None,
                 tokens: HashMap::new(),
             }),
+        }
+    }
+
+    /// What to do without credentials, and why the credential helper gave none.
+    fn login_hint(&self) -> String {
+        match &self.creds_note {
+            Some(n) => format!("{n}; give --creds or docker login"),
+            None => "give --creds or docker login".into(),
         }
     }
 
@@ -417,8 +512,9 @@ impl Registry {
                     );
                 }
                 bail!(
-                    "authentication required by {} for {scope}: give --creds or docker login",
-                    host_of(realm)
+                    "authentication required by {} for {scope}: {}",
+                    host_of(realm),
+                    self.login_hint()
                 );
             }
             s => bail!(
@@ -458,9 +554,9 @@ impl Registry {
             }
             if refreshed {
                 let why = if self.creds.is_some() {
-                    "the credentials were refused"
+                    "the credentials were refused".to_string()
                 } else {
-                    "authentication required (give --creds or docker login)"
+                    format!("authentication required ({})", self.login_hint())
                 };
                 bail!("access to {what} denied: {why}; {}", error_text(resp));
             }
