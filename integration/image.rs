@@ -983,6 +983,49 @@ fn image_tampered_blob_unknown_tag_and_offline_sources() {
     assert_eq!(s["digest"], img.manifest.digest);
     assert!(run_bundle(&b).contains("amd64"));
 
+    // oci-archive:FILE[:TAG]: a tar of the layout, as skopeo and buildah write it.
+    let oar = tmp.join("layout.tar");
+    let st = std::process::Command::new("tar")
+        .arg("-C")
+        .arg(tmp.join("layout"))
+        .arg("-cf")
+        .arg(&oar)
+        .arg(".")
+        .status()
+        .unwrap();
+    assert!(st.success());
+    for (i, src) in [
+        format!("oci-archive:{}:v1", oar.display()),
+        format!("oci-archive:{}", oar.display()),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let b = tmp.join(format!("ociar{i}"));
+        let s = pull_ok(&["--store", store_s, src, b.to_str().unwrap()]);
+        assert_eq!(s["digest"], img.manifest.digest);
+        assert_eq!(s["ref"], src.as_str());
+        assert_eq!(read(&b.join("rootfs/arch.txt")), "amd64");
+    }
+    assert_image_err(
+        &pull_cmd(&[
+            "--store",
+            store_s,
+            &format!("oci-archive:{}:nope", oar.display()),
+            tmp.join("ociar-nope").to_str().unwrap(),
+        ]),
+        &["not found"],
+    );
+    assert_image_err(
+        &pull_cmd(&[
+            "--store",
+            store_s,
+            &format!("oci-archive:{}", tmp.join("saved-missing.tar").display()),
+            tmp.join("ociar-missing").to_str().unwrap(),
+        ]),
+        &["saved-missing.tar"],
+    );
+
     // docker-archive:FILE, as `docker save` writes it (uncompressed layers).
     let (l, diff) = crate::image_support::layer(&base_entries_with("docker save"), Comp::Plain);
     let cfg = serde_json::to_vec(&json!({"architecture": "amd64", "os": "linux",

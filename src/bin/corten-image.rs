@@ -54,7 +54,7 @@ enum Cmd {
         /// over the store's layers (the default as root).
         #[arg(long)]
         copy: bool,
-        /// NAME[:TAG|@DIGEST], oci:DIR[:TAG] or docker-archive:FILE.
+        /// NAME[:TAG|@DIGEST], oci:DIR[:TAG], oci-archive:FILE[:TAG] or docker-archive:FILE.
         reference: String,
         bundle: PathBuf,
         /// Replaces the image's Cmd.
