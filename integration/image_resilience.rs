@@ -279,6 +279,36 @@ fn pull_retries_429_with_retry_after() {
             f.path
         );
     }
+    // Each retry says so on the terminal.
+    assert_eq!(
+        out.stderr.matches("HTTP 429: retrying in 1.0 s").count(),
+        2,
+        "{out}"
+    );
+}
+
+/// A registry that refuses connections fails the pull at once, with one line and no
+/// bundle: retries are for rate limits, server errors and resets.
+#[test]
+fn refused_connection_fails_fast() {
+    let tmp = TempDir::new("img-refused");
+    let port = free_port();
+    let (bundle, store) = (tmp.join("bundle"), tmp.join("store"));
+    let r = format!("127.0.0.1:{port}/app:v1");
+    let args = [
+        "pull",
+        "--store",
+        store.to_str().unwrap(),
+        &r,
+        bundle.to_str().unwrap(),
+    ];
+    let t0 = Instant::now();
+    let out = image_cmd(&args, &[]);
+    let took = t0.elapsed();
+    assert_image_err(&out, &["cannot reach registry", "Connection refused"]);
+    assert!(!out.stderr.contains("retrying"), "{out}");
+    assert!(took < Duration::from_secs(2), "took {took:?}: {out}");
+    assert!(!bundle.exists());
 }
 
 #[test]

@@ -284,6 +284,29 @@ fn retry_after(resp: &ureq::Response) -> Option<Duration> {
     Some(Duration::from_secs(secs.min(MAX_RETRY_AFTER)))
 }
 
+/// Whether a transport error is a refused connection.
+fn refused(t: &ureq::Transport) -> bool {
+    let mut e: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(t);
+    while let Some(c) = e {
+        if c.downcast_ref::<io::Error>()
+            .is_some_and(|io| io.kind() == io::ErrorKind::ConnectionRefused)
+        {
+            return true;
+        }
+        e = c.source();
+    }
+    false
+}
+
+/// The line a retry prints on stderr: what failed, and when the next attempt comes.
+fn retrying(url: &str, why: &str, wait: Duration, next: u32, attempts: u32) {
+    eprintln!(
+        "corten-image: {} {why}: retrying in {:.1} s (attempt {next} of {attempts})",
+        host_of(url),
+        wait.as_secs_f64()
+    );
+}
+
 fn backoff(attempt: u32) -> Duration {
     Duration::from_millis(200u64 << attempt.min(6))
 }
@@ -405,12 +428,14 @@ impl Registry {
                 Ok(r) | Err(ureq::Error::Status(_, r)) => r,
                 Err(ureq::Error::Transport(t)) => {
                     attempt += 1;
+                    // Nothing listens there (refused), or the name or URL is wrong: trying
+                    // again won't help. Resets and timeouts may pass.
                     let retry = !matches!(
                         t.kind(),
                         ureq::ErrorKind::Dns
                             | ureq::ErrorKind::InvalidUrl
                             | ureq::ErrorKind::UnknownScheme
-                    );
+                    ) && !refused(&t);
                     if !retry || attempt >= attempts {
                         bail!(
                             "cannot reach registry {} ({}): {t}",
@@ -418,7 +443,9 @@ impl Registry {
                             host_of(&url)
                         );
                     }
-                    std::thread::sleep(backoff(attempt));
+                    let wait = backoff(attempt);
+                    retrying(&url, &t.to_string(), wait, attempt, attempts);
+                    std::thread::sleep(wait);
                     continue;
                 }
             };
@@ -448,7 +475,10 @@ impl Registry {
                 }
                 429 | 500 | 502 | 503 | 504 if attempt + 1 < attempts => {
                     attempt += 1;
-                    std::thread::sleep(retry_after(&resp).unwrap_or_else(|| backoff(attempt)));
+                    let wait = retry_after(&resp).unwrap_or_else(|| backoff(attempt));
+                    let why = format!("HTTP {}", resp.status());
+                    retrying(&url, &why, wait, attempt + 1, attempts);
+                    std::thread::sleep(wait);
                 }
                 _ => return Ok(resp),
             }
