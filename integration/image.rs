@@ -1025,6 +1025,16 @@ fn image_tampered_blob_unknown_tag_and_offline_sources() {
         ]),
         &["saved-missing.tar"],
     );
+    // With --json, the error is a JSON object on stdout.
+    let missing = format!("oci-archive:{}", tmp.join("saved-missing.tar").display());
+    let out = pull_cmd(&["--json", "--store", store_s, &missing, "/nonexistent/b"]);
+    out.fails();
+    let v: Value = serde_json::from_str(out.stdout.trim()).unwrap_or_else(|e| panic!("{e}: {out}"));
+    assert!(
+        v["error"].as_str().unwrap().contains("saved-missing.tar"),
+        "{out}"
+    );
+    assert!(out.stderr.is_empty(), "{out}");
 
     // docker-archive:FILE, as `docker save` writes it (uncompressed layers).
     let (l, diff) = crate::image_support::layer(&base_entries_with("docker save"), Comp::Plain);

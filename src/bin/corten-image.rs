@@ -180,8 +180,18 @@ fn run(cli: Cli) -> Result<()> {
 }
 
 fn main() -> ExitCode {
-    match run(Cli::parse()) {
+    let cli = Cli::parse();
+    // With --json, an error is a JSON object on stdout too, where the output would be.
+    let json = matches!(
+        cli.cmd,
+        Cmd::Pull { json: true, .. } | Cmd::Images { json: true }
+    );
+    match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if json => {
+            corten::outln!("{}", serde_json::json!({"error": image::error_line(&e)}));
+            ExitCode::FAILURE
+        }
         Err(e) => {
             eprintln!("corten-image: {}", image::error_line(&e));
             ExitCode::FAILURE
