@@ -40,6 +40,8 @@ enum Act {
     TooMany,
     /// Forward, but close the connection after half the response body.
     Cut,
+    /// Forward, pausing 3.5 s after half the response body.
+    Slow,
     /// `307` to the same path on 127.0.0.1:port.
     Redirect(u16),
     /// `200` with this file's bytes.
@@ -179,7 +181,7 @@ fn handle(
             )?;
             w.write_all(&data)
         }
-        Act::Forward | Act::Cut => {
+        Act::Forward | Act::Cut | Act::Slow => {
             let up = TcpStream::connect(("127.0.0.1", upstream))?;
             up.set_read_timeout(Some(Duration::from_secs(30)))?;
             let mut req = String::new();
@@ -193,12 +195,16 @@ fn handle(
             let mut ur = BufReader::new(up);
             let resp = read_head(&mut ur)?;
             w.write_all(format!("{}\r\n\r\n", resp.join("\r\n")).as_bytes())?;
-            if seen.act == Act::Cut {
+            if seen.act != Act::Forward {
                 let len: u64 = header(&resp, "Content-Length")
                     .and_then(|v| v.parse().ok())
                     .unwrap_or(0);
-                std::io::copy(&mut ur.take(len / 2), &mut w)?;
-                return w.shutdown(std::net::Shutdown::Both);
+                std::io::copy(&mut (&mut ur).take(len / 2), &mut w)?;
+                if seen.act == Act::Cut {
+                    return w.shutdown(std::net::Shutdown::Both);
+                }
+                w.flush()?;
+                std::thread::sleep(Duration::from_millis(3500));
             }
             std::io::copy(&mut ur, &mut w).map(|_| ())
         }
@@ -309,6 +315,31 @@ fn refused_connection_fails_fast() {
     assert!(!out.stderr.contains("retrying"), "{out}");
     assert!(took < Duration::from_secs(2), "took {took:?}: {out}");
     assert!(!bundle.exists());
+}
+
+/// Without a terminal, a long download prints its byte count every few seconds.
+#[test]
+fn plain_progress_counts_bytes_of_long_downloads() {
+    let reg = Registry::start();
+    let tmp = TempDir::new("img-slow");
+    let img = pushed(&reg, &tmp, "app", None);
+    let layer = layer_path(&img, "app");
+    let proxy = Proxy::start(reg.port, move |s| {
+        if s.path == layer {
+            Act::Slow
+        } else {
+            Act::Forward
+        }
+    });
+    let out = pull_via(&proxy.host(), "app", &tmp, "bundle", &[]);
+    let short = &img.layers[0].digest[7..19];
+    let counts: Vec<&str> = out
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with(&format!("{short} downloading ")))
+        .collect();
+    assert!(!counts.is_empty(), "{out}");
+    assert!(counts[0].contains(" of "), "{out}");
 }
 
 #[test]
