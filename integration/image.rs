@@ -329,6 +329,16 @@ fn image_pull_layers_store_and_run() {
         out.stdout.contains(&r) && out.stdout.contains(&digest),
         "{out}"
     );
+    assert!(out.stdout.contains("UNPACKED"), "{out}");
+    // The uncompressed size: the layer tars the store holds.
+    let out = image_cmd(&["images", "--json", "--store", store_s], &[]);
+    out.ok();
+    let rows: Value = serde_json::from_str(out.stdout.trim()).unwrap();
+    let tars: u64 = diff_ids
+        .iter()
+        .map(|d| fs::metadata(blob(d)).unwrap().len())
+        .sum();
+    assert_eq!(rows[0]["unpacked"], tars, "{rows}");
     let out = image_cmd(&["inspect", "--store", store_s, &r], &[]);
     out.ok();
     let v: Value = serde_json::from_str(&out.stdout).unwrap();
@@ -669,7 +679,8 @@ fn image_platforms_from_index_and_manifest_list() {
         assert!(run_bundle(&b).contains("amd64"));
         // arm64 implies variant v8.
         let b = tmp.join(format!("{}-arm", repo.replace('/', "-")));
-        let s = pull_ok(&[
+        let out = pull_cmd(&[
+            "--json",
             "--store",
             store_s,
             "--platform",
@@ -677,7 +688,16 @@ fn image_platforms_from_index_and_manifest_list() {
             &r,
             b.to_str().unwrap(),
         ]);
+        out.ok();
+        let s: Value = serde_json::from_str(out.stdout.trim()).unwrap();
         assert_eq!(s["platform"], "linux/arm64/v8", "{s}");
+        // One line warns that it is not this host's platform.
+        let warn: Vec<&str> = out.stderr.lines().collect();
+        assert_eq!(warn.len(), 1, "{out}");
+        assert!(
+            warn[0].contains("warning") && warn[0].contains("linux/arm64/v8"),
+            "{out}"
+        );
         assert_eq!(read(&b.join("rootfs/arch.txt")), "arm64/v8");
         // No match: the error lists what the image has, and nothing is left.
         let b = tmp.join("none");

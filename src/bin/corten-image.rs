@@ -137,14 +137,21 @@ fn run(cli: Cli) -> Result<()> {
             if json {
                 corten::outln!("{}", serde_json::Value::from(rows));
             } else {
-                corten::outln!("{:<50} {:<16} {:<71} SIZE", "REF", "PLATFORM", "DIGEST");
+                corten::outln!(
+                    "{:<50} {:<16} {:<71} {:<10} UNPACKED",
+                    "REF",
+                    "PLATFORM",
+                    "DIGEST",
+                    "SIZE"
+                );
                 for r in rows {
                     corten::outln!(
-                        "{:<50} {:<16} {:<71} {}",
+                        "{:<50} {:<16} {:<71} {:<10} {}",
                         r["ref"].as_str().unwrap_or_default(),
                         r["platform"].as_str().unwrap_or_default(),
                         r["digest"].as_str().unwrap_or_default(),
-                        human(r["size"].as_u64().unwrap_or(0))
+                        human(r["size"].as_u64().unwrap_or(0)),
+                        r["unpacked"].as_u64().map_or("-".into(), human)
                     );
                 }
             }

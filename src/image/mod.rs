@@ -267,6 +267,13 @@ pub fn pull(g: &Global, o: &PullOptions) -> Result<Value> {
     let progress = Progress::new(o.quiet);
     let src = sources::open(&source, g, &store)?;
     let r = resolve(&store, src.as_ref(), want.as_ref(), &progress)?;
+    let host = Platform::host();
+    if !host.accepts(&r.platform) {
+        eprintln!(
+            "corten-image: warning: {} is for {}, not for this host ({host}): it may not run here",
+            r.name, r.platform
+        );
+    }
 
     let layers = r.manifest.layers();
     let diff_ids: Vec<Digest> = r
@@ -559,11 +566,26 @@ pub fn images(g: &Global) -> Result<Vec<Value>> {
             .chain(std::iter::once(m.config()))
             .map(Descriptor::size)
             .sum();
+        // Uncompressed: known for the layers the store holds as tars or unpacked.
+        let (cd, _) = descriptor(m.config())?;
+        let diff_ids: Vec<Digest> = store
+            .image_config(&cd)?
+            .rootfs()
+            .diff_ids()
+            .iter()
+            .filter_map(|s| Digest::parse(s).ok())
+            .collect();
+        let unpacked: Option<u64> = diff_ids
+            .iter()
+            .zip(store::chain_ids(&diff_ids))
+            .map(|(d, c)| store.layer_size(d, &c))
+            .sum();
         rows.push(json!({
             "ref": annotation(&r, store::REF_NAME),
             "platform": annotation(&r, store::PLATFORM),
             "digest": d.as_str(),
             "size": size,
+            "unpacked": unpacked,
         }));
     }
     Ok(rows)

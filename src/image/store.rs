@@ -406,6 +406,18 @@ impl Store {
             .find(|h| self.layers_dir().join(h).is_dir())
     }
 
+    /// The uncompressed size of layer `diff_id` (chain id `chain`), if the store holds it
+    /// as a tar (exact) or unpacked (the files' sizes).
+    pub fn layer_size(&self, diff_id: &Digest, chain: &Digest) -> Option<u64> {
+        if let Ok(m) = fs::metadata(self.blob_path(diff_id))
+            && m.is_file()
+        {
+            return Some(m.len());
+        }
+        self.find_layer(diff_id, chain)
+            .map(|name| du(&self.layers_dir().join(name)))
+    }
+
     /// Unpacks the layer blob `blob` (media type `mt`) into `layers/` over `lowers` (the
     /// directories of the layers below, the nearest first), checking its diff_id; returns
     /// its name there. Made in a temporary directory and renamed into place, so a layer
