@@ -492,6 +492,32 @@ fn image_overlay_bundles() {
         &["not an overlay bundle"],
     );
 
+    // --force replaces an overlay bundle: one fresh mount, the old upper gone.
+    fs::write(ov2.join("rootfs/scratch"), "old").unwrap();
+    image_cmd(
+        &[
+            "pull",
+            "-q",
+            "--force",
+            "--store",
+            store_s,
+            &r,
+            ov2.to_str().unwrap(),
+        ],
+        &[],
+    )
+    .ok();
+    let text = fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let mounts = crate::common::parse_mountinfo(&text);
+    let on = |p: &Path| {
+        mounts
+            .iter()
+            .filter(|m| Path::new(&m.mount_point) == p)
+            .count()
+    };
+    assert_eq!(on(&ov2.join("rootfs")), 1, "one mount");
+    assert!(!ov2.join("rootfs/scratch").exists());
+
     // rm-bundle leaves nothing: no mount, no directory, no reference; then prune frees
     // the layers.
     for b in [&ov, &ov2, &cp] {
@@ -500,6 +526,8 @@ fn image_overlay_bundles() {
         assert!(!overlay_mounted(&b.join("rootfs")));
     }
     assert_eq!(fs::read_dir(store.join("bundles")).unwrap().count(), 0);
+    // (the --force pull recorded the image again)
+    image_cmd(&["rm", "--store", store_s, &r], &[]).ok();
     image_cmd(&["prune", "--store", store_s], &[]).ok();
     assert_eq!(layer_dirs(), 0, "prune removes the layers no bundle uses");
     assert_eq!(fs::read_dir(store.join("blobs/sha256")).unwrap().count(), 0);
