@@ -107,7 +107,8 @@ pub fn apply_layer(
 
 /// Unpacks `blob` (of media type `mt`) alone into the empty directory `dir`, as an
 /// overlayfs layer over `lowers` (the image's layers below it, the nearest first).
-/// Returns the diff_id and whether the result depends on `lowers` (see the module doc).
+/// Returns the diff_id and whether the result depends on `lowers` (see the module doc;
+/// a directory made because an entry needs it, not listed by the layer, counts too).
 pub fn unpack_layer(dir: &File, blob: File, mt: &str, lowers: &[File]) -> Result<(Digest, bool)> {
     let mut hr = HashReader {
         inner: decompressed(blob, mt)?,
@@ -257,7 +258,9 @@ struct Layer<'a> {
     is_root: bool,
     /// Unpacking alone as an overlayfs layer: the layers below, the nearest first.
     lowers: Option<&'a [File]>,
-    /// Whether something was taken from `lowers`.
+    /// Whether the result depends on `lowers`: something was taken from them, or a
+    /// directory the layer doesn't list was made (over other lowers it would take their
+    /// metadata).
     used_lowers: bool,
 }
 
@@ -685,13 +688,15 @@ impl Layer<'_> {
     /// owner, mode and mtime of the lower layers' directory there, if they have one: an
     /// upper directory's metadata is what the merged view shows.
     fn lower_dir_meta(&mut self, parent: BorrowedFd, name: &OsStr, rel: &Path) -> Result<()> {
+        if self.lowers.is_some() {
+            self.used_lowers = true;
+        }
         let Some((_, st)) = self.lower_find(rel)? else {
             return Ok(());
         };
         if st.st_mode & libc::S_IFMT != libc::S_IFDIR {
             return Ok(());
         }
-        self.used_lowers = true;
         self.chown_at(parent, name, st.st_uid, st.st_gid)?;
         fchmodat(
             parent,
@@ -961,6 +966,90 @@ mod tests {
             let m = std::fs::metadata(sb.base.join("target/f")).unwrap();
             assert_eq!(m.uid(), 4_294_967_294);
         }
+    }
+
+    fn entry_of(kind: tar::EntryType, name: &str, link: &str, mode: u32) -> RawEntry {
+        RawEntry {
+            kind,
+            name: name.as_bytes().to_vec(),
+            link: link.as_bytes().to_vec(),
+            uid: 0,
+            mode,
+            data: if kind == tar::EntryType::Regular {
+                b"data".to_vec()
+            } else {
+                Vec::new()
+            },
+        }
+    }
+
+    /// Layers unpacked alone as overlay layers: whiteouts as 0/0 devices, opaque markers
+    /// as xattrs, a missing parent taking the lower directory's mode, a hardlink to a lower
+    /// file copying it up; and which results depend on the layers below.
+    #[test]
+    fn overlay_layers() {
+        use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+        use tar::EntryType::{Directory, Link, Regular};
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!(
+                "SKIP: image::unpack::tests::overlay_layers: needs root (mknod, trusted xattrs)"
+            );
+            return;
+        }
+        let sb = Sandbox::new("ovl");
+        let dir = |i: usize| {
+            let p = sb.base.join("target").join(i.to_string());
+            std::fs::create_dir(&p).unwrap();
+            (File::open(&p).unwrap(), p)
+        };
+        let (l0, p0) = dir(0);
+        let base = [
+            entry_of(Directory, "d/", "", 0o700),
+            entry_of(Regular, "d/f", "", 0o640),
+        ];
+        assert!(!apply_tar_as(&l0, &mut raw_tar(&base).as_slice(), Some(&[])).unwrap());
+        assert!(p0.join("d/f").is_file());
+
+        let (l1, p1) = dir(1);
+        let top = [
+            entry_of(Regular, "d/g", "", 0o644),
+            entry_of(Regular, ".wh.gone", "", 0o644),
+            entry_of(Regular, "o/.wh..wh..opq", "", 0o644),
+            entry_of(Link, "h", "d/f", 0o644),
+        ];
+        let lowers = [l0];
+        assert!(apply_tar_as(&l1, &mut raw_tar(&top).as_slice(), Some(&lowers)).unwrap());
+        let m = std::fs::metadata(p1.join("d")).unwrap();
+        assert_eq!(
+            m.permissions().mode() & 0o7777,
+            0o700,
+            "the lower directory's mode"
+        );
+        let wh = std::fs::symlink_metadata(p1.join("gone")).unwrap();
+        assert!(
+            wh.file_type().is_char_device() && wh.rdev() == 0,
+            "whiteout"
+        );
+        let o = CString::new(p1.join("o").as_os_str().as_bytes()).unwrap();
+        let mut v = [0u8; 4];
+        // SAFETY: o and OPAQUE are NUL-terminated and v a live buffer of v.len() bytes.
+        let n =
+            unsafe { libc::getxattr(o.as_ptr(), OPAQUE.as_ptr(), v.as_mut_ptr().cast(), v.len()) };
+        assert_eq!((n, v[0]), (1, b'y'), "opaque xattr");
+        let (f, h) = (p1.join("d/f"), p1.join("h"));
+        assert_eq!(
+            std::fs::metadata(&f).unwrap().ino(),
+            std::fs::metadata(&h).unwrap().ino()
+        );
+        assert_eq!(
+            std::fs::metadata(&f).unwrap().permissions().mode() & 0o7777,
+            0o640
+        );
+
+        // A layer whose entries need nothing below stands alone.
+        let (l2, _) = dir(2);
+        let alone = [entry_of(Regular, "x", "", 0o644)];
+        assert!(!apply_tar_as(&l2, &mut raw_tar(&alone).as_slice(), Some(&lowers)).unwrap());
     }
 
     mod properties {
