@@ -317,6 +317,29 @@ fn refused_connection_fails_fast() {
     assert!(!bundle.exists());
 }
 
+/// `--mirror REGISTRY=MIRROR`: the mirror serves the registry's images (here the registry
+/// itself is down); a mirror that fails leaves the registry to serve them.
+#[test]
+fn mirrors_first_then_the_registry() {
+    let reg = Registry::start();
+    let tmp = TempDir::new("img-mirror");
+    pushed(&reg, &tmp, "app", None);
+    let mirror = Proxy::start(reg.port, |_| Act::Forward);
+    let down = format!("127.0.0.1:{}", free_port());
+    let flag = format!("{down}={}", mirror.host());
+    pull_via(&down, "app", &tmp, "b1", &["--mirror", &flag]);
+    assert!(
+        mirror.seen().iter().any(Seen::is_blob),
+        "the mirror served the layers"
+    );
+    let flag = format!("{}={down}", reg.host());
+    pull_via(&reg.host(), "app", &tmp, "b2", &["--mirror", &flag]);
+    assert_image_err(
+        &image_cmd(&["--mirror", "nonsense", "images"], &[]),
+        &["--mirror must be REGISTRY=MIRROR"],
+    );
+}
+
 /// Without a terminal, a long download prints its byte count every few seconds.
 #[test]
 fn plain_progress_counts_bytes_of_long_downloads() {

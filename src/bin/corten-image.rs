@@ -27,6 +27,10 @@ struct Cli {
     /// A registry reached over plain HTTP if HTTPS fails (localhost always is).
     #[arg(long = "insecure-registry", global = true, value_name = "HOST")]
     insecure: Vec<String>,
+    /// Pull REGISTRY's images from MIRROR first (a registry host; docker.io for Docker Hub),
+    /// REGISTRY itself if the mirror fails. Repeatable, tried in order.
+    #[arg(long, global = true, value_name = "REGISTRY=MIRROR")]
+    mirror: Vec<String>,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -104,6 +108,16 @@ fn run(cli: Cli) -> Result<()> {
         store: cli.store,
         creds: cli.creds.as_deref().map(Creds::parse).transpose()?,
         insecure: cli.insecure,
+        mirrors: cli
+            .mirror
+            .iter()
+            .map(|m| match m.split_once('=') {
+                Some((r, m)) if !r.is_empty() && !m.is_empty() => Ok((r.into(), m.into())),
+                _ => Err(anyhow::anyhow!(
+                    "--mirror must be REGISTRY=MIRROR, not {m:?}"
+                )),
+            })
+            .collect::<Result<_>>()?,
     };
     match cli.cmd {
         Cmd::Pull {

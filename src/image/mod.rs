@@ -50,6 +50,8 @@ pub struct Global {
     pub store: Option<PathBuf>,
     pub creds: Option<Creds>,
     pub insecure: Vec<String>,
+    /// `REGISTRY=MIRROR`: MIRROR (a registry host) is tried first for REGISTRY's images.
+    pub mirrors: Vec<(String, String)>,
 }
 
 pub struct PullOptions {

@@ -30,11 +30,27 @@ pub trait BlobSource: Sync {
 
 pub fn open(source: &Source, g: &Global, store: &Store) -> Result<Box<dyn BlobSource>> {
     Ok(match source {
-        Source::Registry(r) => Box::new(RegistrySource {
-            reg: Registry::new(r, g.creds.clone(), &g.insecure),
-            r: r.clone(),
-            store_root: store.root().to_path_buf(),
-        }),
+        Source::Registry(r) => {
+            // The mirrors first, in order, then the registry itself.
+            let mut regs: Vec<Registry> = g
+                .mirrors
+                .iter()
+                .filter(|(reg, _)| reg == &r.registry)
+                .map(|(_, m)| {
+                    let at = Reference {
+                        registry: m.clone(),
+                        ..r.clone()
+                    };
+                    Registry::new(&at, None, &g.insecure)
+                })
+                .collect();
+            regs.push(Registry::new(r, g.creds.clone(), &g.insecure));
+            Box::new(RegistrySource {
+                regs,
+                r: r.clone(),
+                store_root: store.root().to_path_buf(),
+            })
+        }
         Source::OciLayout { dir, tag } => Box::new(OciLayout {
             name: source.name(),
             what: dir.clone(),
@@ -63,10 +79,24 @@ fn verify(bytes: &[u8], want: &Digest, what: &str) -> Result<()> {
     Ok(())
 }
 
+/// A repository, asked of its mirrors first (`regs`: the mirrors, then the registry).
 struct RegistrySource {
-    reg: Registry,
+    regs: Vec<Registry>,
     r: Reference,
     store_root: PathBuf,
+}
+
+impl RegistrySource {
+    /// `f` of the first of `regs` where it succeeds; the registry's own error otherwise.
+    fn first<T>(&self, f: impl Fn(&Registry) -> Result<T>) -> Result<T> {
+        let (reg, mirrors) = self.regs.split_last().expect("the registry itself");
+        for m in mirrors {
+            if let Ok(v) = f(m) {
+                return Ok(v);
+            }
+        }
+        f(reg)
+    }
 }
 
 impl BlobSource for RegistrySource {
@@ -85,10 +115,10 @@ impl BlobSource for RegistrySource {
                 return Ok((b, String::new(), d.clone()));
             }
         }
-        let (bytes, ct) = self
-            .reg
-            .manifest(&self.r.repository, &self.r.manifest_ref(), &name)?
-            .ok_or_else(|| anyhow!("image {name} not found"))?;
+        let (bytes, ct) = self.first(|reg| {
+            reg.manifest(&self.r.repository, &self.r.manifest_ref(), &name)?
+                .ok_or_else(|| anyhow!("image {name} not found"))
+        })?;
         let got = Digest::of(&bytes);
         if let Some(d) = &self.r.digest {
             verify(&bytes, d, &format!("the manifest of {name}"))?;
@@ -103,16 +133,24 @@ impl BlobSource for RegistrySource {
         {
             return Ok(b);
         }
-        let (b, _) = self
-            .reg
-            .manifest(&self.r.repository, d.as_str(), &format!("manifest {d}"))?
-            .ok_or_else(|| anyhow!("manifest {d} of {} not found", self.name()))?;
+        let (b, _) = self.first(|reg| {
+            reg.manifest(&self.r.repository, d.as_str(), &format!("manifest {d}"))?
+                .ok_or_else(|| anyhow!("manifest {d} of {} not found", self.name()))
+        })?;
         verify(&b, d, &format!("manifest {d}"))?;
         Ok(b)
     }
 
     fn fetch(&self, d: &Digest, ingest: &mut Ingest, progress: &dyn Fn(u64)) -> Result<()> {
-        self.reg.blob(&self.r.repository, d, ingest, progress)
+        let (reg, mirrors) = self.regs.split_last().expect("the registry itself");
+        for m in mirrors {
+            if m.blob(&self.r.repository, d, ingest, progress).is_ok() {
+                return Ok(());
+            }
+            // The next source starts over: nothing of a failed mirror's data is kept.
+            ingest.reset()?;
+        }
+        reg.blob(&self.r.repository, d, ingest, progress)
     }
 }
 
