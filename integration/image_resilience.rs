@@ -317,8 +317,9 @@ fn refused_connection_fails_fast() {
     assert!(!bundle.exists());
 }
 
-/// `--mirror REGISTRY=MIRROR`: the mirror serves the registry's images (here the registry
-/// itself is down); a mirror that fails leaves the registry to serve them.
+/// `--mirror REGISTRY=MIRROR` or registries.conf: the mirror serves the registry's images
+/// (here the registry itself is down); a mirror that fails leaves the registry to serve
+/// them.
 #[test]
 fn mirrors_first_then_the_registry() {
     let reg = Registry::start();
@@ -334,6 +335,27 @@ fn mirrors_first_then_the_registry() {
     );
     let flag = format!("{}={down}", reg.host());
     pull_via(&reg.host(), "app", &tmp, "b2", &["--mirror", &flag]);
+    // The same mirror from a registries.conf.
+    let conf = tmp.join("registries.conf");
+    let text = format!(
+        "[[registry]]\nprefix = \"{down}\"\n[[registry.mirror]]\nlocation = \"{}\"\n",
+        mirror.host()
+    );
+    std::fs::write(&conf, text).unwrap();
+    let (store, b3, r) = (tmp.join("store"), tmp.join("b3"), format!("{down}/app:v1"));
+    let args = [
+        "pull",
+        "--store",
+        store.to_str().unwrap(),
+        &r,
+        b3.to_str().unwrap(),
+    ];
+    image_cmd(
+        &args,
+        &[("CONTAINERS_REGISTRIES_CONF", conf.to_str().unwrap())],
+    )
+    .ok();
+    assert_eq!(read(&b3.join("rootfs/hello.txt")), "resilient");
     assert_image_err(
         &image_cmd(&["--mirror", "nonsense", "images"], &[]),
         &["--mirror must be REGISTRY=MIRROR"],

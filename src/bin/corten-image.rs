@@ -28,7 +28,8 @@ struct Cli {
     #[arg(long = "insecure-registry", global = true, value_name = "HOST")]
     insecure: Vec<String>,
     /// Pull REGISTRY's images from MIRROR first (a registry host; docker.io for Docker Hub),
-    /// REGISTRY itself if the mirror fails. Repeatable, tried in order.
+    /// REGISTRY itself if the mirror fails. Repeatable, tried in order, before the mirrors
+    /// of /etc/containers/registries.conf ($CONTAINERS_REGISTRIES_CONF).
     #[arg(long, global = true, value_name = "REGISTRY=MIRROR")]
     mirror: Vec<String>,
     #[command(subcommand)]
@@ -117,6 +118,7 @@ fn run(cli: Cli) -> Result<()> {
                     "--mirror must be REGISTRY=MIRROR, not {m:?}"
                 )),
             })
+            .chain(image::mirrors::from_registries_conf().into_iter().map(Ok))
             .collect::<Result<_>>()?,
     };
     match cli.cmd {

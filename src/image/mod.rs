@@ -6,10 +6,11 @@
 //!
 //! One file per concern: [`reference`] (names), [`registry`] (HTTP, auth, retries),
 //! [`store`] (blobs, unpacked layers, bundle references), [`unpack`] (layers),
-//! [`bundle`] (config.json), [`overlay`] (overlay bundles), [`platform`], [`progress`] and
-//! [`sources`] (where manifests and blobs come from).
+//! [`bundle`] (config.json), [`overlay`] (overlay bundles), [`platform`], [`progress`],
+//! [`mirrors`] and [`sources`] (where manifests and blobs come from).
 
 pub mod bundle;
+pub mod mirrors;
 pub mod overlay;
 pub mod platform;
 pub mod progress;
@@ -50,8 +51,8 @@ pub struct Global {
     pub store: Option<PathBuf>,
     pub creds: Option<Creds>,
     pub insecure: Vec<String>,
-    /// `REGISTRY=MIRROR`: MIRROR (a registry host) is tried first for REGISTRY's images.
-    pub mirrors: Vec<(String, String)>,
+    /// (prefix, mirror): tried first for the images under prefix (see [`mirrors`]).
+    pub mirrors: mirrors::Mirrors,
 }
 
 pub struct PullOptions {

@@ -32,17 +32,9 @@ pub fn open(source: &Source, g: &Global, store: &Store) -> Result<Box<dyn BlobSo
     Ok(match source {
         Source::Registry(r) => {
             // The mirrors first, in order, then the registry itself.
-            let mut regs: Vec<Registry> = g
-                .mirrors
+            let mut regs: Vec<Registry> = super::mirrors::for_reference(&g.mirrors, r)
                 .iter()
-                .filter(|(reg, _)| reg == &r.registry)
-                .map(|(_, m)| {
-                    let at = Reference {
-                        registry: m.clone(),
-                        ..r.clone()
-                    };
-                    Registry::new(&at, None, &g.insecure)
-                })
+                .map(|at| Registry::new(at, None, &g.insecure))
                 .collect();
             regs.push(Registry::new(r, g.creds.clone(), &g.insecure));
             Box::new(RegistrySource {
