@@ -539,7 +539,8 @@ fn image_overlay_bundles() {
 
 /// An image of 70 layers (more than one mount(2) option page holds: the overlay is made
 /// with fsconfig's lowerdir+), pulled by two pulls at once: both bundles hold every layer,
-/// each unpacked once. Unprivileged, a pull says it copies and makes a plain rootfs.
+/// each unpacked once. Unprivileged (or root of a user namespace), a pull says it copies
+/// and makes a plain rootfs.
 #[test]
 fn image_overlay_many_layers_concurrent_pulls_and_unprivileged() {
     if !nix::unistd::geteuid().is_root() {
@@ -611,6 +612,24 @@ fn image_overlay_many_layers_concurrent_pulls_and_unprivileged() {
     assert!(err.contains("overlay bundles need root"), "{err}");
     assert!(!overlay_mounted(&home.join("b/rootfs")));
     assert_eq!(read(&home.join("b/rootfs/f69")), "x");
+
+    // Root of a user namespace can't set the layers' trusted xattrs: a copy too.
+    let out = std::process::Command::new("unshare")
+        .args(["--user", "--map-root-user", "--"])
+        .arg(image_bin())
+        .args(["pull", "--store"])
+        .arg(tmp.join("userns-store"))
+        .arg(format!("oci:{}:v1", tmp.join("layout").display()))
+        .arg(tmp.join("b-userns"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("outside a user namespace") && err.contains("--copy"),
+        "{err}"
+    );
+    assert_eq!(read(&tmp.join("b-userns/rootfs/f0")), "x");
 }
 
 fn arch_image(arch: &str, variant: Option<&str>) -> Image {

@@ -61,10 +61,15 @@ impl Paths {
     }
 }
 
-/// Why this process can't make overlay bundles, if it can't: overlayfs with the
-/// `trusted.overlay.*` whiteouts the store's layers use needs root.
+/// Why this process can't make overlay bundles, if it can't: the store's layers carry
+/// `trusted.overlay.*` xattrs, which only root of the initial user namespace may set.
 pub fn unusable() -> Option<&'static str> {
-    (!nix::unistd::geteuid().is_root()).then_some("overlay bundles need root")
+    if !nix::unistd::geteuid().is_root() {
+        return Some("overlay bundles need root");
+    }
+    let map = fs::read_to_string("/proc/self/uid_map").unwrap_or_default();
+    let full = map.split_whitespace().collect::<Vec<_>>() == ["0", "0", "4294967295"];
+    (!full).then_some("overlay bundles need root outside a user namespace")
 }
 
 /// Reads bundle `b`'s record; a directory without one is not an overlay bundle.
