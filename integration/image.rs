@@ -113,36 +113,10 @@ fn pull_ok(args: &[&str]) -> Value {
         .unwrap_or_else(|e| panic!("--json output ({e}):\n{out}"))
 }
 
-#[test]
-fn image_pull_layers_store_and_run() {
-    let reg = Registry::start();
-    let tmp = TempDir::new("img");
-    let img = main_image();
-    layout_of(&tmp.join("layout"), &img, "v1");
-    reg.push(&tmp.join("layout"), "v1", "test/main", false, None);
-    let store = tmp.join("store");
-    let store_s = store.to_str().unwrap();
-    let r = format!("{}/test/main:v1", reg.host());
-    let bundle = tmp.join("bundle");
-    let script = "id; pwd; echo \"G=$GREETING\"; echo \"H=$HOME\"; cat /app/data.txt; echo; cat /work/plain.txt";
-    let summary = pull_ok(&[
-        "--store",
-        store_s,
-        &r,
-        bundle.to_str().unwrap(),
-        "--",
-        script,
-    ]);
-    assert_eq!(summary["ref"], r);
-    // skopeo may re-serialize the manifest: its digest is the registry's.
-    let digest = summary["digest"].as_str().unwrap().to_string();
-    assert!(digest.starts_with("sha256:"), "{summary}");
-    assert_eq!(summary["platform"], "linux/amd64");
-    assert_eq!(summary["layers"], 4);
-    assert!(summary["bytes"].as_u64().unwrap() > 0);
-
-    // The rootfs, seen from the host.
-    let rf = bundle.join("rootfs");
+/// The rootfs of `main_image`, seen from the host: whiteouts, opaque directories, type
+/// changes, setuid/setgid, ownership, xattrs, hard and symbolic links, a fifo, modes and
+/// mtimes. The same checks hold for a copied rootfs and an overlay one.
+fn check_rootfs(rf: &Path) {
     assert!(!rf.join("del/file").exists(), "whiteout removed del/file");
     assert_eq!(read(&rf.join("del/keep")), "kept");
     assert!(
@@ -205,6 +179,40 @@ fn image_pull_layers_store_and_run() {
         fs::metadata(rf.join("work/plain.txt")).unwrap().mtime(),
         1_700_000_000
     );
+}
+
+#[test]
+fn image_pull_layers_store_and_run() {
+    let reg = Registry::start();
+    let tmp = TempDir::new("img");
+    let img = main_image();
+    layout_of(&tmp.join("layout"), &img, "v1");
+    reg.push(&tmp.join("layout"), "v1", "test/main", false, None);
+    let store = tmp.join("store");
+    let store_s = store.to_str().unwrap();
+    let r = format!("{}/test/main:v1", reg.host());
+    let bundle = tmp.join("bundle");
+    let script = "id; pwd; echo \"G=$GREETING\"; echo \"H=$HOME\"; cat /app/data.txt; echo; cat /work/plain.txt";
+    let summary = pull_ok(&[
+        "--copy",
+        "--store",
+        store_s,
+        &r,
+        bundle.to_str().unwrap(),
+        "--",
+        script,
+    ]);
+    assert_eq!(summary["rootfs"], "copy");
+    assert_eq!(summary["ref"], r);
+    // skopeo may re-serialize the manifest: its digest is the registry's.
+    let digest = summary["digest"].as_str().unwrap().to_string();
+    assert!(digest.starts_with("sha256:"), "{summary}");
+    assert_eq!(summary["platform"], "linux/amd64");
+    assert_eq!(summary["layers"], 4);
+    assert!(summary["bytes"].as_u64().unwrap() > 0);
+
+    let rf = bundle.join("rootfs");
+    check_rootfs(&rf);
 
     // config.json from the image config.
     let cfg: Value = serde_json::from_str(&read(&bundle.join("config.json"))).unwrap();
@@ -254,7 +262,7 @@ fn image_pull_layers_store_and_run() {
         "{out}"
     );
 
-    // The store keeps each layer unpacked under its diff_id; a second pull applies those
+    // With --copy, the store keeps each layer uncompressed under its diff_id; a second pull applies those
     // copies: it downloads nothing and needs no compressed layer (removed here to show
     // it). The default Cmd is used without `--`.
     let cfg: Value = serde_json::from_slice(&img.config.data).unwrap();
@@ -277,7 +285,7 @@ fn image_pull_layers_store_and_run() {
         }
     }
     let b2 = tmp.join("bundle2");
-    let s2 = pull_ok(&["--store", store_s, &r, b2.to_str().unwrap()]);
+    let s2 = pull_ok(&["--copy", "--store", store_s, &r, b2.to_str().unwrap()]);
     assert_eq!(s2["bytes"], 0, "warm store: nothing downloaded: {s2}");
     assert!(run_bundle(&b2).contains("default-cmd"));
     for f in ["app/data.txt", "work/plain.txt", "etc/passwd"] {
@@ -285,9 +293,17 @@ fn image_pull_layers_store_and_run() {
     }
 
     // A non-empty bundle is refused without --force.
-    let out = pull_cmd(&["--store", store_s, &r, b2.to_str().unwrap()]);
+    let out = pull_cmd(&["--copy", "--store", store_s, &r, b2.to_str().unwrap()]);
     assert_image_err(&out, &["not empty", "--force"]);
-    pull_cmd(&["--force", "--store", store_s, &r, b2.to_str().unwrap()]).ok();
+    pull_cmd(&[
+        "--copy",
+        "--force",
+        "--store",
+        store_s,
+        &r,
+        b2.to_str().unwrap(),
+    ])
+    .ok();
 
     // images / inspect / rm / prune.
     let out = image_cmd(&["images", "--store", store_s], &[]);
@@ -296,6 +312,16 @@ fn image_pull_layers_store_and_run() {
         out.stdout.contains(&r) && out.stdout.contains(&digest),
         "{out}"
     );
+    assert!(out.stdout.contains("UNPACKED"), "{out}");
+    // The uncompressed size: the layer tars the store holds.
+    let out = image_cmd(&["images", "--json", "--store", store_s], &[]);
+    out.ok();
+    let rows: Value = serde_json::from_str(out.stdout.trim()).unwrap();
+    let tars: u64 = diff_ids
+        .iter()
+        .map(|d| fs::metadata(blob(d)).unwrap().len())
+        .sum();
+    assert_eq!(rows[0]["unpacked"], tars, "{rows}");
     let out = image_cmd(&["inspect", "--store", store_s, &r], &[]);
     out.ok();
     let v: Value = serde_json::from_str(&out.stdout).unwrap();
@@ -326,6 +352,267 @@ fn image_pull_layers_store_and_run() {
         &image_cmd(&["rm", "--store", store_s, &r], &[]),
         &["not in the store"],
     );
+}
+
+/// The entries of the tree `rf` with what a rootfs's user sees of each: type, mode,
+/// owner, size, mtime (not for directories: removing an entry sets theirs), link target
+/// or content, and the `user.corten` xattr; sorted by path.
+fn tree(rf: &Path) -> Vec<String> {
+    fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) {
+        for e in fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            let m = fs::symlink_metadata(&p).unwrap();
+            let what = if m.is_symlink() {
+                format!("-> {}", fs::read_link(&p).unwrap().display())
+            } else if m.is_file() {
+                sha256_hex(&fs::read(&p).unwrap())
+            } else {
+                String::new()
+            };
+            let mtime = if m.is_dir() { 0 } else { m.mtime() };
+            let rel = p.strip_prefix(root).unwrap().display().to_string();
+            out.push(format!(
+                "{rel} mode={:o} {}:{} size={} mtime={mtime} {what} x={:?}",
+                m.mode(),
+                m.uid(),
+                m.gid(),
+                if m.is_dir() { 0 } else { m.len() },
+                lgetxattr(&p, "user.corten"),
+            ));
+            if m.is_dir() {
+                walk(root, &p, out);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(rf, rf, &mut out);
+    out.sort();
+    out
+}
+
+/// Whether an overlay is mounted at `p` (in the host's mount namespace).
+fn overlay_mounted(p: &Path) -> bool {
+    let text = fs::read_to_string("/proc/self/mountinfo").unwrap();
+    crate::common::parse_mountinfo(&text)
+        .iter()
+        .any(|m| Path::new(&m.mount_point) == p && m.fstype == "overlay")
+}
+
+/// Overlay bundles: the layers unpacked once in the store, the rootfs an overlay whose
+/// content is the copied rootfs's, writes private to each bundle, prune keeping what live
+/// bundles use, umount/mount, rm-bundle.
+#[test]
+fn image_overlay_bundles() {
+    if !nix::unistd::geteuid().is_root() {
+        crate::common::skip!("overlay bundles need root");
+    }
+    let reg = Registry::start();
+    let tmp = TempDir::new("imgov");
+    let img = main_image();
+    layout_of(&tmp.join("layout"), &img, "v1");
+    reg.push(&tmp.join("layout"), "v1", "test/overlay", false, None);
+    let store = tmp.join("store");
+    let store_s = store.to_str().unwrap();
+    let r = format!("{}/test/overlay:v1", reg.host());
+    let (ov, ov2, cp) = (tmp.join("ov"), tmp.join("ov2"), tmp.join("cp"));
+    let script = "cat /app/data.txt; echo; cat /work/plain.txt";
+    let s = pull_ok(&["--store", store_s, &r, ov.to_str().unwrap(), "--", script]);
+    assert_eq!(s["rootfs"], "overlay", "{s}");
+    assert!(overlay_mounted(&ov.join("rootfs")));
+    check_rootfs(&ov.join("rootfs"));
+    pull_ok(&["--copy", "--store", store_s, &r, cp.to_str().unwrap()]);
+    check_rootfs(&cp.join("rootfs"));
+    assert_eq!(
+        tree(&ov.join("rootfs")),
+        tree(&cp.join("rootfs")),
+        "the overlay shows what the copy holds"
+    );
+    let layer_dirs = || fs::read_dir(store.join("layers")).unwrap().count();
+    assert_eq!(layer_dirs(), 4, "each layer unpacked once");
+    let out = run_bundle(&ov);
+    assert!(
+        out.contains("from the zstd layer") && out.contains("plain tar"),
+        "{out}"
+    );
+
+    // A second bundle: nothing downloaded or unpacked, its writes its own.
+    let s2 = pull_ok(&["--store", store_s, &r, ov2.to_str().unwrap()]);
+    assert_eq!(s2["bytes"], 0, "{s2}");
+    assert_eq!(layer_dirs(), 4, "the layers are shared");
+    fs::write(ov.join("rootfs/app/data.txt"), "changed in ov").unwrap();
+    fs::write(ov.join("rootfs/new.txt"), "new in ov").unwrap();
+    assert_eq!(
+        read(&ov2.join("rootfs/app/data.txt")),
+        "from the zstd layer"
+    );
+    assert!(!ov2.join("rootfs/new.txt").exists());
+    assert!(
+        ov.join(".overlay/upper/new.txt").is_file(),
+        "written to ov's upper"
+    );
+
+    // With the image removed, prune keeps what the live bundles use.
+    image_cmd(&["rm", "--store", store_s, &r], &[]).ok();
+    image_cmd(&["prune", "--store", store_s], &[]).ok();
+    assert_eq!(layer_dirs(), 4, "prune keeps the bundles' layers");
+    assert!(run_bundle(&ov2).contains("default-cmd"));
+
+    // umount / mount: the bundle's writes survive.
+    image_cmd(&["umount", ov.to_str().unwrap()], &[]).ok();
+    assert!(!overlay_mounted(&ov.join("rootfs")));
+    assert!(
+        !ov.join("rootfs/app").exists(),
+        "unmounted: an empty directory"
+    );
+    image_cmd(&["mount", ov.to_str().unwrap()], &[]).ok();
+    assert!(overlay_mounted(&ov.join("rootfs")));
+    assert_eq!(read(&ov.join("rootfs/app/data.txt")), "changed in ov");
+    let out = image_cmd(&["mount", ov.to_str().unwrap()], &[]);
+    out.ok();
+    assert!(out.stdout.contains("already mounted"), "{out}");
+    assert_image_err(
+        &image_cmd(&["mount", cp.to_str().unwrap()], &[]),
+        &["not an overlay bundle"],
+    );
+
+    // --force replaces an overlay bundle: one fresh mount, the old upper gone.
+    fs::write(ov2.join("rootfs/scratch"), "old").unwrap();
+    image_cmd(
+        &[
+            "pull",
+            "-q",
+            "--force",
+            "--store",
+            store_s,
+            &r,
+            ov2.to_str().unwrap(),
+        ],
+        &[],
+    )
+    .ok();
+    let text = fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let mounts = crate::common::parse_mountinfo(&text);
+    let on = |p: &Path| {
+        mounts
+            .iter()
+            .filter(|m| Path::new(&m.mount_point) == p)
+            .count()
+    };
+    assert_eq!(on(&ov2.join("rootfs")), 1, "one mount");
+    assert!(!ov2.join("rootfs/scratch").exists());
+
+    // rm-bundle leaves nothing: no mount, no directory, no reference; then prune frees
+    // the layers.
+    for b in [&ov, &ov2, &cp] {
+        image_cmd(&["rm-bundle", b.to_str().unwrap()], &[]).ok();
+        assert!(!b.exists(), "{} removed", b.display());
+        assert!(!overlay_mounted(&b.join("rootfs")));
+    }
+    assert_eq!(fs::read_dir(store.join("bundles")).unwrap().count(), 0);
+    // (the --force pull recorded the image again)
+    image_cmd(&["rm", "--store", store_s, &r], &[]).ok();
+    image_cmd(&["prune", "--store", store_s], &[]).ok();
+    assert_eq!(layer_dirs(), 0, "prune removes the layers no bundle uses");
+    assert_eq!(fs::read_dir(store.join("blobs/sha256")).unwrap().count(), 0);
+    assert_image_err(
+        &image_cmd(&["rm-bundle", ov.to_str().unwrap()], &[]),
+        &["not a bundle"],
+    );
+}
+
+/// An image of 70 layers (more than one mount(2) option page holds: the overlay is made
+/// with fsconfig's lowerdir+), pulled by two pulls at once: both bundles hold every layer,
+/// each unpacked once. Unprivileged (or root of a user namespace), a pull says it copies
+/// and makes a plain rootfs.
+#[test]
+fn image_overlay_many_layers_concurrent_pulls_and_unprivileged() {
+    if !nix::unistd::geteuid().is_root() {
+        crate::common::skip!("overlay bundles need root");
+    }
+    let reg = Registry::start();
+    let tmp = TempDir::new("imgmany");
+    let layers: Vec<(Vec<E>, Comp)> = (0..70)
+        .map(|i| {
+            let name: &'static str = Box::leak(format!("f{i}").into_boxed_str());
+            (vec![E::File(name, "x", 0o644)], Comp::Gzip)
+        })
+        .collect();
+    let img = image(layers, json!({"Cmd": ["true"]}), "amd64", None);
+    layout_of(&tmp.join("layout"), &img, "v1");
+    reg.push(&tmp.join("layout"), "v1", "test/many", false, None);
+    let store = tmp.join("store");
+    let r = format!("{}/test/many:v1", reg.host());
+    let bundles = [tmp.join("b1"), tmp.join("b2")];
+    let outs: Vec<crate::common::Out> = std::thread::scope(|s| {
+        let hs: Vec<_> = bundles
+            .iter()
+            .map(|b| {
+                let (store, r) = (&store, &r);
+                s.spawn(move || {
+                    let args = [
+                        "pull",
+                        "-q",
+                        "--store",
+                        store.to_str().unwrap(),
+                        r,
+                        b.to_str().unwrap(),
+                    ];
+                    image_cmd(&args, &[])
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for (b, out) in bundles.iter().zip(&outs) {
+        out.ok();
+        assert!(overlay_mounted(&b.join("rootfs")), "{}", b.display());
+        for i in [0, 35, 69] {
+            assert_eq!(read(&b.join(format!("rootfs/f{i}"))), "x");
+        }
+    }
+    assert_eq!(fs::read_dir(store.join("layers")).unwrap().count(), 70);
+
+    // Not root: a copy, with one line saying so.
+    let home = tmp.join("nobody");
+    fs::create_dir(&home).unwrap();
+    nix::unistd::chown(&home, Some(65534.into()), Some(65534.into())).unwrap();
+    let out = std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .arg(image_bin())
+        .args(["pull", "--store"])
+        .arg(home.join("store"))
+        .arg(format!("oci:{}:v1", tmp.join("layout").display()))
+        .arg(home.join("b"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert_eq!(
+        err.lines().filter(|l| l.contains("--copy")).count(),
+        1,
+        "one line says why it copies: {err}"
+    );
+    assert!(err.contains("overlay bundles need root"), "{err}");
+    assert!(!overlay_mounted(&home.join("b/rootfs")));
+    assert_eq!(read(&home.join("b/rootfs/f69")), "x");
+
+    // Root of a user namespace can't set the layers' trusted xattrs: a copy too.
+    let out = std::process::Command::new("unshare")
+        .args(["--user", "--map-root-user", "--"])
+        .arg(image_bin())
+        .args(["pull", "--store"])
+        .arg(tmp.join("userns-store"))
+        .arg(format!("oci:{}:v1", tmp.join("layout").display()))
+        .arg(tmp.join("b-userns"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("outside a user namespace") && err.contains("--copy"),
+        "{err}"
+    );
+    assert_eq!(read(&tmp.join("b-userns/rootfs/f0")), "x");
 }
 
 fn arch_image(arch: &str, variant: Option<&str>) -> Image {
@@ -422,7 +709,8 @@ fn image_platforms_from_index_and_manifest_list() {
         assert!(run_bundle(&b).contains("amd64"));
         // arm64 implies variant v8.
         let b = tmp.join(format!("{}-arm", repo.replace('/', "-")));
-        let s = pull_ok(&[
+        let out = pull_cmd(&[
+            "--json",
             "--store",
             store_s,
             "--platform",
@@ -430,7 +718,16 @@ fn image_platforms_from_index_and_manifest_list() {
             &r,
             b.to_str().unwrap(),
         ]);
+        out.ok();
+        let s: Value = serde_json::from_str(out.stdout.trim()).unwrap();
         assert_eq!(s["platform"], "linux/arm64/v8", "{s}");
+        // One line warns that it is not this host's platform.
+        let warn: Vec<&str> = out.stderr.lines().collect();
+        assert_eq!(warn.len(), 1, "{out}");
+        assert!(
+            warn[0].contains("warning") && warn[0].contains("linux/arm64/v8"),
+            "{out}"
+        );
         assert_eq!(read(&b.join("rootfs/arch.txt")), "arm64/v8");
         // No match: the error lists what the image has, and nothing is left.
         let b = tmp.join("none");
@@ -536,32 +833,76 @@ fn image_token_auth() {
             .any(|l| l == "alice repository:private/app:pull")
     );
 
-    // Credentials from a docker config.json.
+    // Credentials from a docker config.json: `auths`, or a docker-credential helper
+    // (credsStore, or credHelpers for this registry, which wins; a failing one is named in
+    // the error).
     let home = tmp.join("home");
     fs::create_dir_all(home.join(".docker")).unwrap();
     let auth = base64::Engine::encode(
         &base64::engine::general_purpose::STANDARD,
         "alice:wonderland",
     );
-    fs::write(
-        home.join(".docker/config.json"),
-        json!({"auths": {reg.host(): {"auth": auth}}}).to_string(),
-    )
-    .unwrap();
-    let b = tmp.join("priv2");
-    let out = image_cmd(
-        &[
+    let bin = tmp.join("bin");
+    fs::create_dir_all(&bin).unwrap();
+    let helper = |name: &str, body: &str| {
+        let p = bin.join(format!("docker-credential-{name}"));
+        fs::write(
+            &p,
+            format!("#!/bin/sh\n[ \"$1\" = get ] || exit 2\nread -r server\n{body}\n"),
+        )
+        .unwrap();
+        fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).unwrap();
+    };
+    helper(
+        "store",
+        &format!(
+            "[ \"$server\" = {} ] || {{ echo 'credentials not found in native keychain'; exit 1; }}\n\
+             echo '{{\"ServerURL\":\"'$server'\",\"Username\":\"alice\",\"Secret\":\"wonderland\"}}'",
+            reg.host()
+        ),
+    );
+    helper("broken", "echo 'cannot reach the keyring' >&2; exit 1");
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    let env = [
+        ("HOME", home.to_str().unwrap()),
+        ("DOCKER_CONFIG", ""),
+        ("PATH", path.as_str()),
+    ];
+    let pull_with = |cfg: Value, b: &str| {
+        fs::write(home.join(".docker/config.json"), cfg.to_string()).unwrap();
+        let b = tmp.join(b);
+        let args = [
             "pull",
             "-q",
             "--store",
             store_s,
             &privref,
             b.to_str().unwrap(),
-        ],
-        &[("HOME", home.to_str().unwrap()), ("DOCKER_CONFIG", "")],
-    );
+        ];
+        (image_cmd(&args, &env), b)
+    };
+    let (out, b) = pull_with(json!({"auths": {reg.host(): {"auth": auth}}}), "priv2");
     out.ok();
     assert_eq!(read(&b.join("rootfs/arch.txt")), "amd64");
+
+    let (out, b) = pull_with(json!({"credsStore": "store"}), "helper1");
+    out.ok();
+    assert_eq!(read(&b.join("rootfs/arch.txt")), "amd64");
+    let (out, b) = pull_with(
+        json!({"credsStore": "broken", "credHelpers": {reg.host(): "store"}}),
+        "helper2",
+    );
+    out.ok();
+    assert!(b.join("rootfs/arch.txt").is_file());
+    let (out, b) = pull_with(json!({"credsStore": "broken"}), "helper3");
+    assert_image_err(
+        &out,
+        &[
+            "docker-credential-broken failed: cannot reach the keyring",
+            "give --creds",
+        ],
+    );
+    assert!(!b.exists());
 }
 
 fn hostile(reg: &Registry, tmp: &TempDir, name: &str, entries: Vec<E>) -> String {
@@ -692,6 +1033,59 @@ fn image_tampered_blob_unknown_tag_and_offline_sources() {
     assert_eq!(s["digest"], img.manifest.digest);
     assert!(run_bundle(&b).contains("amd64"));
 
+    // oci-archive:FILE[:TAG]: a tar of the layout, as skopeo and buildah write it.
+    let oar = tmp.join("layout.tar");
+    let st = std::process::Command::new("tar")
+        .arg("-C")
+        .arg(tmp.join("layout"))
+        .arg("-cf")
+        .arg(&oar)
+        .arg(".")
+        .status()
+        .unwrap();
+    assert!(st.success());
+    for (i, src) in [
+        format!("oci-archive:{}:v1", oar.display()),
+        format!("oci-archive:{}", oar.display()),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let b = tmp.join(format!("ociar{i}"));
+        let s = pull_ok(&["--store", store_s, src, b.to_str().unwrap()]);
+        assert_eq!(s["digest"], img.manifest.digest);
+        assert_eq!(s["ref"], src.as_str());
+        assert_eq!(read(&b.join("rootfs/arch.txt")), "amd64");
+    }
+    assert_image_err(
+        &pull_cmd(&[
+            "--store",
+            store_s,
+            &format!("oci-archive:{}:nope", oar.display()),
+            tmp.join("ociar-nope").to_str().unwrap(),
+        ]),
+        &["not found"],
+    );
+    assert_image_err(
+        &pull_cmd(&[
+            "--store",
+            store_s,
+            &format!("oci-archive:{}", tmp.join("saved-missing.tar").display()),
+            tmp.join("ociar-missing").to_str().unwrap(),
+        ]),
+        &["saved-missing.tar"],
+    );
+    // With --json, the error is a JSON object on stdout.
+    let missing = format!("oci-archive:{}", tmp.join("saved-missing.tar").display());
+    let out = pull_cmd(&["--json", "--store", store_s, &missing, "/nonexistent/b"]);
+    out.fails();
+    let v: Value = serde_json::from_str(out.stdout.trim()).unwrap_or_else(|e| panic!("{e}: {out}"));
+    assert!(
+        v["error"].as_str().unwrap().contains("saved-missing.tar"),
+        "{out}"
+    );
+    assert!(out.stderr.is_empty(), "{out}");
+
     // docker-archive:FILE, as `docker save` writes it (uncompressed layers).
     let (l, diff) = crate::image_support::layer(&base_entries_with("docker save"), Comp::Plain);
     let cfg = serde_json::to_vec(&json!({"architecture": "amd64", "os": "linux",
@@ -753,9 +1147,11 @@ fn image_disk_full_is_named_and_leaves_nothing() {
     )
     .expect("mount a small tmpfs");
 
+    // A copied rootfs fills the bundle's file system (an overlay's upper would not).
     let store = tmp.join("store");
     let bundle = small.join("bundle");
     let out = pull_cmd(&[
+        "--copy",
         "--store",
         store.to_str().unwrap(),
         &r,
@@ -783,4 +1179,9 @@ fn image_disk_full_is_named_and_leaves_nothing() {
             "only whole, verified blobs in the store"
         );
     }
+    assert_eq!(
+        fs::read_dir(small_store.join("layers")).unwrap().count(),
+        0,
+        "no partly unpacked layer in the store"
+    );
 }

@@ -40,6 +40,8 @@ enum Act {
     TooMany,
     /// Forward, but close the connection after half the response body.
     Cut,
+    /// Forward, pausing 3.5 s after half the response body.
+    Slow,
     /// `307` to the same path on 127.0.0.1:port.
     Redirect(u16),
     /// `200` with this file's bytes.
@@ -179,7 +181,7 @@ fn handle(
             )?;
             w.write_all(&data)
         }
-        Act::Forward | Act::Cut => {
+        Act::Forward | Act::Cut | Act::Slow => {
             let up = TcpStream::connect(("127.0.0.1", upstream))?;
             up.set_read_timeout(Some(Duration::from_secs(30)))?;
             let mut req = String::new();
@@ -193,12 +195,16 @@ fn handle(
             let mut ur = BufReader::new(up);
             let resp = read_head(&mut ur)?;
             w.write_all(format!("{}\r\n\r\n", resp.join("\r\n")).as_bytes())?;
-            if seen.act == Act::Cut {
+            if seen.act != Act::Forward {
                 let len: u64 = header(&resp, "Content-Length")
                     .and_then(|v| v.parse().ok())
                     .unwrap_or(0);
-                std::io::copy(&mut ur.take(len / 2), &mut w)?;
-                return w.shutdown(std::net::Shutdown::Both);
+                std::io::copy(&mut (&mut ur).take(len / 2), &mut w)?;
+                if seen.act == Act::Cut {
+                    return w.shutdown(std::net::Shutdown::Both);
+                }
+                w.flush()?;
+                std::thread::sleep(Duration::from_millis(3500));
             }
             std::io::copy(&mut ur, &mut w).map(|_| ())
         }
@@ -279,6 +285,106 @@ fn pull_retries_429_with_retry_after() {
             f.path
         );
     }
+    // Each retry says so on the terminal.
+    assert_eq!(
+        out.stderr.matches("HTTP 429: retrying in 1.0 s").count(),
+        2,
+        "{out}"
+    );
+}
+
+/// A registry that refuses connections fails the pull at once, with one line and no
+/// bundle: retries are for rate limits, server errors and resets.
+#[test]
+fn refused_connection_fails_fast() {
+    let tmp = TempDir::new("img-refused");
+    let port = free_port();
+    let (bundle, store) = (tmp.join("bundle"), tmp.join("store"));
+    let r = format!("127.0.0.1:{port}/app:v1");
+    let args = [
+        "pull",
+        "--store",
+        store.to_str().unwrap(),
+        &r,
+        bundle.to_str().unwrap(),
+    ];
+    let t0 = Instant::now();
+    let out = image_cmd(&args, &[]);
+    let took = t0.elapsed();
+    assert_image_err(&out, &["cannot reach registry", "Connection refused"]);
+    assert!(!out.stderr.contains("retrying"), "{out}");
+    assert!(took < Duration::from_secs(2), "took {took:?}: {out}");
+    assert!(!bundle.exists());
+}
+
+/// `--mirror REGISTRY=MIRROR` or registries.conf: the mirror serves the registry's images
+/// (here the registry itself is down); a mirror that fails leaves the registry to serve
+/// them.
+#[test]
+fn mirrors_first_then_the_registry() {
+    let reg = Registry::start();
+    let tmp = TempDir::new("img-mirror");
+    pushed(&reg, &tmp, "app", None);
+    let mirror = Proxy::start(reg.port, |_| Act::Forward);
+    let down = format!("127.0.0.1:{}", free_port());
+    let flag = format!("{down}={}", mirror.host());
+    pull_via(&down, "app", &tmp, "b1", &["--mirror", &flag]);
+    assert!(
+        mirror.seen().iter().any(Seen::is_blob),
+        "the mirror served the layers"
+    );
+    let flag = format!("{}={down}", reg.host());
+    pull_via(&reg.host(), "app", &tmp, "b2", &["--mirror", &flag]);
+    // The same mirror from a registries.conf.
+    let conf = tmp.join("registries.conf");
+    let text = format!(
+        "[[registry]]\nprefix = \"{down}\"\n[[registry.mirror]]\nlocation = \"{}\"\n",
+        mirror.host()
+    );
+    std::fs::write(&conf, text).unwrap();
+    let (store, b3, r) = (tmp.join("store"), tmp.join("b3"), format!("{down}/app:v1"));
+    let args = [
+        "pull",
+        "--store",
+        store.to_str().unwrap(),
+        &r,
+        b3.to_str().unwrap(),
+    ];
+    image_cmd(
+        &args,
+        &[("CONTAINERS_REGISTRIES_CONF", conf.to_str().unwrap())],
+    )
+    .ok();
+    assert_eq!(read(&b3.join("rootfs/hello.txt")), "resilient");
+    assert_image_err(
+        &image_cmd(&["--mirror", "nonsense", "images"], &[]),
+        &["--mirror must be REGISTRY=MIRROR"],
+    );
+}
+
+/// Without a terminal, a long download prints its byte count every few seconds.
+#[test]
+fn plain_progress_counts_bytes_of_long_downloads() {
+    let reg = Registry::start();
+    let tmp = TempDir::new("img-slow");
+    let img = pushed(&reg, &tmp, "app", None);
+    let layer = layer_path(&img, "app");
+    let proxy = Proxy::start(reg.port, move |s| {
+        if s.path == layer {
+            Act::Slow
+        } else {
+            Act::Forward
+        }
+    });
+    let out = pull_via(&proxy.host(), "app", &tmp, "bundle", &[]);
+    let short = &img.layers[0].digest[7..19];
+    let counts: Vec<&str> = out
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with(&format!("{short} downloading ")))
+        .collect();
+    assert!(!counts.is_empty(), "{out}");
+    assert!(counts[0].contains(" of "), "{out}");
 }
 
 #[test]

@@ -27,6 +27,11 @@ struct Cli {
     /// A registry reached over plain HTTP if HTTPS fails (localhost always is).
     #[arg(long = "insecure-registry", global = true, value_name = "HOST")]
     insecure: Vec<String>,
+    /// Pull REGISTRY's images from MIRROR first (a registry host; docker.io for Docker Hub),
+    /// REGISTRY itself if the mirror fails. Repeatable, tried in order, before the mirrors
+    /// of /etc/containers/registries.conf ($CONTAINERS_REGISTRIES_CONF).
+    #[arg(long, global = true, value_name = "REGISTRY=MIRROR")]
+    mirror: Vec<String>,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -56,7 +61,11 @@ enum Cmd {
         net: NetFlags,
         #[command(flatten)]
         run: RunFlags,
-        /// NAME[:TAG|@DIGEST], oci:DIR[:TAG] or docker-archive:FILE.
+        /// Make BUNDLE/rootfs a plain directory with the layers applied, not an overlay
+        /// over the store's layers (the default as root).
+        #[arg(long)]
+        copy: bool,
+        /// NAME[:TAG|@DIGEST], oci:DIR[:TAG], oci-archive:FILE[:TAG] or docker-archive:FILE.
         reference: String,
         bundle: PathBuf,
         /// Replaces the image's Cmd.
@@ -76,6 +85,12 @@ enum Cmd {
     /// state on stdin: ACTION is add (createRuntime) or del (poststop).
     #[command(hide = true)]
     NetHook { action: String, dir: PathBuf },
+    /// Mount an overlay BUNDLE's rootfs again (e.g. after a reboot).
+    Mount { bundle: PathBuf },
+    /// Unmount an overlay BUNDLE's rootfs.
+    Umount { bundle: PathBuf },
+    /// Unmount and remove BUNDLE, and drop the store's reference to it.
+    RmBundle { bundle: PathBuf },
     /// Print an image's manifest and config as JSON.
     Inspect {
         #[arg(long)]
@@ -194,6 +209,17 @@ fn run(cli: Cli) -> Result<()> {
         store: cli.store,
         creds: cli.creds.as_deref().map(Creds::parse).transpose()?,
         insecure: cli.insecure,
+        mirrors: cli
+            .mirror
+            .iter()
+            .map(|m| match m.split_once('=') {
+                Some((r, m)) if !r.is_empty() && !m.is_empty() => Ok((r.into(), m.into())),
+                _ => Err(anyhow::anyhow!(
+                    "--mirror must be REGISTRY=MIRROR, not {m:?}"
+                )),
+            })
+            .chain(image::mirrors::from_registries_conf().into_iter().map(Ok))
+            .collect::<Result<_>>()?,
     };
     match cli.cmd {
         Cmd::Pull {
@@ -204,6 +230,7 @@ fn run(cli: Cli) -> Result<()> {
             force,
             net,
             run,
+            copy,
             reference,
             bundle,
             cmd,
@@ -215,6 +242,7 @@ fn run(cli: Cli) -> Result<()> {
                 tty,
                 quiet: quiet || json,
                 force,
+                copy,
                 cmd,
                 net: net.options()?,
                 run: run.options()?,
@@ -229,14 +257,21 @@ fn run(cli: Cli) -> Result<()> {
             if json {
                 corten::outln!("{}", serde_json::Value::from(rows));
             } else {
-                corten::outln!("{:<50} {:<16} {:<71} SIZE", "REF", "PLATFORM", "DIGEST");
+                corten::outln!(
+                    "{:<50} {:<16} {:<71} {:<10} UNPACKED",
+                    "REF",
+                    "PLATFORM",
+                    "DIGEST",
+                    "SIZE"
+                );
                 for r in rows {
                     corten::outln!(
-                        "{:<50} {:<16} {:<71} {}",
+                        "{:<50} {:<16} {:<71} {:<10} {}",
                         r["ref"].as_str().unwrap_or_default(),
                         r["platform"].as_str().unwrap_or_default(),
                         r["digest"].as_str().unwrap_or_default(),
-                        human(r["size"].as_u64().unwrap_or(0))
+                        human(r["size"].as_u64().unwrap_or(0)),
+                        r["unpacked"].as_u64().map_or("-".into(), human)
                     );
                 }
             }
@@ -250,6 +285,17 @@ fn run(cli: Cli) -> Result<()> {
             corten::outln!("removed {n} blobs ({})", human(bytes));
         }
         Cmd::NetHook { action, dir } => image::net::hook(&action, &dir)?,
+        Cmd::Mount { bundle } => {
+            if !image::mount(&bundle)? {
+                corten::outln!("{}: already mounted", bundle.display());
+            }
+        }
+        Cmd::Umount { bundle } => {
+            if !image::umount(&bundle)? {
+                corten::outln!("{}: not mounted", bundle.display());
+            }
+        }
+        Cmd::RmBundle { bundle } => image::rm_bundle(&bundle)?,
         Cmd::Inspect {
             platform,
             reference,
@@ -262,8 +308,18 @@ fn run(cli: Cli) -> Result<()> {
 }
 
 fn main() -> ExitCode {
-    match run(Cli::parse()) {
+    let cli = Cli::parse();
+    // With --json, an error is a JSON object on stdout too, where the output would be.
+    let json = matches!(
+        cli.cmd,
+        Cmd::Pull { json: true, .. } | Cmd::Images { json: true }
+    );
+    match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if json => {
+            corten::outln!("{}", serde_json::json!({"error": image::error_line(&e)}));
+            ExitCode::FAILURE
+        }
         Err(e) => {
             eprintln!("corten-image: {}", image::error_line(&e));
             ExitCode::FAILURE

@@ -1,12 +1,18 @@
 //! corten-image: pulls images from a registry v2 (or an OCI layout, or a `docker save`
 //! tarball) into a content-addressed store and unpacks them into an OCI bundle.
 //!
+//! A bundle's rootfs is an overlay of the layers the store keeps unpacked (as root), or
+//! with `--copy` (and where overlayfs can't be used) a directory the layers are applied to.
+//!
 //! One file per concern: [`reference`] (names), [`registry`] (HTTP, auth, retries),
-//! [`store`] (blobs), [`unpack`] (layers), [`bundle`] (config.json), [`platform`],
-//! [`progress`] and [`sources`] (where manifests and blobs come from).
+//! [`store`] (blobs, unpacked layers, bundle references), [`unpack`] (layers),
+//! [`bundle`] (config.json), [`overlay`] (overlay bundles), [`platform`], [`progress`],
+//! [`mirrors`] and [`sources`] (where manifests and blobs come from).
 
 pub mod bundle;
 pub mod net;
+pub mod mirrors;
+pub mod overlay;
 pub mod platform;
 pub mod progress;
 pub mod reference;
@@ -46,6 +52,8 @@ pub struct Global {
     pub store: Option<PathBuf>,
     pub creds: Option<Creds>,
     pub insecure: Vec<String>,
+    /// (prefix, mirror): tried first for the images under prefix (see [`mirrors`]).
+    pub mirrors: mirrors::Mirrors,
 }
 
 pub struct PullOptions {
@@ -55,6 +63,8 @@ pub struct PullOptions {
     pub tty: bool,
     pub quiet: bool,
     pub force: bool,
+    /// A plain directory rootfs, the layers applied to it, rather than an overlay.
+    pub copy: bool,
     pub cmd: Vec<String>,
     /// The container's network (`--net`, `-p`, `--hostname`, `--dns`).
     pub net: net::NetOptions,
@@ -201,10 +211,14 @@ impl Drop for BundleGuard {
         if !self.armed {
             return;
         }
+        if overlay::is_mounted(&self.dir) {
+            let _ = nix::mount::umount2(&self.dir.join("rootfs"), nix::mount::MntFlags::MNT_DETACH);
+        }
         if self.created {
             let _ = fs::remove_dir_all(&self.dir);
         } else {
             let _ = fs::remove_dir_all(self.dir.join("rootfs"));
+            let _ = fs::remove_dir_all(self.dir.join(overlay::DIR));
             let _ = fs::remove_file(self.dir.join("config.json"));
             let _ = fs::remove_dir_all(self.dir.join("net"));
         }
@@ -220,6 +234,11 @@ fn prepare_bundle(dir: &Path, force: bool) -> Result<BundleGuard> {
                         "bundle directory {} is not empty (use --force to replace it)",
                         dir.display()
                     );
+                }
+                overlay::umount(dir)?;
+                let ov = dir.join(overlay::DIR);
+                if ov.symlink_metadata().is_ok() {
+                    fs::remove_dir_all(&ov).with_context(|| format!("remove {}", ov.display()))?;
                 }
                 let rootfs = dir.join("rootfs");
                 if rootfs.symlink_metadata().is_ok() {
@@ -260,6 +279,13 @@ pub fn pull(g: &Global, o: &PullOptions) -> Result<Value> {
     let progress = Progress::new(o.quiet);
     let src = sources::open(&source, g, &store)?;
     let r = resolve(&store, src.as_ref(), want.as_ref(), &progress)?;
+    let host = Platform::host();
+    if !host.accepts(&r.platform) {
+        eprintln!(
+            "corten-image: warning: {} is for {}, not for this host ({host}): it may not run here",
+            r.name, r.platform
+        );
+    }
 
     let layers = r.manifest.layers();
     let diff_ids: Vec<Digest> = r
@@ -278,82 +304,74 @@ pub fn pull(g: &Global, o: &PullOptions) -> Result<Value> {
         );
     }
     let descs: Vec<(Digest, u64)> = layers.iter().map(descriptor).collect::<Result<_>>()?;
+    let chains = store::chain_ids(&diff_ids);
 
     let mut guard = prepare_bundle(&o.bundle, o.force)?;
+    let bundle_dir =
+        fs::canonicalize(&o.bundle).with_context(|| format!("resolve {}", o.bundle.display()))?;
     let rootfs_path = o.bundle.join("rootfs");
-    let rootfs =
-        File::open(&rootfs_path).with_context(|| format!("open {}", rootfs_path.display()))?;
-
-    let downloaded = AtomicU64::new(0);
-    let next = AtomicUsize::new(0);
-    let cancel = AtomicBool::new(false);
     let bars: Vec<_> = descs
         .iter()
         .map(|(d, size)| progress.layer(d.short(), *size))
         .collect();
-    let (tx, rx) = mpsc::channel::<(usize, Result<()>)>();
-    std::thread::scope(|s| -> Result<()> {
-        for _ in 0..PARALLEL.min(descs.len()) {
-            let tx = tx.clone();
-            let (next, cancel, descs, diff_ids, bars, store, src, downloaded) = (
-                &next,
-                &cancel,
-                &descs,
-                &diff_ids,
-                &bars,
-                &store,
-                &src,
-                &downloaded,
-            );
-            s.spawn(move || {
-                loop {
-                    let i = next.fetch_add(1, Ordering::SeqCst);
-                    if i >= descs.len() || cancel.load(Ordering::SeqCst) {
-                        break;
+    let job = Fetch {
+        store: &store,
+        src: src.as_ref(),
+        descs: &descs,
+        bars: &bars,
+        downloaded: AtomicU64::new(0),
+    };
+
+    let mut overlay_layers = None;
+    match overlay::unusable() {
+        _ if o.copy => {}
+        Some(why) => copy_notice(o, why),
+        None => {
+            // Each layer unpacked once in the store, over the ones below it.
+            let mut names: Vec<String> = Vec::new();
+            let cached = |i: usize| store.find_layer(&diff_ids[i], &chains[i]).is_some();
+            job.run(&cached, &mut |i| {
+                let name = match store.find_layer(&diff_ids[i], &chains[i]) {
+                    Some(name) => name,
+                    None => {
+                        let lowers = names
+                            .iter()
+                            .rev()
+                            .map(|n| File::open(store.layers_dir().join(n)))
+                            .collect::<std::io::Result<Vec<_>>>()
+                            .context("open the layers below")?;
+                        let mt = layers[i].media_type().as_ref();
+                        store
+                            .unpack_layer(&descs[i].0, &diff_ids[i], &chains[i], mt, &lowers)
+                            .with_context(|| format!("layer {}", descs[i].0))?
                     }
-                    let (d, size) = &descs[i];
-                    // A layer the store holds unpacked needs no download.
-                    let r = if store.has(&diff_ids[i], None) {
-                        Ok(false)
-                    } else {
-                        fetch_blob(store, src.as_ref(), d, *size, &|n| {
-                            bars[i].inc(n);
-                            downloaded.fetch_add(n, Ordering::Relaxed);
-                        })
-                    };
-                    match &r {
-                        Ok(true) => bars[i].set_message("downloaded"),
-                        Ok(false) => bars[i].set_message("cached"),
-                        Err(_) => {}
-                    }
-                    if tx.send((i, r.map(|_| ()))).is_err() {
-                        break;
-                    }
-                }
-            });
-        }
-        drop(tx);
-        let mut ready: HashMap<usize, Result<()>> = HashMap::new();
-        let result = (|| -> Result<()> {
-            for (i, (d, _)) in descs.iter().enumerate() {
-                while !ready.contains_key(&i) {
-                    let (j, r) = rx
-                        .recv()
-                        .map_err(|_| anyhow!("download of layer {d} stopped"))?;
-                    ready.insert(j, r);
-                }
-                ready.remove(&i).unwrap()?;
-                bars[i].set_message("unpacking");
-                apply(&store, &rootfs, d, &diff_ids[i], &layers[i])?;
-                bars[i].done("unpacked");
+                };
+                names.push(name);
+                Ok(())
+            })?;
+            let p = overlay::Paths::of(&bundle_dir);
+            for d in [&p.upper, &p.work] {
+                fs::create_dir_all(d).with_context(|| format!("create {}", d.display()))?;
             }
-            Ok(())
-        })();
-        if result.is_err() {
-            cancel.store(true, Ordering::SeqCst);
+            match overlay::mount(&store.layers_dir(), &names, &bundle_dir) {
+                Ok(()) => overlay_layers = Some(names),
+                Err(e) => {
+                    fs::remove_dir_all(&p.dir)
+                        .with_context(|| format!("remove {}", p.dir.display()))?;
+                    copy_notice(o, &format!("{e:#}"));
+                }
+            }
         }
-        result
-    })?;
+    }
+    if overlay_layers.is_none() {
+        let rootfs =
+            File::open(&rootfs_path).with_context(|| format!("open {}", rootfs_path.display()))?;
+        // A layer the store holds as an uncompressed tar needs no download.
+        let cached = |i: usize| store.has(&diff_ids[i], None);
+        job.run(&cached, &mut |i| {
+            apply(&store, &rootfs, &descs[i].0, &diff_ids[i], &layers[i])
+        })?;
+    }
 
     let info = bundle::BundleInfo {
         reference: &r.name,
@@ -372,6 +390,18 @@ pub fn pull(g: &Global, o: &PullOptions) -> Result<Value> {
     let cfg = o.bundle.join("config.json");
     fs::write(&cfg, serde_json::to_string_pretty(&spec)? + "\n")
         .with_context(|| format!("write {}", cfg.display()))?;
+    if let Some(names) = &overlay_layers {
+        let rec = overlay::Record {
+            bundle: bundle_dir.clone(),
+            store: fs::canonicalize(store.root())
+                .with_context(|| format!("resolve {}", store.root().display()))?,
+            layers: names.clone(),
+            reference: r.name.clone(),
+            manifest: r.digest.as_str().to_string(),
+        };
+        overlay::write_record(&rec)?;
+        store.add_bundle(&rec)?;
+    }
     record(&store, &r)?;
     guard.armed = false;
     progress.step(&format!("wrote {}", o.bundle.display()));
@@ -382,10 +412,93 @@ pub fn pull(g: &Global, o: &PullOptions) -> Result<Value> {
         "platform": r.platform.to_string(),
         "layers": descs.len(),
         "size": size,
-        "bytes": downloaded.load(Ordering::Relaxed),
+        "bytes": job.downloaded.load(Ordering::Relaxed),
         "seconds": start.elapsed().as_secs_f64(),
         "bundle": o.bundle,
+        "rootfs": if overlay_layers.is_some() { "overlay" } else { "copy" },
     }))
+}
+
+/// The one line saying a pull makes a copied rootfs instead of an overlay, and why.
+fn copy_notice(o: &PullOptions, why: &str) {
+    if !o.quiet {
+        eprintln!("corten-image: {why}: copying the layers into the rootfs instead (--copy)");
+    }
+}
+
+/// The layers of one pull: downloaded in parallel, handed on in order as each is ready.
+struct Fetch<'a> {
+    store: &'a Store,
+    src: &'a dyn BlobSource,
+    descs: &'a [(Digest, u64)],
+    bars: &'a [progress::LayerBar],
+    downloaded: AtomicU64,
+}
+
+impl Fetch<'_> {
+    /// Downloads the layers not `cached` (PARALLEL at once) and calls `apply` with each
+    /// layer's index, in order, once it is in the store. A failure stops the rest.
+    fn run(
+        &self,
+        cached: &(dyn Fn(usize) -> bool + Sync),
+        apply: &mut dyn FnMut(usize) -> Result<()>,
+    ) -> Result<()> {
+        let next = AtomicUsize::new(0);
+        let cancel = AtomicBool::new(false);
+        let (tx, rx) = mpsc::channel::<(usize, Result<()>)>();
+        std::thread::scope(|s| -> Result<()> {
+            for _ in 0..PARALLEL.min(self.descs.len()) {
+                let tx = tx.clone();
+                let (next, cancel) = (&next, &cancel);
+                s.spawn(move || {
+                    loop {
+                        let i = next.fetch_add(1, Ordering::SeqCst);
+                        if i >= self.descs.len() || cancel.load(Ordering::SeqCst) {
+                            break;
+                        }
+                        let (d, size) = &self.descs[i];
+                        let r = if cached(i) {
+                            Ok(false)
+                        } else {
+                            fetch_blob(self.store, self.src, d, *size, &|n| {
+                                self.bars[i].inc(n);
+                                self.downloaded.fetch_add(n, Ordering::Relaxed);
+                            })
+                        };
+                        match &r {
+                            Ok(true) => self.bars[i].set_message("downloaded"),
+                            Ok(false) => self.bars[i].set_message("cached"),
+                            Err(_) => {}
+                        }
+                        if tx.send((i, r.map(|_| ()))).is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+            drop(tx);
+            let mut ready: HashMap<usize, Result<()>> = HashMap::new();
+            let result = (|| -> Result<()> {
+                for (i, (d, _)) in self.descs.iter().enumerate() {
+                    while !ready.contains_key(&i) {
+                        let (j, r) = rx
+                            .recv()
+                            .map_err(|_| anyhow!("download of layer {d} stopped"))?;
+                        ready.insert(j, r);
+                    }
+                    ready.remove(&i).unwrap()?;
+                    self.bars[i].set_message("unpacking");
+                    apply(i)?;
+                    self.bars[i].done("unpacked");
+                }
+                Ok(())
+            })();
+            if result.is_err() {
+                cancel.store(true, Ordering::SeqCst);
+            }
+            result
+        })
+    }
 }
 
 /// Applies layer `d` to `rootfs`: from the store's unpacked copy (`diff_id`) if it has
@@ -471,11 +584,26 @@ pub fn images(g: &Global) -> Result<Vec<Value>> {
             .chain(std::iter::once(m.config()))
             .map(Descriptor::size)
             .sum();
+        // Uncompressed: known for the layers the store holds as tars or unpacked.
+        let (cd, _) = descriptor(m.config())?;
+        let diff_ids: Vec<Digest> = store
+            .image_config(&cd)?
+            .rootfs()
+            .diff_ids()
+            .iter()
+            .filter_map(|s| Digest::parse(s).ok())
+            .collect();
+        let unpacked: Option<u64> = diff_ids
+            .iter()
+            .zip(store::chain_ids(&diff_ids))
+            .map(|(d, c)| store.layer_size(d, &c))
+            .sum();
         rows.push(json!({
             "ref": annotation(&r, store::REF_NAME),
             "platform": annotation(&r, store::PLATFORM),
             "digest": d.as_str(),
             "size": size,
+            "unpacked": unpacked,
         }));
     }
     Ok(rows)
@@ -494,6 +622,50 @@ pub fn rm(g: &Global, reference: &str) -> Result<(usize, u64)> {
         bail!("image {name} is not in the store");
     }
     store.prune()
+}
+
+/// `mount BUNDLE`: mounts an overlay bundle's rootfs again (after a reboot, or an
+/// `umount`); false if it was mounted already.
+pub fn mount(bundle: &Path) -> Result<bool> {
+    let rec = overlay::read_record(bundle)?;
+    if overlay::is_mounted(bundle) {
+        return Ok(false);
+    }
+    let store = Store::open(Some(&rec.store))?;
+    for l in &rec.layers {
+        if !store.layers_dir().join(l).is_dir() {
+            bail!(
+                "layer {l} of {} is gone from the store {}: pull the image again (with --force)",
+                bundle.display(),
+                rec.store.display()
+            );
+        }
+    }
+    let dir = fs::canonicalize(bundle).with_context(|| format!("resolve {}", bundle.display()))?;
+    overlay::mount(&store.layers_dir(), &rec.layers, &dir)?;
+    Ok(true)
+}
+
+/// `umount BUNDLE`: unmounts an overlay bundle's rootfs; false if it was not mounted.
+pub fn umount(bundle: &Path) -> Result<bool> {
+    overlay::read_record(bundle)?;
+    overlay::umount(bundle)
+}
+
+/// `rm-bundle BUNDLE`: unmounts and removes a bundle pull made, and drops the store's
+/// reference to it.
+pub fn rm_bundle(bundle: &Path) -> Result<()> {
+    let rec = overlay::read_record(bundle).ok();
+    if rec.is_none() && !bundle.join("config.json").is_file() {
+        bail!("{} is not a bundle (no config.json)", bundle.display());
+    }
+    let dir = fs::canonicalize(bundle).with_context(|| format!("resolve {}", bundle.display()))?;
+    overlay::umount(&dir)?;
+    fs::remove_dir_all(&dir).with_context(|| format!("remove {}", dir.display()))?;
+    if let Some(rec) = rec {
+        Store::open(Some(&rec.store))?.remove_bundle(&rec.bundle);
+    }
+    Ok(())
 }
 
 /// `prune`: deletes blobs no ref uses.

@@ -1,10 +1,16 @@
 //! Pull progress: a bar per layer (bytes, rate, ETA) on a terminal, one line per step
-//! otherwise, nothing with -q or --json.
+//! otherwise (with a byte count every few seconds while a layer downloads), nothing with
+//! -q or --json.
 
 use std::io::IsTerminal;
-use std::time::Duration;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
-use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{HumanBytes, MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+/// Without a terminal, how often a downloading layer prints its byte count.
+const PLAIN_EVERY: Duration = Duration::from_secs(3);
 
 enum Mode {
     Bars(MultiProgress),
@@ -73,6 +79,9 @@ impl Progress {
             bar,
             plain: matches!(self.mode, Mode::Plain),
             label: label.to_string(),
+            size,
+            got: AtomicU64::new(0),
+            last: Mutex::new(Instant::now()),
         }
     }
 }
@@ -81,12 +90,28 @@ pub struct LayerBar {
     bar: Option<ProgressBar>,
     plain: bool,
     label: String,
+    size: u64,
+    /// Plain mode: bytes downloaded, and when the count was last printed.
+    got: AtomicU64,
+    last: Mutex<Instant>,
 }
 
 impl LayerBar {
     pub fn inc(&self, n: u64) {
         if let Some(b) = &self.bar {
             b.inc(n);
+        } else if self.plain {
+            let got = self.got.fetch_add(n, Ordering::Relaxed) + n;
+            let mut last = self.last.lock().unwrap();
+            if last.elapsed() >= PLAIN_EVERY && got < self.size {
+                *last = Instant::now();
+                crate::outln!(
+                    "{} downloading {} of {}",
+                    self.label,
+                    HumanBytes(got),
+                    HumanBytes(self.size)
+                );
+            }
         }
     }
 

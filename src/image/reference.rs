@@ -1,8 +1,9 @@
 //! Image references as docker understands them, and the offline sources.
 //!
 //! `busybox` is `docker.io/library/busybox:latest`, served by `registry-1.docker.io`;
-//! `host:port/path/name:tag@sha256:…` names any registry. `oci:DIR[:TAG]` and
-//! `docker-archive:FILE` are local sources.
+//! `host:port/path/name:tag@sha256:…` names any registry. `oci:DIR[:TAG]`,
+//! `oci-archive:FILE[:TAG]` (a tar of an OCI layout) and `docker-archive:FILE` are local
+//! sources.
 //!
 //! Not oci_spec's `distribution::Reference`, though it normalises docker.io names the same
 //! way: it keeps `registry-1.docker.io` as a registry of its own, accepts sha384 and sha512
@@ -187,8 +188,24 @@ pub enum Source {
         dir: PathBuf,
         tag: Option<String>,
     },
+    /// A tar of an OCI image layout and an optional tag.
+    OciArchive {
+        file: PathBuf,
+        tag: Option<String>,
+    },
     /// A `docker save` tarball.
     DockerArchive(PathBuf),
+}
+
+/// `PATH[:TAG]`: PATH may itself hold ':'; a suffix names a tag only if the whole is not
+/// a source (`is_source`).
+fn path_and_tag(rest: &str, is_source: impl Fn(&Path) -> bool) -> (PathBuf, Option<String>) {
+    match rest.rsplit_once(':') {
+        Some((path, tag)) if !tag.contains('/') && !is_source(Path::new(rest)) => {
+            (path.into(), Some(tag.to_string()))
+        }
+        _ => (rest.into(), None),
+    }
 }
 
 impl Source {
@@ -197,20 +214,15 @@ impl Source {
             if rest.is_empty() {
                 bail!("oci: needs a directory: oci:DIR[:TAG]");
             }
-            // DIR may itself hold ':'; a suffix names a tag only if DIR alone is not a layout.
-            if let Some((dir, tag)) = rest.rsplit_once(':')
-                && !tag.contains('/')
-                && !Path::new(rest).join("index.json").exists()
-            {
-                return Ok(Source::OciLayout {
-                    dir: dir.into(),
-                    tag: Some(tag.to_string()),
-                });
+            let (dir, tag) = path_and_tag(rest, |p| p.join("index.json").exists());
+            return Ok(Source::OciLayout { dir, tag });
+        }
+        if let Some(rest) = s.strip_prefix("oci-archive:") {
+            if rest.is_empty() {
+                bail!("oci-archive: needs a file: oci-archive:FILE[:TAG]");
             }
-            return Ok(Source::OciLayout {
-                dir: rest.into(),
-                tag: None,
-            });
+            let (file, tag) = path_and_tag(rest, Path::is_file);
+            return Ok(Source::OciArchive { file, tag });
         }
         if let Some(rest) = s.strip_prefix("docker-archive:") {
             if rest.is_empty() {
@@ -227,6 +239,12 @@ impl Source {
             Source::Registry(r) => r.to_string(),
             Source::OciLayout { dir, tag: Some(t) } => format!("oci:{}:{t}", abs(dir).display()),
             Source::OciLayout { dir, tag: None } => format!("oci:{}", abs(dir).display()),
+            Source::OciArchive { file, tag: Some(t) } => {
+                format!("oci-archive:{}:{t}", abs(file).display())
+            }
+            Source::OciArchive { file, tag: None } => {
+                format!("oci-archive:{}", abs(file).display())
+            }
             Source::DockerArchive(f) => format!("docker-archive:{}", abs(f).display()),
         }
     }
@@ -291,5 +309,14 @@ mod tests {
             Source::parse("docker-archive:/tmp/a.tar").unwrap(),
             Source::DockerArchive(_)
         ));
+        assert!(
+            matches!(Source::parse("oci-archive:/nonexistent/a.tar:v1").unwrap(),
+            Source::OciArchive { file, tag: Some(t) } if t == "v1" && file == Path::new("/nonexistent/a.tar"))
+        );
+        assert!(matches!(
+            Source::parse("oci-archive:a.tar").unwrap(),
+            Source::OciArchive { tag: None, .. }
+        ));
+        assert!(Source::parse("oci-archive:").is_err());
     }
 }

@@ -56,37 +56,48 @@ impl Creds {
         )
     }
 
-    /// The credentials ~/.docker/config.json (or $DOCKER_CONFIG/config.json) holds for
-    /// `registry` in `auths` (`auth`: base64 user:pass, or `username` + `password`).
-    pub fn from_docker_config(registry: &str) -> Option<Creds> {
-        let dir = std::env::var_os("DOCKER_CONFIG")
-            .filter(|v| !v.is_empty())
-            .map(std::path::PathBuf::from)
-            .or_else(|| {
-                std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".docker"))
-            })?;
-        let cfg: Value =
-            serde_json::from_slice(&std::fs::read(dir.join("config.json")).ok()?).ok()?;
+    /// The credentials ~/.docker/config.json (or $DOCKER_CONFIG/config.json) gives for
+    /// `registry`: from the `docker-credential-<name>` helper its `credHelpers` (for this
+    /// registry) or `credsStore` names, as docker asks it, else from `auths` (`auth`:
+    /// base64 user:pass, or `username` + `password`). With them, why the helper gave none
+    /// when it failed (for the "authentication required" line).
+    pub fn from_docker_config(registry: &str) -> (Option<Creds>, Option<String>) {
+        let Some(cfg) = docker_config() else {
+            return (None, None);
+        };
         let want = if registry == DOCKER_HUB {
             "index.docker.io"
         } else {
             registry
         };
-        let auths = cfg["auths"].as_object()?;
-        let entry = auths.iter().find_map(|(k, v)| {
-            let host = k
-                .trim_start_matches("https://")
-                .trim_start_matches("http://")
-                .split('/')
-                .next()
-                .unwrap_or_default();
-            let host = if host == DOCKER_HUB || host == "registry-1.docker.io" {
-                "index.docker.io"
+        let helper = cfg["credHelpers"]
+            .as_object()
+            .and_then(|h| h.iter().find(|(k, _)| config_host(k) == want))
+            .and_then(|(_, v)| v.as_str())
+            .or_else(|| cfg["credsStore"].as_str())
+            .filter(|h| !h.is_empty());
+        let mut note = None;
+        if let Some(h) = helper {
+            // The server name docker stores Docker Hub's credentials under.
+            let server = if want == "index.docker.io" {
+                "https://index.docker.io/v1/"
             } else {
-                host
+                want
             };
-            (host == want).then_some(v)
-        })?;
+            match credential_helper(h, server) {
+                Ok(Some(c)) => return (Some(c), None),
+                Ok(None) => {}
+                Err(e) => note = Some(e),
+            }
+        }
+        (Creds::from_auths(&cfg, want), note)
+    }
+
+    fn from_auths(cfg: &Value, want: &str) -> Option<Creds> {
+        let auths = cfg["auths"].as_object()?;
+        let entry = auths
+            .iter()
+            .find_map(|(k, v)| (config_host(k) == want).then_some(v))?;
         if let Some(a) = entry["auth"].as_str().filter(|a| !a.is_empty()) {
             let raw = base64::engine::general_purpose::STANDARD
                 .decode(a.trim())
@@ -97,6 +108,75 @@ impl Creds {
             user: entry["username"].as_str()?.into(),
             pass: entry["password"].as_str()?.into(),
         })
+    }
+}
+
+/// ~/.docker/config.json (or $DOCKER_CONFIG/config.json), parsed.
+fn docker_config() -> Option<Value> {
+    let dir = std::env::var_os("DOCKER_CONFIG")
+        .filter(|v| !v.is_empty())
+        .map(std::path::PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".docker"))
+        })?;
+    serde_json::from_slice(&std::fs::read(dir.join("config.json")).ok()?).ok()
+}
+
+/// The registry a key of config.json's `auths` or `credHelpers` names (Docker Hub as
+/// index.docker.io).
+fn config_host(key: &str) -> &str {
+    let host = key
+        .trim_start_matches("https://")
+        .trim_start_matches("http://")
+        .split('/')
+        .next()
+        .unwrap_or_default();
+    if host == DOCKER_HUB || host == "registry-1.docker.io" {
+        "index.docker.io"
+    } else {
+        host
+    }
+}
+
+/// `docker-credential-<name> get` for `server`, as docker runs it: the server on stdin,
+/// `{"Username", "Secret"}` on stdout. Ok(None) when it has none for that server.
+fn credential_helper(name: &str, server: &str) -> std::result::Result<Option<Creds>, String> {
+    use std::io::Write as _;
+    use std::process::{Command, Stdio};
+    let prog = format!("docker-credential-{name}");
+    let mut child = Command::new(&prog)
+        .arg("get")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("credential helper {prog}: {e}"))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        let _ = stdin.write_all(server.as_bytes());
+    }
+    let out = child
+        .wait_with_output()
+        .map_err(|e| format!("credential helper {prog}: {e}"))?;
+    if !out.status.success() {
+        let msg = String::from_utf8_lossy(&out.stdout).to_string()
+            + &String::from_utf8_lossy(&out.stderr);
+        let msg = msg.trim().replace('\n', " ");
+        if msg.contains("credentials not found") {
+            return Ok(None);
+        }
+        return Err(format!("credential helper {prog} failed: {msg}"));
+    }
+    let v: Value = serde_json::from_slice(&out.stdout)
+        .map_err(|e| format!("credential helper {prog}: unreadable answer: {e}"))?;
+    match (v["Username"].as_str(), v["Secret"].as_str()) {
+        (Some("<token>"), _) => Err(format!(
+            "credential helper {prog} holds an identity token, which corten-image can't use: give --creds"
+        )),
+        (Some(u), Some(p)) if !u.is_empty() => Ok(Some(Creds {
+            user: u.into(),
+            pass: p.into(),
+        })),
+        _ => Ok(None),
     }
 }
 
@@ -124,6 +204,8 @@ pub struct Registry {
     host: String,
     plain_http: bool,
     creds: Option<Creds>,
+    /// Why the docker config's credential helper gave no credentials, if it failed.
+    creds_note: Option<String>,
     base: OnceLock<String>,
     auth: Mutex<Auth>,
 }
@@ -202,6 +284,29 @@ fn retry_after(resp: &ureq::Response) -> Option<Duration> {
     Some(Duration::from_secs(secs.min(MAX_RETRY_AFTER)))
 }
 
+/// Whether a transport error is a refused connection.
+fn refused(t: &ureq::Transport) -> bool {
+    let mut e: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(t);
+    while let Some(c) = e {
+        if c.downcast_ref::<io::Error>()
+            .is_some_and(|io| io.kind() == io::ErrorKind::ConnectionRefused)
+        {
+            return true;
+        }
+        e = c.source();
+    }
+    false
+}
+
+/// The line a retry prints on stderr: what failed, and when the next attempt comes.
+fn retrying(url: &str, why: &str, wait: Duration, next: u32, attempts: u32) {
+    eprintln!(
+        "corten-image: {} {why}: retrying in {:.1} s (attempt {next} of {attempts})",
+        host_of(url),
+        wait.as_secs_f64()
+    );
+}
+
 fn backoff(attempt: u32) -> Duration {
     Duration::from_millis(200u64 << attempt.min(6))
 }
@@ -238,10 +343,15 @@ impl Registry {
             .user_agent(concat!("corten-image/", env!("CARGO_PKG_VERSION")))
             .resolver(resolve)
             .build();
+        let (creds, creds_note) = match creds {
+            Some(c) => (Some(c), None),
+            None => Creds::from_docker_config(&r.registry),
+        };
         Registry {
             agent,
             name: r.registry.clone(),
-            creds: creds.or_else(|| Creds::from_docker_config(&r.registry)),
+            creds,
+            creds_note,
             host,
             plain_http,
             base: OnceLock::new(),
@@ -249,6 +359,14 @@ impl Registry {
                 challenge: Challenge::None,
                 tokens: HashMap::new(),
             }),
+        }
+    }
+
+    /// What to do without credentials, and why the credential helper gave none.
+    fn login_hint(&self) -> String {
+        match &self.creds_note {
+            Some(n) => format!("{n}; give --creds or docker login"),
+            None => "give --creds or docker login".into(),
         }
     }
 
@@ -310,12 +428,14 @@ impl Registry {
                 Ok(r) | Err(ureq::Error::Status(_, r)) => r,
                 Err(ureq::Error::Transport(t)) => {
                     attempt += 1;
+                    // Nothing listens there (refused), or the name or URL is wrong: trying
+                    // again won't help. Resets and timeouts may pass.
                     let retry = !matches!(
                         t.kind(),
                         ureq::ErrorKind::Dns
                             | ureq::ErrorKind::InvalidUrl
                             | ureq::ErrorKind::UnknownScheme
-                    );
+                    ) && !refused(&t);
                     if !retry || attempt >= attempts {
                         bail!(
                             "cannot reach registry {} ({}): {t}",
@@ -323,7 +443,9 @@ impl Registry {
                             host_of(&url)
                         );
                     }
-                    std::thread::sleep(backoff(attempt));
+                    let wait = backoff(attempt);
+                    retrying(&url, &t.to_string(), wait, attempt, attempts);
+                    std::thread::sleep(wait);
                     continue;
                 }
             };
@@ -353,7 +475,10 @@ impl Registry {
                 }
                 429 | 500 | 502 | 503 | 504 if attempt + 1 < attempts => {
                     attempt += 1;
-                    std::thread::sleep(retry_after(&resp).unwrap_or_else(|| backoff(attempt)));
+                    let wait = retry_after(&resp).unwrap_or_else(|| backoff(attempt));
+                    let why = format!("HTTP {}", resp.status());
+                    retrying(&url, &why, wait, attempt + 1, attempts);
+                    std::thread::sleep(wait);
                 }
                 _ => return Ok(resp),
             }
@@ -417,8 +542,9 @@ impl Registry {
                     );
                 }
                 bail!(
-                    "authentication required by {} for {scope}: give --creds or docker login",
-                    host_of(realm)
+                    "authentication required by {} for {scope}: {}",
+                    host_of(realm),
+                    self.login_hint()
                 );
             }
             s => bail!(
@@ -458,9 +584,9 @@ impl Registry {
             }
             if refreshed {
                 let why = if self.creds.is_some() {
-                    "the credentials were refused"
+                    "the credentials were refused".to_string()
                 } else {
-                    "authentication required (give --creds or docker login)"
+                    format!("authentication required ({})", self.login_hint())
                 };
                 bail!("access to {what} denied: {why}; {}", error_text(resp));
             }

@@ -1,5 +1,6 @@
 //! Where manifests and blobs come from: a registry repository, an OCI image layout
-//! directory, or a `docker save` tarball (converted into the store up front).
+//! directory, a tar of one (its blobs copied into the store up front), or a
+//! `docker save` tarball (converted into the store up front).
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -29,14 +30,32 @@ pub trait BlobSource: Sync {
 
 pub fn open(source: &Source, g: &Global, store: &Store) -> Result<Box<dyn BlobSource>> {
     Ok(match source {
-        Source::Registry(r) => Box::new(RegistrySource {
-            reg: Registry::new(r, g.creds.clone(), &g.insecure),
-            r: r.clone(),
-            store_root: store.root().to_path_buf(),
-        }),
+        Source::Registry(r) => {
+            // The mirrors first, in order, then the registry itself.
+            let mut regs: Vec<Registry> = super::mirrors::for_reference(&g.mirrors, r)
+                .iter()
+                .map(|at| Registry::new(at, None, &g.insecure))
+                .collect();
+            regs.push(Registry::new(r, g.creds.clone(), &g.insecure));
+            Box::new(RegistrySource {
+                regs,
+                r: r.clone(),
+                store_root: store.root().to_path_buf(),
+            })
+        }
         Source::OciLayout { dir, tag } => Box::new(OciLayout {
             name: source.name(),
-            dir: dir.clone(),
+            what: dir.clone(),
+            index: std::fs::read(dir.join("index.json"))
+                .with_context(|| format!("{} is not an OCI image layout", dir.display())),
+            blobs: dir.join("blobs/sha256"),
+            tag: tag.clone(),
+        }),
+        Source::OciArchive { file, tag } => Box::new(OciLayout {
+            name: source.name(),
+            what: file.clone(),
+            index: Ok(oci_archive(file, store)?),
+            blobs: store.root().join("blobs/sha256"),
             tag: tag.clone(),
         }),
         Source::DockerArchive(file) => Box::new(docker_archive(source.name(), file, store)?),
@@ -52,10 +71,24 @@ fn verify(bytes: &[u8], want: &Digest, what: &str) -> Result<()> {
     Ok(())
 }
 
+/// A repository, asked of its mirrors first (`regs`: the mirrors, then the registry).
 struct RegistrySource {
-    reg: Registry,
+    regs: Vec<Registry>,
     r: Reference,
     store_root: PathBuf,
+}
+
+impl RegistrySource {
+    /// `f` of the first of `regs` where it succeeds; the registry's own error otherwise.
+    fn first<T>(&self, f: impl Fn(&Registry) -> Result<T>) -> Result<T> {
+        let (reg, mirrors) = self.regs.split_last().expect("the registry itself");
+        for m in mirrors {
+            if let Ok(v) = f(m) {
+                return Ok(v);
+            }
+        }
+        f(reg)
+    }
 }
 
 impl BlobSource for RegistrySource {
@@ -74,10 +107,10 @@ impl BlobSource for RegistrySource {
                 return Ok((b, String::new(), d.clone()));
             }
         }
-        let (bytes, ct) = self
-            .reg
-            .manifest(&self.r.repository, &self.r.manifest_ref(), &name)?
-            .ok_or_else(|| anyhow!("image {name} not found"))?;
+        let (bytes, ct) = self.first(|reg| {
+            reg.manifest(&self.r.repository, &self.r.manifest_ref(), &name)?
+                .ok_or_else(|| anyhow!("image {name} not found"))
+        })?;
         let got = Digest::of(&bytes);
         if let Some(d) = &self.r.digest {
             verify(&bytes, d, &format!("the manifest of {name}"))?;
@@ -92,28 +125,84 @@ impl BlobSource for RegistrySource {
         {
             return Ok(b);
         }
-        let (b, _) = self
-            .reg
-            .manifest(&self.r.repository, d.as_str(), &format!("manifest {d}"))?
-            .ok_or_else(|| anyhow!("manifest {d} of {} not found", self.name()))?;
+        let (b, _) = self.first(|reg| {
+            reg.manifest(&self.r.repository, d.as_str(), &format!("manifest {d}"))?
+                .ok_or_else(|| anyhow!("manifest {d} of {} not found", self.name()))
+        })?;
         verify(&b, d, &format!("manifest {d}"))?;
         Ok(b)
     }
 
     fn fetch(&self, d: &Digest, ingest: &mut Ingest, progress: &dyn Fn(u64)) -> Result<()> {
-        self.reg.blob(&self.r.repository, d, ingest, progress)
+        let (reg, mirrors) = self.regs.split_last().expect("the registry itself");
+        for m in mirrors {
+            if m.blob(&self.r.repository, d, ingest, progress).is_ok() {
+                return Ok(());
+            }
+            // The next source starts over: nothing of a failed mirror's data is kept.
+            ingest.reset()?;
+        }
+        reg.blob(&self.r.repository, d, ingest, progress)
     }
 }
 
+/// An OCI image layout: its index.json, and the directory its blobs are in (the store's,
+/// for an archive whose blobs were copied there).
 struct OciLayout {
     name: String,
-    dir: PathBuf,
+    /// The directory or archive, for messages.
+    what: PathBuf,
+    index: Result<Vec<u8>>,
+    blobs: PathBuf,
     tag: Option<String>,
+}
+
+/// Copies the blobs of the OCI layout tar `file` into the store, each checked against its
+/// name; returns its index.json.
+fn oci_archive(file: &Path, store: &Store) -> Result<Vec<u8>> {
+    let f = File::open(file).with_context(|| format!("open {}", file.display()))?;
+    let mut index = None;
+    for e in tar::Archive::new(f)
+        .entries()
+        .with_context(|| format!("read {}", file.display()))?
+    {
+        let mut e = e.with_context(|| format!("read {}", file.display()))?;
+        let p = e
+            .path()?
+            .to_string_lossy()
+            .trim_start_matches("./")
+            .to_string();
+        if p == "index.json" {
+            let mut b = Vec::new();
+            e.read_to_end(&mut b)?;
+            index = Some(b);
+        } else if let Some(hex) = p.strip_prefix("blobs/sha256/")
+            && !hex.is_empty()
+        {
+            let want = Digest::parse(&format!("sha256:{hex}"))
+                .with_context(|| format!("{p} in {}", file.display()))?;
+            if !store.has(&want, Some(e.size())) {
+                let (got, _, _) = store.put_stream(&mut e)?;
+                if got != want {
+                    store.remove_blob(&got);
+                    return Err(
+                        Mismatch(format!("{p} in {} has digest {got}", file.display())).into(),
+                    );
+                }
+            }
+        }
+    }
+    index.ok_or_else(|| {
+        anyhow!(
+            "{} is not an OCI layout archive (no index.json)",
+            file.display()
+        )
+    })
 }
 
 impl OciLayout {
     fn blob(&self, d: &Digest) -> PathBuf {
-        self.dir.join("blobs/sha256").join(d.hex())
+        self.blobs.join(d.hex())
     }
 
     fn read(&self, d: &Digest) -> Result<Vec<u8>> {
@@ -130,12 +219,9 @@ impl BlobSource for OciLayout {
     }
 
     fn top(&self) -> Result<(Vec<u8>, String, Digest)> {
-        let path = self.dir.join("index.json");
-        let index: ImageIndex = parse_json(
-            &std::fs::read(&path)
-                .with_context(|| format!("{} is not an OCI image layout", self.dir.display()))?,
-            &path.display().to_string(),
-        )?;
+        let bytes = self.index.as_ref().map_err(|e| anyhow!("{e:#}"))?;
+        let what = format!("the index.json of {}", self.what.display());
+        let index: ImageIndex = parse_json(bytes, &what)?;
         let ms = index.manifests();
         let tag_of = |m: &Descriptor| annotation(m, REF_NAME).map(String::from);
         let chosen = match &self.tag {
@@ -147,8 +233,8 @@ impl BlobSource for OciLayout {
             None => {
                 let tags: Vec<String> = ms.iter().filter_map(tag_of).collect();
                 bail!(
-                    "{} holds {} images: name one as oci:DIR:TAG ({})",
-                    self.dir.display(),
+                    "{} holds {} images: name one with a :TAG suffix ({})",
+                    self.what.display(),
                     ms.len(),
                     tags.join(", ")
                 )

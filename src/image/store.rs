@@ -4,6 +4,11 @@
 //! Blobs enter only through [`Ingest`], which hashes and counts while data streams in and
 //! renames the file into `blobs/` only when digest and size match, so no partial or bad
 //! blob is ever visible there. An interrupted download stays in `ingest/` and is resumed.
+//!
+//! Beside the blobs: `layers/`, each layer unpacked once as an overlayfs lower directory
+//! (named by its diff_id, or by its chain id when its content depends on the layers
+//! below it), and `bundles/`, one reference per overlay bundle, which keeps the layers
+//! and blobs it uses from `prune` while the bundle exists.
 
 use nix::fcntl::{Flock, FlockArg};
 use std::collections::HashSet;
@@ -69,7 +74,7 @@ impl Store {
         let root = dir
             .map(Path::to_path_buf)
             .unwrap_or_else(Store::default_dir);
-        for d in ["blobs/sha256", "ingest"] {
+        for d in ["blobs/sha256", "ingest", "layers", "bundles"] {
             fs::create_dir_all(root.join(d))
                 .with_context(|| format!("create the image store {}", root.display()))?;
         }
@@ -266,36 +271,65 @@ impl Store {
         })
     }
 
-    /// Deletes blobs no ref uses and stale ingest files; returns (blobs, bytes) removed.
+    /// Adds what image `manifest` uses to `keep` (hex names): the manifest, its config,
+    /// its layers, and its unpacked layers by diff_id and by chain id.
+    fn keep_image(&self, manifest: &Digest, keep: &mut HashSet<String>) {
+        let mut add = |s: &str| {
+            if let Ok(d) = Digest::parse(s) {
+                keep.insert(d.hex().to_string());
+            }
+        };
+        add(manifest.as_str());
+        let Ok(m) = self.manifest(manifest) else {
+            return;
+        };
+        add(m.config().digest().as_ref());
+        if let Ok(c) =
+            Digest::parse(m.config().digest().as_ref()).and_then(|cd| self.image_config(&cd))
+        {
+            let diff_ids: Vec<Digest> = c
+                .rootfs()
+                .diff_ids()
+                .iter()
+                .filter_map(|d| Digest::parse(d).ok())
+                .collect();
+            for (d, chain) in diff_ids.iter().zip(chain_ids(&diff_ids)) {
+                add(d.as_str());
+                add(chain.as_str());
+            }
+        }
+        for l in m.layers() {
+            add(l.digest().as_ref());
+        }
+    }
+
+    /// Deletes blobs and unpacked layers no ref or live bundle uses, and stale ingest
+    /// files; returns (blobs and layers, bytes) removed.
     pub fn prune(&self) -> Result<(usize, u64)> {
         let _pulls = self.lock("gc.lock", FlockArg::LockExclusive)?;
         let _index = self.lock("index.lock", FlockArg::LockExclusive)?;
         let mut keep: HashSet<String> = HashSet::new();
         for r in self.refs()? {
-            let mut add = |s: &str| {
-                if let Ok(d) = Digest::parse(s) {
-                    keep.insert(d.hex().to_string());
-                }
-            };
-            add(r.digest().as_ref());
-            if let Some(i) = annotation(&r, INDEX_DIGEST) {
-                add(i);
+            if let Some(i) = annotation(&r, INDEX_DIGEST)
+                && let Ok(d) = Digest::parse(i)
+            {
+                keep.insert(d.hex().to_string());
             }
-            let Ok(d) = Digest::parse(r.digest().as_ref()) else {
-                continue;
-            };
-            if let Ok(m) = self.manifest(&d) {
-                add(m.config().digest().as_ref());
-                // The unpacked-layer cache, keyed by the config's diff_ids.
-                if let Ok(c) = Digest::parse(m.config().digest().as_ref())
-                    .and_then(|cd| self.image_config(&cd))
-                {
-                    for d in c.rootfs().diff_ids() {
-                        add(d);
+            if let Ok(d) = Digest::parse(r.digest().as_ref()) {
+                self.keep_image(&d, &mut keep);
+            }
+        }
+        // The live bundles' images and layers; the references of bundles gone are dropped.
+        for (path, b) in self.bundles()? {
+            match super::overlay::read_record(&b.bundle) {
+                Ok(now) if now.store == b.store && now.layers == b.layers => {
+                    keep.extend(b.layers.iter().cloned());
+                    if let Ok(d) = Digest::parse(&b.manifest) {
+                        self.keep_image(&d, &mut keep);
                     }
                 }
-                for l in m.layers() {
-                    add(l.digest().as_ref());
+                _ => {
+                    let _ = fs::remove_file(path);
                 }
             }
         }
@@ -305,6 +339,16 @@ impl Store {
             if !keep.contains(&name) {
                 bytes += e.metadata().map(|m| m.len()).unwrap_or(0);
                 fs::remove_file(e.path())?;
+                n += 1;
+            }
+        }
+        for e in fs::read_dir(self.root.join("layers"))?.flatten() {
+            // Unused layers, and what an interrupted unpack left (no pull runs now).
+            let name = e.file_name().to_string_lossy().into_owned();
+            if !keep.contains(&name) {
+                bytes += du(&e.path());
+                fs::remove_dir_all(e.path())
+                    .with_context(|| format!("remove {}", e.path().display()))?;
                 n += 1;
             }
         }
@@ -318,6 +362,142 @@ impl Store {
             }
         }
         Ok((n, bytes))
+    }
+}
+
+/// The disk use of the files under `p` (not following links).
+fn du(p: &Path) -> u64 {
+    let Ok(m) = fs::symlink_metadata(p) else {
+        return 0;
+    };
+    if !m.is_dir() {
+        return m.len();
+    }
+    fs::read_dir(p)
+        .map(|rd| rd.flatten().map(|e| du(&e.path())).sum())
+        .unwrap_or(0)
+}
+
+/// The chain ids of layers `diff_ids` (bottom first): the first layer's is its diff_id,
+/// each next one sha256("<chain id below> <diff_id>"), as the image spec defines them.
+pub fn chain_ids(diff_ids: &[Digest]) -> Vec<Digest> {
+    let mut out: Vec<Digest> = Vec::with_capacity(diff_ids.len());
+    for d in diff_ids {
+        let next = match out.last() {
+            None => d.clone(),
+            Some(below) => Digest::of(format!("{} {}", below.as_str(), d.as_str()).as_bytes()),
+        };
+        out.push(next);
+    }
+    out
+}
+
+impl Store {
+    pub fn layers_dir(&self) -> PathBuf {
+        self.root.join("layers")
+    }
+
+    /// The name in `layers/` of the layer `diff_id` (whose chain id is `chain`), if the
+    /// store holds it unpacked.
+    pub fn find_layer(&self, diff_id: &Digest, chain: &Digest) -> Option<String> {
+        [diff_id, chain]
+            .into_iter()
+            .map(|d| d.hex().to_string())
+            .find(|h| self.layers_dir().join(h).is_dir())
+    }
+
+    /// The uncompressed size of layer `diff_id` (chain id `chain`), if the store holds it
+    /// as a tar (exact) or unpacked (the files' sizes).
+    pub fn layer_size(&self, diff_id: &Digest, chain: &Digest) -> Option<u64> {
+        if let Ok(m) = fs::metadata(self.blob_path(diff_id))
+            && m.is_file()
+        {
+            return Some(m.len());
+        }
+        self.find_layer(diff_id, chain)
+            .map(|name| du(&self.layers_dir().join(name)))
+    }
+
+    /// Unpacks the layer blob `blob` (media type `mt`) into `layers/` over `lowers` (the
+    /// directories of the layers below, the nearest first), checking its diff_id; returns
+    /// its name there. Made in a temporary directory and renamed into place, so a layer
+    /// directory is complete or absent; a concurrent pull's copy wins the rename.
+    pub fn unpack_layer(
+        &self,
+        blob: &Digest,
+        diff_id: &Digest,
+        chain: &Digest,
+        mt: &str,
+        lowers: &[File],
+    ) -> Result<String> {
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let tmp =
+            self.layers_dir()
+                .join(format!(".tmp-{}-{}-{n}", diff_id.hex(), std::process::id()));
+        fs::create_dir(&tmp).with_context(|| format!("create {}", tmp.display()))?;
+        let unpacked = (|| -> Result<bool> {
+            let dir = File::open(&tmp).with_context(|| format!("open {}", tmp.display()))?;
+            let f =
+                File::open(self.blob_path(blob)).with_context(|| format!("open blob {blob}"))?;
+            let (got, used_lowers) = super::unpack::unpack_layer(&dir, f, mt, lowers)?;
+            if &got != diff_id {
+                self.remove_blob(blob);
+                bail!("uncompressed digest mismatch: expected {diff_id}, got {got}");
+            }
+            Ok(used_lowers)
+        })();
+        let used_lowers = match unpacked {
+            Ok(u) => u,
+            Err(e) => {
+                let _ = fs::remove_dir_all(&tmp);
+                return Err(e);
+            }
+        };
+        let name = if used_lowers { chain } else { diff_id }.hex().to_string();
+        let dest = self.layers_dir().join(&name);
+        if let Err(e) = fs::rename(&tmp, &dest) {
+            let _ = fs::remove_dir_all(&tmp);
+            if !dest.is_dir() {
+                return Err(e).with_context(|| format!("move the layer into {}", dest.display()));
+            }
+        }
+        Ok(name)
+    }
+
+    fn bundle_ref(&self, bundle: &Path) -> PathBuf {
+        let id = Digest::of(bundle.as_os_str().as_encoded_bytes());
+        self.root
+            .join("bundles")
+            .join(format!("{}.json", &id.hex()[..32]))
+    }
+
+    /// Records the overlay bundle `r` as a user of its layers and image.
+    pub fn add_bundle(&self, r: &super::overlay::Record) -> Result<()> {
+        let p = self.bundle_ref(&r.bundle);
+        let tmp = p.with_extension("tmp");
+        fs::write(&tmp, serde_json::to_vec_pretty(r)?)
+            .with_context(|| format!("write {}", tmp.display()))?;
+        fs::rename(&tmp, &p).with_context(|| format!("write {}", p.display()))
+    }
+
+    /// Drops the reference of the bundle at `bundle` (absolute).
+    pub fn remove_bundle(&self, bundle: &Path) {
+        let _ = fs::remove_file(self.bundle_ref(bundle));
+    }
+
+    /// The bundle references: each file and what it records.
+    pub fn bundles(&self) -> Result<Vec<(PathBuf, super::overlay::Record)>> {
+        let mut out = Vec::new();
+        for e in fs::read_dir(self.root.join("bundles"))?.flatten() {
+            if e.path().extension().is_some_and(|x| x == "json")
+                && let Ok(b) = fs::read(e.path())
+                && let Ok(r) = serde_json::from_slice(&b)
+            {
+                out.push((e.path(), r));
+            }
+        }
+        Ok(out)
     }
 }
 

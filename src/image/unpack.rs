@@ -2,9 +2,16 @@
 //! bytes), whiteouts and opaque directories, and every entry created relative to a
 //! directory fd resolved with openat2(RESOLVE_BENEATH), so no path, symlink or hardlink
 //! in a layer can reach outside the rootfs.
+//!
+//! A layer is either applied onto a rootfs (whiteouts remove, opaque markers prune) or
+//! unpacked alone into a directory of the store, an overlayfs lower layer: whiteouts
+//! become character devices 0/0 and opaque markers `trusted.overlay.opaque=y`. There a
+//! directory the layer's entries need but don't list takes its metadata from the lower
+//! layers, and a hardlink to a lower layer's file copies that file up first (as
+//! containerd's overlay applier does); the result then depends on those lower layers.
 
 use std::collections::HashSet;
-use std::ffi::{CString, OsStr};
+use std::ffi::{CStr, CString, OsStr};
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
@@ -87,19 +94,8 @@ pub fn apply_layer(
     mt: &str,
     tee: Option<&mut dyn Write>,
 ) -> Result<Digest> {
-    let want = Compression::from_media_type(mt)?;
-    let mut buf = BufReader::with_capacity(1 << 20, blob);
-    let got = Compression::sniff(buf.fill_buf()?);
-    if got != want {
-        bail!("media type {mt} does not match the data, which is {got:?}-compressed");
-    }
-    let reader: Box<dyn Read> = match want {
-        Compression::None => Box::new(buf),
-        Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(buf)),
-        Compression::Zstd => Box::new(zstd::stream::read::Decoder::with_buffer(buf)?),
-    };
     let mut hr = HashReader {
-        inner: reader,
+        inner: decompressed(blob, mt)?,
         hasher: Sha256::new(),
         tee,
     };
@@ -107,6 +103,36 @@ pub fn apply_layer(
     // The diff_id covers the whole stream, including padding after the end marker.
     io::copy(&mut hr, &mut io::sink()).context("decompress the layer")?;
     Ok(Digest::from_hash(&hr.hasher.finalize()))
+}
+
+/// Unpacks `blob` (of media type `mt`) alone into the empty directory `dir`, as an
+/// overlayfs layer over `lowers` (the image's layers below it, the nearest first).
+/// Returns the diff_id and whether the result depends on `lowers` (see the module doc;
+/// a directory made because an entry needs it, not listed by the layer, counts too).
+pub fn unpack_layer(dir: &File, blob: File, mt: &str, lowers: &[File]) -> Result<(Digest, bool)> {
+    let mut hr = HashReader {
+        inner: decompressed(blob, mt)?,
+        hasher: Sha256::new(),
+        tee: None,
+    };
+    let used_lowers = apply_tar_as(dir, &mut hr, Some(lowers))?;
+    io::copy(&mut hr, &mut io::sink()).context("decompress the layer")?;
+    Ok((Digest::from_hash(&hr.hasher.finalize()), used_lowers))
+}
+
+/// The uncompressed stream of `blob`, whose compression must be what `mt` says.
+fn decompressed(blob: File, mt: &str) -> Result<Box<dyn Read>> {
+    let want = Compression::from_media_type(mt)?;
+    let mut buf = BufReader::with_capacity(1 << 20, blob);
+    let got = Compression::sniff(buf.fill_buf()?);
+    if got != want {
+        bail!("media type {mt} does not match the data, which is {got:?}-compressed");
+    }
+    Ok(match want {
+        Compression::None => Box::new(buf),
+        Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(buf)),
+        Compression::Zstd => Box::new(zstd::stream::read::Decoder::with_buffer(buf)?),
+    })
 }
 
 /// Applies an uncompressed layer the store verified when it cached it (no hashing).
@@ -230,14 +256,28 @@ struct Layer<'a> {
     /// Directory mtimes, set once the layer's entries are all in.
     dir_times: Vec<(PathBuf, i64)>,
     is_root: bool,
+    /// Unpacking alone as an overlayfs layer: the layers below, the nearest first.
+    lowers: Option<&'a [File]>,
+    /// Whether the result depends on `lowers`: something was taken from them, or a
+    /// directory the layer doesn't list was made (over other lowers it would take their
+    /// metadata).
+    used_lowers: bool,
 }
 
 fn apply_tar(root: &File, reader: &mut dyn Read) -> Result<()> {
+    apply_tar_as(root, reader, None).map(drop)
+}
+
+/// Applies the tar stream to `root`, or unpacks it as an overlayfs layer over `lowers`;
+/// returns whether anything was taken from `lowers`.
+fn apply_tar_as(root: &File, reader: &mut dyn Read, lowers: Option<&[File]>) -> Result<bool> {
     let mut layer = Layer {
         root: root.as_fd(),
         seen: HashSet::new(),
         dir_times: Vec::new(),
         is_root: nix::unistd::geteuid().is_root(),
+        lowers,
+        used_lowers: false,
     };
     let mut ar = tar::Archive::new(reader);
     for entry in ar.entries().context("read the layer")? {
@@ -260,7 +300,60 @@ fn apply_tar(root: &File, reader: &mut dyn Read) -> Result<()> {
             let _ = futimens(&fd, &times(*mtime), &times(*mtime));
         }
     }
+    Ok(layer.used_lowers)
+}
+
+/// The xattr overlayfs reads as "this directory hides the lower layers' one".
+const OPAQUE: &CStr = c"trusted.overlay.opaque";
+
+/// fsetxattr(2) of `k` = `v` on `fd`.
+fn set_xattr(fd: BorrowedFd, k: &CStr, v: &[u8]) -> Result<()> {
+    // SAFETY: fd is open for the call, k is a NUL-terminated C string and v a live buffer
+    // of v.len() bytes (nix has no xattr wrappers).
+    let r = unsafe { libc::fsetxattr(fd.as_raw_fd(), k.as_ptr(), v.as_ptr().cast(), v.len(), 0) };
+    Errno::result(r).with_context(|| format!("set xattr {}", k.to_string_lossy()))?;
     Ok(())
+}
+
+/// An overlayfs whiteout: a character device 0/0.
+fn is_whiteout(st: &nix::sys::stat::FileStat) -> bool {
+    st.st_mode & libc::S_IFMT == libc::S_IFCHR && st.st_rdev == 0
+}
+
+/// Whether, in the overlay layer `low`, `dir` or one of its ancestors hides what the
+/// layers below have there: a whiteout, a non-directory or an opaque directory.
+fn hides_below(low: BorrowedFd, dir: &Path) -> bool {
+    for anc in dir.ancestors().filter(|a| !a.as_os_str().is_empty()) {
+        let (Some(name), parent) = (anc.file_name(), anc.parent().unwrap_or(Path::new(""))) else {
+            continue;
+        };
+        let Ok(pdir) = open_beneath(low, parent, OFlag::O_PATH | OFlag::O_DIRECTORY) else {
+            continue;
+        };
+        match fstatat(&pdir, name, AtFlags::AT_SYMLINK_NOFOLLOW) {
+            Err(_) => continue,
+            Ok(st) if st.st_mode & libc::S_IFMT != libc::S_IFDIR => return true,
+            Ok(_) => {}
+        }
+        let Ok(d) = open_subdir(pdir.as_fd(), name) else {
+            continue;
+        };
+        let mut buf = [0u8; 4];
+        // SAFETY: d is open for the call, OPAQUE is NUL-terminated and buf a live buffer of
+        // buf.len() bytes (nix has no xattr wrappers).
+        let n = unsafe {
+            libc::fgetxattr(
+                d.as_raw_fd(),
+                OPAQUE.as_ptr(),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+            )
+        };
+        if n == 1 && buf[0] == b'y' {
+            return true;
+        }
+    }
+    false
 }
 
 /// Sets the mtime (and atime) of `name` in `dir`, not following a symlink.
@@ -329,7 +422,7 @@ impl Meta {
 
 impl Layer<'_> {
     /// The directory `rel` beneath the root, created (0755) where missing.
-    fn dir(&self, rel: &Path) -> Result<OwnedFd> {
+    fn dir(&mut self, rel: &Path) -> Result<OwnedFd> {
         let flags = OFlag::O_PATH | OFlag::O_DIRECTORY;
         match open_beneath(self.root, rel, flags) {
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
@@ -344,6 +437,7 @@ impl Layer<'_> {
                 Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
                     mkdirat(&fd, c.as_os_str(), Mode::from_bits_truncate(0o755))
                         .with_context(|| format!("mkdir {}", cur.display()))?;
+                    self.lower_dir_meta(fd.as_fd(), c.as_os_str(), &cur)?;
                     fd = open_beneath(self.root, &cur, flags).map_err(|e| escape(e, &cur))?;
                 }
                 Err(e) => return Err(escape(e, &cur)),
@@ -398,7 +492,18 @@ impl Layer<'_> {
     }
 
     /// `.wh.<hidden>` in `parent`: removes what lower layers put there.
-    fn whiteout(&self, parent: &Path, hidden: &OsStr) -> Result<()> {
+    fn whiteout(&mut self, parent: &Path, hidden: &OsStr) -> Result<()> {
+        if self.lowers.is_some() {
+            // This layer's own entry of that name is not hidden by its whiteout.
+            if self.seen.contains(&parent.join(hidden)) {
+                return Ok(());
+            }
+            let dir = self.dir(parent)?;
+            remove_all_at(dir.as_fd(), hidden).context("replace the existing entry")?;
+            mknodat(&dir, hidden, SFlag::S_IFCHR, Mode::empty(), makedev(0, 0))
+                .context("make the overlay whiteout (character device 0/0)")?;
+            return Ok(());
+        }
         match open_beneath(self.root, parent, OFlag::O_PATH | OFlag::O_DIRECTORY) {
             Ok(dir) => remove_all_at(dir.as_fd(), hidden).context("apply whiteout")?,
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
@@ -494,7 +599,7 @@ impl Layer<'_> {
     /// `name` (`existing`) is replaced only once the target is known to be inside. A link
     /// to itself makes nothing.
     fn hardlink(
-        &self,
+        &mut self,
         entry: &tar::Entry<&mut dyn Read>,
         dir: BorrowedFd,
         name: &OsStr,
@@ -512,6 +617,9 @@ impl Layer<'_> {
             .file_name()
             .ok_or_else(|| anyhow!("hardlink to the root"))?;
         let tparent = tpath.parent().unwrap_or(Path::new(""));
+        if self.lowers.is_some() && !self.seen.contains(&tpath) {
+            self.copy_up(&tpath)?;
+        }
         let tdir = open_beneath(self.root, tparent, OFlag::O_PATH | OFlag::O_DIRECTORY)
             .map_err(|e| escape(e, &tpath))?;
         if existing {
@@ -571,19 +679,117 @@ impl Layer<'_> {
         }
         fchmod(fd, Mode::from_bits_truncate(mode)).context("chmod")?;
         for (k, v) in xattrs {
-            // SAFETY: fd is open for the call, k is a NUL-terminated C string and v a live
-            // buffer of v.len() bytes (nix has no xattr wrappers).
-            let r = unsafe {
-                libc::fsetxattr(fd.as_raw_fd(), k.as_ptr(), v.as_ptr().cast(), v.len(), 0)
-            };
-            Errno::result(r).with_context(|| format!("set xattr {}", k.to_string_lossy()))?;
+            set_xattr(fd, k, v)?;
         }
+        Ok(())
+    }
+
+    /// In an overlay layer, the directory `name` just made in `parent` (at `rel`) takes the
+    /// owner, mode and mtime of the lower layers' directory there, if they have one: an
+    /// upper directory's metadata is what the merged view shows.
+    fn lower_dir_meta(&mut self, parent: BorrowedFd, name: &OsStr, rel: &Path) -> Result<()> {
+        if self.lowers.is_some() {
+            self.used_lowers = true;
+        }
+        let Some((_, st)) = self.lower_find(rel)? else {
+            return Ok(());
+        };
+        if st.st_mode & libc::S_IFMT != libc::S_IFDIR {
+            return Ok(());
+        }
+        self.chown_at(parent, name, st.st_uid, st.st_gid)?;
+        fchmodat(
+            parent,
+            name,
+            Mode::from_bits_truncate(st.st_mode & 0o7777),
+            FchmodatFlags::FollowSymlink,
+        )
+        .context("chmod")?;
+        self.dir_times.push((rel.to_path_buf(), st.st_mtime));
+        Ok(())
+    }
+
+    /// The entry at `rel` in the merged view of the lower layers: the layer holding it
+    /// (an index into `lowers`) and its stat; None if absent or whited out.
+    fn lower_find(&self, rel: &Path) -> Result<Option<(usize, nix::sys::stat::FileStat)>> {
+        let (Some(lowers), Some(name)) = (self.lowers, rel.file_name()) else {
+            return Ok(None);
+        };
+        let parent = rel.parent().unwrap_or(Path::new(""));
+        for (i, low) in lowers.iter().enumerate() {
+            match open_beneath(low.as_fd(), parent, OFlag::O_PATH | OFlag::O_DIRECTORY) {
+                Ok(dir) => match fstatat(&dir, name, AtFlags::AT_SYMLINK_NOFOLLOW) {
+                    Ok(st) if is_whiteout(&st) => return Ok(None),
+                    Ok(st) => return Ok(Some((i, st))),
+                    Err(Errno::ENOENT) => {}
+                    Err(e) => {
+                        return Err(e).context(format!("stat {} in a lower layer", rel.display()));
+                    }
+                },
+                Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::ENOTDIR)) => {}
+                Err(e) => return Err(escape(e, rel)),
+            }
+            if hides_below(low.as_fd(), parent) {
+                return Ok(None);
+            }
+        }
+        Ok(None)
+    }
+
+    /// Copies the lower layers' file (or symlink) at `rel` into this layer, with its owner,
+    /// mode and mtime, so that a hardlink to it can be made here.
+    fn copy_up(&mut self, rel: &Path) -> Result<()> {
+        let Some((i, st)) = self.lower_find(rel)? else {
+            return Ok(()); // linkat below then names the missing target
+        };
+        let low = self.lowers.unwrap_or_default()[i].as_fd();
+        let name = rel.file_name().unwrap_or_default().to_os_string();
+        let parent = rel.parent().unwrap_or(Path::new("")).to_path_buf();
+        let dir = self.dir(&parent)?;
+        self.used_lowers = true;
+        match st.st_mode & libc::S_IFMT {
+            libc::S_IFREG => {
+                let src = open_beneath(low, rel, OFlag::O_RDONLY | OFlag::O_NOFOLLOW)
+                    .map_err(|e| escape(e, rel))?;
+                let flags = OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW;
+                let fd = openat(
+                    &dir,
+                    name.as_os_str(),
+                    flags | OFlag::O_CLOEXEC,
+                    Mode::from_bits_truncate(0o600),
+                )
+                .context("copy up the hardlink's target")?;
+                let mut f = File::from(fd);
+                io::copy(&mut File::from(src), &mut f).context("copy up the hardlink's target")?;
+                self.finish_fd(f.as_fd(), st.st_uid, st.st_gid, st.st_mode & 0o7777, &[])?;
+                futimens(&f, &times(st.st_mtime), &times(st.st_mtime)).context("set the mtime")?;
+            }
+            libc::S_IFLNK => {
+                let pdir = open_beneath(low, &parent, OFlag::O_PATH | OFlag::O_DIRECTORY)
+                    .map_err(|e| escape(e, rel))?;
+                let target = nix::fcntl::readlinkat(&pdir, name.as_os_str()).context("readlink")?;
+                symlinkat(target.as_os_str(), &dir, name.as_os_str()).context("symlink")?;
+                self.chown_at(dir.as_fd(), &name, st.st_uid, st.st_gid)?;
+                set_mtime_at(dir.as_fd(), &name, st.st_mtime)?;
+            }
+            _ => bail!(
+                "hardlink to a lower layer's special file {}: not supported in an overlay bundle (use --copy)",
+                rel.display()
+            ),
+        }
+        self.mark_written(rel);
         Ok(())
     }
 
     /// `.wh..wh..opq` in `dir`: hides everything below it from lower layers, keeping what
     /// this layer wrote there.
     fn opaque(&mut self, dir: &Path) -> Result<()> {
+        if self.lowers.is_some() {
+            self.dir(dir)?;
+            let fd = open_beneath(self.root, dir, OFlag::O_RDONLY | OFlag::O_DIRECTORY)
+                .map_err(|e| escape(e, dir))?;
+            return set_xattr(fd.as_fd(), OPAQUE, b"y");
+        }
         let fd = match open_beneath(self.root, dir, OFlag::O_RDONLY | OFlag::O_DIRECTORY) {
             Ok(fd) => fd,
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(()),
@@ -762,6 +968,90 @@ mod tests {
         }
     }
 
+    fn entry_of(kind: tar::EntryType, name: &str, link: &str, mode: u32) -> RawEntry {
+        RawEntry {
+            kind,
+            name: name.as_bytes().to_vec(),
+            link: link.as_bytes().to_vec(),
+            uid: 0,
+            mode,
+            data: if kind == tar::EntryType::Regular {
+                b"data".to_vec()
+            } else {
+                Vec::new()
+            },
+        }
+    }
+
+    /// Layers unpacked alone as overlay layers: whiteouts as 0/0 devices, opaque markers
+    /// as xattrs, a missing parent taking the lower directory's mode, a hardlink to a lower
+    /// file copying it up; and which results depend on the layers below.
+    #[test]
+    fn overlay_layers() {
+        use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+        use tar::EntryType::{Directory, Link, Regular};
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!(
+                "SKIP: image::unpack::tests::overlay_layers: needs root (mknod, trusted xattrs)"
+            );
+            return;
+        }
+        let sb = Sandbox::new("ovl");
+        let dir = |i: usize| {
+            let p = sb.base.join("target").join(i.to_string());
+            std::fs::create_dir(&p).unwrap();
+            (File::open(&p).unwrap(), p)
+        };
+        let (l0, p0) = dir(0);
+        let base = [
+            entry_of(Directory, "d/", "", 0o700),
+            entry_of(Regular, "d/f", "", 0o640),
+        ];
+        assert!(!apply_tar_as(&l0, &mut raw_tar(&base).as_slice(), Some(&[])).unwrap());
+        assert!(p0.join("d/f").is_file());
+
+        let (l1, p1) = dir(1);
+        let top = [
+            entry_of(Regular, "d/g", "", 0o644),
+            entry_of(Regular, ".wh.gone", "", 0o644),
+            entry_of(Regular, "o/.wh..wh..opq", "", 0o644),
+            entry_of(Link, "h", "d/f", 0o644),
+        ];
+        let lowers = [l0];
+        assert!(apply_tar_as(&l1, &mut raw_tar(&top).as_slice(), Some(&lowers)).unwrap());
+        let m = std::fs::metadata(p1.join("d")).unwrap();
+        assert_eq!(
+            m.permissions().mode() & 0o7777,
+            0o700,
+            "the lower directory's mode"
+        );
+        let wh = std::fs::symlink_metadata(p1.join("gone")).unwrap();
+        assert!(
+            wh.file_type().is_char_device() && wh.rdev() == 0,
+            "whiteout"
+        );
+        let o = CString::new(p1.join("o").as_os_str().as_bytes()).unwrap();
+        let mut v = [0u8; 4];
+        // SAFETY: o and OPAQUE are NUL-terminated and v a live buffer of v.len() bytes.
+        let n =
+            unsafe { libc::getxattr(o.as_ptr(), OPAQUE.as_ptr(), v.as_mut_ptr().cast(), v.len()) };
+        assert_eq!((n, v[0]), (1, b'y'), "opaque xattr");
+        let (f, h) = (p1.join("d/f"), p1.join("h"));
+        assert_eq!(
+            std::fs::metadata(&f).unwrap().ino(),
+            std::fs::metadata(&h).unwrap().ino()
+        );
+        assert_eq!(
+            std::fs::metadata(&f).unwrap().permissions().mode() & 0o7777,
+            0o640
+        );
+
+        // A layer whose entries need nothing below stands alone.
+        let (l2, _) = dir(2);
+        let alone = [entry_of(Regular, "x", "", 0o644)];
+        assert!(!apply_tar_as(&l2, &mut raw_tar(&alone).as_slice(), Some(&lowers)).unwrap());
+    }
+
     mod properties {
         use super::*;
         use proptest::prelude::*;
@@ -831,6 +1121,22 @@ mod tests {
             })
         }
 
+        /// `layer` with the `@OUT@` placeholder in link targets replaced by `out`.
+        fn with_outside(layer: &[RawEntry], out: &Path) -> Vec<RawEntry> {
+            layer
+                .iter()
+                .cloned()
+                .map(|mut e| {
+                    if e.link.starts_with(b"@OUT@") {
+                        let mut l = out.as_os_str().as_bytes().to_vec();
+                        l.extend_from_slice(&e.link[5..]);
+                        e.link = l;
+                    }
+                    e
+                })
+                .collect()
+        }
+
         fn entry() -> impl Strategy<Value = RawEntry> {
             prop_oneof![link_entry(), any_entry()]
         }
@@ -879,18 +1185,7 @@ mod tests {
                 let sb = Sandbox::new("prop");
                 let out = sb.outside();
                 for (i, layer) in layers.iter().enumerate() {
-                    let layer: Vec<RawEntry> = layer
-                        .iter()
-                        .cloned()
-                        .map(|mut e| {
-                            if e.link.starts_with(b"@OUT@") {
-                                let mut l = out.as_os_str().as_bytes().to_vec();
-                                l.extend_from_slice(&e.link[5..]);
-                                e.link = l;
-                            }
-                            e
-                        })
-                        .collect();
+                    let layer = with_outside(layer, &out);
                     let mut bytes = raw_tar(&layer);
                     // The first layer also gets a few corrupted bytes.
                     if i == 0 {
@@ -900,6 +1195,26 @@ mod tests {
                         }
                     }
                     let _ = apply_tar(&sb.target(), &mut bytes.as_slice());
+                    sb.assert_confined();
+                }
+            }
+
+            /// The same layers unpacked each alone as overlay layers (target/0, target/1…),
+            /// each over the ones before: nothing appears or changes outside the target.
+            #[test]
+            fn random_overlay_layers_stay_inside(
+                layers in prop::collection::vec(prop::collection::vec(entry(), 1..12), 1..4),
+            ) {
+                let sb = Sandbox::new("prop-ov");
+                let out = sb.outside();
+                let mut lowers: Vec<File> = Vec::new();
+                for (i, layer) in layers.iter().enumerate() {
+                    let layer = with_outside(layer, &out);
+                    let dir = sb.base.join("target").join(i.to_string());
+                    std::fs::create_dir(&dir).unwrap();
+                    let d = File::open(&dir).unwrap();
+                    let _ = apply_tar_as(&d, &mut raw_tar(&layer).as_slice(), Some(&lowers));
+                    lowers.insert(0, d);
                     sb.assert_confined();
                 }
             }
