@@ -113,7 +113,9 @@ pub fn swrk(
         }
         bail!("criu {what} failed: {msg}{}", log_tail(&req.log));
     }
-    if !status.success() && req.kind != ReqType::Restore {
+    // A restore's CRIU may exit non-zero after its success response; a pre-dump's waits
+    // for the final dump and is ended by the closed socket (runc ignores both).
+    if !status.success() && !matches!(req.kind, ReqType::Restore | ReqType::PreDump) {
         bail!(
             "criu {what}: criu exited with {status}{}",
             log_tail(&req.log)
@@ -266,7 +268,7 @@ pub fn log_tail(log: &Path) -> String {
 fn error_lines(text: &str, n: usize) -> Vec<String> {
     let lines: Vec<String> = text
         .lines()
-        .filter(|l| l.contains("Error") || l.contains("error"))
+        .filter(|l| l.contains("Error (") || l.trim_start().starts_with("Error"))
         .map(|l| {
             let l = l.trim();
             // "(00.012345) Error (criu/mount.c:1234): ..." -> "Error (criu/...): ..."
@@ -288,6 +290,7 @@ mod tests {
         let log = "(00.000001) Version: 3.17\n\
                    (00.010000) Error (criu/mount.c:1): mnt: first\n\
                    (00.020000) Warn  (criu/x.c:2): not this\n\
+                   (00.020001) \ttype ext4 options errors=remount-ro\n\
                    (00.030000) Error (criu/cr-dump.c:3): Dumping FAILED.\n";
         assert_eq!(
             error_lines(log, 3),
