@@ -278,3 +278,107 @@ fn checkpoint_and_restore_failures_are_clean() {
     assert_err(&out, &["criu", "restore"], &["criu", "restore", "fail"]);
     other.assert_no_leftovers();
 }
+
+/// With the systemd cgroup driver the restored counter is in a scope of the same name,
+/// with its limit (CRIU joins the scope first, its tasks are restored there).
+#[test]
+#[ignore = "guest only"]
+fn restore_with_the_systemd_driver() {
+    let test = "checkpoint::restore_with_the_systemd_driver";
+    if !guest_ready(test) || !crate::systemd::on_systemd_host(test) {
+        return;
+    }
+    let mut c = counter("ckpt-sd");
+    let unit = format!("ckpt-{}.scope", c.id);
+    c.set(
+        "/linux/cgroupsPath",
+        json!(format!("system.slice:ckpt:{}", c.id)),
+    );
+    c.write_config();
+    let bundle = c.bundle_str();
+    c.rt(&["--systemd-cgroup", "create", "--bundle", &bundle, &c.id])
+        .ok();
+    c.rt(&["--systemd-cgroup", "start", &c.id]).ok();
+    wait_past(&c, 2, "before the checkpoint");
+    let dir = TempDir::new("ckpt");
+    let (images, work) = (dir.join("images"), dir.join("work"));
+    let img = format!("--image-path={}", images.display());
+    let wrk = format!("--work-path={}", work.display());
+    let out = c.rt(&["--systemd-cgroup", "checkpoint", &img, &wrk, &c.id]);
+    assert!(out.success(), "{out}\n{}", criu_log(&work));
+    let stopped_at = current(&c);
+    let out = c.rt(&[
+        "--systemd-cgroup",
+        "restore",
+        "-d",
+        &img,
+        &wrk,
+        "-b",
+        &bundle,
+        &c.id,
+    ]);
+    assert!(out.success(), "{out}\n{}", criu_log(&work));
+    wait_past(&c, stopped_at + 2, "after the restore");
+    assert_counted_on(&c);
+    let (pid, _) = pids(&c);
+    let cg = Path::new("/sys/fs/cgroup/system.slice").join(&unit);
+    assert_eq!(
+        crate::systemd::read_cg(&cg, "memory.max"),
+        MEMORY.to_string()
+    );
+    let procs = crate::systemd::read_cg(&cg, "cgroup.procs");
+    assert!(
+        procs.lines().any(|l| l == pid.to_string()),
+        "the restored init {pid} is not in {unit}: {procs}"
+    );
+    c.rt(&["--systemd-cgroup", "delete", "-f", &c.id]).ok();
+}
+
+/// podman (4.3, conmon) checkpoints and restores a container running under the runtime,
+/// in place and through an exported tarball as a new container.
+#[test]
+#[ignore = "guest only"]
+fn podman_checkpoint_restore() {
+    if !guest_ready("checkpoint::podman_checkpoint_restore") {
+        return;
+    }
+    let p = crate::podman::Podman::with_manager("cgroupfs");
+    let name = format!("ckpt-pm-{}", std::process::id());
+    let script = "i=0; while true; do i=$((i+1)); echo $i >/cur; sleep 0.2; done";
+    let run = [
+        "run",
+        "-d",
+        "--network",
+        "none",
+        "--name",
+        &name,
+        crate::podman::IMAGE,
+        "sh",
+        "-c",
+        script,
+    ];
+    p.podman(&run).ok();
+    let cur = |n: &str| -> u64 {
+        let out = p.podman(&["exec", n, "cat", "/cur"]);
+        out.stdout.trim().parse().unwrap_or(0)
+    };
+    assert!(poll_until(Duration::from_secs(60), || cur(&name) > 2));
+    p.podman(&["container", "checkpoint", &name]).ok();
+    assert_eq!(p.inspect(&name, "{{.State.Status}}"), "exited");
+    p.podman(&["container", "restore", &name]).ok();
+    assert_eq!(p.inspect(&name, "{{.State.Status}}"), "running");
+    let before = cur(&name);
+    assert!(before > 2, "the restored counter starts over: {before}");
+    assert!(poll_until(Duration::from_secs(30), || cur(&name) > before));
+
+    let tmp = TempDir::new("pm-ckpt");
+    let tar = tmp.join("ckpt.tar.gz").to_string_lossy().into_owned();
+    p.podman(&["container", "checkpoint", "--export", &tar, &name])
+        .ok();
+    let copy = format!("{name}-copy");
+    p.podman(&["container", "restore", "--import", &tar, "--name", &copy])
+        .ok();
+    let at = cur(&copy);
+    assert!(at >= before, "the imported counter starts over: {at}");
+    assert!(poll_until(Duration::from_secs(30), || cur(&copy) > at));
+}

@@ -133,6 +133,7 @@ fn restore_in(
     let log_dir = work.as_ref().map_or(images.path.as_path(), |w| &w.path);
     let log_name = "restore.log";
 
+    make_mountpoints(spec, &bundle.dir, rootfs)?;
     // CRIU wants its root to be a mount point whose parent is not over-mounted.
     let criu_root = dir.path.join("criu-root");
     std::fs::create_dir(&criu_root).with_context(|| format!("create {}", criu_root.display()))?;
@@ -323,6 +324,37 @@ fn restore_in(
     state.cgroup = Some(cgroup);
     dir.save(&state)?;
     Ok(pid)
+}
+
+/// Creates the mount points of the config's mounts in the rootfs, as `create` would have
+/// (a fresh rootfs, podman's, lacks e.g. the file /etc/hosts is bound on): CRIU mounts on
+/// them but does not make them. Not under a tmpfs mount, whose content CRIU restores.
+/// runc's prepareCriuRestoreMounts.
+fn make_mountpoints(spec: &Spec, bundle: &Path, rootfs: &Path) -> Result<()> {
+    let mounts = spec.mounts().as_deref().unwrap_or_default();
+    let tmpfs: Vec<&Path> = mounts
+        .iter()
+        .filter(|m| m.typ().as_deref() == Some("tmpfs"))
+        .map(|m| m.destination().as_path())
+        .collect();
+    let binds: Vec<(String, String)> = checkpoint::bind_mounts(spec);
+    let root =
+        std::fs::File::open(rootfs).with_context(|| format!("open rootfs {}", rootfs.display()))?;
+    for m in mounts {
+        let dest = m.destination().as_path();
+        if tmpfs.iter().any(|t| dest != *t && dest.starts_with(t)) {
+            continue;
+        }
+        let bind_src = binds
+            .iter()
+            .find(|(d, _)| Path::new(d) == dest)
+            .map(|(_, s)| bundle.join(s));
+        // A bind of anything but a directory is mounted on a file.
+        let dir = bind_src.is_none_or(|s| s.is_dir());
+        crate::safepath::ensure_in_root(std::os::fd::AsFd::as_fd(&root), dest, dir)
+            .with_context(|| format!("create the mount point {} in the rootfs", dest.display()))?;
+    }
+    Ok(())
 }
 
 /// The cgroup as the bundle asks, with the driver given (runc's restore applies the same
