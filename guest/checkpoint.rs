@@ -382,3 +382,87 @@ fn podman_checkpoint_restore() {
     assert!(at >= before, "the imported counter starts over: {at}");
     assert!(poll_until(Duration::from_secs(30), || cur(&copy) > at));
 }
+
+/// A TCP connection inside the container (busybox nc over its loopback): the checkpoint
+/// refuses it without --tcp-established, and with the flag the restored pair goes on
+/// talking over the same connection, nothing lost or repeated.
+#[test]
+#[ignore = "guest only"]
+fn tcp_established_connection_survives() {
+    if !guest_ready("checkpoint::tcp_established_connection_survives") {
+        return;
+    }
+    let mut c = Container::new("ckpt-tcp");
+    c.set("/root/readonly", json!(false));
+    // The server's stdin never ends (busybox nc stops reading at its EOF).
+    c.sh(
+        "exec </dev/null >/log 2>&1; sleep 1000000 | nc -l -p 4321 >/received & sleep 1; \
+         i=0; while true; do i=$((i+1)); echo $i; sleep 0.2; done | nc 127.0.0.1 4321",
+    );
+    c.create_ok();
+    c.start_ok();
+    let received = |c: &Container| -> u64 {
+        fs::read_to_string(c.rootfs().join("received"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.trim().parse().ok())
+            .max()
+            .unwrap_or(0)
+    };
+    assert!(
+        poll_until(Duration::from_secs(60), || received(&c) > 2),
+        "nothing received (log: {:?})",
+        fs::read_to_string(c.rootfs().join("log")).unwrap_or_default()
+    );
+    let dir = TempDir::new("ckpt");
+    let (images, work) = (dir.join("images"), dir.join("work"));
+    let img = format!("--image-path={}", images.display());
+    let wrk = format!("--work-path={}", work.display());
+    let out = checkpoint(&c, &[&img, &wrk]);
+    assert!(
+        !out.success(),
+        "a connected socket was dumped without --tcp-established"
+    );
+    c.wait_status("running", Duration::from_secs(10));
+    let _ = fs::remove_dir_all(&images);
+    let out = checkpoint(&c, &["--tcp-established", &img, &wrk]);
+    assert!(out.success(), "{out}\n{}", criu_log(&work));
+    let stopped_at = received(&c);
+    let bundle = c.bundle_str();
+    let out = c.rt(&[
+        "restore",
+        "-d",
+        "--tcp-established",
+        &img,
+        &wrk,
+        "-b",
+        &bundle,
+        &c.id,
+    ]);
+    if is_runc() && !out.success() {
+        // Seen in the guest: runc 1.1.5 dumps the connection but its restore fails (CRIU:
+        // a restored task "exited, status=1"), where corten's restore goes on. Said, not
+        // hidden.
+        skipped(
+            "checkpoint::tcp_established_connection_survives",
+            &format!(
+                "runc's restore of the connection failed: {}",
+                out.stderr.trim()
+            ),
+        );
+        return;
+    }
+    assert!(out.success(), "{out}\n{}", criu_log(&work));
+    assert!(
+        poll_until(Duration::from_secs(30), || received(&c) > stopped_at + 2),
+        "the connection carried nothing after the restore (at {stopped_at})"
+    );
+    let text = fs::read_to_string(c.rootfs().join("received")).unwrap();
+    for (i, line) in text.lines().enumerate() {
+        assert_eq!(
+            line.trim(),
+            (i + 1).to_string(),
+            "lost or repeated data:\n{text}"
+        );
+    }
+}
