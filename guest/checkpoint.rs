@@ -61,12 +61,17 @@ fn pids(c: &Container) -> (u32, u32) {
 
 /// /count holds 1, 2, 3, ... with no gap and no restart.
 fn assert_counted_on(c: &Container) {
-    let text = fs::read_to_string(c.rootfs().join("count")).unwrap();
+    assert_consecutive(c, "count");
+}
+
+/// The file `name` of the rootfs holds 1, 2, 3, ... one a line: nothing lost or repeated.
+fn assert_consecutive(c: &Container, name: &str) {
+    let text = fs::read_to_string(c.rootfs().join(name)).unwrap();
     for (i, line) in text.lines().enumerate() {
         assert_eq!(
             line.trim(),
             (i + 1).to_string(),
-            "/count does not go on from where it stopped:\n{text}"
+            "/{name} does not go on from where it stopped:\n{text}"
         );
     }
 }
@@ -457,12 +462,5 @@ fn tcp_established_connection_survives() {
         poll_until(Duration::from_secs(30), || received(&c) > stopped_at + 2),
         "the connection carried nothing after the restore (at {stopped_at})"
     );
-    let text = fs::read_to_string(c.rootfs().join("received")).unwrap();
-    for (i, line) in text.lines().enumerate() {
-        assert_eq!(
-            line.trim(),
-            (i + 1).to_string(),
-            "lost or repeated data:\n{text}"
-        );
-    }
+    assert_consecutive(&c, "received");
 }
