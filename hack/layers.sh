@@ -36,6 +36,7 @@ LAYERS='
 3 config          loading a bundle: parses config.json, calls the validate of each concern
 
 2 container       the state directory of a container and its state.json
+2 criu            the CRIU RPC (criu swrk) for checkpoint and restore
 2 cgroups         linux.resources and cgroupsPath, cgroupfs and systemd
 2 hooks           the hooks of the spec, their state JSON and timeouts
 2 seccomp         linux.seccomp: the filter and the listener socket

@@ -14,6 +14,7 @@
 
 mod cgroups;
 mod cgroups_path;
+mod checkpoint;
 mod cli_input;
 mod common;
 mod engines;

@@ -325,7 +325,7 @@ fn is_file_or_device(fd: &OwnedFd) -> Result<bool> {
     Ok(kind == SFlag::S_IFREG.bits() || kind == SFlag::S_IFCHR.bits())
 }
 
-fn send_master(socket: &OwnedFd, master: &OwnedFd) -> Result<()> {
+pub fn send_master(socket: &OwnedFd, master: &OwnedFd) -> Result<()> {
     let fds = [master.as_raw_fd()];
     loop {
         match sendmsg::<UnixAddr>(

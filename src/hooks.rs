@@ -90,7 +90,7 @@ impl Kind {
         list.as_deref().unwrap_or(&[])
     }
 
-    fn in_spec(self, spec: &Spec) -> &[Hook] {
+    pub fn in_spec(self, spec: &Spec) -> &[Hook] {
         spec.hooks().as_ref().map_or(&[], |h| self.of(h))
     }
 }

@@ -10,6 +10,7 @@ pub mod cgroups;
 pub mod config;
 pub mod console;
 pub mod container;
+pub mod criu;
 pub mod default_spec;
 pub mod error;
 pub mod hooks;

@@ -132,6 +132,10 @@ enum Command {
     },
     /// Print what this runtime implements (runtime-spec features JSON)
     Features,
+    /// Checkpoint a running container with CRIU
+    Checkpoint(runtime::checkpoint::CheckpointOpts),
+    /// Restore a container from a checkpoint with CRIU
+    Restore(runtime::restore::RestoreOpts),
     /// Write a default config.json
     Spec {
         #[arg(short = 'b', long, default_value = ".")]
@@ -267,6 +271,10 @@ fn with_state(command: &Command, root: &Path) -> Result<u8> {
             ps_args,
         } => ps(root, id, *format, ps_args)?,
         Command::Update { flags, id } => runtime::update::update(root, id, flags)?,
+        Command::Checkpoint(opts) => runtime::checkpoint::checkpoint(root, opts)?,
+        Command::Restore(opts) => {
+            return Ok(exit_status(runtime::restore::restore(root, opts)?));
+        }
         Command::Spec { .. } | Command::Features => unreachable!("handled by dispatch"),
     }
     Ok(0)

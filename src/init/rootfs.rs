@@ -127,6 +127,7 @@ pub fn setup(plan: &RootfsPlan) -> Result<()> {
         pivot(root)?;
     }
     (plan.after_pivot)()?;
+    reopen_dev_null()?;
     if spec
         .root()
         .as_ref()
@@ -148,6 +149,42 @@ pub fn setup(plan: &RootfsPlan) -> Result<()> {
         if flag == MsFlags::MS_SHARED || flag == MsFlags::MS_UNBINDABLE {
             mount(None::<&str>, "/", None::<&str>, flag, None::<&str>)
                 .context("set rootfs propagation")?;
+        }
+    }
+    Ok(())
+}
+
+/// Stdio on the host's /dev/null (an engine's detached stdin) is pointed at the
+/// container's own /dev/null, as runc's reOpenDevNull does: a file of the host's mounts
+/// would otherwise stay open in the container, where CRIU cannot find it at checkpoint.
+/// Without a /dev/null in the container nothing is changed.
+fn reopen_dev_null() -> Result<()> {
+    use std::os::fd::AsRawFd;
+    let Ok(null) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+    else {
+        return Ok(());
+    };
+    let null_st = nix::sys::stat::fstat(&null).context("fstat the container's /dev/null")?;
+    if null_st.st_mode & libc::S_IFMT != libc::S_IFCHR {
+        return Ok(());
+    }
+    for fd in 0..3 {
+        // SAFETY: fds 0-2 are the init's stdio, open for its whole life; the borrow ends here.
+        let stdio = unsafe { BorrowedFd::borrow_raw(fd) };
+        let Ok(st) = nix::sys::stat::fstat(stdio) else {
+            continue;
+        };
+        let same_dev = st.st_mode & libc::S_IFMT == libc::S_IFCHR && st.st_rdev == null_st.st_rdev;
+        let same_file = st.st_dev == null_st.st_dev && st.st_ino == null_st.st_ino;
+        if same_dev && !same_file {
+            // SAFETY: dup2 onto a stdio fd number; both fds are valid.
+            if unsafe { libc::dup2(null.as_raw_fd(), fd) } < 0 {
+                return Err(std::io::Error::last_os_error())
+                    .with_context(|| format!("reopen fd {fd} on the container's /dev/null"));
+            }
         }
     }
     Ok(())

@@ -630,7 +630,7 @@ fn write_id_maps(spec: &Spec, pid: i32) -> Result<()> {
 }
 
 /// The name of `uid` from the host's /etc/passwd (corten is linked statically: no NSS).
-fn user_name(uid: u32) -> String {
+pub fn user_name(uid: u32) -> String {
     let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
     crate::passwd::by_uid(&passwd, uid).map_or_else(|| uid.to_string(), |u| u.name.to_string())
 }

@@ -51,7 +51,9 @@ pub fn features() -> Value {
         },
         "annotations": {
             "io.github.corten.version": env!("CARGO_PKG_VERSION"),
-            "io.github.corten.commit": env!("CORTEN_COMMIT")
+            "io.github.corten.commit": env!("CORTEN_COMMIT"),
+            // `checkpoint` and `restore` (with CRIU, when it is installed), as runc's key.
+            "io.github.corten.checkpoint.enabled": "true"
         },
         "potentiallyUnsafeConfigAnnotations": []
     })
