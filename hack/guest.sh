@@ -292,6 +292,10 @@ make_shared() { # $1: work dir; the rest: arguments for the suite
     mkdir -p "$stage/bin" "$stage/out"
     cp "$CORTEN" "$stage/bin/corten"
     cp "$SUITE_BIN" "$stage/bin/guest-suite"
+    # crictl for the CRI tests (guest/cri.rs), as the host's tests find it; without it they
+    # print a skip. On the binaries disk, not in the image: no rebuild when it changes.
+    local crictl=${CRICTL:-$ROOT_DIR/../shared/tools/cri-tools/crictl}
+    if [[ -x $crictl ]]; then cp "$crictl" "$stage/bin/crictl"; fi
     cp hack/guest/run.sh "$stage/run.sh"
     printf '%s\n' "$@" >"$stage/args"
     echo "$GUEST_RUNC" >"$stage/runc"
