@@ -35,7 +35,8 @@
 # GUEST_RUNC (1: also run the suite with runc, the reference; default 1),
 # GUEST_PROFILE (release|debug: which build of corten and the suite, default release),
 # GUEST_V1_APPEND (the kernel arguments of the cgroup v1 boot, see V1_APPEND),
-# GUEST_MIRROR (Debian mirror; default: the machine's apt sources).
+# GUEST_MIRROR (Debian mirror; default: the machine's apt sources), CRICTL (crictl for the
+# CRI tests, handed over on the binaries disk; default ../shared/tools/cri-tools/crictl).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT_DIR=$PWD
