@@ -24,7 +24,22 @@ mod checkpoint;
 #[path = "../integration/common/mod.rs"]
 mod common;
 mod containerd;
+mod cri;
 mod docker;
+// The CRI tests' daemon and bodies, shared with the integration suite (its engines/, by
+// path; test-free files only) with the helpers they need: guest/cri.rs runs them with the
+// systemd cgroup driver.
+#[allow(dead_code)]
+#[path = "../integration/engines"]
+mod engines {
+    pub mod containerd_daemon;
+    pub mod cri_suite;
+    pub mod support;
+    pub use support::*;
+}
+// The test image builders (integration/image_support.rs) the CRI tests import images with.
+#[path = "../integration/image_support.rs"]
+mod image_support;
 mod limits;
 mod podman;
 mod rootless;

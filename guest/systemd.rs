@@ -12,14 +12,8 @@ use std::time::Duration;
 use crate::common::*;
 use crate::on_v2_host;
 
-/// `systemctl ARGS...`: its stdout, trimmed (whatever the exit code).
-pub fn systemctl(args: &[&str]) -> String {
-    let out = Command::new("systemctl")
-        .args(args)
-        .output()
-        .expect("systemctl (in the guest)");
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
+// Moved to the shared helpers (the CRI tests use them too); the guest's tests import them from here.
+pub use crate::common::{assert_unit_gone, systemctl, unit_cgroup};
 
 /// True where systemd runs (the guest); elsewhere a visible skip.
 pub fn on_systemd_host(test: &str) -> bool {
@@ -35,17 +29,6 @@ pub fn on_systemd_host(test: &str) -> bool {
     );
     skipped(test, "needs systemd as init");
     false
-}
-
-/// The cgroup directory systemd gives `unit` (its ControlGroup property).
-pub fn unit_cgroup(unit: &str) -> PathBuf {
-    let cg = systemctl(&["show", unit, "-p", "ControlGroup", "--value"]);
-    assert!(
-        cg.starts_with('/'),
-        "{unit} has no cgroup: {}",
-        systemctl(&["status", unit])
-    );
-    Path::new("/sys/fs/cgroup").join(cg.trim_start_matches('/'))
 }
 
 /// A container's unit as an engine left it running: `systemctl status` knows it (exit 0,
@@ -90,22 +73,6 @@ pub fn read_cg(dir: &Path, file: &str) -> String {
         .unwrap_or_else(|e| panic!("read {}: {e}", p.display()))
         .trim()
         .to_string()
-}
-
-/// After the container is removed: no unit named `unit` is listed (any state), and its
-/// cgroup directory `dir` is gone.
-pub fn assert_unit_gone(unit: &str, dir: &Path) {
-    let gone = poll_until(Duration::from_secs(20), || {
-        !systemctl(&["list-units", "--all", "--no-legend", "--plain"]).contains(unit)
-            && !dir.exists()
-    });
-    assert!(
-        gone,
-        "left after removal: unit {unit} ({}), cgroup {} (exists: {})",
-        systemctl(&["show", unit, "-p", "ActiveState,LoadState", "--value"]),
-        dir.display(),
-        dir.exists()
-    );
 }
 
 /// The scope `corten-<id>.scope` in system.slice holds the container, with its memory

@@ -35,7 +35,8 @@
 # GUEST_RUNC (1: also run the suite with runc, the reference; default 1),
 # GUEST_PROFILE (release|debug: which build of corten and the suite, default release),
 # GUEST_V1_APPEND (the kernel arguments of the cgroup v1 boot, see V1_APPEND),
-# GUEST_MIRROR (Debian mirror; default: the machine's apt sources).
+# GUEST_MIRROR (Debian mirror; default: the machine's apt sources), CRICTL (crictl for the
+# CRI tests, handed over on the binaries disk; default ../shared/tools/cri-tools/crictl).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT_DIR=$PWD
@@ -292,6 +293,10 @@ make_shared() { # $1: work dir; the rest: arguments for the suite
     mkdir -p "$stage/bin" "$stage/out"
     cp "$CORTEN" "$stage/bin/corten"
     cp "$SUITE_BIN" "$stage/bin/guest-suite"
+    # crictl for the CRI tests (guest/cri.rs), as the host's tests find it; without it they
+    # print a skip. On the binaries disk, not in the image: no rebuild when it changes.
+    local crictl=${CRICTL:-$ROOT_DIR/../shared/tools/cri-tools/crictl}
+    if [[ -x $crictl ]]; then cp "$crictl" "$stage/bin/crictl"; fi
     cp hack/guest/run.sh "$stage/run.sh"
     mkdir -p "$stage/configs" && cp hack/configs/podman.json "$stage/configs/"
     printf '%s\n' "$@" >"$stage/args"

@@ -105,6 +105,8 @@ bench() {
 }
 
 export CORTEN_GUEST=1
+# crictl, if the host handed it over (the CRI tests skip without it).
+[ -x /guest/bin/crictl ] && export CRICTL=/guest/bin/crictl
 rc=0
 if [ "${1:-}" = --bench ]; then
     # --bench --trace: also show the debug log of corten's first run with each driver.

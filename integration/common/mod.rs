@@ -9,6 +9,7 @@
 //! - `spec`: `Container::set`, config edits checked against the runtime-spec's fields.
 //! - `procfs`: parsing mountinfo, /proc status and sectioned container output.
 //! - `terminal`: console sockets, ptys and tmux.
+//! - `systemd`: asking systemd about units (systemctl, a unit's cgroup, a unit gone).
 //!
 //! A test that cannot run on a host (or against the runtime under test) ends with
 //! `skip!("why")`, which prints a visible, countable `SKIP: <test>: <why>` line: never a
@@ -19,6 +20,7 @@ mod container;
 mod procfs;
 mod run;
 mod spec;
+mod systemd;
 mod temp;
 mod terminal;
 
@@ -26,6 +28,7 @@ pub use bundle::*;
 pub use container::*;
 pub use procfs::*;
 pub use run::*;
+pub use systemd::*;
 pub use temp::*;
 pub use terminal::*;
 

@@ -10,8 +10,8 @@
 //! [`mirrors`] and [`sources`] (where manifests and blobs come from).
 
 pub mod bundle;
-pub mod net;
 pub mod mirrors;
+pub mod net;
 pub mod overlay;
 pub mod platform;
 pub mod progress;
