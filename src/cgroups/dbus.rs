@@ -433,13 +433,8 @@ impl Conn {
 
     /// Calls a method of org.freedesktop.systemd1.Manager.
     pub fn manager(&mut self, member: &str, args: &[Value]) -> Result<Msg> {
-        self.call(
-            "org.freedesktop.systemd1",
-            "/org/freedesktop/systemd1",
-            "org.freedesktop.systemd1.Manager",
-            member,
-            args,
-        )
+        let serial = self.send_manager(member, args)?;
+        self.reply(serial)
     }
 
     /// A string property of the manager (e.g. ControlGroup), through
