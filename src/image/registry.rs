@@ -203,6 +203,8 @@ pub struct Registry {
     name: String,
     host: String,
     plain_http: bool,
+    /// localhost, 127.0.0.1 or ::1: plain HTTP is tried first.
+    loopback: bool,
     creds: Option<Creds>,
     /// Why the docker config's credential helper gave no credentials, if it failed.
     creds_note: Option<String>,
@@ -332,7 +334,8 @@ impl Registry {
     pub fn new(r: &Reference, creds: Option<Creds>, insecure: &[String]) -> Registry {
         let host = r.api_host().to_string();
         let bare = bare_host(&host);
-        let plain_http = matches!(bare, "localhost" | "127.0.0.1" | "::1")
+        let loopback = matches!(bare, "localhost" | "127.0.0.1" | "::1");
+        let plain_http = loopback
             || insecure
                 .iter()
                 .any(|i| i == &r.registry || i == &host || i == bare);
@@ -354,6 +357,7 @@ impl Registry {
             creds_note,
             host,
             plain_http,
+            loopback,
             base: OnceLock::new(),
             auth: Mutex::new(Auth {
                 challenge: Challenge::None,
@@ -371,21 +375,34 @@ impl Registry {
     }
 
     /// GET /v2/: picks the scheme (HTTPS; plain HTTP only for insecure registries after
-    /// HTTPS fails) and learns the auth challenge.
+    /// HTTPS fails) and learns the auth challenge. A loopback registry is asked over plain
+    /// HTTP first (no TLS set-up for the usual local registry; nothing on the path to
+    /// read it), and that answer counts only if it is the v2 API's (200 or 401: a TLS
+    /// server answers plain HTTP with 400), else HTTPS follows.
     fn ping(&self) -> Result<&str> {
         if let Some(b) = self.base.get() {
             return Ok(b);
         }
-        let schemes: &[&str] = if self.plain_http {
-            &["https", "http"]
-        } else {
-            &["https"]
+        let schemes: &[&str] = match (self.loopback, self.plain_http) {
+            (true, _) => &["http", "https"],
+            (false, true) => &["https", "http"],
+            (false, false) => &["https"],
         };
         let mut last = None;
         for (i, scheme) in schemes.iter().enumerate() {
             let base = format!("{scheme}://{}", self.host);
             let attempts = if i + 1 < schemes.len() { 1 } else { ATTEMPTS };
             match self.exchange("GET", &format!("{base}/v2/"), &[], None, attempts) {
+                Ok(resp)
+                    if self.loopback
+                        && *scheme == "http"
+                        && !matches!(resp.status(), 200 | 401) =>
+                {
+                    last = Some(anyhow!(
+                        "{base}/v2/: HTTP {} is not a registry's answer",
+                        resp.status()
+                    ));
+                }
                 Ok(resp) => {
                     if resp.status() == 401 {
                         let c = resp
