@@ -28,7 +28,7 @@ use serde_json::{Value, json};
 
 use super::containerd_daemon::{Containerd, IMAGE};
 use super::*;
-use crate::common::{Out, TempDir, assert_unit_gone, is_runc, poll_until, systemctl, unit_cgroup};
+use crate::common::{Out, TempDir, assert_unit_gone, poll_until, systemctl, unit_cgroup};
 use crate::image_support::sha256_hex;
 
 /// The sandbox (pause) image: the test image whose command sleeps forever.
@@ -748,11 +748,13 @@ pub fn security_fields(cri: &Cri, handler: &str) {
         info = cri.inspect("inspect", &id);
         info["status"]["reason"] == "OOMKilled"
     });
-    let runc = handler == "runc" || is_runc();
-    if runc && cri.driver == Driver::Systemd && info["status"]["reason"] == "Error" {
-        // runc's systemd scope: the shim's OOM event is lost (containerd#8893; in every
-        // guest run, where corten's is reported): the reference can't be held to it.
-        eprintln!("note: {handler} (runc) with SystemdCgroup: OOM kill reported as Error");
+    if cri.driver == Driver::Systemd && info["status"]["reason"] == "Error" {
+        // With SystemdCgroup, containerd 1.6's shim may lose the OOM event
+        // (containerd#8893): it watches the scope's memory.events only once the task has
+        // started, and a container killed at once can be gone, scope and all, by then. Seen
+        // with runc in every guest run and with corten in one: no runtime can be held to it.
+        // The kill itself is checked above (137 under a 16 MiB limit).
+        eprintln!("note: {handler} with SystemdCgroup: OOM kill reported as Error");
     } else {
         assert_eq!(info["status"]["reason"], "OOMKilled", "{info:#}");
     }
