@@ -159,7 +159,6 @@ pub fn setup(plan: &RootfsPlan) -> Result<()> {
 /// would otherwise stay open in the container, where CRIU cannot find it at checkpoint.
 /// Without a /dev/null in the container nothing is changed.
 fn reopen_dev_null() -> Result<()> {
-    use std::os::fd::AsRawFd;
     let Ok(null) = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
@@ -171,21 +170,24 @@ fn reopen_dev_null() -> Result<()> {
     if null_st.st_mode & libc::S_IFMT != libc::S_IFCHR {
         return Ok(());
     }
-    for fd in 0..3 {
-        // SAFETY: fds 0-2 are the init's stdio, open for its whole life; the borrow ends here.
-        let stdio = unsafe { BorrowedFd::borrow_raw(fd) };
-        let Ok(st) = nix::sys::stat::fstat(stdio) else {
-            continue;
-        };
-        let same_dev = st.st_mode & libc::S_IFMT == libc::S_IFCHR && st.st_rdev == null_st.st_rdev;
-        let same_file = st.st_dev == null_st.st_dev && st.st_ino == null_st.st_ino;
-        if same_dev && !same_file {
-            // SAFETY: dup2 onto a stdio fd number; both fds are valid.
-            if unsafe { libc::dup2(null.as_raw_fd(), fd) } < 0 {
-                return Err(std::io::Error::last_os_error())
-                    .with_context(|| format!("reopen fd {fd} on the container's /dev/null"));
-            }
-        }
+    // The null device, but not the container's file of it.
+    let another_null = |fd: BorrowedFd| {
+        nix::sys::stat::fstat(fd).is_ok_and(|st| {
+            let same_dev =
+                st.st_mode & libc::S_IFMT == libc::S_IFCHR && st.st_rdev == null_st.st_rdev;
+            let same_file = st.st_dev == null_st.st_dev && st.st_ino == null_st.st_ino;
+            same_dev && !same_file
+        })
+    };
+    let (stdin, stdout, stderr) = (std::io::stdin(), std::io::stdout(), std::io::stderr());
+    if another_null(stdin.as_fd()) {
+        nix::unistd::dup2_stdin(&null).context("reopen stdin on the container's /dev/null")?;
+    }
+    if another_null(stdout.as_fd()) {
+        nix::unistd::dup2_stdout(&null).context("reopen stdout on the container's /dev/null")?;
+    }
+    if another_null(stderr.as_fd()) {
+        nix::unistd::dup2_stderr(&null).context("reopen stderr on the container's /dev/null")?;
     }
     Ok(())
 }
