@@ -124,6 +124,40 @@ pub fn swrk(
     Ok(resp)
 }
 
+/// CRIU's version as runc compares it: major * 10000 + minor * 100 + sublevel (3.17.1 is
+/// 31701), asked through its RPC (a VERSION request) as runc does.
+pub fn version() -> Result<i32> {
+    let req = Request {
+        kind: ReqType::Version,
+        opts: Opts::default(),
+        log: PathBuf::new(),
+        inherit_stdio: false,
+        pass_fds: Vec::new(),
+    };
+    let resp = swrk(req, &mut |_, _| Ok(()), &mut |_| Ok(()))?;
+    let v = resp
+        .version
+        .context("criu version: no version in criu's response")?;
+    Ok(v.major_number * 10000 + v.minor_number * 100 + v.sublevel.unwrap_or(0))
+}
+
+/// Fails with runc's message unless CRIU is at least `min` (as [`version`] counts) for
+/// `what` (a flag).
+pub fn require_version(min: i32, what: &str) -> Result<()> {
+    let have = version()?;
+    if have < min {
+        bail!(
+            "{what} requires at least CRIU {}.{} (this is {}.{}.{})",
+            min / 10000,
+            min / 100 % 100,
+            have / 10000,
+            have / 100 % 100,
+            have % 100
+        );
+    }
+    Ok(())
+}
+
 fn converse(
     sock: &OwnedFd,
     req: &Request,
@@ -133,11 +167,13 @@ fn converse(
 ) -> Result<rpc::Resp> {
     let mut opts = req.opts.clone();
     started(criu_pid, &mut opts)?;
+    // A version request carries no options (runc sends none).
+    let opts = (req.kind != ReqType::Version).then_some(opts);
     send(
         sock,
         &rpc::Req {
             r#type: req.kind as i32,
-            opts: Some(opts),
+            opts,
             ..Default::default()
         },
     )?;
