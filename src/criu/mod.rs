@@ -104,14 +104,21 @@ pub fn swrk(
     let status = child.wait().context("wait for criu")?;
     let resp = result.map_err(|e| anyhow!("criu {what}: {e:#}{}", log_tail(&req.log)))?;
     if !resp.success {
-        let mut msg = resp.cr_errmsg.clone().unwrap_or_default();
+        let mut msg = resp
+            .cr_errmsg
+            .as_deref()
+            .unwrap_or_default()
+            .trim()
+            .to_string();
         if msg.is_empty() {
             msg = match resp.cr_errno {
                 Some(e) if e != 0 => Errno::from_raw(e).desc().to_string(),
                 _ => "failed".to_string(),
             };
         }
-        bail!("criu {what} failed: {msg}{}", log_tail(&req.log));
+        // CRIU's message is often its log's last error line: not said twice.
+        let tail = log_tail(&req.log).replace(&format!("{msg}; "), "");
+        bail!("criu {what} failed: {msg}{tail}");
     }
     // A restore's CRIU may exit non-zero after its success response; a pre-dump's waits
     // for the final dump and is ended by the closed socket (runc ignores both).

@@ -453,6 +453,23 @@ mod tests {
     }
 
     #[test]
+    fn status_fd_must_be_open_and_writable() {
+        use std::os::fd::{AsRawFd, IntoRawFd};
+        let r = std::fs::File::open("/dev/null").unwrap();
+        let err = status_fd(r.as_raw_fd()).unwrap_err().to_string();
+        assert!(err.contains("not writable"), "{err}");
+        let w = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/null")
+            .unwrap();
+        // status_fd owns it from here.
+        drop(status_fd(w.into_raw_fd()).unwrap());
+        let err = format!("{:#}", status_fd(1 << 20).unwrap_err());
+        assert!(err.contains("invalid --status-fd argument"), "{err}");
+        assert!(status_fd(1).is_err());
+    }
+
+    #[test]
     fn flag_values() {
         assert_eq!(cg_mode("full"), Ok(CgMode::Full));
         assert!(cg_mode("loose").unwrap_err().contains("loose"));
