@@ -3,7 +3,10 @@
 //! and restored, and goes on counting from where it stopped, as the same pid in its pid
 //! namespace, in a cgroup with the same limits. With --leave-running the original runs on;
 //! a pre-dump followed by a dump on it (--parent-path) restores too; and the failures are
-//! one line that leaves nothing behind. The same bodies run with runc (the reference).
+//! one line that leaves nothing behind. Then runc's other flags, each on its own flow: a
+//! terminal given back through `restore --console-socket`, --file-locks, --ext-unix-sk,
+//! --empty-ns network, a paused container, a page server, lazy pages with --status-fd and
+//! `criu lazy-pages`, --lsm-mount-context. The same bodies run with runc (the reference).
 
 use std::fs;
 use std::path::Path;
