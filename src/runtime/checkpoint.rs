@@ -142,7 +142,13 @@ impl CriuFlags {
             ext_unix_sk: Some(self.ext_unix_sk),
             tcp_established: Some(self.tcp_established),
             file_locks: Some(self.file_locks),
-            empty_ns: Some(self.empty_ns.iter().fold(0, |a, b| a | b)),
+            // runc always adds the network namespace: "runc doesn't manage network
+            // devices" (a veth's peer is outside: CRIU could not restore it).
+            empty_ns: Some(
+                self.empty_ns
+                    .iter()
+                    .fold(libc::CLONE_NEWNET as u32, |a, b| a | b),
+            ),
             orphan_pts_master: Some(true),
             auto_dedup: Some(self.auto_dedup),
             lazy_pages: Some(self.lazy_pages),

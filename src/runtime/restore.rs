@@ -281,6 +281,11 @@ fn restore_in(
     let mut notify = |n: criu::Notice| -> Result<()> {
         match n.script.as_str() {
             "setup-namespaces" => {
+                // The network namespace CRIU made is empty (runc's rule, see base_opts):
+                // its loopback device is brought up, as create brings it up.
+                if crate::netdev::creates_netns(spec) {
+                    crate::netdev::loopback_up_in(n.pid)?;
+                }
                 let mut s = state_base.clone();
                 s.pid = n.pid;
                 let hs = HookState::new(&s, Status::Created);
