@@ -126,6 +126,23 @@ pub fn loopback_up() -> Result<()> {
     Ok(())
 }
 
+/// Sets `lo` up in the network namespace of `pid`: a restored container's, which CRIU made
+/// empty (its loopback device down). corten joins it for the one request and returns to
+/// its own.
+pub fn loopback_up_in(pid: i32) -> Result<()> {
+    use nix::sched::{CloneFlags, setns};
+    let own =
+        std::fs::File::open("/proc/thread-self/ns/net").context("open /proc/thread-self/ns/net")?;
+    let theirs = std::fs::File::open(format!("/proc/{pid}/ns/net"))
+        .with_context(|| format!("open /proc/{pid}/ns/net"))?;
+    setns(&theirs, CloneFlags::CLONE_NEWNET)
+        .with_context(|| format!("setns into the network namespace of {pid}"))?;
+    let up = loopback_up();
+    setns(&own, CloneFlags::CLONE_NEWNET)
+        .context("setns back into corten's own network namespace")?;
+    up
+}
+
 /// A device moved into the container: enough to move it back.
 pub struct Moved {
     host_name: String,

@@ -104,14 +104,21 @@ pub fn swrk(
     let status = child.wait().context("wait for criu")?;
     let resp = result.map_err(|e| anyhow!("criu {what}: {e:#}{}", log_tail(&req.log)))?;
     if !resp.success {
-        let mut msg = resp.cr_errmsg.clone().unwrap_or_default();
+        let mut msg = resp
+            .cr_errmsg
+            .as_deref()
+            .unwrap_or_default()
+            .trim()
+            .to_string();
         if msg.is_empty() {
             msg = match resp.cr_errno {
                 Some(e) if e != 0 => Errno::from_raw(e).desc().to_string(),
                 _ => "failed".to_string(),
             };
         }
-        bail!("criu {what} failed: {msg}{}", log_tail(&req.log));
+        // CRIU's message is often its log's last error line: not said twice.
+        let tail = log_tail(&req.log).replace(&format!("{msg}; "), "");
+        bail!("criu {what} failed: {msg}{tail}");
     }
     // A restore's CRIU may exit non-zero after its success response; a pre-dump's waits
     // for the final dump and is ended by the closed socket (runc ignores both).
@@ -124,6 +131,40 @@ pub fn swrk(
     Ok(resp)
 }
 
+/// CRIU's version as runc compares it: major * 10000 + minor * 100 + sublevel (3.17.1 is
+/// 31701), asked through its RPC (a VERSION request) as runc does.
+pub fn version() -> Result<i32> {
+    let req = Request {
+        kind: ReqType::Version,
+        opts: Opts::default(),
+        log: PathBuf::new(),
+        inherit_stdio: false,
+        pass_fds: Vec::new(),
+    };
+    let resp = swrk(req, &mut |_, _| Ok(()), &mut |_| Ok(()))?;
+    let v = resp
+        .version
+        .context("criu version: no version in criu's response")?;
+    Ok(v.major_number * 10000 + v.minor_number * 100 + v.sublevel.unwrap_or(0))
+}
+
+/// Fails with runc's message unless CRIU is at least `min` (as [`version`] counts) for
+/// `what` (a flag).
+pub fn require_version(min: i32, what: &str) -> Result<()> {
+    let have = version()?;
+    if have < min {
+        bail!(
+            "{what} requires at least CRIU {}.{} (this is {}.{}.{})",
+            min / 10000,
+            min / 100 % 100,
+            have / 10000,
+            have / 100 % 100,
+            have % 100
+        );
+    }
+    Ok(())
+}
+
 fn converse(
     sock: &OwnedFd,
     req: &Request,
@@ -133,11 +174,13 @@ fn converse(
 ) -> Result<rpc::Resp> {
     let mut opts = req.opts.clone();
     started(criu_pid, &mut opts)?;
+    // A version request carries no options (runc sends none).
+    let opts = (req.kind != ReqType::Version).then_some(opts);
     send(
         sock,
         &rpc::Req {
             r#type: req.kind as i32,
-            opts: Some(opts),
+            opts,
             ..Default::default()
         },
     )?;

@@ -142,7 +142,13 @@ impl CriuFlags {
             ext_unix_sk: Some(self.ext_unix_sk),
             tcp_established: Some(self.tcp_established),
             file_locks: Some(self.file_locks),
-            empty_ns: Some(self.empty_ns.iter().fold(0, |a, b| a | b)),
+            // runc always adds the network namespace: "runc doesn't manage network
+            // devices" (a veth's peer is outside: CRIU could not restore it).
+            empty_ns: Some(
+                self.empty_ns
+                    .iter()
+                    .fold(libc::CLONE_NEWNET as u32, |a, b| a | b),
+            ),
             orphan_pts_master: Some(true),
             auto_dedup: Some(self.auto_dedup),
             lazy_pages: Some(self.lazy_pages),
@@ -176,10 +182,12 @@ impl CriuDir {
     }
 }
 
-/// The key CRIU records an external namespace of type `ns` under (runc's "extRootNetNS"
-/// style: "extRoot" and the namespace's name in capitals).
+/// The key CRIU records an external namespace of type `ns` under: runc's, "extRoot", the
+/// namespace's name capitalized, "NS" ("extRootNetNS"), so that either runtime restores the
+/// other's images.
 pub fn ns_key(ns: LinuxNamespaceType) -> String {
-    format!("extRoot{}", ns_name(ns).to_uppercase())
+    let name = ns_name(ns);
+    format!("extRoot{}{}NS", name[..1].to_uppercase(), &name[1..])
 }
 
 fn ns_name(ns: LinuxNamespaceType) -> &'static str {
@@ -336,9 +344,20 @@ fn dump(
         o.parent_img = Some(parent.clone());
         o.track_mem = Some(true);
     }
-    if let Some(fd) = opts.status_fd {
-        o.status_fd = Some(fd);
-        pass_fds.push(fd);
+    // The status fd tells the caller the lazy-pages server is ready (runc: only with
+    // --lazy-pages). CRIU 3.15+ says so in a notification and corten writes the \0 itself,
+    // as runc does; an older CRIU writes it to the fd it inherits.
+    let mut status = None;
+    if let (true, Some(fd)) = (opts.criu.lazy_pages, opts.status_fd) {
+        let owned = status_fd(fd)?;
+        if criu::version()? >= 31500 {
+            status = Some(owned);
+        } else {
+            o.status_fd = Some(fd);
+            pass_fds.push(fd);
+            // Stays open for CRIU; closed when corten exits.
+            std::mem::forget(owned);
+        }
     }
     if !opts.pre_dump {
         for (dest, _) in bind_mounts(spec) {
@@ -384,8 +403,35 @@ fn dump(
         inherit_stdio: false,
         pass_fds,
     };
-    criu::swrk(req, &mut |_, _| Ok(()), &mut |_notice| Ok(()))?;
+    criu::swrk(req, &mut |_, _| Ok(()), &mut |notice| {
+        let ready = notice.script == "status-ready";
+        if let Some(fd) = status.take_if(|_| ready) {
+            nix::unistd::write(&fd, &[0])
+                .context("write \\0 to --status-fd (the lazy-pages server is ready)")?;
+        }
+        Ok(())
+    })?;
     Ok(())
+}
+
+/// Takes `--status-fd`: an open fd that can be written (runc's check).
+fn status_fd(fd: i32) -> Result<std::os::fd::OwnedFd> {
+    use nix::fcntl::{FcntlArg, OFlag, fcntl};
+    use std::os::fd::{BorrowedFd, FromRawFd};
+    if fd < 3 {
+        bail!("invalid --status-fd argument {fd}: not one of corten's stdio");
+    }
+    // SAFETY: only a flag query on the number the caller named; an fd that is not open
+    // fails with EBADF.
+    let flags = fcntl(unsafe { BorrowedFd::borrow_raw(fd) }, FcntlArg::F_GETFL)
+        .with_context(|| format!("invalid --status-fd argument {fd}"))?;
+    let mode = OFlag::from_bits_truncate(flags) & OFlag::O_ACCMODE;
+    if mode == OFlag::O_RDONLY {
+        bail!("invalid --status-fd argument {fd}: not writable");
+    }
+    // SAFETY: the fd is open (F_GETFL succeeded) and was handed to corten by its caller
+    // for this use alone; nothing else in corten owns it.
+    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) })
 }
 
 /// Records where the init's fds 0-2 point (runc's descriptors.json).
@@ -408,8 +454,25 @@ mod tests {
 
     #[test]
     fn namespace_keys_are_runcs() {
-        assert_eq!(ns_key(LinuxNamespaceType::Network), "extRootNET");
-        assert_eq!(ns_key(LinuxNamespaceType::Pid), "extRootPID");
+        assert_eq!(ns_key(LinuxNamespaceType::Network), "extRootNetNS");
+        assert_eq!(ns_key(LinuxNamespaceType::Pid), "extRootPidNS");
+    }
+
+    #[test]
+    fn status_fd_must_be_open_and_writable() {
+        use std::os::fd::{AsRawFd, IntoRawFd};
+        let r = std::fs::File::open("/dev/null").unwrap();
+        let err = status_fd(r.as_raw_fd()).unwrap_err().to_string();
+        assert!(err.contains("not writable"), "{err}");
+        let w = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/null")
+            .unwrap();
+        // status_fd owns it from here.
+        drop(status_fd(w.into_raw_fd()).unwrap());
+        let err = format!("{:#}", status_fd(1 << 20).unwrap_err());
+        assert!(err.contains("invalid --status-fd argument"), "{err}");
+        assert!(status_fd(1).is_err());
     }
 
     #[test]

@@ -60,9 +60,6 @@ pub struct RestoreOpts {
 /// Restores the container; returns its exit status when not detached (0 when detached).
 pub fn restore(root: &Path, opts: &RestoreOpts) -> Result<i32> {
     container::validate_id(&opts.id)?;
-    if opts.lsm_mount_context.is_some() {
-        bail!("--lsm-mount-context is not supported by corten yet");
-    }
     let image_path = opts.criu.image_dir()?;
     let images = CriuDir::open(&image_path, "image")?;
     let descriptors = read_descriptors(&image_path)?;
@@ -79,6 +76,13 @@ pub fn restore(root: &Path, opts: &RestoreOpts) -> Result<i32> {
     };
     // After the id is taken (runc's order: an existing id is the error first).
     criu::binary()?;
+    // CRIU before 3.16 cannot set either (runc's check and words).
+    if opts.lsm_profile.is_some() {
+        criu::require_version(31600, "--lsm-profile")?;
+    }
+    if opts.lsm_mount_context.is_some() {
+        criu::require_version(31600, "--lsm-mount-context")?;
+    }
     let pid = restore_in(
         opts,
         &bundle,
@@ -153,6 +157,7 @@ fn restore_in(
     o.rst_sibling = Some(true);
     o.root = Some(criu_root.to_string_lossy().into_owned());
     o.lsm_profile = opts.lsm_profile.clone();
+    o.lsm_mount_context = opts.lsm_mount_context.clone();
     let mut pass_fds = vec![images.fd()];
     pass_fds.extend(work.as_ref().map(|w| w.fd()));
 
@@ -276,6 +281,11 @@ fn restore_in(
     let mut notify = |n: criu::Notice| -> Result<()> {
         match n.script.as_str() {
             "setup-namespaces" => {
+                // The network namespace CRIU made is empty (runc's rule, see base_opts):
+                // its loopback device is brought up, as create brings it up.
+                if crate::netdev::creates_netns(spec) {
+                    crate::netdev::loopback_up_in(n.pid)?;
+                }
                 let mut s = state_base.clone();
                 s.pid = n.pid;
                 let hs = HookState::new(&s, Status::Created);
