@@ -249,10 +249,8 @@ pub fn device_paths(spec: &Spec) -> Vec<String> {
 
 pub fn checkpoint(root: &Path, opts: &CheckpointOpts) -> Result<()> {
     let id = &opts.id;
-    if opts.lazy_pages_without_status() {
-        // runc needs a way to tell the caller the page server is ready, too.
-        bail!("--lazy-pages needs --status-fd");
-    }
+    // --lazy-pages without --status-fd is allowed, as runc allows it: the caller then has
+    // no signal that the page server is up, and this command returns once it is done.
     let dir = ContainerDir::open(root, id, true)?;
     let state = dir.load_existing()?;
     let status = dir.status(&state);
@@ -281,12 +279,6 @@ pub fn checkpoint(root: &Path, opts: &CheckpointOpts) -> Result<()> {
         crate::runtime::delete::delete(root, id, true)?;
     }
     Ok(())
-}
-
-impl CheckpointOpts {
-    fn lazy_pages_without_status(&self) -> bool {
-        self.criu.lazy_pages && self.status_fd.is_none()
-    }
 }
 
 fn dump(
