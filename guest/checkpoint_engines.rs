@@ -228,4 +228,31 @@ fn counter_restored_on_v1() {
         mounts.contains(" /sys/fs/cgroup/memory "),
         "no memory hierarchy mounted in the restored container:\n{mounts}"
     );
+
+    // A restore that CRIU fails late (the image's memory pages removed): one line quoting
+    // CRIU's log, and nothing left in any hierarchy, no mount, no process.
+    let other = counter("ckpt-v1-bad");
+    other.write_config();
+    let bad = dir.join("bad");
+    let cp = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(&images)
+        .arg(&bad)
+        .status()
+        .unwrap();
+    assert!(cp.success(), "cp -a {}", images.display());
+    for e in fs::read_dir(&bad).unwrap().flatten() {
+        if e.file_name().to_string_lossy().starts_with("pages-") {
+            fs::remove_file(e.path()).unwrap();
+        }
+    }
+    let out = restore(&other, &bad, &dir.join("badwork"));
+    progress(&format!("{}: {:?}", out.cmd, out.stderr.trim()));
+    assert_err(
+        &out,
+        &["criu restore", "Error ("],
+        &["criu", "restore", "fail"],
+    );
+    other.assert_no_leftovers();
+    c.wait_status("running", Duration::from_secs(5));
 }
