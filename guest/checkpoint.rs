@@ -19,12 +19,12 @@ use crate::common::*;
 use crate::{cgroup_file, on_v2_host};
 
 /// memory.max the counter runs under (64 MiB), kept across a restore.
-const MEMORY: u64 = 67108864;
+pub(crate) const MEMORY: u64 = 67108864;
 
 /// A container whose shell counts 1, 2, 3... every 0.2 s: appended to /count through fd 3
 /// (kept open), written to stdout (/log, inside the rootfs: CRIU dumps only files it can
 /// reach from the container) and to /cur.
-fn counter(test: &str) -> Container {
+pub(crate) fn counter(test: &str) -> Container {
     counter_with(test, "")
 }
 
@@ -34,30 +34,41 @@ fn counter_with(test: &str, first: &str) -> Container {
     c.set("/linux/resources", json!({"memory": {"limit": MEMORY}}));
     // The counter writes into its rootfs, which the host reads.
     c.set("/root/readonly", json!(false));
-    c.sh(&format!(
-        "exec </dev/null >/log 2>&1 3>>/count; {first} i=0; \
-         while true; do i=$((i+1)); echo $i >&3; echo $i; echo $i >/cur.tmp; \
-         mv /cur.tmp /cur; sleep 0.2; done"
-    ));
+    c.sh(&format!("{first} {COUNTER}"));
     c
 }
 
+/// The counter's shell script (`sh -c`).
+pub(crate) const COUNTER: &str = "exec </dev/null >/log 2>&1 3>>/count; i=0; \
+    while true; do i=$((i+1)); echo $i >&3; echo $i; echo $i >/cur.tmp; \
+    mv /cur.tmp /cur; sleep 0.2; done";
+
 /// The counter's latest value (0 before its first).
-fn current(c: &Container) -> u64 {
-    fs::read_to_string(c.rootfs().join("cur"))
+pub(crate) fn current(c: &Container) -> u64 {
+    current_in(&c.rootfs())
+}
+
+/// The latest value of the counter running on `rootfs`.
+pub(crate) fn current_in(rootfs: &Path) -> u64 {
+    fs::read_to_string(rootfs.join("cur"))
         .ok()
         .and_then(|s| s.trim().parse().ok())
         .unwrap_or(0)
 }
 
 /// Waits until the counter is past `n`.
-fn wait_past(c: &Container, n: u64, what: &str) -> u64 {
+pub(crate) fn wait_past(c: &Container, n: u64, what: &str) -> u64 {
+    wait_past_in(&c.rootfs(), n, what)
+}
+
+/// Waits until the counter running on `rootfs` is past `n`.
+pub(crate) fn wait_past_in(rootfs: &Path, n: u64, what: &str) -> u64 {
     assert!(
-        poll_until(Duration::from_secs(60), || current(c) > n),
+        poll_until(Duration::from_secs(60), || current_in(rootfs) > n),
         "{what}: the counter did not go past {n} (log: {:?})",
-        fs::read_to_string(c.rootfs().join("log")).unwrap_or_default()
+        fs::read_to_string(rootfs.join("log")).unwrap_or_default()
     );
-    current(c)
+    current_in(rootfs)
 }
 
 /// The container init's host pid (from `state`) and its pid in its own pid namespace.
@@ -71,13 +82,18 @@ fn pids(c: &Container) -> (u32, u32) {
 }
 
 /// /count holds 1, 2, 3, ... with no gap and no restart.
-fn assert_counted_on(c: &Container) {
+pub(crate) fn assert_counted_on(c: &Container) {
     assert_consecutive(c, "count");
 }
 
 /// The file `name` of the rootfs holds 1, 2, 3, ... one a line: nothing lost or repeated.
 fn assert_consecutive(c: &Container, name: &str) {
-    let text = fs::read_to_string(c.rootfs().join(name)).unwrap();
+    assert_consecutive_in(&c.rootfs(), name);
+}
+
+/// The file `name` of `rootfs` holds 1, 2, 3, ... one a line.
+pub(crate) fn assert_consecutive_in(rootfs: &Path, name: &str) {
+    let text = fs::read_to_string(rootfs.join(name)).unwrap();
     for (i, line) in text.lines().enumerate() {
         assert_eq!(
             line.trim(),
@@ -87,14 +103,14 @@ fn assert_consecutive(c: &Container, name: &str) {
     }
 }
 
-fn checkpoint(c: &Container, extra: &[&str]) -> Out {
+pub(crate) fn checkpoint(c: &Container, extra: &[&str]) -> Out {
     let mut args = vec!["checkpoint"];
     args.extend_from_slice(extra);
     args.push(&c.id);
     c.rt(&args)
 }
 
-fn restore(c: &Container, images: &Path, work: &Path) -> Out {
+pub(crate) fn restore(c: &Container, images: &Path, work: &Path) -> Out {
     let bundle = c.bundle_str();
     c.rt(&[
         "restore",
@@ -110,7 +126,7 @@ fn restore(c: &Container, images: &Path, work: &Path) -> Out {
 }
 
 /// A CRIU failure's log, for the assertion message.
-fn criu_log(work: &Path) -> String {
+pub(crate) fn criu_log(work: &Path) -> String {
     let mut out = String::new();
     for name in ["dump.log", "pre-dump.log", "restore.log"] {
         if let Ok(t) = fs::read_to_string(work.join(name)) {
@@ -125,10 +141,12 @@ fn criu_log(work: &Path) -> String {
     out
 }
 
-fn guest_ready(test: &str) -> bool {
-    if !on_v2_host(test) {
-        return false;
-    }
+pub(crate) fn guest_ready(test: &str) -> bool {
+    on_v2_host(test) && criu_found(test)
+}
+
+/// criu is installed (in the guest it must be; elsewhere a visible skip).
+pub(crate) fn criu_found(test: &str) -> bool {
     let found = std::process::Command::new("criu")
         .arg("--version")
         .output()

@@ -18,6 +18,7 @@
 mod apparmor;
 mod cgroup_v2;
 mod checkpoint;
+mod checkpoint_engines;
 // The guest suite uses a part of the integration suite's helpers (no terminals, no
 // mountinfo parsing): what only the integration suite uses is not dead code.
 #[allow(dead_code)]

@@ -27,13 +27,13 @@ const HIERARCHIES: [&str; 8] = [
 /// of its cgroup there (with runc as with corten).
 static SERIAL: Mutex<()> = Mutex::new(());
 
-fn serial() -> MutexGuard<'static, ()> {
+pub(crate) fn serial() -> MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// True in the guest booted on cgroup v1 (its kernel command line says so), where every
 /// hierarchy above and systemd must be there (a panic otherwise); elsewhere a visible skip.
-fn on_v1_systemd_host(test: &str) -> bool {
+pub(crate) fn on_v1_systemd_host(test: &str) -> bool {
     let cmdline = fs::read_to_string("/proc/cmdline").unwrap_or_default();
     if !cmdline
         .split_whitespace()

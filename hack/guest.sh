@@ -331,8 +331,9 @@ new_work() {
 # systemd.legacy_systemd_cgroup_controller=1" gives the full legacy layout). systemd >= 256
 # would also need SYSTEMD_CGROUP_ENABLE_LEGACY_FORCE=1; Debian 12 has 252.
 V1_APPEND=${GUEST_V1_APPEND:-systemd.unified_cgroup_hierarchy=0}
-# The tests of that boot (a name filter of the suite: guest/systemd_v1.rs).
-V1_TESTS="systemd_v1::"
+# The tests of that boot (name filters of the suite: guest/systemd_v1.rs, and the v1
+# checkpoint test of guest/checkpoint_engines.rs).
+V1_TESTS="systemd_v1:: checkpoint_engines::counter_restored_on_v1"
 
 # One boot running the suite: $1 = extra kernel arguments, $2 = what to call it, the rest
 # = the suite's arguments. Returns non-zero when tests failed.

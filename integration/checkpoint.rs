@@ -133,3 +133,29 @@ fn restore_without_criu_is_one_line_and_leaves_nothing() {
     assert_err(&out, &["criu"], &["criu"]);
     c.assert_no_leftovers();
 }
+
+/// containerd's runc shim (go-runc) passes `-no-subreaper` with one dash, which runc's
+/// flag parser takes: the restore gets past its arguments (to the missing image here).
+#[test]
+fn restore_takes_go_runcs_single_dash_no_subreaper() {
+    let c = Container::new("rst-1dash");
+    c.write_config();
+    let images = TempDir::new("images");
+    let img = images.join("absent");
+    let out = c.rt(&[
+        "restore",
+        "--detach",
+        "-no-subreaper",
+        "--image-path",
+        img.to_str().unwrap(),
+        "--bundle",
+        &c.bundle_str(),
+        &c.id,
+    ]);
+    assert_err(
+        &out,
+        &["image", "no such file"],
+        &["no such file", "not exist"],
+    );
+    c.assert_no_leftovers();
+}

@@ -17,21 +17,21 @@ use crate::image_support::sha256_hex;
 /// A containerd of its own (root, state, sockets, config in a temp dir), with the test
 /// image imported in a namespace of its own (so containers' cgroups are `/<ns>/<id>`).
 /// The CRI tests (cri_suite.rs) start one with the CRI plugin instead (`start_in`).
-pub(super) struct Containerd {
+pub(crate) struct Containerd {
     child: Option<Child>,
-    pub(super) dir: TempDir,
-    pub(super) address: String,
-    pub(super) ns: String,
+    pub(crate) dir: TempDir,
+    pub(crate) address: String,
+    pub(crate) ns: String,
     /// The cgroup (in every hierarchy) its containers live under, removed on drop.
-    pub(super) cgroup: String,
+    pub(crate) cgroup: String,
     ids: Mutex<Vec<String>>,
     _shared: Shared,
 }
 
-pub(super) const IMAGE: &str = "localhost/corten-it:latest";
+pub(crate) const IMAGE: &str = "localhost/corten-it:latest";
 
 impl Containerd {
-    pub(super) fn start() -> Containerd {
+    pub(crate) fn start() -> Containerd {
         let dir = TempDir::new("containerd");
         let ns = dir_name(&dir);
         let c = Containerd::start_in(dir, ns.clone(), ns, "\"io.containerd.grpc.v1.cri\", ", "");
@@ -42,7 +42,7 @@ impl Containerd {
     /// A containerd in `dir` whose clients use namespace `ns` and whose containers' cgroups
     /// are under `cgroup`; `disabled` lists extra plugins to disable (`"name", ...`) and
     /// `plugins` is more TOML for the config (the CRI plugin's section).
-    pub(super) fn start_in(
+    pub(crate) fn start_in(
         dir: TempDir,
         ns: String,
         cgroup: String,
@@ -100,7 +100,7 @@ disabled_plugins = [{disabled}"io.containerd.snapshotter.v1.btrfs",
     }
 
     /// Imports the test image as `name` (`<base>:latest`) whose command is `cmd`.
-    pub(super) fn import(&self, name: &str, cmd: &[&str]) {
+    pub(crate) fn import(&self, name: &str, cmd: &[&str]) {
         let base = name.strip_suffix(":latest").unwrap_or(name);
         let archive = self
             .dir
@@ -111,39 +111,39 @@ disabled_plugins = [{disabled}"io.containerd.snapshotter.v1.btrfs",
             .ok();
     }
 
-    pub(super) fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         fs::read_to_string(self.dir.join("containerd.log")).unwrap_or_default()
     }
 
     /// `ctr` for this daemon and namespace.
-    pub(super) fn cmd(&self) -> Command {
+    pub(crate) fn cmd(&self) -> Command {
         let mut cmd = Command::new("ctr");
         cmd.args(["--address", &self.address, "--namespace", &self.ns]);
         cmd
     }
 
-    pub(super) fn ctr(&self, args: &[&str]) -> Out {
+    pub(crate) fn ctr(&self, args: &[&str]) -> Out {
         run_cmd(self.dir.path(), self.cmd().args(args), None, CMD_TIMEOUT)
     }
 
-    pub(super) fn fifo_dir(&self) -> String {
+    pub(crate) fn fifo_dir(&self) -> String {
         self.dir.join("fifo").to_string_lossy().into_owned()
     }
 
     /// The runc root the shim passes to corten (`--runc-root`), per namespace.
-    pub(super) fn runc_root(&self) -> PathBuf {
+    pub(crate) fn runc_root(&self) -> PathBuf {
         self.dir.join("runc")
     }
 
     /// A fresh container id (remembered for cleanup).
-    pub(super) fn id(&self, tag: &str) -> String {
+    pub(crate) fn id(&self, tag: &str) -> String {
         let id = unique_id(tag);
         self.ids.lock().unwrap().push(id.clone());
         id
     }
 
     /// `ctr run [flags] --runc-binary corten IMAGE ID ARGS...`
-    pub(super) fn run(&self, flags: &[&str], id: &str, args: &[&str]) -> Out {
+    pub(crate) fn run(&self, flags: &[&str], id: &str, args: &[&str]) -> Out {
         run_cmd(
             self.dir.path(),
             &mut self.run_command(flags, id, args),
@@ -152,7 +152,7 @@ disabled_plugins = [{disabled}"io.containerd.snapshotter.v1.btrfs",
         )
     }
 
-    pub(super) fn run_command(&self, flags: &[&str], id: &str, args: &[&str]) -> Command {
+    pub(crate) fn run_command(&self, flags: &[&str], id: &str, args: &[&str]) -> Command {
         let mut cmd = self.cmd();
         cmd.arg("run").args(["--fifo-dir", &self.fifo_dir()]);
         cmd.args(["--runc-binary", &corten_path()])
@@ -163,7 +163,7 @@ disabled_plugins = [{disabled}"io.containerd.snapshotter.v1.btrfs",
     }
 
     /// `ctr task exec --exec-id EXEC [flags] ID ARGS...` as a Command.
-    pub(super) fn exec_command(
+    pub(crate) fn exec_command(
         &self,
         exec_id: &str,
         flags: &[&str],
@@ -184,18 +184,18 @@ disabled_plugins = [{disabled}"io.containerd.snapshotter.v1.btrfs",
     }
 
     /// `ctr task exec --exec-id EXEC [flags] ID ARGS...`
-    pub(super) fn exec(&self, exec_id: &str, flags: &[&str], id: &str, args: &[&str]) -> Out {
+    pub(crate) fn exec(&self, exec_id: &str, flags: &[&str], id: &str, args: &[&str]) -> Out {
         let mut cmd = self.exec_command(exec_id, flags, id, args);
         run_cmd(self.dir.path(), &mut cmd, None, CMD_TIMEOUT)
     }
 
     /// The state dir corten keeps for `id` under the shim's root.
-    pub(super) fn state_dir(&self, id: &str) -> PathBuf {
+    pub(crate) fn state_dir(&self, id: &str) -> PathBuf {
         self.runc_root().join(&self.ns).join(id)
     }
 
     /// `ctr task ls` → STATUS of `id`.
-    pub(super) fn task_status(&self, id: &str) -> String {
+    pub(crate) fn task_status(&self, id: &str) -> String {
         let out = self.ctr(&["task", "ls"]);
         out.ok();
         out.stdout
@@ -206,7 +206,7 @@ disabled_plugins = [{disabled}"io.containerd.snapshotter.v1.btrfs",
             .to_string()
     }
 
-    pub(super) fn task_pid(&self, id: &str) -> i32 {
+    pub(crate) fn task_pid(&self, id: &str) -> i32 {
         let out = self.ctr(&["task", "ls"]);
         out.stdout
             .lines()

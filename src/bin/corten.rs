@@ -153,7 +153,7 @@ enum ListFormat {
 }
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let cli = match Cli::try_parse().or_else(|e| restore_no_subreaper().ok_or(e)) {
         Ok(cli) => cli,
         Err(e) => return usage_error(e),
     };
@@ -184,6 +184,22 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// `restore -no-subreaper`, with one dash: how containerd's runc shim (go-runc) spells it
+/// (runc's flag parser takes either). Tried only when the arguments fail to parse as they
+/// are, and kept only if they are a `restore`.
+fn restore_no_subreaper() -> Option<Cli> {
+    let args = std::env::args_os().map(|a| {
+        if a == "-no-subreaper" {
+            "--no-subreaper".into()
+        } else {
+            a
+        }
+    });
+    Cli::try_parse_from(args)
+        .ok()
+        .filter(|cli| matches!(cli.command, Some(Command::Restore(_))))
 }
 
 /// clap's multi-line usage errors become one line; help goes to stdout with status 0.

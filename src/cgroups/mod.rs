@@ -262,6 +262,23 @@ fn check_cgroupfs(p: &Path) -> Result<()> {
 }
 
 impl Cgroup {
+    /// On a v1 or hybrid host, where the container's `cgroup` mount at `dest` shows each
+    /// hierarchy: a directory of the tmpfs at `dest` named as the host's mount point
+    /// (`memory`, `cpu,cpuacct`: runc's layout), with that hierarchy's directory. Empty on
+    /// a unified host, where `dest` is one cgroup2 mount. Used by the init's cgroup mount
+    /// and by checkpoint/restore (CRIU is told these mounts are external, as runc does).
+    pub fn v1_mounts(&self, dest: &Path) -> Vec<(PathBuf, &Dir)> {
+        if let [only] = self.dirs.as_slice()
+            && only.hierarchy.v2
+        {
+            return Vec::new();
+        }
+        self.dirs
+            .iter()
+            .filter_map(|d| Some((dest.join(d.hierarchy.mount.file_name()?), d)))
+            .collect()
+    }
+
     /// Where the container's directory goes in every hierarchy, and which of its levels
     /// are missing (nothing is made yet, so the plan can be recorded first and a crash
     /// later still knows what to clean up).

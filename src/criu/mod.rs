@@ -110,6 +110,10 @@ pub fn swrk(
             .unwrap_or_default()
             .trim()
             .to_string();
+        // CRIU's message is usually its log's last error, which the tail shows anyway.
+        if error_lines(&std::fs::read_to_string(&req.log).unwrap_or_default(), 3).contains(&msg) {
+            bail!("criu {what} failed{}", log_tail(&req.log));
+        }
         if msg.is_empty() {
             msg = match resp.cr_errno {
                 Some(e) if e != 0 => Errno::from_raw(e).desc().to_string(),
@@ -314,10 +318,17 @@ fn error_lines(text: &str, n: usize) -> Vec<String> {
         .filter(|l| l.contains("Error (") || l.trim_start().starts_with("Error"))
         .map(|l| {
             let l = l.trim();
-            // "(00.012345) Error (criu/mount.c:1234): ..." -> "Error (criu/...): ..."
-            match l.strip_prefix('(').and_then(|r| r.split_once(") ")) {
-                Some((_, rest)) => rest.to_string(),
-                None => l.to_string(),
+            // "(00.012345) Error (criu/mount.c:1234): ..." -> "Error (criu/...): ..."; a
+            // restored task's lines also carry its pid: "(00.012345)      1: Error ...".
+            let rest = match l.strip_prefix('(').and_then(|r| r.split_once(") ")) {
+                Some((_, rest)) => rest.trim_start(),
+                None => l,
+            };
+            match rest.split_once(": ") {
+                Some((pid, tail)) if pid.bytes().all(|b| b.is_ascii_digit()) && !pid.is_empty() => {
+                    tail.to_string()
+                }
+                _ => rest.to_string(),
             }
         })
         .collect();
@@ -334,17 +345,19 @@ mod tests {
                    (00.010000) Error (criu/mount.c:1): mnt: first\n\
                    (00.020000) Warn  (criu/x.c:2): not this\n\
                    (00.020001) \ttype ext4 options errors=remount-ro\n\
-                   (00.030000) Error (criu/cr-dump.c:3): Dumping FAILED.\n";
+                   (00.030000) Error (criu/cr-dump.c:3): Dumping FAILED.\n\
+                   (00.040000)      1: Error (criu/pagemap.c:557): Can't read\n";
         assert_eq!(
             error_lines(log, 3),
             [
                 "Error (criu/mount.c:1): mnt: first",
-                "Error (criu/cr-dump.c:3): Dumping FAILED."
+                "Error (criu/cr-dump.c:3): Dumping FAILED.",
+                "Error (criu/pagemap.c:557): Can't read"
             ]
         );
         assert_eq!(
             error_lines(log, 1),
-            ["Error (criu/cr-dump.c:3): Dumping FAILED."]
+            ["Error (criu/pagemap.c:557): Can't read"]
         );
     }
 }

@@ -42,12 +42,11 @@ pub fn mount_cgroup(
         Some("mode=755"),
     )
     .context("mount tmpfs")?;
-    for dir in &cgroup.dirs {
-        let name = match dir.hierarchy.mount.file_name() {
+    for (sub, dir) in cgroup.v1_mounts(dest) {
+        let name = match sub.file_name() {
             Some(n) => n.to_string_lossy().into_owned(),
             None => continue,
         };
-        let sub = dest.join(&name);
         let t = ensure_in_root(root, &sub, true)?;
         mount_one(&t, dir, flags, cgroupns, &sub)?;
         // Co-mounted controllers (cpu,cpuacct) are also reachable under each name.

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
 
+use crate::cgroups::{Cgroup, Dir};
 use crate::config::Bundle;
 use crate::container::{ContainerDir, Status};
 use crate::criu::{self, CgMode, ExtMountMap, Opts, ReqType};
@@ -229,6 +230,21 @@ pub fn bind_mounts(spec: &Spec) -> Vec<(String, String)> {
         .collect()
 }
 
+/// On a v1 or hybrid host, the per-hierarchy mounts under the config's `cgroup` mounts
+/// (`/sys/fs/cgroup/memory`, ...) with the container's directory of that hierarchy:
+/// external to CRIU, as runc declares them (its getCgroupMounts), so a dump records them
+/// by destination and a restore binds the new cgroup's directories there. Empty on a
+/// unified host (CRIU handles the one cgroup2 mount itself).
+pub fn cgroup_mounts<'a>(spec: &Spec, cgroup: &'a Cgroup) -> Vec<(String, &'a Dir)> {
+    spec.mounts()
+        .iter()
+        .flatten()
+        .filter(|m| m.typ().as_deref() == Some("cgroup"))
+        .flat_map(|m| cgroup.v1_mounts(m.destination()))
+        .map(|(sub, dir)| (sub.to_string_lossy().into_owned(), dir))
+        .collect()
+}
+
 /// The device paths: the default devices and linux.devices.
 pub fn device_paths(spec: &Spec) -> Vec<String> {
     let mut paths: Vec<String> = DEFAULT_DEVICES.iter().map(|s| s.to_string()).collect();
@@ -313,12 +329,14 @@ fn dump(
                 .push(format!("{}[{ino}]:{}", ns_name(ns), ns_key(ns)));
         }
     }
-    // CRIU freezes the tasks through the cgroup (the v2 cgroup or v1's freezer).
+    // CRIU freezes the tasks through the cgroup: v1's freezer where there is one (as runc
+    // and `pause` do; a hybrid host has cgroup2 too), else cgroup2's.
     if let Some(cg) = &state.cgroup {
-        let freezer = cg
+        let v1 = cg
             .dirs
             .iter()
-            .find(|d| d.hierarchy.v2 || d.hierarchy.controllers.iter().any(|c| c == "freezer"));
+            .find(|d| d.hierarchy.controllers.iter().any(|c| c == "freezer"));
+        let freezer = v1.or_else(|| cg.dirs.iter().find(|d| d.hierarchy.v2));
         o.freeze_cgroup = freezer.map(|d| d.path.to_string_lossy().into_owned());
     }
     if let Some(ps) = &opts.page_server {
@@ -380,6 +398,14 @@ fn dump(
                 key: d.clone(),
                 val: d,
             });
+        }
+        if let Some(cg) = &state.cgroup {
+            for (dest, _) in cgroup_mounts(spec, cg) {
+                o.ext_mnt.push(ExtMountMap {
+                    key: dest.clone(),
+                    val: dest,
+                });
+            }
         }
         write_descriptors(state.pid, image_path)?;
     }
@@ -473,6 +499,62 @@ mod tests {
         assert!(cg_mode("loose").unwrap_err().contains("loose"));
         assert_eq!(empty_ns("network"), Ok(libc::CLONE_NEWNET as u32));
         assert!(empty_ns("pid").is_err());
+    }
+
+    #[test]
+    fn cgroup_mounts_are_external_on_v1_only() {
+        let spec: Spec = serde_json::from_value(serde_json::json!({
+            "ociVersion": "1.0.2",
+            "root": {"path": "rootfs"},
+            "mounts": [{"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup"}]
+        }))
+        .unwrap();
+        let dir = |mount: &str, controllers: &[&str], path: &str| Dir {
+            path: PathBuf::from(path),
+            hierarchy: crate::cgroups::Hierarchy {
+                mount: PathBuf::from(mount),
+                controllers: controllers.iter().map(|c| c.to_string()).collect(),
+                v2: controllers.is_empty(),
+            },
+            created: Vec::new(),
+        };
+        let v1 = Cgroup {
+            dirs: vec![
+                dir(
+                    "/sys/fs/cgroup/memory",
+                    &["memory"],
+                    "/sys/fs/cgroup/memory/c1",
+                ),
+                dir(
+                    "/sys/fs/cgroup/cpu,cpuacct",
+                    &["cpu", "cpuacct"],
+                    "/sys/fs/cgroup/cpu,cpuacct/c1",
+                ),
+                dir("/sys/fs/cgroup/unified", &[], "/sys/fs/cgroup/unified/c1"),
+            ],
+            ..Default::default()
+        };
+        let got: Vec<(String, PathBuf)> = cgroup_mounts(&spec, &v1)
+            .into_iter()
+            .map(|(d, dir)| (d, dir.path.clone()))
+            .collect();
+        let want = |d: &str, p: &str| (d.to_string(), PathBuf::from(p));
+        assert_eq!(
+            got,
+            [
+                want("/sys/fs/cgroup/memory", "/sys/fs/cgroup/memory/c1"),
+                want(
+                    "/sys/fs/cgroup/cpu,cpuacct",
+                    "/sys/fs/cgroup/cpu,cpuacct/c1"
+                ),
+                want("/sys/fs/cgroup/unified", "/sys/fs/cgroup/unified/c1"),
+            ]
+        );
+        let v2 = Cgroup {
+            dirs: vec![dir("/sys/fs/cgroup", &[], "/sys/fs/cgroup/c1")],
+            ..Default::default()
+        };
+        assert!(cgroup_mounts(&spec, &v2).is_empty());
     }
 
     #[test]

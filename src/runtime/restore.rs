@@ -216,6 +216,14 @@ fn restore_in(
     }
 
     let mut cgroup = plan_cgroup(opts, spec)?;
+    // v1: the per-hierarchy cgroup mounts, bound from the new cgroup's directories (made
+    // before CRIU mounts anything, in `started`).
+    for (dest, dir) in checkpoint::cgroup_mounts(spec, &cgroup) {
+        o.ext_mnt.push(ExtMountMap {
+            key: dest,
+            val: dir.path.to_string_lossy().into_owned(),
+        });
+    }
     let resources = crate::cgroups::resources::effective(spec);
     let state_base = State {
         id: opts.id.clone(),
