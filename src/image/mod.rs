@@ -5,9 +5,10 @@
 //! with `--copy` (and where overlayfs can't be used) a directory the layers are applied to.
 //!
 //! One file per concern: [`reference`] (names), [`registry`] (HTTP, auth, retries),
-//! [`store`] (blobs, unpacked layers, bundle references), [`unpack`] (layers),
-//! [`bundle`] (config.json), [`overlay`] (overlay bundles), [`platform`], [`progress`],
-//! [`mirrors`] and [`sources`] (where manifests and blobs come from).
+//! [`tls`] (HTTPS, set up on first use), [`store`] (blobs, unpacked layers, bundle
+//! references), [`unpack`] (layers), [`bundle`] (config.json), [`overlay`] (overlay
+//! bundles), [`platform`], [`progress`], [`mirrors`] and [`sources`] (where manifests and
+//! blobs come from).
 
 pub mod bundle;
 pub mod mirrors;
@@ -19,6 +20,7 @@ pub mod reference;
 pub mod registry;
 pub mod sources;
 pub mod store;
+pub mod tls;
 pub mod unpack;
 
 use std::collections::HashMap;

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
@@ -345,6 +345,7 @@ impl Registry {
             .timeout_read(Duration::from_secs(60))
             .user_agent(concat!("corten-image/", env!("CARGO_PKG_VERSION")))
             .resolver(resolve)
+            .tls_connector(Arc::new(super::tls::Lazy))
             .build();
         let (creds, creds_note) = match creds {
             Some(c) => (Some(c), None),
