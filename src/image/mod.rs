@@ -445,6 +445,15 @@ impl Fetch<'_> {
         cached: &(dyn Fn(usize) -> bool + Sync),
         apply: &mut dyn FnMut(usize) -> Result<()>,
     ) -> Result<()> {
+        if (0..self.descs.len()).all(cached) {
+            // All in the store (a warm pull): no download threads to start.
+            for (i, bar) in self.bars.iter().enumerate() {
+                bar.set_message("cached");
+                apply(i)?;
+                bar.done("unpacked");
+            }
+            return Ok(());
+        }
         let next = AtomicUsize::new(0);
         let cancel = AtomicBool::new(false);
         let (tx, rx) = mpsc::channel::<(usize, Result<()>)>();
