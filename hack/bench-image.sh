@@ -7,7 +7,9 @@
 #
 # The images: "big", 3 gzip layers made from the host's /usr/lib, /usr/share and /usr/bin
 # (FILES entries of each, default 4000), and "busybox", one layer of the host's busybox.
-# PROFILE=debug times a debug build (default release); CORTEN_IMAGE=PATH a given binary.
+# PROFILE=debug times a debug build (default release); CORTEN_IMAGE=PATH a given binary;
+# CORTEN_IMAGE_BASE=PATH adds the corten-image cases of a second binary (e.g. main's, for
+# before/after figures from the same run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=hack/env.sh
@@ -24,6 +26,7 @@ if [[ -z $BIN ]]; then
     fi
     BIN=$CORTEN_TARGET_DIR/$PROFILE/corten-image
 fi
+BASE=${CORTEN_IMAGE_BASE:-}
 
 W=$(mktemp -d /tmp/corten-bench-image.XXXXXX)
 REG_PID=
@@ -113,6 +116,9 @@ case_() { runs+=(-n "$1" --prepare "$2" "$3"); }
 SKOPEO="skopeo copy -q --src-tls-verify=false"
 if [[ ${COLD:-1} != 0 ]]; then
     case_ "corten-image cold (overlay)" "$CLEAN; rm -rf $S && sync" "$BIN pull -q --store $S $REF $B"
+    if [[ -n $BASE ]]; then
+        case_ "base cold (overlay)" "$CLEAN; rm -rf $S && sync" "$BASE pull -q --store $S $REF $B"
+    fi
     case_ "corten-image cold --copy" "$CLEAN; rm -rf $S && sync" "$BIN pull -q --copy --store $S $REF $B"
     case_ "skopeo+umoci cold" "$CLEAN; rm -rf $S && sync" \
         "$SKOPEO docker://$REF oci:$S:v1 && umoci unpack --image $S:v1 $B"
@@ -121,6 +127,10 @@ for img in "big $REF v1" "busybox $BB bb"; do
     read -r name ref tag <<<"$img"
     case_ "$name: corten-image warm (overlay)" "$CLEAN" "$BIN pull -q --store $WS $ref $B"
     case_ "$name: corten-image warm --copy" "$CLEAN" "$BIN pull -q --copy --store $WS $ref $B"
+    if [[ -n $BASE ]]; then
+        case_ "$name: base warm (overlay)" "$CLEAN" "$BASE pull -q --store $WS $ref $B"
+        case_ "$name: base warm --copy" "$CLEAN" "$BASE pull -q --copy --store $WS $ref $B"
+    fi
     case_ "$name: skopeo+umoci warm" "$CLEAN" \
         "$SKOPEO docker://$ref oci:$MNT/warm-oci:$tag && umoci unpack --image $MNT/warm-oci:$tag $B"
 done

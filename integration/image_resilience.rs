@@ -1,6 +1,7 @@
 //! corten-image against a misbehaving registry: a small fault-injecting HTTP/1.1 proxy in
 //! front of the real local registry answers 429 with Retry-After, cuts a blob body short,
-//! and redirects blobs to another host:port; plus the progress output on a terminal.
+//! and redirects blobs to another host:port; plus the progress output on a terminal, and
+//! the requests a warm pull makes (the proxy's log).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -19,6 +20,7 @@ use crate::image_support::*;
 /// One request the proxy received, and what it did with it.
 #[derive(Clone, Debug)]
 struct Seen {
+    method: String,
     path: String,
     range: Option<String>,
     auth: bool,
@@ -149,6 +151,7 @@ fn handle(
     }
     let head = read_head(&mut r)?;
     let mut seen = Seen {
+        method: head[0].split_whitespace().next().unwrap_or_default().into(),
         path: head[0].split_whitespace().nth(1).unwrap_or_default().into(),
         range: header(&head, "Range").map(String::from),
         auth: header(&head, "Authorization").is_some(),
@@ -359,6 +362,74 @@ fn mirrors_first_then_the_registry() {
     assert_image_err(
         &image_cmd(&["--mirror", "nonsense", "images"], &[]),
         &["--mirror must be REGISTRY=MIRROR"],
+    );
+}
+
+/// A warm pull of a tag asks the registry one thing, the tag's digest (one HEAD, no
+/// `/v2/` ping, no manifest download), and takes the manifest from the store; a tag moved
+/// in the registry is seen by the next pull all the same; a pull by a digest the store
+/// holds makes no request at all.
+#[test]
+fn warm_pull_asks_only_for_the_tag_digest() {
+    let reg = Registry::start();
+    let tmp = TempDir::new("img-warm");
+    let first = pushed(&reg, &tmp, "app", None);
+    let proxy = Proxy::start(reg.port, |_| Act::Forward);
+    pull_via(&proxy.host(), "app", &tmp, "cold", &[]);
+    let cold = proxy.seen().len();
+
+    pull_via(&proxy.host(), "app", &tmp, "warm", &[]);
+    let seen: Vec<(String, String)> = proxy.seen()[cold..]
+        .iter()
+        .map(|s| (s.method.clone(), s.path.clone()))
+        .collect();
+    assert_eq!(
+        seen,
+        [("HEAD".to_string(), "/v2/app/manifests/v1".to_string())],
+        "a warm pull's requests"
+    );
+
+    // The tag moves to another image: the next pull gets it.
+    let mut l = base_entries();
+    l.push(E::File("hello.txt", "moved", 0o644));
+    let moved = image(
+        vec![(l, Comp::Gzip)],
+        json!({"Cmd": ["cat", "/hello.txt"]}),
+        &first.arch,
+        None,
+    );
+    layout_of(&tmp.join("layout2"), &moved, "v1");
+    reg.push(&tmp.join("layout2"), "v1", "app", false, None);
+    let store = tmp.join("store");
+    let pull = |r: &str, name: &str| {
+        let b = tmp.join(name);
+        let args = ["pull", "--json", "--store", store.to_str().unwrap(), r];
+        let out = image_cmd(&[&args[..], &[b.to_str().unwrap()]].concat(), &[]);
+        out.ok();
+        let v: serde_json::Value = serde_json::from_str(out.stdout.trim()).unwrap();
+        (
+            v["digest"].as_str().unwrap().to_string(),
+            read(&b.join("rootfs/hello.txt")),
+        )
+    };
+    let tag = format!("{}/app:v1", proxy.host());
+    assert_eq!(
+        pull(&tag, "moved"),
+        (moved.manifest.digest.clone(), "moved".into())
+    );
+
+    // The first image by digest: from the store alone.
+    let before = proxy.seen().len();
+    let pinned = format!("{}/app@{}", proxy.host(), first.manifest.digest);
+    assert_eq!(
+        pull(&pinned, "pinned"),
+        (first.manifest.digest.clone(), "resilient".into())
+    );
+    assert_eq!(
+        proxy.seen()[before..].len(),
+        0,
+        "{:#?}",
+        &proxy.seen()[before..]
     );
 }
 

@@ -5,9 +5,10 @@
 //! with `--copy` (and where overlayfs can't be used) a directory the layers are applied to.
 //!
 //! One file per concern: [`reference`] (names), [`registry`] (HTTP, auth, retries),
-//! [`store`] (blobs, unpacked layers, bundle references), [`unpack`] (layers),
-//! [`bundle`] (config.json), [`overlay`] (overlay bundles), [`platform`], [`progress`],
-//! [`mirrors`] and [`sources`] (where manifests and blobs come from).
+//! [`tls`] (HTTPS, set up on first use), [`store`] (blobs, unpacked layers, bundle
+//! references), [`unpack`] (layers), [`bundle`] (config.json), [`overlay`] (overlay
+//! bundles), [`platform`], [`progress`], [`mirrors`] and [`sources`] (where manifests and
+//! blobs come from).
 
 pub mod bundle;
 pub mod mirrors;
@@ -19,6 +20,7 @@ pub mod reference;
 pub mod registry;
 pub mod sources;
 pub mod store;
+pub mod tls;
 pub mod unpack;
 
 use std::collections::HashMap;
@@ -443,6 +445,15 @@ impl Fetch<'_> {
         cached: &(dyn Fn(usize) -> bool + Sync),
         apply: &mut dyn FnMut(usize) -> Result<()>,
     ) -> Result<()> {
+        if (0..self.descs.len()).all(cached) {
+            // All in the store (a warm pull): no download threads to start.
+            for (i, bar) in self.bars.iter().enumerate() {
+                bar.set_message("cached");
+                apply(i)?;
+                bar.done("unpacked");
+            }
+            return Ok(());
+        }
         let next = AtomicUsize::new(0);
         let cancel = AtomicBool::new(false);
         let (tx, rx) = mpsc::channel::<(usize, Result<()>)>();

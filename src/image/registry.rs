@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
@@ -345,6 +345,7 @@ impl Registry {
             .timeout_read(Duration::from_secs(60))
             .user_agent(concat!("corten-image/", env!("CARGO_PKG_VERSION")))
             .resolver(resolve)
+            .tls_connector(Arc::new(super::tls::Lazy))
             .build();
         let (creds, creds_note) = match creds {
             Some(c) => (Some(c), None),
@@ -374,14 +375,22 @@ impl Registry {
         }
     }
 
-    /// GET /v2/: picks the scheme (HTTPS; plain HTTP only for insecure registries after
-    /// HTTPS fails) and learns the auth challenge. A loopback registry is asked over plain
-    /// HTTP first (no TLS set-up for the usual local registry; nothing on the path to
-    /// read it), and that answer counts only if it is the v2 API's (200 or 401: a TLS
-    /// server answers plain HTTP with 400), else HTTPS follows.
-    fn ping(&self) -> Result<&str> {
-        if let Some(b) = self.base.get() {
-            return Ok(b);
+    /// Sends `method` `path` (below /v2/) with full retries once the scheme is known, and
+    /// picks it on the first request (there is no separate `GET /v2/` ping: a pull by tag
+    /// is one round trip). HTTPS; plain HTTP only for insecure registries after HTTPS
+    /// fails. A loopback registry is asked over plain HTTP first (no TLS set-up for the
+    /// usual local registry; nothing on the path to read it), and that answer counts
+    /// unless it is the 400 a TLS server gives a plain HTTP request: HTTPS follows then. A
+    /// scheme tried before another gets one connection attempt.
+    fn send(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, String)],
+        auth: Option<String>,
+    ) -> Result<ureq::Response> {
+        if let Some(base) = self.base.get() {
+            return self.exchange(method, &format!("{base}/v2/{path}"), headers, auth, false);
         }
         let schemes: &[&str] = match (self.loopback, self.plain_http) {
             (true, _) => &["http", "https"],
@@ -391,27 +400,15 @@ impl Registry {
         let mut last = None;
         for (i, scheme) in schemes.iter().enumerate() {
             let base = format!("{scheme}://{}", self.host);
-            let attempts = if i + 1 < schemes.len() { 1 } else { ATTEMPTS };
-            match self.exchange("GET", &format!("{base}/v2/"), &[], None, attempts) {
-                Ok(resp)
-                    if self.loopback
-                        && *scheme == "http"
-                        && !matches!(resp.status(), 200 | 401) =>
-                {
-                    last = Some(anyhow!(
-                        "{base}/v2/: HTTP {} is not a registry's answer",
-                        resp.status()
-                    ));
+            let url = format!("{base}/v2/{path}");
+            let probe = i + 1 < schemes.len();
+            match self.exchange(method, &url, headers, auth.clone(), probe) {
+                Ok(resp) if self.loopback && *scheme == "http" && resp.status() == 400 => {
+                    last = Some(anyhow!("{url}: HTTP 400 is not a registry's answer"));
                 }
                 Ok(resp) => {
-                    if resp.status() == 401 {
-                        let c = resp
-                            .header("WWW-Authenticate")
-                            .and_then(parse_challenge)
-                            .unwrap_or(Challenge::None);
-                        self.auth.lock().unwrap().challenge = c;
-                    }
-                    return Ok(self.base.get_or_init(|| base));
+                    let _ = self.base.set(base);
+                    return Ok(resp);
                 }
                 Err(e) => last = Some(e),
             }
@@ -421,14 +418,15 @@ impl Registry {
 
     /// One request with bounded retries (transport errors, 429, 5xx; Retry-After honoured)
     /// and redirects (Authorization dropped when the host changes). Returns any other
-    /// response, whatever its status.
+    /// response, whatever its status. A `probe` (a scheme another one follows) fails at
+    /// the first transport error.
     fn exchange(
         &self,
         method: &str,
         url: &str,
         headers: &[(&str, String)],
         auth: Option<String>,
-        attempts: u32,
+        probe: bool,
     ) -> Result<ureq::Response> {
         let mut url = url.to_string();
         let mut auth = auth;
@@ -453,7 +451,7 @@ impl Registry {
                             | ureq::ErrorKind::InvalidUrl
                             | ureq::ErrorKind::UnknownScheme
                     ) && !refused(&t);
-                    if !retry || attempt >= attempts {
+                    if !retry || probe || attempt >= ATTEMPTS {
                         bail!(
                             "cannot reach registry {} ({}): {t}",
                             self.name,
@@ -461,7 +459,7 @@ impl Registry {
                         );
                     }
                     let wait = backoff(attempt);
-                    retrying(&url, &t.to_string(), wait, attempt, attempts);
+                    retrying(&url, &t.to_string(), wait, attempt, ATTEMPTS);
                     std::thread::sleep(wait);
                     continue;
                 }
@@ -490,11 +488,11 @@ impl Registry {
                     }
                     url = next;
                 }
-                429 | 500 | 502 | 503 | 504 if attempt + 1 < attempts => {
+                429 | 500 | 502 | 503 | 504 if attempt + 1 < ATTEMPTS => {
                     attempt += 1;
                     let wait = retry_after(&resp).unwrap_or_else(|| backoff(attempt));
                     let why = format!("HTTP {}", resp.status());
-                    retrying(&url, &why, wait, attempt + 1, attempts);
+                    retrying(&url, &why, wait, attempt + 1, ATTEMPTS);
                     std::thread::sleep(wait);
                 }
                 _ => return Ok(resp),
@@ -548,7 +546,7 @@ impl Registry {
             url.push_str(&format!("&service={}", pct(s)));
         }
         let basic = self.creds.as_ref().map(Creds::basic);
-        let resp = self.exchange("GET", &url, &[], basic, ATTEMPTS)?;
+        let resp = self.exchange("GET", &url, &[], basic, false)?;
         match resp.status() {
             200 => {}
             401 | 403 => {
@@ -580,40 +578,79 @@ impl Registry {
         Ok((token.to_string(), Duration::from_secs(ttl)))
     }
 
-    /// An authorized request to `path` (below /v2/) for `repo`; a 401 refreshes the
-    /// challenge and token once, a second one is "access denied".
+    /// An authorized `method` request to `path` (below /v2/) for `repo`. The first 401
+    /// to a request sent without credentials tells the challenge (the registry's auth);
+    /// any other 401 refreshes the challenge and token once, and a second one is "access
+    /// denied".
     fn request(
         &self,
+        method: &str,
         repo: &str,
         path: &str,
         headers: &[(&str, String)],
         what: &str,
     ) -> Result<ureq::Response> {
-        let base = self.ping()?.to_string();
         let scope = format!("repository:{repo}:pull");
-        let mut refreshed = false;
+        let (mut learned, mut refreshed) = (false, false);
         loop {
             let auth = self.authorization(&scope)?;
-            let resp =
-                self.exchange("GET", &format!("{base}/v2/{path}"), headers, auth, ATTEMPTS)?;
+            let learning = auth.is_none() && !learned;
+            let resp = self.send(method, path, headers, auth)?;
             if resp.status() != 401 {
                 return Ok(resp);
             }
-            if refreshed {
+            if learning {
+                learned = true;
+            } else if refreshed {
                 let why = if self.creds.is_some() {
                     "the credentials were refused".to_string()
                 } else {
                     format!("authentication required ({})", self.login_hint())
                 };
                 bail!("access to {what} denied: {why}; {}", error_text(resp));
+            } else {
+                refreshed = true;
             }
-            refreshed = true;
             let mut a = self.auth.lock().unwrap();
             a.tokens.remove(&scope);
             if let Some(c) = resp.header("WWW-Authenticate").and_then(parse_challenge) {
                 a.challenge = c;
             }
         }
+    }
+
+    /// `method` of manifest `reference`, accepting every manifest type.
+    fn manifest_request(
+        &self,
+        method: &str,
+        repo: &str,
+        reference: &str,
+        what: &str,
+    ) -> Result<ureq::Response> {
+        let path = format!("{repo}/manifests/{reference}");
+        let accept = [("Accept", ACCEPT_MANIFESTS.into())];
+        self.request(method, repo, &path, &accept, what)
+    }
+
+    /// The digest and media type of manifest `reference` (a HEAD request: light, and not
+    /// counted as a pull by Docker Hub's rate limits); Ok(None) when the registry does
+    /// not say it (no sha256 `Docker-Content-Digest`) or has no such manifest: a GET
+    /// then tells.
+    pub fn manifest_digest(
+        &self,
+        repo: &str,
+        reference: &str,
+        what: &str,
+    ) -> Result<Option<(Digest, String)>> {
+        let resp = self.manifest_request("HEAD", repo, reference, what)?;
+        if resp.status() != 200 {
+            return Ok(None);
+        }
+        let ct = resp.header("Content-Type").unwrap_or_default().to_string();
+        let d = resp
+            .header("Docker-Content-Digest")
+            .and_then(|h| Digest::parse(h.trim()).ok());
+        Ok(d.map(|d| (d, ct)))
     }
 
     /// Fetches a manifest: Ok(None) when the registry says it does not exist.
@@ -623,12 +660,7 @@ impl Registry {
         reference: &str,
         what: &str,
     ) -> Result<Option<(Vec<u8>, String)>> {
-        let resp = self.request(
-            repo,
-            &format!("{repo}/manifests/{reference}"),
-            &[("Accept", ACCEPT_MANIFESTS.into())],
-            what,
-        )?;
+        let resp = self.manifest_request("GET", repo, reference, what)?;
         match resp.status() {
             200 => {}
             404 => return Ok(None),
@@ -667,6 +699,7 @@ impl Registry {
                 headers.push(("Range", format!("bytes={offset}-")));
             }
             let resp = self.request(
+                "GET",
                 repo,
                 &format!("{repo}/blobs/{digest}"),
                 &headers,

@@ -91,6 +91,27 @@ impl RegistrySource {
     }
 }
 
+impl RegistrySource {
+    /// Manifest `d` if the store holds it (its content checked against the digest).
+    fn local(&self, d: &Digest) -> Option<Vec<u8>> {
+        let b = std::fs::read(self.store_root.join("blobs/sha256").join(d.hex())).ok()?;
+        (&Digest::of(&b) == d).then_some(b)
+    }
+
+    /// What the tag points to now, as the mirrors (first) or the registry say it, if they
+    /// say it; errors are the registry's own (a mirror that fails is passed over).
+    fn tag_digest(&self) -> Result<Option<(Digest, String)>> {
+        let (reg, mirrors) = self.regs.split_last().expect("the registry itself");
+        let (repo, tag, name) = (&self.r.repository, self.r.manifest_ref(), self.name());
+        for m in mirrors {
+            if let Ok(Some(v)) = m.manifest_digest(repo, &tag, &name) {
+                return Ok(Some(v));
+            }
+        }
+        reg.manifest_digest(repo, &tag, &name)
+    }
+}
+
 impl BlobSource for RegistrySource {
     fn name(&self) -> String {
         self.r.to_string()
@@ -100,12 +121,14 @@ impl BlobSource for RegistrySource {
         let name = self.name();
         if let Some(d) = &self.r.digest {
             // Pinned and already here: no network needed.
-            let local = self.store_root.join("blobs/sha256").join(d.hex());
-            if let Ok(b) = std::fs::read(local)
-                && &Digest::of(&b) == d
-            {
+            if let Some(b) = self.local(d) {
                 return Ok((b, String::new(), d.clone()));
             }
+        } else if let Some((d, ct)) = self.tag_digest()?
+            && let Some(b) = self.local(&d)
+        {
+            // The tag's current manifest is already here: asked for its digest only.
+            return Ok((b, ct, d));
         }
         let (bytes, ct) = self.first(|reg| {
             reg.manifest(&self.r.repository, &self.r.manifest_ref(), &name)?
@@ -119,10 +142,7 @@ impl BlobSource for RegistrySource {
     }
 
     fn manifest(&self, d: &Digest) -> Result<Vec<u8>> {
-        let local = self.store_root.join("blobs/sha256").join(d.hex());
-        if let Ok(b) = std::fs::read(local)
-            && &Digest::of(&b) == d
-        {
+        if let Some(b) = self.local(d) {
             return Ok(b);
         }
         let (b, _) = self.first(|reg| {

@@ -237,11 +237,15 @@ impl Store {
         self.lock("gc.lock", FlockArg::LockShared)
     }
 
-    /// Read-modify-write index.json under a lock.
+    /// Read-modify-write index.json under a lock; not written when `f` changed nothing.
     fn update_refs<T>(&self, f: impl FnOnce(&mut Vec<Value>) -> T) -> Result<T> {
         let _lock = self.lock("index.lock", FlockArg::LockExclusive)?;
         let mut refs = self.raw_refs()?;
+        let before = refs.clone();
         let out = f(&mut refs);
+        if refs == before {
+            return Ok(out);
+        }
         let index = json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
                            "manifests": refs});
         let tmp = self.root.join("index.json.tmp");
@@ -255,6 +259,10 @@ impl Store {
         desc["annotations"][REF_NAME] = json!(name);
         desc["annotations"][PLATFORM] = json!(platform);
         self.update_refs(|refs| {
+            // Pulled again as it was (a warm pull): nothing to record.
+            if refs.contains(&desc) {
+                return;
+            }
             refs.retain(|r| {
                 !(r["annotations"][REF_NAME] == name && r["annotations"][PLATFORM] == platform)
             });
