@@ -46,9 +46,6 @@ pub struct InitConfig<'a> {
     pub go_pending: Cell<bool>,
     /// Await `Go` before anything else (a new user namespace needs its id maps).
     pub go_first: bool,
-    /// The cgroup directories exist before the clone (cgroupfs driver): a cgroup mount
-    /// without a new cgroup namespace binds them without awaiting `Go`.
-    pub cgroup_made: bool,
     /// unshare(CLONE_NEWCGROUP) once placed in the cgroup.
     pub new_cgroupns: bool,
     pub has_mount_ns: bool,
@@ -171,13 +168,7 @@ fn prepare<'a>(cfg: &InitConfig<'a>) -> Result<finalize::Ready<'a>> {
             cwd: process.cwd(),
             // Also when the runtime itself runs in one (rootless podman's).
             userns: in_userns || crate::sys::in_user_ns(),
-            before_cgroup_mount: &|| {
-                if cfg.cgroup_made && !cfg.new_cgroupns {
-                    Ok(())
-                } else {
-                    await_go(cfg)
-                }
-            },
+            before_cgroup_mount: &|| await_go(cfg),
             before_pivot: &hooks,
             // Without a mount namespace, /dev/console is not mounted over (the host's
             // namespace would show it).

@@ -171,7 +171,6 @@ fn spawn(
         join: namespaces.join,
         go_pending: std::cell::Cell::new(true),
         go_first: user_ns,
-        cgroup_made: cg.early,
         new_cgroupns: namespaces.new_cgroupns,
         has_mount_ns: namespaces.has_mount_ns,
         idmapped: &idmapped,
@@ -313,10 +312,6 @@ struct CgroupPlan {
     /// migration, and no moment outside it. With systemd the cgroup is the unit's, which
     /// holds the init from its start.
     into: bool,
-    /// cgroupfs driver: the directories are made and limited before the clone, so the
-    /// init can mount them at once, and the move into them (on v1, the first cgroup.procs
-    /// write waits out an RCU grace period) overlaps the init's whole rootfs set-up.
-    early: bool,
 }
 
 impl CgroupPlan {
@@ -352,37 +347,32 @@ impl CgroupPlan {
             }
             undo.cgroup = Some(cgroup.clone());
         }
-        let early = cgroup.systemd.is_none();
-        let into = early && cgroup.dirs.len() == 1 && cgroup.dirs[0].hierarchy.v2;
+        let into =
+            cgroup.systemd.is_none() && cgroup.dirs.len() == 1 && cgroup.dirs[0].hierarchy.v2;
         Ok(CgroupPlan {
             cgroup,
             sd_props,
             rootless,
             resources: crate::cgroups::resources::effective(spec),
             into,
-            early,
         })
     }
 
-    /// With the cgroupfs driver, the cgroup is made and limited before the clone; the state
+    /// For CLONE_INTO_CGROUP, the cgroup is made and limited before the clone; the state
     /// (with the levels about to be made) is saved before, so `delete` can clean up after
-    /// a create killed at any point. Returns the cgroup to clone into (CLONE_INTO_CGROUP),
-    /// if the init can be born there.
+    /// a create killed at any point. Returns the cgroup to clone into, if so.
     fn make_before_clone(
         &mut self,
         dir: &ContainerDir,
         state: &mut State,
         undo: &mut Undo,
     ) -> Result<Option<std::fs::File>> {
-        if !self.early {
+        if !self.into {
             return Ok(None);
         }
         dir.save(state)?;
         make_cgroup(&mut self.cgroup, state, undo)?;
         apply_resources(&self.cgroup, &self.resources, self.rootless)?;
-        if !self.into {
-            return Ok(None);
-        }
         let path = &self.cgroup.dirs[0].path;
         Ok(Some(
             std::fs::File::open(path).context("open the container's cgroup")?,
@@ -390,8 +380,8 @@ impl CgroupPlan {
     }
 
     /// Puts the cloned init in its cgroup: with systemd, a scope made with the init in it;
-    /// otherwise (made and limited before the clone) the init is moved in unless it was
-    /// born there (`placed`).
+    /// otherwise the cgroup is made and limited unless that was done before the clone, and
+    /// the init moved in unless it was born there (`placed`).
     fn place(
         &mut self,
         dir: &ContainerDir,
@@ -411,6 +401,10 @@ impl CgroupPlan {
             state.cgroup = Some(cgroup.clone());
             r?;
             dir.save(state)?;
+            apply_resources(cgroup, &self.resources, self.rootless)?;
+        } else if !self.into {
+            // Recorded in the state by its next save; until then it lists the levels planned.
+            make_cgroup(cgroup, state, undo)?;
             apply_resources(cgroup, &self.resources, self.rootless)?;
         }
         if placed {
